@@ -1,0 +1,41 @@
+"""Engine backends, chosen by name and imported lazily.
+
+A CPU-only install imports cleanly; asking for a backend whose runtime is missing is
+one clear error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from streamseg.backends.base import Engine, TensorSpec
+from streamseg.errors import BackendError
+
+# name -> (module, class, the Python module the runtime needs)
+BACKENDS = {
+    "onnxruntime": ("streamseg.backends.onnxruntime", "OnnxRuntimeEngine", "onnxruntime"),
+}
+
+
+def resolve_backend(name: str) -> tuple[str, str]:
+    """Pick a concrete backend for `name` ("auto" included); returns (backend, why)."""
+    if name == "auto":
+        return "onnxruntime", "auto: onnxruntime (no GPU runtime in this build)"
+    if name not in BACKENDS:
+        known = ", ".join(["auto", *BACKENDS])
+        raise BackendError(f"backend {name!r} is not available in this build (available: {known})")
+    runtime = BACKENDS[name][2]
+    if importlib.util.find_spec(runtime) is None:
+        raise BackendError(f"backend {name!r} needs the Python package {runtime!r}, which is not installed")
+    return name, "asked for"
+
+
+def create_engine(name: str, model_path: str | Path, *, precision: str = "fp32", threads: int = 0) -> Engine:
+    """An unloaded engine of backend `name` (already resolved, not "auto")."""
+    module, cls, _ = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)(model_path, precision=precision, threads=threads)
+
+
+__all__ = ["BACKENDS", "Engine", "TensorSpec", "create_engine", "resolve_backend"]

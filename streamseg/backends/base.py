@@ -1,0 +1,120 @@
+"""The engine interface every backend implements.
+
+`Engine.infer()` checks the feed, handles models exported with a fixed batch of 1
+(it loops), and calls the backend's `infer_impl()`. Backends never time themselves:
+the pipeline takes the timestamps, so every backend is measured the same way.
+Engines are context managers: `__enter__` loads, `__exit__` frees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamseg.errors import BackendError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | None, ...]  # None = dynamic axis
+    dtype: np.dtype
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size baked into the model, or None when the batch axis is dynamic."""
+        return self.shape[0] if self.shape and self.shape[0] is not None else None
+
+
+class Engine:
+    """One loaded model on one runtime. Subclasses implement `load_impl`, `infer_impl`, `close_impl`."""
+
+    backend = "base"
+
+    def __init__(self, model_path: str | Path, *, precision: str = "fp32", threads: int = 0) -> None:
+        self.model_path = Path(model_path)
+        self.precision = precision
+        self.threads = threads
+        self.inputs: dict[str, TensorSpec] = {}
+        self.outputs: dict[str, TensorSpec] = {}
+        self.metadata: dict[str, str] = {}
+        self.device = "cpu"
+        self._loaded = False
+        self.calls = 0  # backend calls (a looped fixed-batch model counts each)
+        self.frames = 0
+
+    # lifecycle -----------------------------------------------------------------
+    def __enter__(self) -> Engine:
+        self.load()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def load(self) -> None:
+        if not self._loaded:
+            self.load_impl()
+            self._loaded = True
+
+    def close(self) -> None:
+        if self._loaded:
+            self.close_impl()
+            self._loaded = False
+
+    # inference -----------------------------------------------------------------
+    @property
+    def max_batch(self) -> int | None:
+        """Largest batch one backend call takes (None: any)."""
+        fixed = {s.fixed_batch for s in self.inputs.values()}
+        return fixed.pop() if len(fixed) == 1 and None not in fixed else None
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on a batch: {input name: N x ... array} -> {output name: N x ... array}."""
+        if not self._loaded:
+            raise RuntimeError("engine used before load()")
+        if set(feeds) != set(self.inputs):
+            raise BackendError(f"{self.model_path.name}: expected inputs {sorted(self.inputs)}, got {sorted(feeds)}")
+        n = None
+        for name, arr in feeds.items():
+            spec = self.inputs[name]
+            if arr.ndim != len(spec.shape) or any(
+                d is not None and d != a for d, a in zip(spec.shape[1:], arr.shape[1:], strict=True)
+            ):
+                raise BackendError(f"{self.model_path.name}: input {name!r} shape {arr.shape} does not fit {spec.shape}")
+            if n is None:
+                n = arr.shape[0]
+            elif arr.shape[0] != n:
+                raise BackendError("inputs disagree on batch size")
+        self.frames += n
+        step = self.max_batch
+        if step is None or n == step:
+            self.calls += 1
+            return self.infer_impl(feeds)
+        if n % step:
+            raise BackendError(f"{self.model_path.name}: batch {n} is not a multiple of the model's batch {step}")
+        parts = []
+        for i in range(0, n, step):
+            self.calls += 1
+            parts.append(self.infer_impl({k: v[i : i + step] for k, v in feeds.items()}))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.backend,
+            "precision": self.precision,
+            "device": self.device,
+            "model": self.model_path.name,
+            "model_batch": "dynamic" if self.max_batch is None else self.max_batch,
+        }
+
+    # to implement ------------------------------------------------------------------
+    def load_impl(self) -> None:
+        raise NotImplementedError
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def close_impl(self) -> None:
+        pass

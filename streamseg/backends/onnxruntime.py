@@ -1,0 +1,70 @@
+"""ONNX Runtime backend: the default, runs anywhere on the CPU."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from streamseg.backends.base import Engine, TensorSpec
+from streamseg.errors import BackendError, ModelError
+
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _spec(arg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
+    return TensorSpec(arg.name, shape, np.dtype(_DTYPES.get(arg.type, np.float32)))
+
+
+class OnnxRuntimeEngine(Engine):
+    backend = "onnxruntime"
+
+    def load_impl(self) -> None:
+        import onnxruntime as ort
+
+        if self.precision != "fp32":
+            raise BackendError(
+                f"the onnxruntime backend runs models as exported (fp32 compute); precision {self.precision} "
+                "is not available on it"
+            )
+        threads = self.threads or os.cpu_count() or 1
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning workers hold both cores between calls; with two sessions and the
+        # pipeline's own threads on a small CPU they only steal from each other.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types for bad files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{self.model_path.name}: onnxruntime cannot load it: {first}") from None
+        self.threads = threads
+        self.inputs = {a.name: _spec(a) for a in self._session.get_inputs()}
+        self.outputs = {a.name: _spec(a) for a in self._session.get_outputs()}
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._output_names = list(self.outputs)
+        self.version = ort.__version__
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self._session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, results, strict=True))
+
+    def close_impl(self) -> None:
+        self._session = None
+
+    def describe(self) -> dict:
+        return {**super().describe(), "threads": self.threads, "version": self.version}

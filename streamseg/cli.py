@@ -1,0 +1,191 @@
+"""Command line: `streamseg run|models ...` (also `python -m streamseg`).
+
+User mistakes end with one line on stderr and exit code 2; nothing else prints a
+traceback unless it is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from streamseg import __version__
+from streamseg.errors import UserError
+
+log = logging.getLogger("streamseg")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
+        raise UserError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="streamseg", description="Real-time road/car/person segmentation of driving video.")
+    p.add_argument("--version", action="version", version=f"streamseg {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the pipeline on sources, writing sinks and a latency report")
+    run.add_argument("-c", "--config", help="YAML config (configs/*.yaml)")
+    run.add_argument("--source", action="append", metavar="URI", help="source URI (repeatable); replaces the config's")
+    run.add_argument("--sink", action="append", metavar="URI", help="sink URI (repeatable); replaces the config's")
+    run.add_argument("--semantic", metavar="CARD", help="semantic model card")
+    run.add_argument("--instance", metavar="CARD", help="instance model card")
+    run.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"])
+    run.add_argument("--precision", choices=["fp32", "fp16", "int8"])
+    run.add_argument("--mode", choices=["auto", "offline", "live", "realtime"], help="queue policy for all sources")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
+    run.add_argument("--report", metavar="PATH", help="write the latency report JSON here")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    models = sub.add_parser("models", help="list model cards or check one against its ONNX file")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
+    ml = msub.add_parser("list", help="list the model cards in folders")
+    ml.add_argument("dirs", nargs="*", default=["engines"], help="folders holding cards (default: engines)")
+    mc = msub.add_parser("check", help="load a card's model and check its inputs and outputs against the card")
+    mc.add_argument("cards", nargs="+")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="streamseg: %(message)s", level=logging.INFO, stream=sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.quiet:
+            logging.getLogger().setLevel(logging.WARNING)
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "models":
+            return cmd_models(args)
+        build_parser().print_help()
+        return 2
+    except UserError as e:
+        print(f"streamseg: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("streamseg: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args) -> int:
+    from streamseg.config import apply_overrides, load_config
+
+    cfg = load_config(args.config)
+    cfg = apply_overrides(
+        cfg,
+        sources=args.source,
+        sinks=args.sink,
+        semantic=args.semantic,
+        instance=args.instance,
+        backend=args.backend,
+        precision=args.precision,
+        max_frames=args.max_frames,
+        report=args.report,
+        mode=args.mode,
+    )
+    if args.no_progress:
+        cfg.metrics.progress = False
+    return run_config(cfg)
+
+
+def run_config(cfg) -> int:
+    """Run a validated config: progress bar, signals, report file, summary."""
+    from streamseg.latency import format_summary
+    from streamseg.pipeline import Pipeline
+
+    report_path = Path(cfg.metrics.report) if cfg.metrics.report else None
+    if report_path is not None:
+        from streamseg.sinks.base import check_writable
+
+        check_writable(report_path)
+    pipe = Pipeline(cfg)
+    bar = _ProgressBar(pipe) if cfg.metrics.progress and sys.stderr.isatty() else None
+    if bar is not None:
+        pipe.on_progress = bar.update
+
+    def on_signal(signum, _frame):
+        if pipe.interrupted:
+            raise KeyboardInterrupt  # a second signal: stop waiting for the drain
+        log.warning("%s: stopping, finishing frames in flight", signal.Signals(signum).name)
+        pipe.stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        pipe.run()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if bar is not None:
+            bar.close()
+        # written even when the run failed: what was measured is kept
+        if report_path is not None and pipe.last_report is not None:
+            tmp = report_path.with_name(report_path.name + ".tmp")
+            tmp.write_text(json.dumps(pipe.last_report, indent=2) + "\n")
+            tmp.replace(report_path)
+    report = pipe.last_report
+    if cfg.metrics.summary:
+        print(format_summary(report))
+        if report_path is not None:
+            print(f"report: {report_path}")
+    fr = report["frames"]
+    if fr["in"] > 0 and fr["out"] == 0:
+        print("streamseg: error: no frame came out; see the errors above", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _ProgressBar:
+    """tqdm bar over frames out, with live fps and latency in its postfix."""
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+        self.bar = None
+
+    def update(self, n: int, live: dict) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=self.pipe.total_frames, unit="frame", dynamic_ncols=True, leave=True)
+        self.bar.n = n
+        if live.get("p50") is not None:
+            self.bar.set_postfix_str(f"e2e p50 {live['p50']:.0f} ms p99 {live['p99']:.0f} ms", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_models(args) -> int:
+    from streamseg.models import load_card, open_model
+
+    if args.models_command == "list":
+        rows = []
+        for d in args.dirs:
+            folder = Path(d)
+            if not folder.is_dir():
+                raise UserError(f"no such folder: {folder}")
+            for f in sorted(folder.glob("*.yaml")):
+                try:
+                    card = load_card(f)
+                    w, h = card.input.size_wh
+                    rows.append(f"{str(f):<44} {card.task:<9} {card.format:<16} {w}x{h:<6} {', '.join(card.groups)}")
+                except UserError as e:
+                    rows.append(f"{str(f):<44} INVALID: {e}")
+        print("\n".join(rows) if rows else "no model cards found")
+        return 0
+    if args.models_command == "check":
+        for path in args.cards:
+            model = open_model(path)
+            with model:
+                eng = model.engine
+                ins = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.inputs.items())
+                outs = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.outputs.items())
+                print(f"{path}: ok ({model.card.format}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})")
+        return 0
+    raise UserError("models: say `list` or `check CARD`")

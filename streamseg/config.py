@@ -1,0 +1,203 @@
+"""Run configuration: YAML validated into typed sections, one per pipeline stage.
+
+Unknown keys and bad values are errors naming the key path (`engines.semantic.backend`).
+Paths in a config are taken relative to the current directory, like paths on the
+command line; a model card's `file` is relative to the card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from streamseg.errors import ConfigError
+
+Mode = Literal["auto", "offline", "live", "realtime"]
+BackendName = Literal["auto", "onnxruntime", "tensorrt"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(Section):
+    uri: str = Field(description="Source URI: a file path, images://dir, ...")
+    id: str | None = Field(None, description="Stream id in results and reports; default: cam0, cam1, ...")
+    mode: Mode = Field(
+        "auto",
+        description="offline: block, never drop (files); live: keep newest, drop oldest (cameras); "
+        "realtime: a file paced at its own fps, dropping like live. auto picks by source kind.",
+    )
+
+
+class BatchConfig(Section):
+    max_size: int = Field(4, ge=1, le=256, description="Most frames per engine call, across streams.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=10_000, description="Longest wait for batch-mates once a batch holds a frame."
+    )
+
+
+class PipelineConfig(Section):
+    batch: BatchConfig = BatchConfig()
+    queue_depth: int = Field(8, ge=1, le=10_000, description="Per-stream and per-sink queue length (offline).")
+    live_queue_depth: int = Field(
+        2, ge=1, le=10_000, description="Per-stream queue length for live/realtime sources: small keeps latency low."
+    )
+    cv_threads: int = Field(1, ge=0, le=256, description="OpenCV's own thread pool size (0 = OpenCV default).")
+
+
+class EngineConfig(Section):
+    card: str = Field(description="Path to the model card (engines/*.yaml).")
+    backend: BackendName = Field("auto", description="Inference runtime; auto picks the best one present.")
+    precision: Precision = Field("fp32", description="Compute precision asked of the backend.")
+    threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 = number of CPU cores.")
+    conf_threshold: float | None = Field(None, ge=0, le=1, description="Instance score threshold (card default).")
+    iou_threshold: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold (card default).")
+    max_detections: int | None = Field(None, ge=1, le=10_000, description="Instances kept per frame (card default).")
+
+
+class EnginesConfig(Section):
+    semantic: EngineConfig | None = None
+    instance: EngineConfig | None = None
+
+
+class OverlayConfig(Section):
+    enabled: bool = Field(True, description="Draw masks; off passes frames through unchanged.")
+    alpha: dict[str, float] = Field(
+        default_factory=lambda: {"road": 0.45, "lane": 0.7, "car": 0.5, "person": 0.55},
+        description="Blend weight per group (others use default_alpha).",
+    )
+    default_alpha: float = Field(0.5, ge=0, le=1)
+    colors: dict[str, tuple[int, int, int]] = Field(
+        default_factory=dict, description="RGB colour per group, overriding the built-in palette."
+    )
+    contours: bool = Field(True, description="Outline each instance.")
+    labels: bool = Field(True, description="Write class and score beside each instance.")
+    hud: bool = Field(True, description="Show fps and end-to-end latency in the corner.")
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_range(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, a in v.items():
+            if not 0 <= a <= 1:
+                raise ValueError(f"alpha for {k!r} must be within 0..1, got {a}")
+        return v
+
+
+class SinkConfig(Section):
+    uri: str = Field(description="Sink URI: out.mp4, results.jsonl, null://, ...")
+
+
+class MetricsConfig(Section):
+    report: str | None = Field(None, description="Where to write the latency report JSON.")
+    summary: bool = Field(True, description="Print a latency summary table at the end.")
+    progress: bool = Field(True, description="Show a progress bar for offline runs on a terminal.")
+
+
+class Config(Section):
+    sources: list[SourceConfig] = Field(default_factory=list)
+    pipeline: PipelineConfig = PipelineConfig()
+    engines: EnginesConfig = EnginesConfig()
+    overlay: OverlayConfig = OverlayConfig()
+    sinks: list[SinkConfig] = Field(default_factory=list)
+    metrics: MetricsConfig = MetricsConfig()
+    max_frames: int | None = Field(None, ge=1, description="Stop each source after this many frames.")
+
+    @field_validator("sources", "sinks", mode="before")
+    @classmethod
+    def _uri_shorthand(cls, v):
+        # `- video.mp4` is short for `- uri: video.mp4`
+        if isinstance(v, list):
+            return [{"uri": item} if isinstance(item, str) else item for item in v]
+        return v
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _card_shorthand(cls, v):
+        # `semantic: engines/x.yaml` is short for `semantic: {card: engines/x.yaml}`
+        if isinstance(v, dict):
+            return {k: {"card": e} if isinstance(e, str) else e for k, e in v.items()}
+        return v
+
+
+def _describe(err: ValidationError, where: str) -> str:
+    parts = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"{path}: unknown key")
+        else:
+            parts.append(f"{path}: {e['msg']}")
+    return f"{where}: " + "; ".join(parts)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a YAML config; None gives the defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}:{at} not valid YAML: {getattr(e, 'problem', e)}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+    return validate_config(data, str(p))
+
+
+def validate_config(data: dict, where: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, where)) from None
+
+
+def apply_overrides(
+    cfg: Config,
+    *,
+    sources: list[str] | None = None,
+    sinks: list[str] | None = None,
+    semantic: str | None = None,
+    instance: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    max_frames: int | None = None,
+    report: str | None = None,
+    mode: str | None = None,
+) -> Config:
+    """Command-line overrides: a repeated --source/--sink replaces the config's list."""
+    data = cfg.model_dump()
+    if sources:
+        data["sources"] = [{"uri": s} for s in sources]
+    if mode:
+        for s in data["sources"]:
+            s["mode"] = mode
+    if sinks:
+        data["sinks"] = [{"uri": s} for s in sinks]
+    for task, card in (("semantic", semantic), ("instance", instance)):
+        if card:
+            data["engines"][task] = {**(data["engines"].get(task) or {}), "card": card}
+    for task in ("semantic", "instance"):
+        eng = data["engines"].get(task)
+        if eng is not None:
+            if backend:
+                eng["backend"] = backend
+            if precision:
+                eng["precision"] = precision
+    if max_frames is not None:
+        data["max_frames"] = max_frames
+    if report:
+        data["metrics"]["report"] = report
+    return validate_config(data, "command line")

@@ -1,0 +1,177 @@
+"""The data that flows through the pipeline: frames, batches and results.
+
+Results are plain numpy arrays with their shapes checked on construction, so a
+decoder that builds a wrong one fails where the mistake is, not in a sink.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Stages in the order a frame passes them. A frame's stamp for a stage is the
+# perf_counter_ns() at which that stage finished with it; the stage's latency is
+# the gap to the previous stamp, so the stages tile the end-to-end latency exactly
+# (waiting in a queue counts to the stage that waited).
+STAGES = (
+    "decode",  # capture -> decoded image in hand
+    "queue",  # decoded -> taken by the batcher
+    "batch_wait",  # taken -> batch closed (waiting for batch-mates)
+    "preprocess",
+    "infer",
+    "postprocess",
+    "overlay",  # includes waiting for the overlay thread
+    "sink",  # overlay done -> written by the last sink
+)
+
+
+@dataclass(eq=False)
+class Frame:
+    """One decoded image of one stream, with its timestamps and, later, its results."""
+
+    stream_id: str
+    seq: int  # 0-based position in its stream, counting every decoded frame
+    pts: float  # presentation time in seconds from the stream's start
+    image_bgr: np.ndarray  # H x W x 3 uint8
+    capture_ns: int  # perf_counter_ns() clock: when the frame was captured (or read)
+    stamps: dict[str, int] = field(default_factory=dict)
+    semantic: SemanticResult | None = None
+    instances: Instances | None = None
+    overlay_bgr: np.ndarray | None = None
+    # pipeline bookkeeping: sinks still to handle this frame, and when one last wrote it
+    sinks_pending: int = field(default=0, repr=False)
+    written_ns: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        img = self.image_bgr
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"image_bgr must be HxWx3 uint8, got {img.dtype} {img.shape}")
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        return self.image_bgr.shape[1], self.image_bgr.shape[0]
+
+    def stamp(self, stage: str, t_ns: int | None = None) -> None:
+        """Mark the end of `stage` for this frame (now, unless `t_ns` is given)."""
+        self.stamps[stage] = time.perf_counter_ns() if t_ns is None else t_ns
+
+    def stage_ms(self) -> dict[str, float]:
+        """Latency of each stage this frame finished, in ms."""
+        out = {}
+        prev = self.capture_ns
+        for stage in STAGES:
+            t = self.stamps.get(stage)
+            if t is None:
+                break
+            out[stage] = (t - prev) / 1e6
+            prev = t
+        return out
+
+    def end_to_end_ms(self) -> float:
+        return (self.stamps["sink"] - self.capture_ns) / 1e6
+
+
+@dataclass
+class SemanticResult:
+    """Per-pixel classes of one frame, at the frame's resolution.
+
+    `label_map` holds indices into `labels`; `group_map` holds 1-based indices into
+    `group_names` (0 = no group), the classes the overlay draws (road, lane, ...).
+    """
+
+    label_map: np.ndarray  # H x W uint8
+    labels: list[str]
+    group_map: np.ndarray  # H x W uint8
+    group_names: list[str]
+
+    def __post_init__(self) -> None:
+        if self.label_map.ndim != 2 or self.label_map.dtype != np.uint8:
+            raise ValueError(f"label_map must be HxW uint8, got {self.label_map.dtype} {self.label_map.shape}")
+        if self.group_map.shape != self.label_map.shape or self.group_map.dtype != np.uint8:
+            raise ValueError(
+                f"group_map must be uint8 of shape {self.label_map.shape}, got {self.group_map.dtype} {self.group_map.shape}"
+            )
+
+    def mask(self, group: str) -> np.ndarray:
+        """Boolean H x W mask of one group."""
+        return self.group_map == (self.group_names.index(group) + 1)
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        return {name: self.mask(name) for name in self.group_names}
+
+    def group_fractions(self) -> dict[str, float]:
+        """Share of the frame's pixels in each group."""
+        counts = np.bincount(self.group_map.ravel(), minlength=len(self.group_names) + 1)
+        total = max(self.group_map.size, 1)
+        return {name: float(counts[i + 1]) / total for i, name in enumerate(self.group_names)}
+
+
+@dataclass
+class Instances:
+    """Detected objects of one frame, in the frame's pixel coordinates.
+
+    Like supervision's Detections: parallel arrays, sliceable by index or boolean mask.
+    """
+
+    xyxy: np.ndarray  # K x 4 float32
+    masks: np.ndarray  # K x H x W bool
+    class_id: np.ndarray  # K int32, index into the model's labels
+    score: np.ndarray  # K float32
+    labels: list[str]  # K class names
+    groups: list[str | None]  # K overlay groups (car, person, ...) or None
+    track_id: np.ndarray | None = None  # K int64, filled by a tracker
+
+    def __post_init__(self) -> None:
+        k = len(self.xyxy)
+        if self.xyxy.shape != (k, 4):
+            raise ValueError(f"xyxy must be Kx4, got {self.xyxy.shape}")
+        if self.masks.ndim != 3 or self.masks.shape[0] != k or self.masks.dtype != bool:
+            raise ValueError(f"masks must be K x H x W bool with K={k}, got {self.masks.dtype} {self.masks.shape}")
+        for name, arr in (("class_id", self.class_id), ("score", self.score)):
+            if arr.shape != (k,):
+                raise ValueError(f"{name} must have shape ({k},), got {arr.shape}")
+        if len(self.labels) != k or len(self.groups) != k:
+            raise ValueError(f"labels and groups must have {k} entries")
+        if self.track_id is not None and self.track_id.shape != (k,):
+            raise ValueError(f"track_id must have shape ({k},), got {self.track_id.shape}")
+
+    @classmethod
+    def empty(cls, size_wh: tuple[int, int]) -> Instances:
+        w, h = size_wh
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            masks=np.zeros((0, h, w), bool),
+            class_id=np.zeros(0, np.int32),
+            score=np.zeros(0, np.float32),
+            labels=[],
+            groups=[],
+        )
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index) -> Instances:
+        idx = np.arange(len(self))[index]
+        idx = np.atleast_1d(idx)
+        return Instances(
+            xyxy=self.xyxy[idx],
+            masks=self.masks[idx],
+            class_id=self.class_id[idx],
+            score=self.score[idx],
+            labels=[self.labels[i] for i in idx],
+            groups=[self.groups[i] for i in idx],
+            track_id=None if self.track_id is None else self.track_id[idx],
+        )
+
+
+@dataclass(eq=False)
+class Batch:
+    """Frames the batcher grouped for one engine call, possibly from several streams."""
+
+    frames: list[Frame]
+
+    def __len__(self) -> int:
+        return len(self.frames)

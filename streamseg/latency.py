@@ -1,0 +1,178 @@
+"""Latency bookkeeping: per-frame stage latencies, drops, percentiles and the report.
+
+Report schema (ARCHITECTURE.md "Latency report"):
+  frames {in, out, dropped {reason: n}, decode_errors}, fps,
+  latency_ms {end_to_end {p50,p90,p99,max,mean}, stages {<stage>: {...}}},
+  streams {<id>: {frames_out, fps, end_to_end}}, engines {semantic, instance}
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+
+from streamseg.frames import STAGES, Frame
+
+PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
+
+
+def summarize(values_ms: Iterable[float]) -> dict[str, float | int | None]:
+    """p50/p90/p99/max/mean of a list of latencies in ms (None when empty)."""
+    a = np.asarray(list(values_ms) if not isinstance(values_ms, np.ndarray) else values_ms, np.float64)
+    if a.size == 0:
+        return {"p50": None, "p90": None, "p99": None, "max": None, "mean": None, "count": 0}
+    out = {k: round(float(np.percentile(a, q)), 3) for k, q in PERCENTILES}
+    out["max"] = round(float(a.max()), 3)
+    out["mean"] = round(float(a.mean()), 3)
+    out["count"] = int(a.size)
+    return out
+
+
+class _Series:
+    """A growable float64 array (cheaper than a list of floats for long runs)."""
+
+    def __init__(self) -> None:
+        self._a = np.empty(1024, np.float64)
+        self.n = 0
+
+    def append(self, v: float) -> None:
+        if self.n == len(self._a):
+            self._a = np.resize(self._a, 2 * len(self._a))
+        self._a[self.n] = v
+        self.n += 1
+
+    def values(self) -> np.ndarray:
+        return self._a[: self.n]
+
+
+class LatencyRecorder:
+    """Thread-safe collector of every finished frame's stage latencies and of every drop."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._lock = threading.Lock()
+        self.stages = {s: _Series() for s in STAGES}
+        self.e2e = _Series()
+        self.per_stream: dict[str, _Series] = {}
+        self.stream_first_ns: dict[str, int] = {}
+        self.stream_last_ns: dict[str, int] = {}
+        self.frames_in = 0
+        self.frames_in_by_stream: collections.Counter = collections.Counter()
+        self.dropped: collections.Counter = collections.Counter()
+        self.decode_errors = 0
+        self.first_capture_ns: int | None = None
+        self.last_done_ns: int | None = None
+        self._recent = collections.deque(maxlen=window)  # (done_ns, e2e_ms) for the HUD
+
+    # events ------------------------------------------------------------------------
+    def frame_in(self, frame: Frame) -> None:
+        with self._lock:
+            self.frames_in += 1
+            self.frames_in_by_stream[frame.stream_id] += 1
+            if self.first_capture_ns is None or frame.capture_ns < self.first_capture_ns:
+                self.first_capture_ns = frame.capture_ns
+            self.stream_first_ns.setdefault(frame.stream_id, frame.capture_ns)
+
+    def decode_error(self, n: int = 1) -> None:
+        with self._lock:
+            self.decode_errors += n
+
+    def drop(self, frame: Frame | None, reason: str) -> None:
+        with self._lock:
+            self.dropped[reason] += 1
+
+    def frame_out(self, frame: Frame) -> None:
+        """A frame every sink has handled: its stamps are complete."""
+        ms = frame.stage_ms()
+        done = frame.stamps["sink"]
+        e2e = (done - frame.capture_ns) / 1e6
+        with self._lock:
+            for stage, v in ms.items():
+                self.stages[stage].append(v)
+            self.e2e.append(e2e)
+            self.per_stream.setdefault(frame.stream_id, _Series()).append(e2e)
+            self.stream_last_ns[frame.stream_id] = done
+            self.last_done_ns = done if self.last_done_ns is None else max(self.last_done_ns, done)
+            self._recent.append((done, e2e))
+
+    # views -------------------------------------------------------------------------
+    @property
+    def frames_out(self) -> int:
+        return self.e2e.n
+
+    def live(self) -> dict:
+        """fps and end-to-end p50/p99 over the recent window, for the HUD and progress bar."""
+        with self._lock:
+            recent = list(self._recent)
+        if not recent:
+            return {"fps": None, "p50": None, "p99": None}
+        vals = np.fromiter((v for _, v in recent), np.float64)
+        span = (recent[-1][0] - recent[0][0]) / 1e9
+        fps = (len(recent) - 1) / span if span > 0 else None
+        return {"fps": fps, "p50": float(np.percentile(vals, 50)), "p99": float(np.percentile(vals, 99))}
+
+    def report(self, engines: dict | None = None, extra: dict | None = None) -> dict:
+        with self._lock:
+            wall = (
+                (self.last_done_ns - self.first_capture_ns) / 1e9
+                if self.last_done_ns is not None and self.first_capture_ns is not None
+                else 0.0
+            )
+            streams = {}
+            for sid in sorted(set(self.frames_in_by_stream) | set(self.per_stream)):
+                series = self.per_stream.get(sid)
+                n = series.n if series else 0
+                span = (
+                    (self.stream_last_ns[sid] - self.stream_first_ns[sid]) / 1e9 if n and sid in self.stream_first_ns else 0
+                )
+                streams[sid] = {
+                    "frames_in": self.frames_in_by_stream[sid],
+                    "frames_out": n,
+                    "fps": round(n / span, 3) if span > 0 else 0.0,
+                    "end_to_end": summarize(series.values() if series else []),
+                }
+            rep = {
+                "frames": {
+                    "in": self.frames_in,
+                    "out": self.e2e.n,
+                    "dropped": dict(sorted(self.dropped.items())),
+                    "decode_errors": self.decode_errors,
+                },
+                "fps": round(self.e2e.n / wall, 3) if wall > 0 else 0.0,
+                "wall_s": round(wall, 3),
+                "latency_ms": {
+                    "end_to_end": summarize(self.e2e.values()),
+                    "stages": {s: summarize(self.stages[s].values()) for s in STAGES},
+                },
+                "streams": streams,
+                "engines": engines or {},
+            }
+        if extra:
+            rep.update(extra)
+        return rep
+
+
+def format_summary(report: dict) -> str:
+    """A short table of the report for the terminal."""
+    fr = report["frames"]
+    dropped = sum(fr["dropped"].values())
+    lines = [
+        f"frames in {fr['in']}  out {fr['out']}  dropped {dropped}"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in fr['dropped'].items())})" if dropped else "")
+        + f"  decode errors {fr['decode_errors']}  |  {report['fps']:.2f} fps",
+        f"{'latency ms':<14}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'mean':>9}",
+    ]
+
+    def row(name: str, s: dict) -> str:
+        cells = "".join(f"{s[k]:>9.1f}" if s[k] is not None else f"{'-':>9}" for k in ("p50", "p90", "p99", "max", "mean"))
+        return f"{name:<14}{cells}"
+
+    for stage, s in report["latency_ms"]["stages"].items():
+        lines.append(row(stage, s))
+    lines.append(row("end_to_end", report["latency_ms"]["end_to_end"]))
+    for task, e in report.get("engines", {}).items():
+        lines.append(f"{task}: {e.get('card')} on {e.get('backend')} {e.get('precision')} (batch mean {e.get('batch_mean')})")
+    return "\n".join(lines)
+

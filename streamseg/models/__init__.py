@@ -1,0 +1,139 @@
+"""Models: a card, an engine and the card format's decoder, fed through one preprocessor.
+
+A new output format is a decoder module with the same shape as `semantic.py` /
+`yolo_seg.py`, registered in DECODERS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamseg.backends import Engine, create_engine, resolve_backend
+from streamseg.errors import ModelError
+from streamseg.models.card import ModelCard, load_card
+from streamseg.models.preprocess import Preprocessor, ResizeTransform
+from streamseg.models.semantic import SemanticArgmaxDecoder, SemanticLogitsDecoder
+from streamseg.models.yolo_seg import YoloSegDecoder
+
+DECODERS = {
+    "semantic-logits": SemanticLogitsDecoder,
+    "semantic-argmax": SemanticArgmaxDecoder,
+    "yolo-seg": YoloSegDecoder,
+}
+
+
+class SegModel:
+    """A loaded model: preprocess frames, run the engine, decode results. A context manager."""
+
+    def __init__(
+        self, card: ModelCard, engine: Engine, *, backend_reason: str = "", thresholds: dict | None = None
+    ) -> None:
+        self.card = card
+        self.thresholds = {k: v for k, v in (thresholds or {}).items() if v is not None}
+        self.engine = engine
+        self.backend_reason = backend_reason
+        self.decoder = None
+        spec = card.input
+        self.preprocess = Preprocessor(
+            spec.size_wh,
+            resize=spec.resize,
+            layout=spec.layout,
+            color=spec.color,
+            scale=spec.scale,
+            mean=spec.mean,
+            std=spec.std,
+            pad_value=spec.pad_value,
+        )
+        self.batches = 0
+        self.frames = 0
+
+    @property
+    def task(self) -> str:
+        return self.card.task
+
+    def __enter__(self) -> SegModel:
+        self.engine.load()
+        try:
+            self._bind()
+        except BaseException:
+            self.engine.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.engine.close()
+
+    def _bind(self) -> None:
+        """Check the card against the loaded model and build the decoder."""
+        card, eng = self.card, self.engine
+        name = card.input.name or (next(iter(eng.inputs)) if len(eng.inputs) == 1 else None)
+        if name is None:
+            raise ModelError(f"{card.name}: the model has inputs {sorted(eng.inputs)}; set input.name in the card")
+        if name not in eng.inputs:
+            raise ModelError(f"{card.name}: the model has no input {name!r} (it has {sorted(eng.inputs)})")
+        shape = eng.inputs[name].shape
+        w, h = card.input.size_wh
+        expect = (3, h, w) if card.input.layout == "NCHW" else (h, w, 3)
+        if len(shape) != 4 or any(d is not None and d != e for d, e in zip(shape[1:], expect, strict=True)):
+            raise ModelError(
+                f"{card.name}: the model's input {name!r} is {shape}, the card says "
+                f"{card.input.layout} {w}x{h} ({('N',) + expect})"
+            )
+        self.input_name = name
+        self.input_dtype = eng.inputs[name].dtype
+        self.decoder = DECODERS[card.format](card, eng.outputs, eng.metadata)
+        if self.thresholds:
+            if not hasattr(self.decoder, "set_thresholds"):
+                raise ModelError(f"{card.name}: thresholds apply to instance models only")
+            self.decoder.set_thresholds(**self.thresholds)
+
+    def run(self, images_bgr: list[np.ndarray]):
+        """Convenience: preprocess, infer and decode in one call (the pipeline times them separately)."""
+        x, transforms = self.prepare(images_bgr)
+        return self.decode(self.infer(x), transforms)
+
+    def prepare(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
+        x, transforms = self.preprocess(images_bgr)
+        if x.dtype != self.input_dtype:
+            x = x.astype(self.input_dtype)
+        return x, transforms
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self.batches += 1
+        self.frames += len(x)
+        return self.engine.infer({self.input_name: x})
+
+    def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]):
+        return self.decoder.decode(outputs, transforms)
+
+    def describe(self) -> dict:
+        return {
+            **self.engine.describe(),
+            "card": self.card.name,
+            "why": self.backend_reason,
+            "batch_mean": round(self.frames / self.batches, 3) if self.batches else 0.0,
+        }
+
+
+def open_model(
+    card_path: str,
+    *,
+    backend: str = "auto",
+    precision: str = "fp32",
+    threads: int = 0,
+    task: str | None = None,
+    conf_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    max_detections: int | None = None,
+) -> SegModel:
+    """Load a card and make its (unloaded) model; enter it to load the engine."""
+    card = load_card(card_path)
+    if task is not None and card.task != task:
+        raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
+    name, why = resolve_backend(backend)
+    engine = create_engine(name, card.model_path, precision=precision, threads=threads)
+    thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
+    return SegModel(card, engine, backend_reason=why, thresholds=thresholds)
+
+
+__all__ = ["DECODERS", "ModelCard", "SegModel", "load_card", "open_model"]

@@ -1,0 +1,117 @@
+"""Model cards: how to feed a model and how to read its outputs (engines/*.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from streamseg.errors import ModelError
+
+Format = Literal["semantic-logits", "semantic-argmax", "yolo-seg"]
+TASK_OF_FORMAT = {"semantic-logits": "semantic", "semantic-argmax": "semantic", "yolo-seg": "instance"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputSpec(_Strict):
+    name: str | None = Field(None, description="Input tensor name; default: the model's only input.")
+    size_wh: tuple[int, int] = Field(description="Model input width and height in pixels.")
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    color: Literal["rgb", "bgr"] = "rgb"
+    scale: float = Field(1 / 255, description="Pixel values 0..255 are multiplied by this ...")
+    mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="... then this is subtracted ...")
+    std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="... and the result divided by this.")
+    resize: Literal["stretch", "letterbox"] = "stretch"
+    pad_value: int = Field(114, ge=0, le=255, description="Letterbox padding grey level.")
+
+
+class Head(_Strict):
+    output: str = Field(description="Output tensor name (N x C x H x W scores).")
+    labels: list[str | None] = Field(description="Label per channel; null = this head says nothing there.")
+
+
+class Thresholds(_Strict):
+    conf: float = Field(0.25, ge=0, le=1, description="Minimum class score.")
+    iou: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold (class-aware).")
+    mask: float = Field(0.5, gt=0, lt=1, description="Mask probability threshold.")
+    max_detections: int = Field(100, ge=1)
+
+
+class YoloOutputs(_Strict):
+    detections: str | None = Field(None, description="[B, 4+nc+nm, N] tensor; default: the rank-3 output.")
+    protos: str | None = Field(None, description="[B, nm, h, w] tensor; default: the rank-4 output.")
+
+
+class ModelCard(_Strict):
+    name: str
+    file: Path = Field(description="ONNX file, relative to the card.")
+    task: Literal["semantic", "instance"]
+    format: Format
+    description: str = ""
+    input: InputSpec
+    labels: list[str] | Literal["from_model"] | None = Field(
+        None, description="Class names by index; from_model reads the ONNX metadata `names`."
+    )
+    heads: list[Head] | None = Field(None, description="semantic-logits: one entry per output head.")
+    output: str | None = Field(None, description="semantic-argmax: the class-id output (default: the only one).")
+    outputs: YoloOutputs = YoloOutputs()
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="Overlay group -> labels drawn as it (road, lane, car, person, ...)."
+    )
+    keep_ungrouped: bool = Field(False, description="yolo-seg: keep instances whose class is in no group.")
+    thresholds: Thresholds = Thresholds()
+    training: dict | None = Field(None, description="How the model was made and what it measured (free form).")
+
+    _path: Path | None = PrivateAttr(None)  # where the card was read from (set by load_card)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if TASK_OF_FORMAT[self.format] != self.task:
+            raise ValueError(f"format {self.format} is for task {TASK_OF_FORMAT[self.format]}, not {self.task}")
+        if self.format == "semantic-logits" and not self.heads:
+            raise ValueError("semantic-logits needs `heads` (output name and channel labels)")
+        if self.format in ("semantic-argmax", "yolo-seg") and self.labels is None:
+            raise ValueError(f"{self.format} needs `labels`")
+        return self
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def model_path(self) -> Path:
+        base = self._path.parent if self._path else Path.cwd()
+        return (base / self.file).resolve()
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.groups)
+
+
+def load_card(path: str | Path) -> ModelCard:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"model card not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"{p}: cannot read model card: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{p}: a model card is a mapping of keys")
+    try:
+        card = ModelCard.model_validate(data)
+    except ValidationError as e:
+        parts = []
+        for err in e.errors():
+            where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+            parts.append(f"{where}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}")
+        raise ModelError(f"{p}: " + "; ".join(parts)) from None
+    card._path = p.resolve()
+    if not card.model_path.is_file():
+        raise ModelError(f"{p}: model file not found: {card.model_path}")
+    return card

@@ -1,0 +1,199 @@
+"""Decoder for YOLOv8/YOLO11 segmentation exports (`yolo-seg`).
+
+Outputs: detections [B, 4 + nc + nm, N] (cx, cy, w, h in input pixels, nc class
+scores already through a sigmoid, nm mask coefficients) and prototypes
+[B, nm, h, w]. We pick each anchor's best class, threshold, run class-aware NMS,
+then build each mask as sigmoid(coefficients @ prototypes), sampled straight into
+the instance's box at frame resolution: one affine warp per instance maps frame
+pixels to prototype cells, which crops to the box and undoes the letterbox at once.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import cv2
+import numpy as np
+
+from streamseg.backends.base import TensorSpec
+from streamseg.errors import ModelError
+from streamseg.frames import Instances
+from streamseg.models.card import ModelCard
+from streamseg.models.preprocess import ResizeTransform
+
+
+def box_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box against K xyxy boxes."""
+    ix0 = np.maximum(box[0], boxes[:, 0])
+    iy0 = np.maximum(box[1], boxes[:, 1])
+    ix1 = np.minimum(box[2], boxes[:, 2])
+    iy1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def nms_xyxy(
+    xyxy: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    class_id: np.ndarray | None = None,
+    max_detections: int | None = None,
+) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best score first.
+
+    With `class_id`, boxes of different classes never suppress each other (they are
+    shifted apart by class, as torchvision's batched_nms does).
+    """
+    if len(xyxy) == 0:
+        return np.zeros(0, np.int64)
+    boxes = xyxy.astype(np.float64)
+    if class_id is not None:
+        offset = (boxes.max() - min(boxes.min(), 0) + 1) * class_id.astype(np.float64)
+        boxes = boxes + offset[:, None]
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        if max_detections is not None and len(keep) >= max_detections:
+            break
+        rest = order[1:]
+        order = rest[box_iou_one_to_many(boxes[i], boxes[rest]) <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+def labels_from_metadata(metadata: dict[str, str]) -> list[str] | None:
+    """Class names from an Ultralytics export's `names` metadata ("{0: 'person', ...}")."""
+    raw = metadata.get("names")
+    if not raw:
+        return None
+    try:
+        names = ast.literal_eval(raw)  # a literal dict; never eval
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
+        return [str(names[i]) for i in range(len(names))] if set(names) == set(range(len(names))) else None
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    return None
+
+
+class YoloSegDecoder:
+    def __init__(self, card: ModelCard, outputs: dict[str, TensorSpec], metadata: dict[str, str]) -> None:
+        self.card = card
+        if card.labels == "from_model":
+            labels = labels_from_metadata(metadata)
+            if labels is None:
+                raise ModelError(f"{card.name}: labels: from_model, but the ONNX file has no readable `names` metadata")
+        else:
+            labels = list(card.labels)
+        self.labels = labels
+        self.det_name = card.outputs.detections or self._by_rank(outputs, 3)
+        self.proto_name = card.outputs.protos or self._by_rank(outputs, 4)
+        for name in (self.det_name, self.proto_name):
+            if name not in outputs:
+                raise ModelError(f"{card.name}: the model has no output {name!r} (it has {sorted(outputs)})")
+        det, proto = outputs[self.det_name].shape, outputs[self.proto_name].shape
+        if len(det) != 3 or len(proto) != 4:
+            raise ModelError(
+                f"{card.name}: yolo-seg needs detections [B, 4+nc+nm, N] and prototypes [B, nm, h, w]; "
+                f"the model gives {self.det_name} {det} and {self.proto_name} {proto}"
+            )
+        nm = proto[1]
+        if det[1] is not None and nm is not None and det[1] != 4 + len(labels) + nm:
+            raise ModelError(
+                f"{card.name}: output {self.det_name!r} has {det[1]} rows, but 4 box values + {len(labels)} labels "
+                f"+ {nm} mask coefficients make {4 + len(labels) + nm}"
+            )
+        self.nc = len(labels)
+        self.output_names = [self.det_name, self.proto_name]
+        self.group_of_class: list[str | None] = [None] * self.nc
+        for group, members in card.groups.items():
+            for label in members:
+                if label not in labels:
+                    raise ModelError(f"{card.name}: group {group!r} names label {label!r}, which the model does not have")
+                self.group_of_class[labels.index(label)] = group
+        keep = [g is not None or card.keep_ungrouped for g in self.group_of_class]
+        self.keep_class = np.array(keep, bool)
+        th = card.thresholds
+        self.conf, self.iou, self.max_det = th.conf, th.iou, th.max_detections
+        self.mask_logit = float(np.log(th.mask / (1 - th.mask)))
+        self.input_wh = card.input.size_wh
+
+    def set_thresholds(self, conf: float | None = None, iou: float | None = None, max_det: int | None = None) -> None:
+        if conf is not None:
+            self.conf = conf
+        if iou is not None:
+            self.iou = iou
+        if max_det is not None:
+            self.max_det = max_det
+
+    def _by_rank(self, outputs: dict[str, TensorSpec], rank: int) -> str:
+        names = [n for n, s in outputs.items() if len(s.shape) == rank]
+        if len(names) != 1:
+            raise ModelError(
+                f"{self.card.name}: cannot tell which output is which from {{{', '.join(f'{n}: {s.shape}' for n, s in outputs.items())}}}; "
+                "set outputs.detections and outputs.protos in the card"
+            )
+        return names[0]
+
+    def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]) -> list[Instances]:
+        det, protos = outputs[self.det_name], outputs[self.proto_name]
+        return [self._decode_one(det[i], protos[i], t) for i, t in enumerate(transforms)]
+
+    def _decode_one(self, pred: np.ndarray, protos: np.ndarray, t: ResizeTransform) -> Instances:
+        nc = self.nc
+        scores = pred[4 : 4 + nc]  # nc x N
+        cls = scores.argmax(axis=0)
+        conf = np.take_along_axis(scores, cls[None], axis=0)[0]
+        cand = np.flatnonzero((conf > self.conf) & self.keep_class[cls])
+        if cand.size == 0:
+            return Instances.empty(t.src_wh)
+        cx, cy, w, h = pred[0, cand], pred[1, cand], pred[2, cand], pred[3, cand]
+        xyxy_in = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        kept = nms_xyxy(xyxy_in, conf[cand], self.iou, cls[cand], self.max_det)
+        keep = cand[kept]
+        xyxy = t.to_src_xyxy(xyxy_in[kept])
+        coefs = pred[4 + nc :, keep].T  # K x nm
+        masks = self._masks(coefs, protos, xyxy, t)
+        class_id = cls[keep].astype(np.int32)
+        return Instances(
+            xyxy=xyxy.astype(np.float32),
+            masks=masks,
+            class_id=class_id,
+            score=conf[keep].astype(np.float32),
+            labels=[self.labels[c] for c in class_id],
+            groups=[self.group_of_class[c] for c in class_id],
+        )
+
+    def _masks(self, coefs: np.ndarray, protos: np.ndarray, xyxy: np.ndarray, t: ResizeTransform) -> np.ndarray:
+        nm, ph, pw = protos.shape
+        logits = (coefs @ protos.reshape(nm, -1)).reshape(-1, ph, pw).astype(np.float32)
+        sw, sh = t.src_wh
+        masks = np.zeros((len(coefs), sh, sw), bool)
+        # frame pixel centre (X + .5) -> input x = (X + .5) * scale + pad -> prototype cell x * pw / in_w - .5
+        kx, ky = pw / self.input_wh[0], ph / self.input_wh[1]
+        ax, ay = t.scale_x * kx, t.scale_y * ky
+        for k, (x0, y0, x1, y1) in enumerate(xyxy):
+            bx0, by0 = int(np.floor(x0)), int(np.floor(y0))
+            bx1, by1 = min(int(np.ceil(x1)), sw), min(int(np.ceil(y1)), sh)
+            if bx1 <= bx0 or by1 <= by0:
+                continue
+            m = np.array(
+                [
+                    [ax, 0, (bx0 + 0.5) * ax + t.pad_x * kx - 0.5],
+                    [0, ay, (by0 + 0.5) * ay + t.pad_y * ky - 0.5],
+                ],
+                np.float64,
+            )
+            crop = cv2.warpAffine(
+                logits[k],
+                m,
+                (bx1 - bx0, by1 - by0),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            masks[k, by0:by1, bx0:bx1] = crop > self.mask_logit
+        return masks

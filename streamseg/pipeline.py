@@ -1,0 +1,411 @@
+"""The pipeline: sources -> batcher -> inference -> overlay -> sinks, in threads.
+
+    source thread (one per stream)  --stream queue-->  inference thread
+        decode, stamp                   (block or         batcher.next_batch(): round robin,
+                                        drop oldest)      max_size / max_wait
+                                                          preprocess, engines, postprocess
+                                  --overlay queue-->  overlay thread
+                                                          draw masks + HUD
+                                  --sink queue (one per sink)-->  sink threads
+                                                          write; the last sink to finish a
+                                                          frame records its latency
+
+Every queue is bounded. In `offline` mode they block, so nothing is dropped; live
+and realtime streams drop their oldest queued frame instead, and so do all sink
+queues in a live run (and a non-lossless sink's queue always), so latency stays
+bounded and every drop is counted. Frames of one stream leave in the order they
+came: one inference thread, one overlay thread, FIFO queues.
+
+Stopping (end of sources, max_frames, stop() from a signal handler) ends the
+sources; everything already decoded drains through, and the sinks are closed, so
+files are finalized and the report is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+
+from streamseg.batching import Batcher
+from streamseg.config import Config, SourceConfig
+from streamseg.errors import UserError
+from streamseg.frames import Frame
+from streamseg.latency import LatencyRecorder
+from streamseg.models import SegModel, open_model
+from streamseg.overlay import Overlay
+from streamseg.queues import END, BoundedQueue, Cancelled
+from streamseg.sinks import Sink, StreamInfo, open_sink
+from streamseg.sources import Source, open_source
+
+log = logging.getLogger("streamseg")
+
+
+@dataclass
+class _Stream:
+    id: str
+    cfg: SourceConfig
+    source: Source
+    mode: str  # offline | live | realtime
+    queue: BoundedQueue | None = None
+    frames: int = 0
+    error: str | None = None
+
+
+@dataclass
+class _SinkSlot:
+    sink: Sink
+    queue: BoundedQueue
+    failed: str | None = None
+    dropped: int = 0
+
+
+@dataclass
+class RunResult:
+    report: dict
+    errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def resolve_mode(mode: str, source: Source) -> str:
+    if mode == "auto":
+        return "live" if source.live else "offline"
+    return mode
+
+
+class Pipeline:
+    """Build with a validated Config; `run()` blocks until done and returns the report."""
+
+    def __init__(self, cfg: Config, *, on_progress: Callable[[int, dict], None] | None = None) -> None:
+        if not cfg.sources:
+            raise UserError("no source given (use --source URI or `sources:` in the config)")
+        self.cfg = cfg
+        self.on_progress = on_progress
+        self.recorder = LatencyRecorder()
+        self._stop = threading.Event()
+        self._done_lock = threading.Lock()
+        self._errors: list[str] = []
+        self._fatal: BaseException | None = None
+        self._queues: list[BoundedQueue] = []
+        self.streams: list[_Stream] = []
+        self.models: dict[str, SegModel] = {}
+        self.slots: list[_SinkSlot] = []
+        self.interrupted = False
+        self.last_report: dict | None = None
+
+    # control -----------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop reading sources; frames already read still come out. Safe from a signal handler."""
+        self.interrupted = True
+        self._stop.set()
+
+    @property
+    def mode(self) -> str:
+        return "offline" if all(s.mode == "offline" for s in self.streams) else "live"
+
+    @property
+    def total_frames(self) -> int | None:
+        """Frames the run will take in, when known (for progress bars)."""
+        total = 0
+        for s in self.streams:
+            n = s.source.frame_count
+            if self.cfg.max_frames is not None:
+                n = self.cfg.max_frames if n is None else min(n, self.cfg.max_frames)
+            if n is None or s.mode != "offline":
+                return None
+            total += n
+        return total
+
+    # run ----------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        if cfg.pipeline.cv_threads:
+            cv2.setNumThreads(cfg.pipeline.cv_threads)
+        with contextlib.ExitStack() as stack:
+            self._open_sources(stack)
+            self._open_models(stack)
+            self._open_sinks(stack)
+            threads = self._start_threads()
+            try:
+                self._wait(threads)
+            except BaseException as e:  # KeyboardInterrupt from a second ^C: abort
+                self._fatal = self._fatal or e
+                self._cancel_all()
+                for t in threads:
+                    t.join(timeout=5)
+            # leaving the ExitStack closes sinks (finalizing files), models and sources
+        report = self.last_report = self.report()
+        if self._fatal is not None and not isinstance(self._fatal, KeyboardInterrupt):
+            raise self._fatal
+        return RunResult(report, list(self._errors), self.interrupted)
+
+    def _open_sources(self, stack: contextlib.ExitStack) -> None:
+        ids = set()
+        for i, sc in enumerate(self.cfg.sources):
+            sid = sc.id or f"cam{i}"
+            if sid in ids:
+                raise UserError(f"two sources have the stream id {sid!r}")
+            ids.add(sid)
+            src = open_source(sc.uri)
+            stack.enter_context(src)
+            self.streams.append(_Stream(sid, sc, src, resolve_mode(sc.mode, src)))
+        for s in self.streams:
+            if s.mode == "realtime" and s.source.live:
+                raise UserError(f"{s.cfg.uri}: realtime pacing is for recordings; a live source is paced by itself")
+
+    def _open_models(self, stack: contextlib.ExitStack) -> None:
+        for task in ("semantic", "instance"):
+            ec = getattr(self.cfg.engines, task)
+            if ec is None:
+                continue
+            model = open_model(
+                ec.card,
+                backend=ec.backend,
+                precision=ec.precision,
+                threads=ec.threads,
+                task=task,
+                conf_threshold=ec.conf_threshold,
+                iou_threshold=ec.iou_threshold,
+                max_detections=ec.max_detections,
+            )
+            stack.enter_context(model)
+            self.models[task] = model
+            d = model.describe()
+            log.info("%s engine: %s on %s %s (%s)", task, d["card"], d["backend"], d["precision"], d["why"])
+
+    def _open_sinks(self, stack: contextlib.ExitStack) -> None:
+        infos = {s.id: StreamInfo(s.id, s.source.fps, s.source.size_wh) for s in self.streams}
+        uris = [s.uri for s in self.cfg.sinks] or ["null://"]
+        depth = self.cfg.pipeline.queue_depth
+        for uri in uris:
+            sink = open_sink(uri)
+            stack.enter_context(sink)
+            sink.open(infos)
+            policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
+            slot = _SinkSlot(sink, None)  # type: ignore[arg-type]
+            slot.queue = BoundedQueue(
+                depth, policy, name=f"sink:{uri}", on_drop=lambda f, s=slot: self._sink_dropped(s, f)
+            )
+            self.slots.append(slot)
+            self._queues.append(slot.queue)
+
+    # threads --------------------------------------------------------------------------
+    def _start_threads(self) -> list[threading.Thread]:
+        pc = self.cfg.pipeline
+        cond = threading.Condition(threading.RLock())
+        for s in self.streams:
+            if s.mode == "offline":
+                s.queue = BoundedQueue(pc.queue_depth, "block", name=f"stream:{s.id}", cond=cond)
+            else:
+                s.queue = BoundedQueue(
+                    pc.live_queue_depth,
+                    "drop_oldest",
+                    name=f"stream:{s.id}",
+                    cond=cond,
+                    on_drop=lambda f: self.recorder.drop(f, "queue_full"),
+                )
+            self._queues.append(s.queue)
+        self.batcher = Batcher({s.id: s.queue for s in self.streams}, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)
+        self.overlay_queue = BoundedQueue(max(2, pc.batch.max_size * 2), "block", name="overlay")
+        self._queues.append(self.overlay_queue)
+        self.overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
+
+        threads = [threading.Thread(target=self._guard(self._source_loop, s), name=f"source-{s.id}") for s in self.streams]
+        threads.append(threading.Thread(target=self._guard(self._inference_loop), name="inference"))
+        threads.append(threading.Thread(target=self._guard(self._overlay_loop), name="overlay"))
+        threads += [threading.Thread(target=self._guard(self._sink_loop, slot), name=f"sink-{i}") for i, slot in enumerate(self.slots)]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        return threads
+
+    def _guard(self, fn, *args):
+        """Run a stage; an unexpected exception aborts the whole pipeline instead of hanging it."""
+
+        def run():
+            try:
+                fn(*args)
+            except Cancelled:
+                pass
+            except BaseException as e:
+                if self._fatal is None:
+                    self._fatal = e
+                self._cancel_all()
+
+        return run
+
+    def _cancel_all(self) -> None:
+        self._stop.set()
+        for q in self._queues:
+            q.cancel()
+
+    def _wait(self, threads: list[threading.Thread]) -> None:
+        last = -1
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.1)
+                if t.is_alive():
+                    break
+            if self.on_progress is not None:
+                n = self.recorder.frames_out
+                if n != last:
+                    self.on_progress(n, self.recorder.live())
+                    last = n
+        if self.on_progress is not None:
+            self.on_progress(self.recorder.frames_out, self.recorder.live())
+
+    # stages ------------------------------------------------------------------------------
+    def _source_loop(self, s: _Stream) -> None:
+        src, q = s.source, s.queue
+        limit = self.cfg.max_frames
+        pace = s.mode == "realtime"
+        t0 = None
+        errors_seen = 0
+        try:
+            while not self._stop.is_set() and (limit is None or s.frames < limit):
+                t_cap = time.perf_counter_ns()
+                try:
+                    sf = src.read()
+                except UserError as e:
+                    s.error = str(e)
+                    self._errors.append(f"source {s.id}: {e}")
+                    break
+                if sf is None:
+                    break
+                if pace:
+                    # a recording played at its own rate: the frame is "captured" at its due time
+                    if t0 is None:
+                        t0 = t_cap - int(sf.pts * 1e9)
+                    due = t0 + int(sf.pts * 1e9)
+                    wait = (due - time.perf_counter_ns()) / 1e9
+                    if wait > 0 and self._stop.wait(wait):
+                        break
+                    t_cap = due
+                elif sf.capture_ns is not None:
+                    t_cap = sf.capture_ns
+                frame = Frame(s.id, s.frames, sf.pts, sf.image_bgr, t_cap)
+                frame.stamp("decode")
+                if src.decode_errors != errors_seen:
+                    self.recorder.decode_error(src.decode_errors - errors_seen)
+                    errors_seen = src.decode_errors
+                self.recorder.frame_in(frame)
+                s.frames += 1
+                q.put(frame)
+        finally:
+            if src.decode_errors != errors_seen:
+                self.recorder.decode_error(src.decode_errors - errors_seen)
+            with contextlib.suppress(Cancelled):
+                q.put(END)
+
+    def _inference_loop(self) -> None:
+        models = list(self.models.items())
+        reported = set()
+        try:
+            while (batch := self.batcher.next_batch()) is not None:
+                images = [f.image_bgr for f in batch]
+                try:
+                    prepared = [m.prepare(images) for _, m in models]
+                    t = time.perf_counter_ns()
+                    for f in batch:
+                        f.stamp("preprocess", t)
+                    outputs = [m.infer(x) for (_, m), (x, _) in zip(models, prepared, strict=True)]
+                    t = time.perf_counter_ns()
+                    for f in batch:
+                        f.stamp("infer", t)
+                    results = [m.decode(o, tr) for (_, m), o, (_, tr) in zip(models, outputs, prepared, strict=True)]
+                except Exception as e:  # one bad batch must not end the run
+                    msg = f"{type(e).__name__}: {e}"
+                    if msg not in reported:
+                        reported.add(msg)
+                        self._errors.append(f"engine error (frames dropped): {msg}")
+                        log.error("engine error, dropping %d frame(s): %s", len(batch), msg)
+                    for f in batch:
+                        self.recorder.drop(f, "engine_error")
+                    continue
+                for (task, _), res in zip(models, results, strict=True):
+                    for f, r in zip(batch, res, strict=True):
+                        setattr(f, "semantic" if task == "semantic" else "instances", r)
+                t = time.perf_counter_ns()
+                for f in batch:
+                    f.stamp("postprocess", t)
+                    self.overlay_queue.put(f)
+        finally:
+            with contextlib.suppress(Cancelled):
+                self.overlay_queue.put(END)
+
+    def _overlay_loop(self) -> None:
+        try:
+            while (f := self.overlay_queue.get()) is not END:
+                f.overlay_bgr = self.overlay.draw(f)
+                f.stamp("overlay")
+                f.sinks_pending = len(self.slots)
+                f.written_ns = None
+                for slot in self.slots:
+                    slot.queue.put(f)
+        finally:
+            for slot in self.slots:
+                with contextlib.suppress(Cancelled):
+                    slot.queue.put(END)
+
+    def _sink_loop(self, slot: _SinkSlot) -> None:
+        while (f := slot.queue.get()) is not END:
+            if slot.failed is None:
+                try:
+                    slot.sink.write(f)
+                    self._sink_done(f, written=True)
+                    continue
+                except Exception as e:
+                    slot.failed = f"{type(e).__name__}: {e}"
+                    self._errors.append(f"sink {slot.sink.uri} failed: {slot.failed}")
+                    log.error("sink %s failed, it gets no more frames: %s", slot.sink.uri, slot.failed)
+            self._sink_done(f, written=False, reason="sink_failed")
+
+    def _sink_dropped(self, slot: _SinkSlot, f: Frame) -> None:
+        slot.dropped += 1
+        self._sink_done(f, written=False, reason="sink_queue")
+
+    def _sink_done(self, f: Frame, *, written: bool, reason: str = "") -> None:
+        """One sink is through with `f`; the last one records the frame (or its drop)."""
+        now = time.perf_counter_ns()
+        with self._done_lock:
+            if written:
+                f.written_ns = now
+            f.sinks_pending -= 1
+            last = f.sinks_pending == 0
+        if not last:
+            return
+        if f.written_ns is not None:
+            f.stamp("sink", f.written_ns)
+            self.recorder.frame_out(f)
+        else:
+            self.recorder.drop(f, reason)
+        f.image_bgr = f.overlay_bgr = None  # free the pixels early; results stay
+
+    # report -------------------------------------------------------------------------------
+    def report(self) -> dict:
+        engines = {task: m.describe() for task, m in self.models.items()}
+        extra = {
+            "mode": self.mode if self.streams else None,
+            "interrupted": self.interrupted,
+            "sources": {
+                s.id: {**s.source.describe(), "mode": s.mode, "frames": s.frames, "decode_errors": s.source.decode_errors, "error": s.error}
+                for s in self.streams
+            },
+            "sinks": {
+                slot.sink.uri: {**slot.sink.describe(), "dropped": slot.dropped, "error": slot.failed} for slot in self.slots
+            },
+            "config": {
+                "batch": self.cfg.pipeline.batch.model_dump(),
+                "queue_depth": self.cfg.pipeline.queue_depth,
+                "live_queue_depth": self.cfg.pipeline.live_queue_depth,
+                "max_frames": self.cfg.max_frames,
+            },
+            "errors": list(self._errors),
+        }
+        return self.recorder.report(engines, extra)
+

@@ -1,0 +1,116 @@
+"""Bounded queues with an explicit end marker and a drop policy.
+
+`block` (offline): a full queue makes the producer wait; nothing is lost.
+`drop_oldest` (live): a full queue discards its oldest item, reports it through
+`on_drop` and takes the new one, so a slow consumer sees fresh data and latency
+stays bounded.
+
+Several queues may share one Condition, so a consumer (the batcher) can wait for
+"any of these queues has something" without polling.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
+
+Policy = Literal["block", "drop_oldest"]
+
+
+class _End:
+    def __repr__(self) -> str:
+        return "END"
+
+
+END: Any = _End()  # the last item a queue carries
+
+
+class Cancelled(Exception):
+    """The pipeline is aborting: queue operations stop waiting."""
+
+
+class BoundedQueue:
+    def __init__(
+        self,
+        maxsize: int,
+        policy: Policy = "block",
+        *,
+        name: str = "",
+        cond: threading.Condition | None = None,
+        on_drop: Callable[[Any], None] | None = None,
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.maxsize = maxsize
+        self.policy = policy
+        self.name = name
+        self.cond = cond or threading.Condition(threading.RLock())
+        self._items: collections.deque = collections.deque()
+        self._on_drop = on_drop
+        self._cancelled = False
+        self.dropped = 0
+        self.ended = False  # END was put
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Any) -> None:
+        """Add an item; block or drop the oldest when full, per the policy. END is never dropped."""
+        dropped = None
+        with self.cond:
+            if self.ended:
+                raise RuntimeError(f"queue {self.name!r}: put after END")
+            if self.policy == "block" or item is END:
+                while len(self._items) >= self.maxsize and not self._cancelled and not (
+                    item is END and self.policy == "drop_oldest"
+                ):
+                    self.cond.wait()
+            self._check_cancelled()
+            if len(self._items) >= self.maxsize:
+                dropped = self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            if item is END:
+                self.ended = True
+            self.cond.notify_all()
+        if dropped is not None and self._on_drop is not None:
+            self._on_drop(dropped)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Take the oldest item, waiting up to `timeout` seconds (None: forever). Raises TimeoutError."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: self._items or self._cancelled, timeout):
+                raise TimeoutError
+            self._check_cancelled()
+            return self._pop()
+
+    def get_nowait(self) -> Any:
+        """Take the oldest item, or return None when empty."""
+        with self.cond:
+            self._check_cancelled()
+            return self._pop() if self._items else None
+
+    def _pop(self) -> Any:
+        item = self._items.popleft()
+        self.cond.notify_all()  # wake producers waiting for room
+        return item
+
+    def drain(self) -> list[Any]:
+        """Remove and return everything queued (END included, if it is there)."""
+        with self.cond:
+            items = list(self._items)
+            self._items.clear()
+            self.cond.notify_all()
+            return items
+
+    def cancel(self) -> None:
+        """Make every current and future wait on this queue raise Cancelled."""
+        with self.cond:
+            self._cancelled = True
+            self.cond.notify_all()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled:
+            raise Cancelled(self.name)

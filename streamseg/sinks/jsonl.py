@@ -1,0 +1,65 @@
+"""`results.jsonl`: one JSON line per frame with its instances, group areas and timestamps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from streamseg.errors import SinkError
+from streamseg.frames import Frame
+from streamseg.sinks.base import Sink, StreamInfo, check_writable
+
+
+def frame_record(frame: Frame) -> dict:
+    rec = {
+        "stream": frame.stream_id,
+        "seq": frame.seq,
+        "pts": round(frame.pts, 6),
+        "size_wh": list(frame.size_wh),
+        "capture_ns": frame.capture_ns,
+        "latency_ms": {k: round(v, 3) for k, v in frame.stage_ms().items()},
+    }
+    if frame.semantic is not None:
+        rec["groups"] = {k: round(v, 5) for k, v in frame.semantic.group_fractions().items()}
+    if frame.instances is not None:
+        inst = frame.instances
+        areas = inst.masks.reshape(len(inst), -1).sum(axis=1) if len(inst) else np.zeros(0)
+        rec["instances"] = [
+            {
+                "label": inst.labels[k],
+                "group": inst.groups[k],
+                "class_id": int(inst.class_id[k]),
+                "score": round(float(inst.score[k]), 4),
+                "xyxy": [round(float(v), 1) for v in inst.xyxy[k]],
+                "mask_area": int(areas[k]),
+                **({"track_id": int(inst.track_id[k])} if inst.track_id is not None else {}),
+            }
+            for k in range(len(inst))
+        ]
+    return rec
+
+
+class JsonlSink(Sink):
+    name = "jsonl"
+
+    def __init__(self, uri: str, path: str) -> None:
+        super().__init__(uri)
+        self.path = Path(path)
+        self._fh = None
+
+    def open(self, streams: dict[str, StreamInfo]) -> None:
+        check_writable(self.path)
+        try:
+            self._fh = self.path.open("w", buffering=1 << 16)
+        except OSError as e:
+            raise SinkError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def write_impl(self, frame: Frame) -> None:
+        self._fh.write(json.dumps(frame_record(frame), separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,55 @@
+"""The source interface: `read()` the next decoded frame, as a context manager."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SourceFrame:
+    image_bgr: np.ndarray  # H x W x 3 uint8
+    pts: float  # seconds from the stream's start
+    capture_ns: int | None = None  # perf_counter_ns() clock, when the source knows the capture time
+
+
+class Source:
+    """A stream of frames. `open()` fails with a SourceError naming the problem; `read()` returns
+    None at the end of the stream; decode failures the source skipped are counted in `decode_errors`."""
+
+    live = False  # a camera or network stream (drop old frames) rather than a recording
+    scheme = ""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.fps: float | None = None
+        self.size_wh: tuple[int, int] | None = None
+        self.frame_count: int | None = None  # when known in advance
+        self.decode_errors = 0
+
+    def __enter__(self) -> Source:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def read(self) -> SourceFrame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {
+            "uri": self.uri,
+            "kind": self.scheme,
+            "live": self.live,
+            "fps": self.fps,
+            "size_wh": list(self.size_wh) if self.size_wh else None,
+            "frame_count": self.frame_count,
+        }
