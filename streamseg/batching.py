@@ -62,9 +62,6 @@ class Batcher:
                 item.stamp("queue")
                 batch.append(item)
                 progress = True
-            if batch:
-                # next batch starts with the stream after the one that started this one
-                self._start = (self._start + 1) % n
 
     def next_batch(self) -> list[Frame] | None:
         """The next batch, or None once every stream has ended and is empty."""
@@ -86,6 +83,8 @@ class Batcher:
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
+        # the next batch starts with the stream after the one that started this one
+        self._start = (self._start + 1) % len(self._order)
         now = time.perf_counter_ns()
         for f in batch:
             f.stamp("batch_wait", now)

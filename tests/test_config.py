@@ -1,0 +1,72 @@
+import pytest
+
+from streamseg.config import apply_overrides, load_config, validate_config
+from streamseg.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "yaml_text, error",
+    [
+        ("pipeline:\n  batch:\n    max_sise: 4\n", "pipeline.batch.max_sise: unknown key"),
+        ("pipeline:\n  batch:\n    max_size: 0\n", "pipeline.batch.max_size: Input should be greater than or equal to 1"),
+        ("pipeline:\n  queue_depth: lots\n", "pipeline.queue_depth: Input should be a valid integer"),
+        ("engines:\n  semantic:\n    card: x.yaml\n    bakend: onnxruntime\n", "engines.semantic.bakend: unknown key"),
+        ("engines:\n  instance:\n    card: x.yaml\n    backend: cuda\n", "engines.instance.backend: Input should be"),
+        ("sources:\n  - uri: a.mp4\n    mode: fast\n", "sources.0.mode: Input should be"),
+        ("overlay:\n  alpha: {road: 2}\n", "alpha for 'road' must be within 0..1"),
+        ("sinks: out.mp4\n", "sinks: Input should be a valid list"),
+        ("colour: red\n", "colour: unknown key"),
+        ("- a\n- b\n", "expected a mapping of sections"),
+        ("pipeline: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, yaml_text, error):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml_text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert error in str(e.value)
+    assert str(p) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_shorthands_and_defaults(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("sources: [a.mp4, {uri: b.mp4, id: rear, mode: realtime}]\nsinks: [out.mp4]\nengines: {semantic: s.yaml}\n")
+    cfg = load_config(p)
+    assert [s.uri for s in cfg.sources] == ["a.mp4", "b.mp4"]
+    assert cfg.sources[1].id == "rear" and cfg.sources[1].mode == "realtime"
+    assert cfg.sinks[0].uri == "out.mp4"
+    assert cfg.engines.semantic.card == "s.yaml" and cfg.engines.semantic.backend == "auto"
+    assert cfg.engines.instance is None
+    assert cfg.pipeline.batch.max_size == 4
+
+
+def test_overrides_replace_lists_and_set_engine_options():
+    cfg = validate_config({"sources": ["a.mp4"], "sinks": ["x.jsonl"], "engines": {"semantic": "s.yaml"}})
+    out = apply_overrides(
+        cfg,
+        sources=["b.mp4", "c.mp4"],
+        sinks=["null://"],
+        instance="i.yaml",
+        backend="onnxruntime",
+        max_frames=5,
+        report="r.json",
+        mode="realtime",
+    )
+    assert [s.uri for s in out.sources] == ["b.mp4", "c.mp4"]
+    assert all(s.mode == "realtime" for s in out.sources)
+    assert [s.uri for s in out.sinks] == ["null://"]
+    assert out.engines.semantic.backend == "onnxruntime" and out.engines.instance.card == "i.yaml"
+    assert out.max_frames == 5 and out.metrics.report == "r.json"
+    assert cfg.sources[0].uri == "a.mp4"  # the original is untouched
+
+
+def test_bad_override_is_a_config_error():
+    with pytest.raises(ConfigError, match="max_frames"):
+        apply_overrides(validate_config({}), max_frames=0)
