@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenCV and FFmpeg print their own warnings for files we already report on in one
+    # line (and count decode errors of); they must be quiet before cv2 is imported.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     logging.basicConfig(format="streamseg: %(message)s", level=logging.INFO, stream=sys.stderr)
     try:
         args = build_parser().parse_args(argv)
@@ -186,6 +191,8 @@ def cmd_models(args) -> int:
                 eng = model.engine
                 ins = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.inputs.items())
                 outs = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.outputs.items())
-                print(f"{path}: ok ({model.card.format}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})")
+                print(
+                    f"{path}: ok ({model.card.format}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
+                )
         return 0
     raise UserError("models: say `list` or `check CARD`")

@@ -125,7 +125,9 @@ class LatencyRecorder:
                 series = self.per_stream.get(sid)
                 n = series.n if series else 0
                 span = (
-                    (self.stream_last_ns[sid] - self.stream_first_ns[sid]) / 1e9 if n and sid in self.stream_first_ns else 0
+                    (self.stream_last_ns[sid] - self.stream_first_ns[sid]) / 1e9
+                    if n and sid in self.stream_first_ns
+                    else 0
                 )
                 streams[sid] = {
                     "frames_in": self.frames_in_by_stream[sid],
@@ -166,13 +168,16 @@ def format_summary(report: dict) -> str:
     ]
 
     def row(name: str, s: dict) -> str:
-        cells = "".join(f"{s[k]:>9.1f}" if s[k] is not None else f"{'-':>9}" for k in ("p50", "p90", "p99", "max", "mean"))
+        cells = "".join(
+            f"{s[k]:>9.1f}" if s[k] is not None else f"{'-':>9}" for k in ("p50", "p90", "p99", "max", "mean")
+        )
         return f"{name:<14}{cells}"
 
     for stage, s in report["latency_ms"]["stages"].items():
         lines.append(row(stage, s))
     lines.append(row("end_to_end", report["latency_ms"]["end_to_end"]))
     for task, e in report.get("engines", {}).items():
-        lines.append(f"{task}: {e.get('card')} on {e.get('backend')} {e.get('precision')} (batch mean {e.get('batch_mean')})")
+        lines.append(
+            f"{task}: {e.get('card')} on {e.get('backend')} {e.get('precision')} (batch mean {e.get('batch_mean')})"
+        )
     return "\n".join(lines)
-

@@ -69,7 +69,7 @@ class Overlay:
         color = np.empty_like(region)
         color[...] = self.color_bgr(group)
         blended = cv2.addWeighted(region, 1 - a, color, a, 0)
-        cv2.copyTo(blended, mask.view(np.uint8), region)
+        np.copyto(region, blended, where=mask[..., None])  # in place, also on a sub-view
 
     def _draw_semantic(self, out: np.ndarray, group_map: np.ndarray, names: list[str]) -> None:
         present = np.flatnonzero(np.bincount(group_map.ravel(), minlength=len(names) + 1)[1:]) + 1

@@ -210,15 +210,22 @@ class Pipeline:
                     on_drop=lambda f: self.recorder.drop(f, "queue_full"),
                 )
             self._queues.append(s.queue)
-        self.batcher = Batcher({s.id: s.queue for s in self.streams}, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)
+        self.batcher = Batcher(
+            {s.id: s.queue for s in self.streams}, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000
+        )
         self.overlay_queue = BoundedQueue(max(2, pc.batch.max_size * 2), "block", name="overlay")
         self._queues.append(self.overlay_queue)
         self.overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
 
-        threads = [threading.Thread(target=self._guard(self._source_loop, s), name=f"source-{s.id}") for s in self.streams]
+        threads = [
+            threading.Thread(target=self._guard(self._source_loop, s), name=f"source-{s.id}") for s in self.streams
+        ]
         threads.append(threading.Thread(target=self._guard(self._inference_loop), name="inference"))
         threads.append(threading.Thread(target=self._guard(self._overlay_loop), name="overlay"))
-        threads += [threading.Thread(target=self._guard(self._sink_loop, slot), name=f"sink-{i}") for i, slot in enumerate(self.slots)]
+        threads += [
+            threading.Thread(target=self._guard(self._sink_loop, slot), name=f"sink-{i}")
+            for i, slot in enumerate(self.slots)
+        ]
         for t in threads:
             t.daemon = True
             t.start()
@@ -393,11 +400,18 @@ class Pipeline:
             "mode": self.mode if self.streams else None,
             "interrupted": self.interrupted,
             "sources": {
-                s.id: {**s.source.describe(), "mode": s.mode, "frames": s.frames, "decode_errors": s.source.decode_errors, "error": s.error}
+                s.id: {
+                    **s.source.describe(),
+                    "mode": s.mode,
+                    "frames": s.frames,
+                    "decode_errors": s.source.decode_errors,
+                    "error": s.error,
+                }
                 for s in self.streams
             },
             "sinks": {
-                slot.sink.uri: {**slot.sink.describe(), "dropped": slot.dropped, "error": slot.failed} for slot in self.slots
+                slot.sink.uri: {**slot.sink.describe(), "dropped": slot.dropped, "error": slot.failed}
+                for slot in self.slots
             },
             "config": {
                 "batch": self.cfg.pipeline.batch.model_dump(),
@@ -408,4 +422,3 @@ class Pipeline:
             "errors": list(self._errors),
         }
         return self.recorder.report(engines, extra)
-

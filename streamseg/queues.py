@@ -63,8 +63,10 @@ class BoundedQueue:
             if self.ended:
                 raise RuntimeError(f"queue {self.name!r}: put after END")
             if self.policy == "block" or item is END:
-                while len(self._items) >= self.maxsize and not self._cancelled and not (
-                    item is END and self.policy == "drop_oldest"
+                while (
+                    len(self._items) >= self.maxsize
+                    and not self._cancelled
+                    and not (item is END and self.policy == "drop_oldest")
                 ):
                     self.cond.wait()
             self._check_cancelled()

@@ -8,7 +8,10 @@ from streamseg.errors import ConfigError
     "yaml_text, error",
     [
         ("pipeline:\n  batch:\n    max_sise: 4\n", "pipeline.batch.max_sise: unknown key"),
-        ("pipeline:\n  batch:\n    max_size: 0\n", "pipeline.batch.max_size: Input should be greater than or equal to 1"),
+        (
+            "pipeline:\n  batch:\n    max_size: 0\n",
+            "pipeline.batch.max_size: Input should be greater than or equal to 1",
+        ),
         ("pipeline:\n  queue_depth: lots\n", "pipeline.queue_depth: Input should be a valid integer"),
         ("engines:\n  semantic:\n    card: x.yaml\n    bakend: onnxruntime\n", "engines.semantic.bakend: unknown key"),
         ("engines:\n  instance:\n    card: x.yaml\n    backend: cuda\n", "engines.instance.backend: Input should be"),
@@ -37,7 +40,9 @@ def test_missing_config_file(tmp_path):
 
 def test_shorthands_and_defaults(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("sources: [a.mp4, {uri: b.mp4, id: rear, mode: realtime}]\nsinks: [out.mp4]\nengines: {semantic: s.yaml}\n")
+    p.write_text(
+        "sources: [a.mp4, {uri: b.mp4, id: rear, mode: realtime}]\nsinks: [out.mp4]\nengines: {semantic: s.yaml}\n"
+    )
     cfg = load_config(p)
     assert [s.uri for s in cfg.sources] == ["a.mp4", "b.mp4"]
     assert cfg.sources[1].id == "rear" and cfg.sources[1].mode == "realtime"

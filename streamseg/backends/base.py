@@ -82,7 +82,9 @@ class Engine:
             if arr.ndim != len(spec.shape) or any(
                 d is not None and d != a for d, a in zip(spec.shape[1:], arr.shape[1:], strict=True)
             ):
-                raise BackendError(f"{self.model_path.name}: input {name!r} shape {arr.shape} does not fit {spec.shape}")
+                raise BackendError(
+                    f"{self.model_path.name}: input {name!r} shape {arr.shape} does not fit {spec.shape}"
+                )
             if n is None:
                 n = arr.shape[0]
             elif arr.shape[0] != n:

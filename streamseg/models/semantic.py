@@ -105,7 +105,9 @@ class SemanticArgmaxDecoder(_SemanticDecoder):
             raise ModelError(f"{card.name}: the model has several outputs {sorted(outputs)}; set `output` in the card")
         spec = _require(card, outputs, name)
         if len(spec.shape) not in (3, 4) or (len(spec.shape) == 4 and spec.shape[1] not in (1, None)):
-            raise ModelError(f"{card.name}: semantic-argmax output {name!r} must be N x H x W class ids, got {spec.shape}")
+            raise ModelError(
+                f"{card.name}: semantic-argmax output {name!r} must be N x H x W class ids, got {spec.shape}"
+            )
         self.output = name
         self.output_names = [name]
         super().__init__(card)

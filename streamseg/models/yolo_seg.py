@@ -113,7 +113,9 @@ class YoloSegDecoder:
         for group, members in card.groups.items():
             for label in members:
                 if label not in labels:
-                    raise ModelError(f"{card.name}: group {group!r} names label {label!r}, which the model does not have")
+                    raise ModelError(
+                        f"{card.name}: group {group!r} names label {label!r}, which the model does not have"
+                    )
                 self.group_of_class[labels.index(label)] = group
         keep = [g is not None or card.keep_ungrouped for g in self.group_of_class]
         self.keep_class = np.array(keep, bool)

@@ -26,10 +26,10 @@ def open_sink(uri: str) -> Sink:
 
         if suffix in FOURCC:
             return VideoFileSink(uri, rest)
-        raise SinkError(
-            f"cannot tell what to write to {uri!r}: file sinks end in .jsonl or {', '.join(FOURCC)}"
-        )
-    raise SinkError(f"unknown sink scheme {scheme + '://'!r} in {uri!r} (known: null://, file paths ending in .mp4, .mkv, .avi, .mov, .jsonl)")
+        raise SinkError(f"cannot tell what to write to {uri!r}: file sinks end in .jsonl or {', '.join(FOURCC)}")
+    raise SinkError(
+        f"unknown sink scheme {scheme + '://'!r} in {uri!r} (known: null://, file paths ending in .mp4, .mkv, .avi, .mov, .jsonl)"
+    )
 
 
 __all__ = ["Sink", "StreamInfo", "open_sink"]

@@ -9,10 +9,19 @@ from tests.models_factory import red_logits_model
 @pytest.mark.parametrize(
     "text, error",
     [
-        ("name: x\nfile: m.onnx\ntask: semantic\nformat: yolo-seg\ninput: {size_wh: [8, 8]}\nlabels: [a]\n", "format yolo-seg is for task instance"),
+        (
+            "name: x\nfile: m.onnx\ntask: semantic\nformat: yolo-seg\ninput: {size_wh: [8, 8]}\nlabels: [a]\n",
+            "format yolo-seg is for task instance",
+        ),
         ("name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-logits\ninput: {size_wh: [8, 8]}\n", "needs `heads`"),
-        ("name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-logits\ninput: {size_wh: [8, 8]}\nheads: []\nshape: 1\n", "shape: unknown key"),
-        ("name: x\nfile: gone.onnx\ntask: semantic\nformat: semantic-argmax\ninput: {size_wh: [8, 8]}\nlabels: [a]\n", "model file not found"),
+        (
+            "name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-logits\ninput: {size_wh: [8, 8]}\nheads: []\nshape: 1\n",
+            "shape: unknown key",
+        ),
+        (
+            "name: x\nfile: gone.onnx\ntask: semantic\nformat: semantic-argmax\ninput: {size_wh: [8, 8]}\nlabels: [a]\n",
+            "model file not found",
+        ),
         ("just text", "a model card is a mapping"),
     ],
 )
@@ -31,7 +40,10 @@ def test_missing_card(tmp_path):
 def test_file_is_relative_to_the_card(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     red_logits_model(tmp_path / "sub" / "m.onnx")
-    p = write_card(tmp_path / "sub" / "c.yaml", "name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-logits\ninput: {size_wh: [64, 48]}\nheads: [{output: seg, labels: [null, a]}]\n")
+    write_card(
+        tmp_path / "sub" / "c.yaml",
+        "name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-logits\ninput: {size_wh: [64, 48]}\nheads: [{output: seg, labels: [null, a]}]\n",
+    )
     monkeypatch.chdir(tmp_path)
     assert load_card("sub/c.yaml").model_path == (tmp_path / "sub" / "m.onnx").resolve()
 
@@ -39,14 +51,19 @@ def test_file_is_relative_to_the_card(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "card_text, error",
     [
-        ("input: {size_wh: [32, 32]}\nheads: [{output: seg, labels: [null, a]}]", r"input 'images' is \('N', 3, 48, 64\)|input 'images' is \(None, 3, 48, 64\)"),
+        (
+            "input: {size_wh: [32, 32]}\nheads: [{output: seg, labels: [null, a]}]",
+            r"input 'images' is \('N', 3, 48, 64\)|input 'images' is \(None, 3, 48, 64\)",
+        ),
         ("input: {size_wh: [64, 48]}\nheads: [{output: logits, labels: [null, a]}]", "no output 'logits'"),
         ("input: {size_wh: [64, 48], name: image}\nheads: [{output: seg, labels: [null, a]}]", "no input 'image'"),
     ],
 )
 def test_card_checked_against_the_onnx_file(tmp_path, card_text, error):
     red_logits_model(tmp_path / "m.onnx")
-    p = write_card(tmp_path / "c.yaml", "name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-logits\n" + card_text + "\n")
+    p = write_card(
+        tmp_path / "c.yaml", "name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-logits\n" + card_text + "\n"
+    )
     with pytest.raises(ModelError, match=error):
         with open_model(str(p)):
             pass
@@ -54,7 +71,10 @@ def test_card_checked_against_the_onnx_file(tmp_path, card_text, error):
 
 def test_not_an_onnx_file(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"this is not a model")
-    p = write_card(tmp_path / "c.yaml", "name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-argmax\ninput: {size_wh: [8, 8]}\nlabels: [a]\n")
+    p = write_card(
+        tmp_path / "c.yaml",
+        "name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-argmax\ninput: {size_wh: [8, 8]}\nlabels: [a]\n",
+    )
     with pytest.raises(ModelError, match="onnxruntime cannot load it"):
         with open_model(str(p)):
             pass

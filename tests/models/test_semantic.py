@@ -42,7 +42,9 @@ def test_heads_paint_in_order_and_resize_to_the_frame():
     t = ResizeTransform.fit((16, 8), (8, 4), "stretch")
     (res,) = dec.decode({"da": two_class(da), "ll": two_class(ll)}, [t])
     assert res.label_map.shape == (8, 16)
-    assert res.label_map[0, 0] == 0 and res.label_map[7, 0] == 1 and res.label_map[7, 8] == 2 and res.label_map[0, 8] == 2
+    assert (
+        res.label_map[0, 0] == 0 and res.label_map[7, 0] == 1 and res.label_map[7, 8] == 2 and res.label_map[0, 8] == 2
+    )
     assert res.mask("road")[4:, :8].all() and not res.mask("road")[:4].any()
     fr = res.group_fractions()
     assert fr["lane"] == pytest.approx(2 / 16)
@@ -50,7 +52,11 @@ def test_heads_paint_in_order_and_resize_to_the_frame():
 
 
 def test_letterbox_padding_is_cut_before_resizing():
-    card = logits_card(input={"size_wh": [8, 8], "resize": "letterbox"}, heads=[{"output": "da", "labels": [None, "drivable"]}], groups={"road": ["drivable"]})
+    card = logits_card(
+        input={"size_wh": [8, 8], "resize": "letterbox"},
+        heads=[{"output": "da", "labels": [None, "drivable"]}],
+        groups={"road": ["drivable"]},
+    )
     dec = SemanticLogitsDecoder(card, {"da": TensorSpec("da", (1, 2, 8, 8), F32)}, {})
     t = ResizeTransform.fit((16, 8), (8, 8), "letterbox")  # content rows 2..6
     m = np.zeros((8, 8), bool)
@@ -61,7 +67,9 @@ def test_letterbox_padding_is_cut_before_resizing():
 
 
 def test_multiclass_head_uses_argmax():
-    card = logits_card(heads=[{"output": "seg", "labels": ["road", "car", "sky"]}], groups={"road": ["road"], "car": ["car"]})
+    card = logits_card(
+        heads=[{"output": "seg", "labels": ["road", "car", "sky"]}], groups={"road": ["road"], "car": ["car"]}
+    )
     dec = SemanticLogitsDecoder(card, {"seg": TensorSpec("seg", (None, 3, 4, 8), F32)}, {})
     scores = np.zeros((2, 3, 4, 8), np.float32)
     scores[0, 2] = 1  # frame 0 all sky
@@ -74,7 +82,15 @@ def test_multiclass_head_uses_argmax():
 
 def test_argmax_format():
     card = ModelCard.model_validate(
-        dict(name="a", file="a.onnx", task="semantic", format="semantic-argmax", input={"size_wh": [8, 4]}, labels=["bg", "road", "car"], groups={"road": ["road"]})
+        dict(
+            name="a",
+            file="a.onnx",
+            task="semantic",
+            format="semantic-argmax",
+            input={"size_wh": [8, 4]},
+            labels=["bg", "road", "car"],
+            groups={"road": ["road"]},
+        )
     )
     dec = SemanticArgmaxDecoder(card, {"ids": TensorSpec("ids", (None, 4, 8), np.dtype("int64"))}, {})
     ids = np.zeros((1, 4, 8), np.int64)

@@ -78,11 +78,15 @@ def test_mask_follows_the_prototype_through_the_letterbox():
 def test_thresholds_and_ungrouped_classes():
     det, protos = yolo_case()
     dec = YoloSegDecoder(card(groups={"car": ["car"]}), SPECS, {})
-    (inst,) = dec.decode({"output0": det[None], "output1": protos[None]}, [ResizeTransform.fit((64, 64), (64, 64), "letterbox")])
+    (inst,) = dec.decode(
+        {"output0": det[None], "output1": protos[None]}, [ResizeTransform.fit((64, 64), (64, 64), "letterbox")]
+    )
     assert inst.labels == ["car"]  # person and bus are in no group: dropped
     dec = YoloSegDecoder(card(groups={"car": ["car"]}, keep_ungrouped=True), SPECS, {})
     dec.set_thresholds(conf=0.05)
-    (inst,) = dec.decode({"output0": det[None], "output1": protos[None]}, [ResizeTransform.fit((64, 64), (64, 64), "letterbox")])
+    (inst,) = dec.decode(
+        {"output0": det[None], "output1": protos[None]}, [ResizeTransform.fit((64, 64), (64, 64), "letterbox")]
+    )
     assert sorted(inst.labels) == ["bus", "car", "car", "person", "person"]
     assert inst.groups.count(None) == 3
 
@@ -91,14 +95,20 @@ def test_empty_result_when_nothing_passes():
     det, protos = yolo_case()
     det[4:7] = 0.0
     dec = YoloSegDecoder(card(), SPECS, {})
-    (inst,) = dec.decode({"output0": det[None], "output1": protos[None]}, [ResizeTransform.fit((50, 40), (64, 64), "letterbox")])
+    (inst,) = dec.decode(
+        {"output0": det[None], "output1": protos[None]}, [ResizeTransform.fit((50, 40), (64, 64), "letterbox")]
+    )
     assert len(inst) == 0 and inst.masks.shape == (0, 40, 50)
 
 
 @pytest.mark.parametrize(
     "kw, specs, error",
     [
-        ({"labels": ["car", "person"], "groups": {}}, SPECS, "has 9 rows, but 4 box values + 2 labels + 2 mask coefficients make 8"),
+        (
+            {"labels": ["car", "person"], "groups": {}},
+            SPECS,
+            "has 9 rows, but 4 box values + 2 labels + 2 mask coefficients make 8",
+        ),
         ({}, {"output0": SPECS["output0"]}, "cannot tell which output is which"),
         ({"outputs": {"detections": "dets", "protos": "output1"}}, SPECS, "no output 'dets'"),
         ({"groups": {"car": ["truck"]}}, SPECS, "group 'car' names label 'truck'"),

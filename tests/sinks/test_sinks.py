@@ -19,7 +19,12 @@ def frame(sid="cam0", seq=0, wh=(32, 24)):
     masks = np.zeros((1, h, w), bool)
     masks[0, 2:6, 3:9] = True
     f.instances = Instances(
-        np.array([[3, 2, 9, 6]], np.float32), masks, np.array([2], np.int32), np.array([0.8], np.float32), ["car"], ["car"]
+        np.array([[3, 2, 9, 6]], np.float32),
+        masks,
+        np.array([2], np.int32),
+        np.array([0.8], np.float32),
+        ["car"],
+        ["car"],
     )
     f.stamp("decode")
     f.overlay_bgr = f.image_bgr.copy()
@@ -59,7 +64,9 @@ def test_jsonl_lines(tmp_path):
     r = lines[1]
     assert r["stream"] == "cam0" and r["pts"] == 0.1 and r["size_wh"] == [32, 24]
     assert r["groups"] == {"road": 0.5}
-    assert r["instances"] == [{"label": "car", "group": "car", "class_id": 2, "score": 0.8, "xyxy": [3.0, 2.0, 9.0, 6.0], "mask_area": 24}]
+    assert r["instances"] == [
+        {"label": "car", "group": "car", "class_id": 2, "score": 0.8, "xyxy": [3.0, 2.0, 9.0, 6.0], "mask_area": 24}
+    ]
     assert "decode" in r["latency_ms"]
 
 

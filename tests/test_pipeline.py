@@ -1,0 +1,177 @@
+import json
+import time
+
+import cv2
+import pytest
+
+from streamseg.backends.onnxruntime import OnnxRuntimeEngine
+from streamseg.config import validate_config
+from streamseg.frames import STAGES
+from streamseg.pipeline import Pipeline
+from streamseg.sinks.jsonl import JsonlSink
+from tests.conftest import make_video
+
+SUMMARY_KEYS = {"p50", "p90", "p99", "max", "mean", "count"}
+
+
+def config(tiny, sources, sinks, **kw):
+    data = {
+        "sources": sources,
+        "sinks": sinks,
+        "engines": {
+            "semantic": {"card": str(tiny / "red.yaml"), "threads": 1},
+            "instance": {"card": str(tiny / "yolo.yaml"), "threads": 1},
+        },
+        "metrics": {"progress": False},
+    }
+    for k, v in kw.items():
+        data[k] = v
+    return validate_config(data)
+
+
+def jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_offline_two_streams_nothing_lost_order_kept(tiny, tmp_path):
+    a = make_video(tmp_path / "a.mp4", n=23)
+    b = make_video(tmp_path / "b.mp4", n=9, size_wh=(80, 60))
+    cfg = config(
+        tiny,
+        [{"uri": str(a), "id": "front"}, {"uri": str(b), "id": "rear"}],
+        [str(tmp_path / "o.mp4"), str(tmp_path / "r.jsonl"), "null://"],
+        pipeline={"batch": {"max_size": 4, "max_wait_ms": 20}, "queue_depth": 2},
+    )
+    rep = Pipeline(cfg).run().report
+    assert rep["frames"] == {"in": 32, "out": 32, "dropped": {}, "decode_errors": 0}
+    assert rep["streams"]["front"]["frames_out"] == 23 and rep["streams"]["rear"]["frames_out"] == 9
+    assert rep["mode"] == "offline"
+    # every stage measured for every frame, and the stages tile end-to-end
+    stages = rep["latency_ms"]["stages"]
+    assert set(stages) == set(STAGES)
+    assert all(s["count"] == 32 for s in stages.values())
+    assert sum(s["mean"] for s in stages.values()) == pytest.approx(rep["latency_ms"]["end_to_end"]["mean"], rel=1e-3)
+    assert set(rep["latency_ms"]["end_to_end"]) == SUMMARY_KEYS
+    # a dynamic-batch model got real batches
+    assert rep["engines"]["semantic"]["batch_mean"] > 1
+    assert rep["engines"]["semantic"]["backend"] == "onnxruntime"
+    # results: order per stream, the red square found in every frame
+    lines = jsonl(tmp_path / "r.jsonl")
+    for sid, n in (("front", 23), ("rear", 9)):
+        seqs = [r["seq"] for r in lines if r["stream"] == sid]
+        assert seqs == list(range(n))
+    for r in lines:
+        w, h = r["size_wh"]
+        assert r["groups"]["road"] == pytest.approx(16 * 16 / (w * h), rel=0.35)
+        assert [i["label"] for i in r["instances"]] == ["car", "person", "bus"]
+    for sid, n, wh in (("front", 23, (96, 64)), ("rear", 9, (80, 60))):
+        cap = cv2.VideoCapture(str(tmp_path / f"o.{sid}.mp4"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+        assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == wh
+
+
+def test_max_frames_per_source(tiny, tmp_path, video):
+    cfg = config(tiny, [str(video), str(video)], ["null://"], max_frames=7)
+    rep = Pipeline(cfg).run().report
+    assert rep["frames"]["in"] == 14 and rep["frames"]["out"] == 14
+    assert {s["frames_out"] for s in rep["streams"].values()} == {7}
+
+
+def test_realtime_overload_drops_oldest_and_counts_every_drop(tiny, tmp_path, monkeypatch):
+    slow = 0.08  # engine slower than the 100 fps source
+    orig = OnnxRuntimeEngine.infer_impl
+
+    def slow_infer(self, feeds):
+        time.sleep(slow)
+        return orig(self, feeds)
+
+    monkeypatch.setattr(OnnxRuntimeEngine, "infer_impl", slow_infer)
+    v = make_video(tmp_path / "fast.mp4", n=100, fps=100)
+    cfg = config(
+        tiny,
+        [{"uri": str(v), "mode": "realtime"}],
+        [str(tmp_path / "r.jsonl")],
+        pipeline={"batch": {"max_size": 1, "max_wait_ms": 0}, "live_queue_depth": 2},
+    )
+    cfg.engines.instance = None
+    rep = Pipeline(cfg).run().report
+    fr = rep["frames"]
+    assert fr["in"] == 100
+    assert fr["dropped"].get("queue_full", 0) > 30
+    assert fr["in"] == fr["out"] + sum(fr["dropped"].values())
+    seqs = [r["seq"] for r in jsonl(tmp_path / "r.jsonl")]
+    assert seqs == sorted(seqs) and len(seqs) == fr["out"]
+    # bounded: no frame waited for more than the queue ahead of it (2 frames + 1 in the engine)
+    assert rep["latency_ms"]["end_to_end"]["max"] < 1000 * slow * 6
+
+
+def test_engine_error_on_one_batch_drops_those_frames_only(tiny, tmp_path, video, monkeypatch):
+    orig = OnnxRuntimeEngine.infer_impl
+    calls = {"n": 0}
+
+    def flaky(self, feeds):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom")
+        return orig(self, feeds)
+
+    monkeypatch.setattr(OnnxRuntimeEngine, "infer_impl", flaky)
+    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl")], pipeline={"batch": {"max_size": 1, "max_wait_ms": 0}})
+    cfg.engines.instance = None
+    result = Pipeline(cfg).run()
+    fr = result.report["frames"]
+    assert fr["dropped"] == {"engine_error": 1}
+    assert fr["out"] == 29 and fr["in"] == 30
+    assert any("boom" in e for e in result.errors)
+
+
+def test_failing_sink_does_not_stop_the_others(tiny, tmp_path, video, monkeypatch):
+    orig = JsonlSink.write_impl
+
+    def failing(self, frame):
+        if frame.seq >= 5:
+            raise OSError(28, "No space left on device")
+        orig(self, frame)
+
+    monkeypatch.setattr(JsonlSink, "write_impl", failing)
+    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl"), str(tmp_path / "o.mp4")])
+    rep = Pipeline(cfg).run().report
+    assert rep["frames"]["out"] == 30
+    sink = rep["sinks"][str(tmp_path / "r.jsonl")]
+    assert "No space left" in sink["error"] and sink["written"] == 5
+    assert len(jsonl(tmp_path / "r.jsonl")) == 5  # what was written before the failure is readable
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+
+
+def test_stop_drains_what_was_read(tiny, tmp_path):
+    v = make_video(tmp_path / "long.mp4", n=200)
+    cfg = config(tiny, [{"uri": str(v), "mode": "realtime"}], [str(tmp_path / "o.mp4")])
+    pipe = Pipeline(cfg)
+    import threading
+
+    threading.Timer(1.0, pipe.stop).start()
+    rep = pipe.run().report
+    assert rep["interrupted"] is True
+    assert 5 < rep["frames"]["in"] < 200
+    assert rep["frames"]["out"] + sum(rep["frames"]["dropped"].values()) == rep["frames"]["in"]
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == rep["frames"]["out"]
+
+
+def test_images_source_with_mixed_sizes(tiny, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    import numpy as np
+
+    for i, (w, h) in enumerate([(64, 48), (33, 71), (128, 20)]):
+        img = np.full((h, w, 3), 80, np.uint8)
+        img[: h // 2, : w // 2] = (0, 0, 255)
+        cv2.imwrite(str(d / f"{i}.png"), img)
+    cfg = config(tiny, [f"images://{d}"], [str(tmp_path / "r.jsonl"), str(tmp_path / "o.mp4")])
+    rep = Pipeline(cfg).run().report
+    assert rep["frames"]["out"] == 3
+    lines = jsonl(tmp_path / "r.jsonl")
+    assert [r["size_wh"] for r in lines] == [[64, 48], [33, 71], [128, 20]]
+    for r in lines:
+        assert r["groups"]["road"] == pytest.approx(0.25, abs=0.08)
