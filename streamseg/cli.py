@@ -155,7 +155,7 @@ class _ProgressBar:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=self.pipe.total_frames, unit="frame", dynamic_ncols=True, leave=True)
+            self.bar = tqdm(total=self.pipe.total_frames, unit="frame", leave=True)
         self.bar.n = n
         if live.get("p50") is not None:
             self.bar.set_postfix_str(f"e2e p50 {live['p50']:.0f} ms p99 {live['p99']:.0f} ms", refresh=False)

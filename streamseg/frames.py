@@ -40,6 +40,7 @@ class Frame:
     semantic: SemanticResult | None = None
     instances: Instances | None = None
     overlay_bgr: np.ndarray | None = None
+    truth: object | None = None  # GroundTruth from sources that know it (synthetic)
     # pipeline bookkeeping: sinks still to handle this frame, and when one last wrote it
     sinks_pending: int = field(default=0, repr=False)
     written_ns: int | None = field(default=None, repr=False)

@@ -295,7 +295,7 @@ class Pipeline:
                     t_cap = due
                 elif sf.capture_ns is not None:
                     t_cap = sf.capture_ns
-                frame = Frame(s.id, s.frames, sf.pts, sf.image_bgr, t_cap)
+                frame = Frame(s.id, s.frames, sf.pts, sf.image_bgr, t_cap, truth=sf.truth)
                 frame.stamp("decode")
                 if src.decode_errors != errors_seen:
                     self.recorder.decode_error(src.decode_errors - errors_seen)
@@ -391,7 +391,7 @@ class Pipeline:
             self.recorder.frame_out(f)
         else:
             self.recorder.drop(f, reason)
-        f.image_bgr = f.overlay_bgr = None  # free the pixels early; results stay
+        f.image_bgr = f.overlay_bgr = f.truth = None  # free the pixels early; results stay
 
     # report -------------------------------------------------------------------------------
     def report(self) -> dict:

@@ -25,9 +25,16 @@ def _images(uri: str, rest: str, query: dict[str, str]) -> Source:
     return ImagesSource(uri, rest, fps=fps)
 
 
+def _synthetic(uri: str, rest: str, query: dict[str, str]) -> Source:
+    from streamseg.sources.synthetic import SyntheticSource
+
+    return SyntheticSource.from_uri(uri, rest, query)
+
+
 SCHEMES: dict[str, Callable[[str, str, dict[str, str]], Source]] = {
     "file": _file,
     "images": _images,
+    "synthetic": _synthetic,
 }
 
 

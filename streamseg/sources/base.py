@@ -12,6 +12,16 @@ class SourceFrame:
     image_bgr: np.ndarray  # H x W x 3 uint8
     pts: float  # seconds from the stream's start
     capture_ns: int | None = None  # perf_counter_ns() clock, when the source knows the capture time
+    truth: GroundTruth | None = None  # synthetic sources know every pixel's label
+
+
+@dataclass
+class GroundTruth:
+    """Per-pixel truth of a frame: class ids into `labels`, and instance ids (0 = none)."""
+
+    label_map: np.ndarray  # H x W uint8
+    instance_map: np.ndarray  # H x W int32
+    labels: list[str]
 
 
 class Source:

@@ -1,0 +1,411 @@
+"""Train the bundled models on synthetic driving scenes and export them as ONNX.
+
+    python -m streamseg.synth.train [--task semantic|instance|both] [--out engines/] [--seed 0]
+                                    [--iters N] [--train-seeds 1000-1079] [--eval-seeds 0-4]
+
+Needs the `train` extra (PyTorch, CPU build). Deterministic for a seed: the scenes, the
+sampling, the initial weights and the update order are all seeded, and torch runs with
+deterministic algorithms on the CPU. Training seeds start at 1000; evaluation seeds
+(0-99) are never trained on. After training, each model is evaluated with the
+pipeline's own pre/postprocessing and the recipe, seed and metrics go into its card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from streamseg.models.preprocess import ResizeTransform
+from streamseg.synth.scene import LABELS, DrivingScene
+
+INPUT_WH = (384, 224)
+FRAME_WH = (1280, 720)
+INSTANCE_CLASSES = ["car", "person"]
+PROTO_STRIDE = 4
+MIN_TRAIN_AREA = 6  # input pixels; smaller visible fragments are not taught as objects
+
+
+def parse_range(text: str) -> list[int]:
+    a, _, b = text.partition("-")
+    return list(range(int(a), int(b or a) + 1))
+
+
+# data ------------------------------------------------------------------------------
+def _render_seed(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    seed, n, step = args
+    cv2.setNumThreads(1)
+    scene = DrivingScene(FRAME_WH, 30.0, seed)
+    t = ResizeTransform.fit(FRAME_WH, INPUT_WH, "letterbox")
+    imgs, sems, insts = [], [], []
+    offset = (seed * 7) % step
+    for k in range(n):
+        img, label, inst = scene.render(offset + k * step)
+        imgs.append(t.apply(img, 114))
+        x0, y0, x1, y1 = t.content_rect()
+        sem = np.full(INPUT_WH[::-1], 255, np.uint8)
+        sem[y0:y1, x0:x1] = cv2.resize(label, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+        ins = np.zeros(INPUT_WH[::-1], np.int32)
+        ins[y0:y1, x0:x1] = cv2.resize(inst, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+        sems.append(sem)
+        insts.append(ins)
+    return np.stack(imgs), np.stack(sems), np.stack(insts)
+
+
+def render_dataset(seeds: list[int], per_seed: int, step: int, workers: int = 2) -> dict[str, np.ndarray]:
+    t0 = time.time()
+    jobs = [(s, per_seed, step) for s in seeds]
+    with mp.get_context("fork").Pool(workers) as pool:
+        parts = pool.map(_render_seed, jobs)
+    data = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(("image", "semantic", "instance"))}
+    print(f"rendered {len(data['image'])} frames from {len(seeds)} seeds in {time.time() - t0:.0f} s", flush=True)
+    return data
+
+
+def to_tensor(images_bgr: np.ndarray):
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images_bgr[..., ::-1])).permute(0, 3, 1, 2).float() / 255.0
+    return x
+
+
+def augment(rng: np.random.Generator, img: np.ndarray, *maps: np.ndarray):
+    """Horizontal flip, brightness/contrast jitter (image only)."""
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+        maps = tuple(m[:, ::-1] for m in maps)
+    a = rng.uniform(0.7, 1.3)
+    b = rng.uniform(-25, 25)
+    img = np.clip(img.astype(np.float32) * a + b, 0, 255).astype(np.uint8)
+    return (img, *maps)
+
+
+# semantic --------------------------------------------------------------------------
+def train_semantic(data, iters: int, seed: int, batch: int = 12):
+    import torch
+    from torch.nn import functional as F
+
+    from streamseg.synth.nets import SegNetLite
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = SegNetLite(len(LABELS))
+    counts = np.bincount(data["semantic"][data["semantic"] != 255].ravel(), minlength=len(LABELS)).astype(np.float64)
+    weights = torch.tensor((counts.sum() / np.maximum(counts, 1)) ** 0.35, dtype=torch.float32)
+    weights /= weights.mean()
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=iters, pct_start=0.1)
+    n = len(data["image"])
+    t0 = time.time()
+    model.train()
+    for it in range(iters):
+        idx = rng.integers(0, n, batch)
+        pairs = [augment(rng, data["image"][i], data["semantic"][i]) for i in idx]
+        x = to_tensor(np.stack([p[0] for p in pairs]))
+        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        loss = F.cross_entropy(model(x), y, weight=weights, ignore_index=255)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if it % 50 == 0 or it == iters - 1:
+            print(f"semantic it {it:5d}/{iters} loss {loss.item():.4f} {time.time() - t0:6.0f}s", flush=True)
+    return model, time.time() - t0
+
+
+# instance --------------------------------------------------------------------------
+def instance_targets(inst_map: np.ndarray, sem_map: np.ndarray):
+    """GT boxes (xyxy input px), classes and masks (proto resolution) from one letterboxed sample."""
+    ids = np.unique(inst_map)
+    ids = ids[ids > 0]
+    boxes, classes, masks = [], [], []
+    ph, pw = inst_map.shape[0] // PROTO_STRIDE, inst_map.shape[1] // PROTO_STRIDE
+    small = cv2.resize(inst_map.astype(np.float32), (pw, ph), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    for i in ids:
+        m = inst_map == i
+        area = int(m.sum())
+        if area < MIN_TRAIN_AREA:
+            continue
+        cls_name = LABELS[int(np.bincount(sem_map[m]).argmax())] if sem_map[m].size else ""
+        if cls_name not in INSTANCE_CLASSES:
+            continue
+        ys, xs = np.nonzero(m)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        classes.append(INSTANCE_CLASSES.index(cls_name))
+        masks.append(small == i)
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros((0, ph, pw), bool)
+    return np.array(boxes, np.float32), np.array(classes, np.int64), np.stack(masks)
+
+
+def _giou(a, b):
+    import torch
+
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = torch.maximum(a[:, :2], b[:, :2])
+    rb = torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    union = area_a + area_b - inter
+    iou = inter / union.clamp(min=1e-6)
+    hull = (torch.maximum(a[:, 2:], b[:, 2:]) - torch.minimum(a[:, :2], b[:, :2])).clamp(min=0).prod(1)
+    return iou - (hull - union) / hull.clamp(min=1e-6), iou
+
+
+def assign(centres, strides, gt_boxes, radius: float = 2.5):
+    """Anchor -> GT index (or -1): centre sampling inside the box, near its centre, at a fitting scale."""
+    import torch
+
+    a = len(centres)
+    if len(gt_boxes) == 0:
+        return torch.full((a,), -1, dtype=torch.long)
+    cx, cy = centres[:, 0:1], centres[:, 1:2]
+    x0, y0, x1, y1 = (gt_boxes[:, i][None] for i in range(4))
+    gcx, gcy = (x0 + x1) / 2, (y0 + y1) / 2
+    s = strides[:, None]
+    inside = (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)
+    near = ((cx - gcx).abs() < radius * s) & ((cy - gcy).abs() < radius * s)
+    side = torch.maximum(x1 - x0, y1 - y0)
+    scale_ok = ((s == 8) & (side <= 96)) | ((s == 16) & (side >= 32))
+    cand = inside & near & scale_ok
+    # an object too small to contain any anchor centre gets its nearest stride-8 anchor
+    dist = (cx - gcx) ** 2 + (cy - gcy) ** 2 + (s != 8) * 1e9
+    empty = ~cand.any(0)
+    if empty.any():
+        nearest = dist[:, empty].argmin(0)
+        cand[nearest, torch.nonzero(empty).flatten()] = True
+    area = ((x1 - x0) * (y1 - y0)).expand(a, -1)
+    area = torch.where(cand, area, torch.full_like(area, float("inf")))
+    best = area.argmin(1)
+    return torch.where(cand.any(1), best, torch.full_like(best, -1))
+
+
+def train_instance(data, iters: int, seed: int, batch: int = 12):
+    import torch
+    from torch.nn import functional as F
+
+    from streamseg.synth.nets import YoloSegLite
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    model = YoloSegLite(len(INSTANCE_CLASSES))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=iters, pct_start=0.1)
+    n = len(data["image"])
+    t0 = time.time()
+    model.train()
+    for it in range(iters):
+        idx = rng.integers(0, n, batch)
+        samples = [augment(rng, data["image"][i], data["instance"][i], data["semantic"][i]) for i in idx]
+        x = to_tensor(np.stack([s[0] for s in samples]))
+        heads, protos = model(x)
+        boxes, cls_logit, coef, centres, strides = model.decode(heads)
+        loss_cls = loss_box = loss_mask = 0.0
+        npos = 0
+        for b, (_, inst_map, sem_map) in enumerate(samples):
+            gb, gc, gm = instance_targets(np.ascontiguousarray(inst_map), np.ascontiguousarray(sem_map))
+            gb_t = torch.from_numpy(gb)
+            match = assign(centres, strides, gb_t)
+            pos = torch.nonzero(match >= 0).flatten()
+            target = torch.zeros_like(cls_logit[b])
+            if len(pos):
+                g = match[pos]
+                giou, iou = _giou(boxes[b, pos], gb_t[g])
+                target[pos, torch.from_numpy(gc)[g]] = 1.0
+                loss_box = loss_box + (1 - giou).sum()
+                ph, pw = protos.shape[-2:]
+                logits = (coef[b, pos] @ protos[b].flatten(1)).view(-1, ph, pw)
+                gt = torch.from_numpy(gm)[g].float()
+                # only pixels inside the GT box count (the decoder crops to the box)
+                yy = (torch.arange(ph).float()[None, :, None] + 0.5) * PROTO_STRIDE
+                xx = (torch.arange(pw).float()[None, None, :] + 0.5) * PROTO_STRIDE
+                bx = gb_t[g]
+                crop = (
+                    (xx >= bx[:, 0, None, None])
+                    & (xx <= bx[:, 2, None, None])
+                    & (yy >= bx[:, 1, None, None])
+                    & (yy <= bx[:, 3, None, None])
+                )
+                crop = crop.float()
+                bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none")
+                loss_mask = loss_mask + ((bce * crop).sum((1, 2)) / crop.sum((1, 2)).clamp(min=1)).sum()
+                npos += len(pos)
+            loss_cls = loss_cls + F.binary_cross_entropy_with_logits(cls_logit[b], target, reduction="sum")
+        norm = max(npos, 1)
+        loss = (loss_cls + 2.0 * loss_box + loss_mask) / norm
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        sched.step()
+        if it % 50 == 0 or it == iters - 1:
+            print(
+                f"instance it {it:5d}/{iters} loss {loss.item():.4f} (cls {float(loss_cls) / norm:.3f} box {float(loss_box) / norm:.3f} "
+                f"mask {float(loss_mask) / norm:.3f}, {npos / batch:.0f} pos/img) {time.time() - t0:6.0f}s",
+                flush=True,
+            )
+    return model, time.time() - t0
+
+
+# export ----------------------------------------------------------------------------
+def export_onnx(model, path: Path, output_names: list[str]) -> None:
+    import torch
+
+    model.eval()
+    x = torch.zeros(1, 3, INPUT_WH[1], INPUT_WH[0])
+    dyn = {"images": {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
+    torch.onnx.export(
+        model,
+        x,
+        str(path),
+        input_names=["images"],
+        output_names=output_names,
+        dynamic_axes=dyn,
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def write_card(path: Path, card: dict) -> None:
+    path.write_text(yaml.safe_dump(card, sort_keys=False, width=100))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=["semantic", "instance", "both"], default="both")
+    ap.add_argument("--out", default="engines")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iters", type=int, default=1500)
+    ap.add_argument("--train-seeds", default="1000-1119")
+    ap.add_argument("--per-seed", type=int, default=25)
+    ap.add_argument("--eval-seeds", default="0-4")
+    ap.add_argument("--eval-frames", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--eval-only", action="store_true", help="evaluate the cards in --out and update their metrics")
+    args = ap.parse_args(argv)
+    tasks = ["semantic", "instance"] if args.task == "both" else [args.task]
+    out = Path(args.out)
+    if args.eval_only:
+        for task in tasks:
+            card_path = out / f"synth-{task}.yaml"
+            card = yaml.safe_load(card_path.read_text())
+            card["training"]["metrics"] = evaluate_card(card_path, parse_range(args.eval_seeds), args.eval_frames)
+            write_card(card_path, card)
+            print(json.dumps(card["training"]["metrics"], indent=1), flush=True)
+        return 0
+    try:
+        import torch
+    except ImportError:
+        print(
+            "streamseg.synth.train needs PyTorch: pip install -e '.[train]' (or pip install torch==2.13.0)",
+            file=sys.stderr,
+        )
+        return 2
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    out.mkdir(parents=True, exist_ok=True)
+    data = render_dataset(parse_range(args.train_seeds), args.per_seed, 9)
+    recipe = {
+        "command": "python -m streamseg.synth.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seed": args.seed,
+        "iterations": args.iters,
+        "train_seeds": args.train_seeds,
+        "frames_per_seed": args.per_seed,
+        "frames": int(len(data["image"])),
+        "torch": torch.__version__,
+        "threads": args.threads,
+    }
+    for task in tasks:
+        if task == "semantic":
+            model, secs = train_semantic(data, args.iters, args.seed)
+            model.export_argmax = True
+            onnx_path = out / "synth-semantic.onnx"
+            export_onnx(model, onnx_path, ["labels"])
+            card = semantic_card(onnx_path.name, {**recipe, "train_seconds": round(secs)})
+        else:
+            model, secs = train_instance(data, args.iters, args.seed)
+            model.export = True
+            onnx_path = out / "synth-instance.onnx"
+            export_onnx(model, onnx_path, ["output0", "output1"])
+            card = instance_card(onnx_path.name, {**recipe, "train_seconds": round(secs)})
+        card_path = out / f"synth-{task}.yaml"
+        write_card(card_path, card)
+        print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB) and {card_path}", flush=True)
+        try:
+            metrics = evaluate_card(card_path, parse_range(args.eval_seeds), args.eval_frames)
+        except Exception as e:  # keep the trained model; --eval-only can fill the metrics in later
+            print(f"evaluation failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            continue
+        card["training"]["metrics"] = metrics
+        write_card(card_path, card)
+        print(json.dumps(metrics, indent=1), flush=True)
+    return 0
+
+
+def semantic_card(file: str, recipe: dict) -> dict:
+    return {
+        "name": "synth-semantic",
+        "description": "SegNetLite trained on streamseg's synthetic driving scenes (9 classes), dynamic batch.",
+        "file": file,
+        "task": "semantic",
+        "format": "semantic-argmax",
+        "input": {
+            "name": "images",
+            "size_wh": list(INPUT_WH),
+            "layout": "NCHW",
+            "color": "rgb",
+            "scale": 1 / 255,
+            "resize": "letterbox",
+            "pad_value": 114,
+        },
+        "output": "labels",
+        "labels": list(LABELS),
+        "groups": {"road": ["road"], "lane": ["lane"], "sidewalk": ["sidewalk"], "car": ["car"], "person": ["person"]},
+        "training": {"recipe": recipe},
+    }
+
+
+def instance_card(file: str, recipe: dict) -> dict:
+    return {
+        "name": "synth-instance",
+        "description": "YoloSegLite trained on streamseg's synthetic driving scenes (car, person); YOLOv8-seg output format, dynamic batch.",
+        "file": file,
+        "task": "instance",
+        "format": "yolo-seg",
+        "input": {
+            "name": "images",
+            "size_wh": list(INPUT_WH),
+            "layout": "NCHW",
+            "color": "rgb",
+            "scale": 1 / 255,
+            "resize": "letterbox",
+            "pad_value": 114,
+        },
+        "labels": list(INSTANCE_CLASSES),
+        "outputs": {"detections": "output0", "protos": "output1"},
+        "groups": {"car": ["car"], "person": ["person"]},
+        "thresholds": {"conf": 0.3, "iou": 0.5, "mask": 0.5, "max_detections": 100},
+        "training": {"recipe": recipe},
+    }
+
+
+def evaluate_card(card_path: Path, seeds: list[int], frames: int) -> dict:
+    from streamseg.evaluate import evaluate
+
+    card_rel = str(card_path)
+    return evaluate(
+        {"semantic" if "semantic" in card_path.name else "instance": card_rel},
+        [f"synthetic://driving?size={FRAME_WH[0]}x{FRAME_WH[1]}&seed={s}&frames={frames}" for s in seeds],
+    ).summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
