@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-streamseg
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo replay bench train lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,18 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
+	$(BIN)/streamseg demo
+
+replay: $(STAMP)
 	$(BIN)/streamseg run -c configs/dashcam-replay.yaml
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_vs_pipeline.py
+
+# retrain the bundled models (PyTorch CPU build, about 40 minutes on 2 cores)
+train: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[train]"
+	$(BIN)/python -m streamseg.synth.train --out engines
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff

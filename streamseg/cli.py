@@ -44,6 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", metavar="PATH", help="write the latency report JSON here")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    demo = sub.add_parser("demo", help="bundled models on the synthetic driving scene; writes out/demo.*")
+    demo.add_argument("-c", "--config", default=None, help="default: configs/demo.yaml of this project")
+    demo.add_argument("--max-frames", type=int, metavar="N")
+    demo.add_argument("--no-progress", action="store_true")
+
+    ev = sub.add_parser("eval", help="accuracy of models (IoU, mask AP50) against ground truth")
+    ev.add_argument("models", nargs="+", metavar="CONFIG_OR_CARD", help="a run config, or model cards")
+    ev.add_argument(
+        "--source", action="append", metavar="URI", required=True, help="synthetic:// or images:// (repeatable)"
+    )
+    ev.add_argument("--labels", metavar="DIR", help="label PNGs, matched by file name to an images:// source")
+    ev.add_argument(
+        "--label-map", metavar="FILE", help="YAML: dataset label id -> group (road, car, person, ignore, ...)"
+    )
+    ev.add_argument("--min-area", type=int, default=100, help="objects smaller than this (pixels) are not graded")
+    ev.add_argument("--json", metavar="PATH", help="write the metrics here")
+
     models = sub.add_parser("models", help="list model cards or check one against its ONNX file")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
     ml = msub.add_parser("list", help="list the model cards in folders")
@@ -67,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "models":
             return cmd_models(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+        if args.command == "eval":
+            return cmd_eval(args)
         build_parser().print_help()
         return 2
     except UserError as e:
@@ -102,12 +123,12 @@ def run_config(cfg) -> int:
     """Run a validated config: progress bar, signals, report file, summary."""
     from streamseg.latency import format_summary
     from streamseg.pipeline import Pipeline
+    from streamseg.sinks.base import check_writable
 
     report_path = Path(cfg.metrics.report) if cfg.metrics.report else None
-    if report_path is not None:
-        from streamseg.sinks.base import check_writable
-
-        check_writable(report_path)
+    for p in (report_path, cfg.metrics.plot):
+        if p is not None:
+            check_writable(Path(p))
     pipe = Pipeline(cfg)
     bar = _ProgressBar(pipe) if cfg.metrics.progress and sys.stderr.isatty() else None
     if bar is not None:
@@ -133,6 +154,13 @@ def run_config(cfg) -> int:
             tmp.write_text(json.dumps(pipe.last_report, indent=2) + "\n")
             tmp.replace(report_path)
     report = pipe.last_report
+    if cfg.metrics.plot:
+        from streamseg.plots import latency_plot
+
+        latency_plot(
+            pipe.recorder.series(), cfg.metrics.plot, title=f"{report['frames']['out']} frames, {report['fps']:.1f} fps"
+        )
+        print(f"latency plot: {cfg.metrics.plot}")
     if cfg.metrics.summary:
         print(format_summary(report))
         if report_path is not None:
@@ -196,3 +224,92 @@ def cmd_models(args) -> int:
                 )
         return 0
     raise UserError("models: say `list` or `check CARD`")
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cmd_demo(args) -> int:
+    """Run configs/demo.yaml; its relative paths are taken from the project folder, outputs go to ./out."""
+    from streamseg.config import apply_overrides, load_config
+
+    path = Path(args.config) if args.config else PROJECT_ROOT / "configs" / "demo.yaml"
+    if not path.is_file():
+        raise UserError(f"demo config not found: {path} (run from a streamseg checkout, or pass -c CONFIG)")
+    cfg = load_config(path)
+    for task in ("semantic", "instance"):
+        ec = getattr(cfg.engines, task)
+        if ec is not None and not Path(ec.card).exists() and (PROJECT_ROOT / ec.card).exists():
+            ec.card = str(PROJECT_ROOT / ec.card)
+    cfg = apply_overrides(cfg, max_frames=args.max_frames)
+    if args.no_progress:
+        cfg.metrics.progress = False
+    return run_config(cfg)
+
+
+def cmd_eval(args) -> int:
+    import yaml
+
+    from streamseg.config import load_config
+    from streamseg.evaluate import evaluate
+
+    cards: dict[str, str] = {}
+    for path in args.models:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"no such file: {p}")
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError:
+            raise UserError(f"{p}: not valid YAML") from None
+        if isinstance(data, dict) and "format" in data and "task" in data:
+            cards[data["task"]] = str(p)
+        else:
+            cfg = load_config(p)
+            for task in ("semantic", "instance"):
+                ec = getattr(cfg.engines, task)
+                if ec is not None:
+                    cards[task] = ec.card
+    if not cards:
+        raise UserError("nothing to evaluate: give model cards or a config with engines")
+    sources = list(args.source)
+    if args.labels or args.label_map:
+        if not (args.labels and args.label_map):
+            raise UserError("--labels and --label-map go together")
+        fixed = []
+        for uri in sources:
+            if not uri.startswith("images://"):
+                raise UserError(f"--labels applies to images:// sources, not {uri}")
+            sep = "&" if "?" in uri else "?"
+            fixed.append(f"{uri}{sep}labels={args.labels}&label_map={args.label_map}")
+        sources = fixed
+    result = evaluate(cards, sources, min_area=args.min_area)
+    summary = result.summary()
+    if result.frames == 0:
+        raise UserError(
+            "no frame carried ground truth: use synthetic:// sources, or images:// with --labels and --label-map"
+        )
+    lines = [f"{result.frames} frames with ground truth from {len(sources)} source(s)"]
+    if "semantic_iou" in summary:
+        lines.append(
+            "semantic IoU: "
+            + "  ".join(f"{g} {v:.3f}" if v is not None else f"{g} -" for g, v in summary["semantic_iou"].items())
+        )
+    if "instance" in summary:
+        ins = summary["instance"]
+        for g in ins["ap50"]:
+            ap, miou = ins["ap50"][g], ins["matched_mean_iou"][g]
+            lines.append(
+                f"instance {g}: mask AP50 {ap:.3f}"
+                if ap is not None
+                else f"instance {g}: mask AP50 - (no ground truth)"
+            )
+            lines[-1] += f"  matched mean IoU {miou:.3f}" if miou is not None else ""
+            lines[-1] += f"  ({ins['ground_truth'][g]} objects, {ins['predictions'][g]} graded predictions)"
+    print("\n".join(lines))
+    if args.json:
+        from streamseg.sinks.base import check_writable
+
+        check_writable(Path(args.json))
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0

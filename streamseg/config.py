@@ -94,6 +94,9 @@ class SinkConfig(Section):
 
 class MetricsConfig(Section):
     report: str | None = Field(None, description="Where to write the latency report JSON.")
+    plot: str | None = Field(
+        None, description="Where to write a PNG of per-stage latency over time and its distribution."
+    )
     summary: bool = Field(True, description="Print a latency summary table at the end.")
     progress: bool = Field(True, description="Show a progress bar for offline runs on a terminal.")
 

@@ -55,6 +55,7 @@ class LatencyRecorder:
         self._lock = threading.Lock()
         self.stages = {s: _Series() for s in STAGES}
         self.e2e = _Series()
+        self.done_ns = _Series()  # when each frame came out, in the same order as the series above
         self.per_stream: dict[str, _Series] = {}
         self.stream_first_ns: dict[str, int] = {}
         self.stream_last_ns: dict[str, int] = {}
@@ -92,6 +93,7 @@ class LatencyRecorder:
             for stage, v in ms.items():
                 self.stages[stage].append(v)
             self.e2e.append(e2e)
+            self.done_ns.append(float(done))
             self.per_stream.setdefault(frame.stream_id, _Series()).append(e2e)
             self.stream_last_ns[frame.stream_id] = done
             self.last_done_ns = done if self.last_done_ns is None else max(self.last_done_ns, done)
@@ -112,6 +114,15 @@ class LatencyRecorder:
         span = (recent[-1][0] - recent[0][0]) / 1e9
         fps = (len(recent) - 1) / span if span > 0 else None
         return {"fps": fps, "p50": float(np.percentile(vals, 50)), "p99": float(np.percentile(vals, 99))}
+
+    def series(self) -> dict[str, np.ndarray]:
+        """Per-frame values in completion order: `t_s` (since the first capture), each stage, `end_to_end` (ms)."""
+        with self._lock:
+            t0 = self.first_capture_ns or 0
+            out = {"t_s": (self.done_ns.values() - t0) / 1e9}
+            out.update({s: self.stages[s].values().copy() for s in STAGES})
+            out["end_to_end"] = self.e2e.values().copy()
+        return out
 
     def report(self, engines: dict | None = None, extra: dict | None = None) -> dict:
         with self._lock:

@@ -81,11 +81,18 @@ def resolve_mode(mode: str, source: Source) -> str:
 class Pipeline:
     """Build with a validated Config; `run()` blocks until done and returns the report."""
 
-    def __init__(self, cfg: Config, *, on_progress: Callable[[int, dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        on_progress: Callable[[int, dict], None] | None = None,
+        extra_sinks: list[Sink] | None = None,
+    ) -> None:
         if not cfg.sources:
             raise UserError("no source given (use --source URI or `sources:` in the config)")
         self.cfg = cfg
         self.on_progress = on_progress
+        self.extra_sinks = list(extra_sinks or [])  # sink objects made by the caller (eval)
         self.recorder = LatencyRecorder()
         self._stop = threading.Event()
         self._done_lock = threading.Lock()
@@ -180,10 +187,10 @@ class Pipeline:
 
     def _open_sinks(self, stack: contextlib.ExitStack) -> None:
         infos = {s.id: StreamInfo(s.id, s.source.fps, s.source.size_wh) for s in self.streams}
-        uris = [s.uri for s in self.cfg.sinks] or ["null://"]
+        uris = [s.uri for s in self.cfg.sinks] or ([] if self.extra_sinks else ["null://"])
         depth = self.cfg.pipeline.queue_depth
-        for uri in uris:
-            sink = open_sink(uri)
+        for sink in [open_sink(uri) for uri in uris] + self.extra_sinks:
+            uri = sink.uri
             stack.enter_context(sink)
             sink.open(infos)
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"

@@ -22,7 +22,10 @@ def _images(uri: str, rest: str, query: dict[str, str]) -> Source:
     from streamseg.sources.images import ImagesSource
 
     fps = _float(query, "fps", 10.0, uri)
-    return ImagesSource(uri, rest, fps=fps)
+    unknown = set(query) - {"fps", "labels", "label_map"}
+    if unknown:
+        raise SourceError(f"{uri}: unknown parameter(s) {', '.join(sorted(unknown))} (known: fps, labels, label_map)")
+    return ImagesSource(uri, rest, fps=fps, labels=query.get("labels"), label_map=query.get("label_map"))
 
 
 def _synthetic(uri: str, rest: str, query: dict[str, str]) -> Source:

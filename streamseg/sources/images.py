@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from streamseg.errors import SourceError
-from streamseg.sources.base import Source, SourceFrame
+from streamseg.sources.base import GroundTruth, Source, SourceFrame
 from streamseg.sources.file import as_bgr
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -16,10 +17,16 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 class ImagesSource(Source):
     scheme = "images"
 
-    def __init__(self, uri: str, path: str, fps: float = 10.0) -> None:
+    def __init__(
+        self, uri: str, path: str, fps: float = 10.0, labels: str | None = None, label_map: str | None = None
+    ) -> None:
         super().__init__(uri)
         self.path = Path(path)
         self.fps = fps
+        self.labels_dir = Path(labels) if labels else None
+        self.label_map_file = Path(label_map) if label_map else None
+        self._lut: np.ndarray | None = None
+        self._names: list[str] = []
         self._files: list[Path] = []
         self._i = 0
         self._seq = 0
@@ -32,6 +39,12 @@ class ImagesSource(Source):
         if not self._files:
             raise SourceError(f"images://{p}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.frame_count = len(self._files)
+        if self.labels_dir is not None:
+            if not self.labels_dir.is_dir():
+                raise SourceError(f"labels folder not found: {self.labels_dir}")
+            if self.label_map_file is None:
+                raise SourceError("labels=DIR needs label_map=FILE (dataset label id -> group)")
+            self._lut, self._names = load_label_map(self.label_map_file)
 
     def read(self) -> SourceFrame | None:
         while self._i < len(self._files):
@@ -45,5 +58,44 @@ class ImagesSource(Source):
                 self.size_wh = (img.shape[1], img.shape[0])
             pts = self._seq / self.fps
             self._seq += 1
-            return SourceFrame(as_bgr(img), pts)
+            return SourceFrame(as_bgr(img), pts, truth=self._truth(f, img.shape[:2]))
         return None
+
+    def _truth(self, image_file: Path, shape_hw: tuple[int, int]) -> GroundTruth | None:
+        """The label PNG with the image's file name (any image suffix), mapped to groups."""
+        if self._lut is None:
+            return None
+        for cand in [self.labels_dir / (image_file.stem + ".png"), *self.labels_dir.glob(image_file.stem + ".*")]:
+            if cand.is_file():
+                lab = cv2.imread(str(cand), cv2.IMREAD_UNCHANGED)
+                if lab is None:
+                    return None
+                if lab.ndim == 3:
+                    lab = lab[..., 0]
+                if lab.shape != shape_hw:
+                    lab = cv2.resize(lab, shape_hw[::-1], interpolation=cv2.INTER_NEAREST)
+                return GroundTruth(self._lut[np.clip(lab, 0, 255).astype(np.uint8)], None, self._names)
+        return None
+
+
+def load_label_map(path: Path) -> tuple[np.ndarray, list[str]]:
+    """YAML `labels: {dataset id: group name or ignore}` (+ optional `default:`) -> (LUT, names)."""
+    import yaml
+
+    if not path.is_file():
+        raise SourceError(f"label map not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+        mapping = {int(k): str(v) for k, v in data["labels"].items()}
+        default = str(data.get("default", "background"))
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
+        raise SourceError(
+            f"{path}: a label map is `labels: {{id: group}}` with ids 0..255 (and optionally `default: name`)"
+        ) from None
+    if any(not 0 <= k <= 255 for k in mapping):
+        raise SourceError(f"{path}: label ids must be within 0..255")
+    names = sorted({default, *mapping.values()})
+    lut = np.full(256, names.index(default), np.uint8)
+    for k, v in mapping.items():
+        lut[k] = names.index(v)
+    return lut, names

@@ -47,10 +47,11 @@ class Encoder(nn.Module):
         self.s16 = nn.Sequential(DS(c3, c4, 2), DS(c4, c4), DS(c4, c4))
 
     def forward(self, x):
-        x4 = self.s4(self.s2(x))
+        x2 = self.s2(x)
+        x4 = self.s4(x2)
         x8 = self.s8(x4)
         x16 = self.s16(x8)
-        return x4, x8, x16
+        return x2, x4, x8, x16
 
 
 def up_to(x, ref):
@@ -67,14 +68,16 @@ class SegNetLite(nn.Module):
         self.dec8 = DS(c4 + c3, c3)
         self.lat4 = conv_bn(c2, c2, 1)
         self.dec4 = DS(c3 + c2, c2)
-        self.head = nn.Conv2d(c2, num_classes, 1)
+        self.dec2 = DS(c2 + c1, c1)  # a half-resolution step keeps thin things (people, markings) sharp
+        self.head = nn.Conv2d(c1, num_classes, 1)
         self.export_argmax = False
 
     def forward(self, x):
-        x4, x8, x16 = self.enc(x)
+        x2, x4, x8, x16 = self.enc(x)
         y = self.ctx(x16)
         y = self.dec8(torch.cat([up_to(y, x8), self.lat8(x8)], 1))
         y = self.dec4(torch.cat([up_to(y, x4), self.lat4(x4)], 1))
+        y = self.dec2(torch.cat([up_to(y, x2), x2], 1))
         logits = F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
         if self.export_argmax:
             return logits.argmax(1)
@@ -102,7 +105,7 @@ class YoloSegLite(nn.Module):
             nn.init.constant_(head[-1].bias[4 : 4 + num_classes], prior)
 
     def features(self, x):
-        x4, x8, x16 = self.enc(x)
+        _, x4, x8, x16 = self.enc(x)
         p4 = self.p4(x16)
         p3 = self.p3(torch.cat([up_to(p4, x8), x8], 1))
         p4 = self.p4_out(torch.cat([p4, self.down3(p3)], 1))

@@ -250,6 +250,11 @@ class DrivingScene:
         v = self.horizon + self.focal * (self.cam_h - np.asarray(y_up)) / z
         return np.stack(np.broadcast_arrays(u, v), axis=-1)
 
+    def _pt(self, x: float, y_up: float, z: float) -> tuple[float, float]:
+        """One point: the scalar fast path of _project (most calls draw small polygons)."""
+        z = max(float(z), 0.05)
+        return (self.w / 2 + self.focal * float(x) / z, self.horizon + self.focal * (self.cam_h - float(y_up)) / z)
+
     def _poly(self, pts: np.ndarray) -> np.ndarray:
         return np.round(pts * 16).astype(np.int32).reshape(-1, 1, 2)  # 4 fractional bits
 
@@ -284,7 +289,7 @@ class DrivingScene:
         cv2.fillPoly(img, poly, bgr, cv2.LINE_AA, 4)
         if lab is not None:
             cv2.fillPoly(label, poly, lab, cv2.LINE_8, 4)
-            if oid:
+            if inst is not None:  # oid 0 clears: a building in front hides the car behind it
                 cv2.fillPoly(inst, poly, oid, cv2.LINE_8, 4)
 
     def _draw_ground(self, img, label, s: float) -> None:
@@ -341,18 +346,18 @@ class DrivingScene:
         xs = x + o.params["side"] * p["depth"]
         facade = np.array(
             [
-                self._project(x, 0, z),
-                self._project(x, 0, z1),
-                self._project(x, p["height"], z1),
-                self._project(x, p["height"], z),
+                self._pt(x, 0, z),
+                self._pt(x, 0, z1),
+                self._pt(x, p["height"], z1),
+                self._pt(x, p["height"], z),
             ]
         )
         front = np.array(
             [
-                self._project(x, 0, z),
-                self._project(xs, 0, z),
-                self._project(xs, p["height"], z),
-                self._project(x, p["height"], z),
+                self._pt(x, 0, z),
+                self._pt(xs, 0, z),
+                self._pt(xs, p["height"], z),
+                self._pt(x, p["height"], z),
             ]
         )
         self._fill(img, label, inst, front, p["color"], L["building"], shade=0.8)
@@ -380,14 +385,14 @@ class DrivingScene:
         x = o.x + float(self._curve(z, s))
         trunk = np.array(
             [
-                self._project(x - 0.15, 0, z),
-                self._project(x + 0.15, 0, z),
-                self._project(x + 0.15, p["height"] * 0.6, z),
-                self._project(x - 0.15, p["height"] * 0.6, z),
+                self._pt(x - 0.15, 0, z),
+                self._pt(x + 0.15, 0, z),
+                self._pt(x + 0.15, p["height"] * 0.6, z),
+                self._pt(x - 0.15, p["height"] * 0.6, z),
             ]
         )
         self._fill(img, label, inst, trunk, (90, 65, 40), L["vegetation"])
-        cx, cy = self._project(x, p["height"] - p["crown"] * 0.6, z)
+        cx, cy = self._pt(x, p["height"] - p["crown"] * 0.6, z)
         r = self.focal * p["crown"] / z
         ang = np.linspace(0, 2 * np.pi, 20, endpoint=False)
         wob = 1 + 0.12 * np.sin(ang * 5 + o.oid)
@@ -404,10 +409,10 @@ class DrivingScene:
         # shadow on the ground (image only)
         sh = np.array(
             [
-                self._project(x - w2 - 0.2, 0, z - 0.3),
-                self._project(x + w2 + 0.2, 0, z - 0.3),
-                self._project(x + w2 + 0.2, 0, z + ln),
-                self._project(x - w2 - 0.2, 0, z + ln),
+                self._pt(x - w2 - 0.2, 0, z - 0.3),
+                self._pt(x + w2 + 0.2, 0, z - 0.3),
+                self._pt(x + w2 + 0.2, 0, z + ln),
+                self._pt(x - w2 - 0.2, 0, z + ln),
             ]
         )
         self._fill(img, label, inst, sh, (20, 20, 22), None)
@@ -416,10 +421,10 @@ class DrivingScene:
         body_h = hgt * (0.55 if p["shape"] != "truck" else 1.0)
         side = np.array(
             [
-                self._project(side_x, 0.25, z),
-                self._project(side_x, 0.25, z + ln),
-                self._project(side_x, body_h, z + ln),
-                self._project(side_x, body_h, z),
+                self._pt(side_x, 0.25, z),
+                self._pt(side_x, 0.25, z + ln),
+                self._pt(side_x, body_h, z + ln),
+                self._pt(side_x, body_h, z),
             ]
         )
         self._fill(img, label, inst, side, col, lab, oid, shade=0.7)
@@ -427,15 +432,15 @@ class DrivingScene:
             cab_z0, cab_z1 = z + ln * 0.25, z + ln * (0.75 if p["shape"] != "hatch" else 0.95)
             cabin_side = np.array(
                 [
-                    self._project(side_x, body_h, cab_z0 + 0.4),
-                    self._project(side_x, body_h, cab_z1),
-                    self._project(side_x, hgt, cab_z1 - 0.4),
-                    self._project(side_x, hgt, cab_z0 + 0.6),
+                    self._pt(side_x, body_h, cab_z0 + 0.4),
+                    self._pt(side_x, body_h, cab_z1),
+                    self._pt(side_x, hgt, cab_z1 - 0.4),
+                    self._pt(side_x, hgt, cab_z0 + 0.6),
                 ]
             )
             self._fill(img, label, inst, cabin_side, (40, 45, 55), lab, oid)
         for wz in (z + 0.8, z + ln - 0.8):  # wheels
-            cx, cy = self._project(side_x, 0.33, wz)
+            cx, cy = self._pt(side_x, 0.33, wz)
             r = self.focal * 0.33 / wz
             ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
             self._fill(
@@ -450,10 +455,10 @@ class DrivingScene:
         # face towards us: rear of a car going our way, front of an oncoming one
         back = np.array(
             [
-                self._project(x - w2, 0.2, z),
-                self._project(x + w2, 0.2, z),
-                self._project(x + w2, body_h, z),
-                self._project(x - w2, body_h, z),
+                self._pt(x - w2, 0.2, z),
+                self._pt(x + w2, 0.2, z),
+                self._pt(x + w2, body_h, z),
+                self._pt(x - w2, body_h, z),
             ]
         )
         self._fill(img, label, inst, back, col, lab, oid)
@@ -461,19 +466,19 @@ class DrivingScene:
             ct = 0.12 * p["width"]
             cab = np.array(
                 [
-                    self._project(x - w2 + 0.05, body_h, z + 0.6),
-                    self._project(x + w2 - 0.05, body_h, z + 0.6),
-                    self._project(x + w2 - ct, hgt, z + 1.0),
-                    self._project(x - w2 + ct, hgt, z + 1.0),
+                    self._pt(x - w2 + 0.05, body_h, z + 0.6),
+                    self._pt(x + w2 - 0.05, body_h, z + 0.6),
+                    self._pt(x + w2 - ct, hgt, z + 1.0),
+                    self._pt(x - w2 + ct, hgt, z + 1.0),
                 ]
             )
             self._fill(img, label, inst, cab, col, lab, oid, shade=0.9)
             glass = np.array(
                 [
-                    self._project(x - w2 + 0.2, body_h + 0.05, z + 0.62),
-                    self._project(x + w2 - 0.2, body_h + 0.05, z + 0.62),
-                    self._project(x + w2 - ct - 0.1, hgt - 0.08, z + 0.98),
-                    self._project(x - w2 + ct + 0.1, hgt - 0.08, z + 0.98),
+                    self._pt(x - w2 + 0.2, body_h + 0.05, z + 0.62),
+                    self._pt(x + w2 - 0.2, body_h + 0.05, z + 0.62),
+                    self._pt(x + w2 - ct - 0.1, hgt - 0.08, z + 0.98),
+                    self._pt(x - w2 + ct + 0.1, hgt - 0.08, z + 0.98),
                 ]
             )
             self._fill(img, label, inst, glass, (35, 45, 60), lab, oid)
@@ -481,19 +486,19 @@ class DrivingScene:
         for lx in (x - w2 + 0.1, x + w2 - 0.35):
             lamp = np.array(
                 [
-                    self._project(lx, body_h - 0.3, z - 0.01),
-                    self._project(lx + 0.25, body_h - 0.3, z - 0.01),
-                    self._project(lx + 0.25, body_h - 0.12, z - 0.01),
-                    self._project(lx, body_h - 0.12, z - 0.01),
+                    self._pt(lx, body_h - 0.3, z - 0.01),
+                    self._pt(lx + 0.25, body_h - 0.3, z - 0.01),
+                    self._pt(lx + 0.25, body_h - 0.12, z - 0.01),
+                    self._pt(lx, body_h - 0.12, z - 0.01),
                 ]
             )
             self._fill(img, label, inst, lamp, light_col, lab, oid)
         plate = np.array(
             [
-                self._project(x - 0.25, 0.35, z - 0.01),
-                self._project(x + 0.25, 0.35, z - 0.01),
-                self._project(x + 0.25, 0.5, z - 0.01),
-                self._project(x - 0.25, 0.5, z - 0.01),
+                self._pt(x - 0.25, 0.35, z - 0.01),
+                self._pt(x + 0.25, 0.35, z - 0.01),
+                self._pt(x + 0.25, 0.5, z - 0.01),
+                self._pt(x - 0.25, 0.5, z - 0.01),
             ]
         )
         self._fill(img, label, inst, plate, (230, 230, 220), lab, oid)
@@ -513,19 +518,19 @@ class DrivingScene:
             off = sgn * swing
             leg = np.array(
                 [
-                    self._project(x - 0.11 + 0.1 * k, hip, z),
-                    self._project(x + 0.01 + 0.1 * k, hip, z),
-                    self._project(x + 0.01 + 0.1 * k + off, 0, z),
-                    self._project(x - 0.11 + 0.1 * k + off, 0, z),
+                    self._pt(x - 0.11 + 0.1 * k, hip, z),
+                    self._pt(x + 0.01 + 0.1 * k, hip, z),
+                    self._pt(x + 0.01 + 0.1 * k + off, 0, z),
+                    self._pt(x - 0.11 + 0.1 * k + off, 0, z),
                 ]
             )
             self._fill(img, label, inst, leg, p["legs"], lab, oid, shade=0.85 + 0.15 * k)
         torso = np.array(
             [
-                self._project(x - wd / 2, hip - 0.05, z),
-                self._project(x + wd / 2, hip - 0.05, z),
-                self._project(x + wd / 2 - 0.04, hgt * 0.84, z),
-                self._project(x - wd / 2 + 0.04, hgt * 0.84, z),
+                self._pt(x - wd / 2, hip - 0.05, z),
+                self._pt(x + wd / 2, hip - 0.05, z),
+                self._pt(x + wd / 2 - 0.04, hgt * 0.84, z),
+                self._pt(x - wd / 2 + 0.04, hgt * 0.84, z),
             ]
         )
         self._fill(img, label, inst, torso, p["top"], lab, oid)
@@ -533,14 +538,14 @@ class DrivingScene:
             ax = x + sgn * (wd / 2 + 0.02)
             arm = np.array(
                 [
-                    self._project(ax - 0.05, hgt * 0.83, z),
-                    self._project(ax + 0.05, hgt * 0.83, z),
-                    self._project(ax + 0.05 - sgn * swing * 0.4, hgt * 0.47, z),
-                    self._project(ax - 0.05 - sgn * swing * 0.4, hgt * 0.47, z),
+                    self._pt(ax - 0.05, hgt * 0.83, z),
+                    self._pt(ax + 0.05, hgt * 0.83, z),
+                    self._pt(ax + 0.05 - sgn * swing * 0.4, hgt * 0.47, z),
+                    self._pt(ax - 0.05 - sgn * swing * 0.4, hgt * 0.47, z),
                 ]
             )
             self._fill(img, label, inst, arm, p["top"], lab, oid, shade=0.85)
-        cx, cy = self._project(x, hgt * 0.92, z)
+        cx, cy = self._pt(x, hgt * 0.92, z)
         r = self.focal * 0.11 / z
         ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
         self._fill(

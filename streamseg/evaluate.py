@@ -1,0 +1,243 @@
+"""Accuracy of the models through the pipeline's own pre/postprocessing.
+
+Ground truth travels with each frame (`Frame.truth`): from the synthetic source, or from
+label PNGs next to an `images://` source. Metrics, accumulated over all frames:
+
+- semantic: IoU per group (intersection and union summed over the dataset);
+- instance: mask AP50 per group (COCO-style 101-point interpolation; predictions matched
+  greedily by score to the unmatched ground truth of their group with mask IoU >= 0.5)
+  and the mean mask IoU of matched pairs. Ground-truth objects smaller than `min_area`
+  pixels are "ignore" regions: predictions on them count neither way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamseg.frames import Frame, Instances, SemanticResult
+from streamseg.sinks.base import Sink
+
+IGNORE = "ignore"
+
+
+# semantic ------------------------------------------------------------------------------
+class SemanticMeter:
+    def __init__(self) -> None:
+        self.inter: dict[str, int] = {}
+        self.union: dict[str, int] = {}
+        self.frames = 0
+
+    def add(self, pred: SemanticResult, gt_names: np.ndarray, gt_labels: list[str]) -> None:
+        """`gt_names`: H x W indices into `gt_labels` (group names, or 'ignore')."""
+        valid = np.ones(gt_names.shape, bool)
+        if IGNORE in gt_labels:
+            valid = gt_names != gt_labels.index(IGNORE)
+        for gi, group in enumerate(pred.group_names, start=1):
+            p = (pred.group_map == gi) & valid
+            g = np.zeros_like(p)
+            if group in gt_labels:
+                g = gt_names == gt_labels.index(group)
+            self.inter[group] = self.inter.get(group, 0) + int(np.count_nonzero(p & g))
+            self.union[group] = self.union.get(group, 0) + int(np.count_nonzero(p | g))
+        self.frames += 1
+
+    def iou(self) -> dict[str, float | None]:
+        return {g: (self.inter[g] / self.union[g] if self.union[g] else None) for g in self.inter}
+
+
+# instance --------------------------------------------------------------------------------
+@dataclass
+class GtInstances:
+    boxes: np.ndarray  # G x 4 (x0, y0, x1, y1), exclusive max
+    groups: list[str]
+    areas: np.ndarray  # G
+    pixels: list[np.ndarray]  # flat pixel indices per instance
+
+
+def gt_instances(instance_map: np.ndarray, label_map: np.ndarray, labels: list[str], groups: set[str]) -> GtInstances:
+    """Ground-truth objects of the given groups from an instance-id map (0 = none)."""
+    flat = instance_map.ravel()
+    order = np.argsort(flat, kind="stable")
+    ids, starts = np.unique(flat[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    w = instance_map.shape[1]
+    boxes, names, areas, pixels = [], [], [], []
+    lab_flat = label_map.ravel()
+    for i, a, b in zip(ids, starts, ends, strict=True):
+        if i == 0:
+            continue
+        pix = order[a:b]
+        name = labels[int(np.bincount(lab_flat[pix]).argmax())]
+        if name not in groups:
+            continue
+        ys, xs = pix // w, pix % w
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        names.append(name)
+        areas.append(len(pix))
+        pixels.append(pix)
+    return GtInstances(np.array(boxes, np.int64).reshape(-1, 4), names, np.array(areas, np.int64), pixels)
+
+
+def mask_iou_matrix(pred: Instances, gt: GtInstances, shape: tuple[int, int]) -> np.ndarray:
+    """K x G mask IoU, computed only where boxes overlap."""
+    k, g = len(pred), len(gt.groups)
+    out = np.zeros((k, g), np.float64)
+    if not k or not g:
+        return out
+    w = shape[1]
+    pred_area = pred.masks.reshape(k, -1).sum(1)
+    for j in range(g):
+        gx0, gy0, gx1, gy1 = gt.boxes[j]
+        ys, xs = gt.pixels[j] // w, gt.pixels[j] % w
+        for i in range(k):
+            px0, py0, px1, py1 = pred.xyxy[i]
+            if px1 <= gx0 or px0 >= gx1 or py1 <= gy0 or py0 >= gy1 or pred_area[i] == 0:
+                continue
+            inter = int(np.count_nonzero(pred.masks[i][ys, xs]))
+            out[i, j] = inter / (pred_area[i] + gt.areas[j] - inter)
+    return out
+
+
+def ap_101(scores: list[float], tp: list[bool], n_gt: int) -> float | None:
+    """COCO-style average precision from scored detections (101 recall points)."""
+    if n_gt == 0:
+        return None
+    if not scores:
+        return 0.0
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    hits = np.asarray(tp, bool)[order]
+    ctp, cfp = np.cumsum(hits), np.cumsum(~hits)
+    recall = ctp / n_gt
+    precision = ctp / np.maximum(ctp + cfp, 1)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # make it monotone
+    points = np.linspace(0, 1, 101)
+    idx = np.searchsorted(recall, points, side="left")
+    return float(np.mean([precision[i] if i < len(precision) else 0.0 for i in idx]))
+
+
+class InstanceMeter:
+    def __init__(self, groups: list[str], min_area: int = 100, iou_threshold: float = 0.5) -> None:
+        self.groups = list(groups)
+        self.min_area = min_area
+        self.iou_threshold = iou_threshold
+        self.scores = {g: [] for g in self.groups}
+        self.tp = {g: [] for g in self.groups}
+        self.n_gt = dict.fromkeys(self.groups, 0)
+        self.matched_iou = {g: [] for g in self.groups}
+        self.frames = 0
+
+    def add(self, pred: Instances, gt: GtInstances, shape: tuple[int, int]) -> None:
+        self.frames += 1
+        ious = mask_iou_matrix(pred, gt, shape)
+        for group in self.groups:
+            gi = [j for j, n in enumerate(gt.groups) if n == group]
+            pi = [i for i, n in enumerate(pred.groups) if n == group]
+            ignored = {j for j in gi if gt.areas[j] < self.min_area}
+            self.n_gt[group] += len(gi) - len(ignored)
+            taken: set[int] = set()
+            for i in sorted(pi, key=lambda i: -float(pred.score[i])):
+                best, best_iou = None, self.iou_threshold
+                for j in gi:  # best unmatched real object first, then ignore regions
+                    if j in taken or j in ignored:
+                        continue
+                    if ious[i, j] >= best_iou:
+                        best, best_iou = j, ious[i, j]
+                if best is not None:
+                    taken.add(best)
+                    self.scores[group].append(float(pred.score[i]))
+                    self.tp[group].append(True)
+                    self.matched_iou[group].append(best_iou)
+                elif any(ious[i, j] >= self.iou_threshold for j in ignored):
+                    continue  # on an object too small to grade
+                else:
+                    self.scores[group].append(float(pred.score[i]))
+                    self.tp[group].append(False)
+
+    def summary(self) -> dict:
+        return {
+            "ap50": {g: ap_101(self.scores[g], self.tp[g], self.n_gt[g]) for g in self.groups},
+            "matched_mean_iou": {g: (float(np.mean(v)) if v else None) for g, v in self.matched_iou.items()},
+            "ground_truth": dict(self.n_gt),
+            "predictions": {g: len(v) for g, v in self.scores.items()},
+            "min_area": self.min_area,
+        }
+
+
+# the sink that grades frames as they come out of the pipeline -------------------------------
+@dataclass
+class EvalResult:
+    semantic: SemanticMeter | None
+    instance: InstanceMeter | None
+    frames: int = 0
+    frames_without_truth: int = 0
+    sources: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        out: dict = {"frames": self.frames, "sources": self.sources}
+        if self.semantic is not None:
+            out["semantic_iou"] = {g: (round(v, 4) if v is not None else None) for g, v in self.semantic.iou().items()}
+        if self.instance is not None:
+            s = self.instance.summary()
+            s["ap50"] = {g: (round(v, 4) if v is not None else None) for g, v in s["ap50"].items()}
+            s["matched_mean_iou"] = {
+                g: (round(v, 4) if v is not None else None) for g, v in s["matched_mean_iou"].items()
+            }
+            out["instance"] = s
+        if self.frames_without_truth:
+            out["frames_without_truth"] = self.frames_without_truth
+        return out
+
+
+class EvalSink(Sink):
+    """Grades each frame against its ground truth; not a file, so nothing is written."""
+
+    name = "eval"
+
+    def __init__(self, result: EvalResult) -> None:
+        super().__init__("eval://")
+        self.result = result
+
+    def write_impl(self, frame: Frame) -> None:
+        truth = frame.truth
+        r = self.result
+        if truth is None:
+            r.frames_without_truth += 1
+            return
+        r.frames += 1
+        if r.semantic is not None and frame.semantic is not None:
+            r.semantic.add(frame.semantic, truth.label_map, truth.labels)
+        if r.instance is not None and frame.instances is not None and truth.instance_map is not None:
+            gt = gt_instances(truth.instance_map, truth.label_map, truth.labels, set(r.instance.groups))
+            r.instance.add(frame.instances, gt, truth.label_map.shape)
+
+
+def evaluate(
+    cards: dict[str, str], sources: list[str], *, min_area: int = 100, threads: int = 0, batch: int = 4
+) -> EvalResult:
+    """Run the pipeline (offline, no overlay) over `sources` with the given cards and grade every frame."""
+    from streamseg.config import validate_config
+    from streamseg.models import load_card
+    from streamseg.pipeline import Pipeline
+
+    cfg = validate_config(
+        {
+            "sources": [{"uri": u, "mode": "offline"} for u in sources],
+            "engines": {task: {"card": c, "threads": threads} for task, c in cards.items()},
+            "pipeline": {"batch": {"max_size": batch, "max_wait_ms": 0}},
+            "overlay": {"enabled": False},
+            "metrics": {"progress": False, "summary": False},
+        }
+    )
+    inst_groups = None
+    if "instance" in cards:
+        inst_groups = list(load_card(cards["instance"]).groups)
+    result = EvalResult(
+        SemanticMeter() if "semantic" in cards else None,
+        InstanceMeter(inst_groups, min_area) if inst_groups else None,
+        sources=list(sources),
+    )
+    pipe = Pipeline(cfg, extra_sinks=[EvalSink(result)])
+    pipe.run()
+    return result

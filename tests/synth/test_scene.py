@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from streamseg.errors import SourceError
+from streamseg.sources import open_source
+from streamseg.synth.scene import LABELS, DrivingScene
+
+CAR, PERSON = LABELS.index("car"), LABELS.index("person")
+
+
+def test_same_seed_same_frames_other_seed_other_frames():
+    a, b, c = DrivingScene((320, 180), 30, 5), DrivingScene((320, 180), 30, 5), DrivingScene((320, 180), 30, 6)
+    for i in (0, 17, 90):
+        fa, fb, fc = a.render(i), b.render(i), c.render(i)
+        for x, y in zip(fa, fb, strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert not np.array_equal(fa[0], fc[0])
+    assert not np.array_equal(a.render(0)[0], a.render(5)[0])  # it moves
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ground_truth_is_consistent(seed):
+    scene = DrivingScene((640, 360), 30, seed)
+    seen = set()
+    for i in range(0, 120, 20):
+        img, label, inst = scene.render(i)
+        assert img.shape == (360, 640, 3) and label.shape == inst.shape == (360, 640)
+        # every instance pixel carries its instance's class, one class per instance
+        for oid in np.unique(inst[inst > 0]):
+            classes = np.unique(label[inst == oid])
+            assert len(classes) == 1 and classes[0] in (CAR, PERSON), (oid, classes)
+            seen.add(int(classes[0]))
+        # and every car/person pixel belongs to an instance
+        assert (inst[(label == CAR) | (label == PERSON)] > 0).all()
+        # road at the bottom centre, sky at the top
+        assert label[-5, 320] in (LABELS.index("road"), LABELS.index("lane"), CAR)
+        assert (label[0] == LABELS.index("sky")).mean() > 0.2 or (label[0] == LABELS.index("building")).mean() > 0.2
+    assert CAR in seen
+
+
+def test_instance_ids_are_stable_over_time():
+    scene = DrivingScene((640, 360), 30, 1)
+    ids = [set(np.unique(scene.render(i)[2])) - {0} for i in (0, 1, 2)]
+    assert ids[0] & ids[1] & ids[2]  # the same objects keep their ids frame to frame
+
+
+def test_varied_scenes():
+    scenes = [DrivingScene((64, 36), 30, s) for s in range(40)]
+    assert {s.light for s in scenes} == {"day", "dusk", "overcast"}
+    assert {s.lanes for s in scenes} == {2, 3, 4}
+
+
+def test_source_uri_and_truth():
+    src = open_source("synthetic://driving?size=160x90&fps=15&seed=2&frames=4")
+    with src:
+        frames = []
+        while (f := src.read()) is not None:
+            frames.append(f)
+    assert len(frames) == 4 and src.fps == 15 and src.size_wh == (160, 90)
+    assert frames[1].pts == pytest.approx(1 / 15)
+    assert frames[0].truth.label_map.shape == (90, 160) and frames[0].truth.labels == LABELS
+
+
+@pytest.mark.parametrize(
+    "uri, error",
+    [
+        ("synthetic://city", "one scene, synthetic://driving"),
+        ("synthetic://driving?size=big", "must be numbers"),
+        ("synthetic://driving?size=8x8", "16..8192"),
+        ("synthetic://driving?colour=red", "unknown parameter"),
+    ],
+)
+def test_bad_synthetic_uris(uri, error):
+    with pytest.raises(SourceError, match=error):
+        open_source(uri)

@@ -1,0 +1,110 @@
+"""The embedded default: bundled models on the synthetic scene (`streamseg demo`, `streamseg eval`)."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+ENGINES = ROOT / "engines"
+SEM, INS = ENGINES / "synth-semantic.yaml", ENGINES / "synth-instance.yaml"
+HELD_OUT = [11, 23]  # evaluation seeds (0-99): never used in training (1000+)
+
+
+def streamseg(*args, cwd=ROOT, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "streamseg", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+def test_bundled_models_are_small_and_dynamic_batch():
+    import onnx
+
+    for card in (SEM, INS):
+        onnx_file = ENGINES / card.name.replace(".yaml", ".onnx")
+        assert onnx_file.stat().st_size <= 5 * 1024 * 1024
+        model = onnx.load(str(onnx_file), load_external_data=False)
+        dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+        assert dim0.dim_param and not dim0.dim_value  # a named, dynamic batch axis
+        text = card.read_text()
+        assert "seed:" in text and "metrics:" in text and "command:" in text  # recipe and measurements recorded
+
+
+def test_short_demo_run(tmp_path):
+    r = streamseg("demo", "--max-frames", 24, "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    rep = json.loads((out / "demo-latency.json").read_text())
+    assert rep["frames"]["in"] == rep["frames"]["out"] == 24 and rep["frames"]["dropped"] == {}
+    assert len((out / "demo.jsonl").read_text().splitlines()) == 24
+    cap = cv2.VideoCapture(str(out / "demo.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    png = cv2.imread(str(out / "demo-latency.png"))
+    assert png is not None and png.shape[0] > 200
+    lines = [json.loads(x) for x in (out / "demo.jsonl").read_text().splitlines()]
+    assert np.mean([x["groups"]["road"] for x in lines]) > 0.15
+    assert sum(len(x["instances"]) for x in lines) > 24
+
+
+def test_bundled_models_meet_the_quality_bars_on_held_out_seeds(tmp_path):
+    sources = [a for s in HELD_OUT for a in ("--source", f"synthetic://driving?size=1280x720&seed={s}&frames=40")]
+    r = streamseg("eval", SEM, INS, *sources, "--json", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["frames"] == 80
+    iou = m["semantic_iou"]
+    assert iou["road"] >= 0.95 and iou["car"] >= 0.85 and iou["person"] >= 0.70, iou
+    ap = m["instance"]["ap50"]
+    assert ap["car"] >= 0.80 and ap["person"] >= 0.60, m["instance"]
+    assert "semantic IoU: road" in r.stdout and "mask AP50" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["eval", SEM, "--source", "{video}"], "no frame carried ground truth"),
+        (["eval", SEM, "--source", "synthetic://driving", "--labels", "x"], "--labels and --label-map go together"),
+        (["eval", "{tmp}/none.yaml", "--source", "synthetic://driving"], "no such file"),
+    ],
+)
+def test_eval_mistakes(tmp_path, video, args, error):
+    r = streamseg(*[str(a).format(tmp=tmp_path, video=video) for a in args])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert error in r.stderr
+
+
+def test_eval_with_label_pngs(tmp_path):
+    """images:// + label PNGs + a label map: ground truth from a dataset's own ids."""
+    from streamseg.synth.scene import LABELS, DrivingScene
+
+    scene = DrivingScene((640, 360), 30, 42)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    for i in range(3):
+        img, label, _ = scene.render(i * 10)
+        cv2.imwrite(str(tmp_path / "img" / f"f{i}.jpg"), img)
+        cv2.imwrite(str(tmp_path / "lab" / f"f{i}.png"), (label * 10).astype(np.uint8))  # a dataset's own ids
+    (tmp_path / "map.yaml").write_text(
+        "labels:\n"
+        + "".join(f"  {i * 10}: {name}\n" for i, name in enumerate(LABELS) if name in ("road", "car", "person", "lane"))
+    )
+    r = streamseg(
+        "eval",
+        SEM,
+        "--source",
+        f"images://{tmp_path / 'img'}",
+        "--labels",
+        tmp_path / "lab",
+        "--label-map",
+        tmp_path / "map.yaml",
+        "--json",
+        tmp_path / "m.json",
+    )
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["frames"] == 3
+    assert m["semantic_iou"]["road"] > 0.8  # jpeg and 640x360 cost a little
