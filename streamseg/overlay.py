@@ -38,6 +38,7 @@ class Overlay:
         self.cfg = cfg or OverlayConfig()
         self.stats = stats  # returns {"fps":, "p50":, "p99":} for the HUD
         self._colors: dict[str, tuple[int, int, int]] = {}
+        self._solids: dict[str | None, np.ndarray] = {}
 
     def color_bgr(self, group: str | None) -> tuple[int, int, int]:
         key = group or "?"
@@ -63,13 +64,22 @@ class Overlay:
             self._draw_hud(out, frame)
         return out
 
+    def _solid(self, group: str | None, shape: tuple[int, ...]) -> np.ndarray:
+        """A cached image filled with the group's colour, at least `shape` big (sliced to fit)."""
+        img = self._solids.get(group)
+        if img is None or img.shape[0] < shape[0] or img.shape[1] < shape[1]:
+            h = max(shape[0], img.shape[0] if img is not None else 0)
+            w = max(shape[1], img.shape[1] if img is not None else 0)
+            img = np.empty((h, w, 3), np.uint8)
+            img[...] = self.color_bgr(group)
+            self._solids[group] = img
+        return img[: shape[0], : shape[1]]
+
     def _blend(self, region: np.ndarray, mask: np.ndarray, group: str | None) -> None:
-        """Alpha-blend the group's colour into `region` where `mask` is set (in place)."""
+        """Alpha-blend the group's colour into `region` where `mask` is set (in place, also on a sub-view)."""
         a = self.alpha(group)
-        color = np.empty_like(region)
-        color[...] = self.color_bgr(group)
-        blended = cv2.addWeighted(region, 1 - a, color, a, 0)
-        np.copyto(region, blended, where=mask[..., None])  # in place, also on a sub-view
+        blended = cv2.addWeighted(region, 1 - a, self._solid(group, region.shape), a, 0)
+        cv2.copyTo(blended, mask.view(np.uint8), region)
 
     def _draw_semantic(self, out: np.ndarray, group_map: np.ndarray, names: list[str]) -> None:
         present = np.flatnonzero(np.bincount(group_map.ravel(), minlength=len(names) + 1)[1:]) + 1
