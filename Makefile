@@ -5,13 +5,33 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-streamseg
 
-.PHONY: test demo replay bench train lint clean
+# GStreamer (video I/O: cameras, RTSP/RTP, H.264 files) comes from the system's packages;
+# PyGObject (the `gst` extra) builds against them.
+GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp \
+	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
+	libgirepository1.0-dev libcairo2-dev pkg-config
+
+.PHONY: test demo replay bench train lint clean sysdeps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Installs GStreamer's packages when run as root on Debian/Ubuntu; otherwise says what to run.
+sysdeps:
+	@if dpkg -s $(GST_DEBS) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing GStreamer packages with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GST_DEBS) >/dev/null; \
+	else \
+		echo "GStreamer packages missing; video I/O over GStreamer will be off. To add it, run:"; \
+		echo "  sudo apt-get install $(GST_DEBS)"; \
+	fi
+
+$(STAMP): pyproject.toml | $(BIN)/python sysdeps
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,gst]" \
+		|| echo "PyGObject did not build (GStreamer's development packages missing?): running without GStreamer"
 	touch $(STAMP)
 
 test: $(STAMP)

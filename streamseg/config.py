@@ -24,14 +24,32 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class ReconnectConfig(Section):
+    initial_delay_s: float = Field(0.5, gt=0, le=3600, description="First wait before reopening a live source.")
+    max_delay_s: float = Field(
+        10.0, gt=0, le=3600, description="The wait doubles after each failed attempt, up to this."
+    )
+    attempts: int | None = Field(None, ge=1, description="Reopen attempts per outage; null = forever.")
+
+
 class SourceConfig(Section):
-    uri: str = Field(description="Source URI: a file path, images://dir, ...")
+    uri: str = Field(description="Source URI: a file path, images://dir, rtsp://..., ...")
     id: str | None = Field(None, description="Stream id in results and reports; default: cam0, cam1, ...")
     mode: Mode = Field(
         "auto",
         description="offline: block, never drop (files); live: keep newest, drop oldest (cameras); "
         "realtime: a file paced at its own fps, dropping like live. auto picks by source kind.",
     )
+    decoder: Literal["auto", "gstreamer", "opencv"] = Field(
+        "auto", description="Files: GStreamer when installed (auto), else OpenCV/FFmpeg."
+    )
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+    latency_ms: int = Field(100, ge=0, le=10_000, description="RTSP/RTP jitter buffer.")
+    stall_timeout_s: float = Field(5.0, gt=0, le=3600, description="A live source silent this long is reopened.")
+    open_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="A live source must give a frame this soon at start."
+    )
+    reconnect: ReconnectConfig = ReconnectConfig()
 
 
 class BatchConfig(Section):
@@ -89,7 +107,18 @@ class OverlayConfig(Section):
 
 
 class SinkConfig(Section):
-    uri: str = Field(description="Sink URI: out.mp4, results.jsonl, null://, ...")
+    uri: str = Field(description="Sink URI: out.mp4, results.jsonl, rtsp://:8554/live, rtp://host:port, null://, ...")
+    encoder: Literal["auto", "gstreamer", "opencv"] = Field(
+        "auto", description="Video files: x264 through GStreamer when installed (auto), else OpenCV's mp4v."
+    )
+    bitrate_kbps: int = Field(4000, ge=50, le=200_000, description="H.264 bitrate.")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = Field(
+        "veryfast", description="x264 speed preset."
+    )
+    keyframe_interval: int = Field(30, ge=1, le=1000, description="Frames between keyframes.")
+    fragment_ms: int = Field(
+        1000, ge=100, le=60_000, description="Fragmented MP4: at most this much is lost to a crash."
+    )
 
 
 class MetricsConfig(Section):

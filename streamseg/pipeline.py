@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import cv2
 
 from streamseg.batching import Batcher
-from streamseg.config import Config, SourceConfig
+from streamseg.config import Config, SinkConfig, SourceConfig
 from streamseg.errors import UserError
 from streamseg.frames import Frame
 from streamseg.latency import LatencyRecorder
@@ -110,6 +110,8 @@ class Pipeline:
         """Stop reading sources; frames already read still come out. Safe from a signal handler."""
         self.interrupted = True
         self._stop.set()
+        for s in self.streams:
+            s.source.cancel()
 
     @property
     def mode(self) -> str:
@@ -158,7 +160,7 @@ class Pipeline:
             if sid in ids:
                 raise UserError(f"two sources have the stream id {sid!r}")
             ids.add(sid)
-            src = open_source(sc.uri)
+            src = open_source(sc.uri, sc)
             stack.enter_context(src)
             self.streams.append(_Stream(sid, sc, src, resolve_mode(sc.mode, src)))
         for s in self.streams:
@@ -187,9 +189,9 @@ class Pipeline:
 
     def _open_sinks(self, stack: contextlib.ExitStack) -> None:
         infos = {s.id: StreamInfo(s.id, s.source.fps, s.source.size_wh) for s in self.streams}
-        uris = [s.uri for s in self.cfg.sinks] or ([] if self.extra_sinks else ["null://"])
+        configs = list(self.cfg.sinks) or ([] if self.extra_sinks else [SinkConfig(uri="null://")])
         depth = self.cfg.pipeline.queue_depth
-        for sink in [open_sink(uri) for uri in uris] + self.extra_sinks:
+        for sink in [open_sink(sc.uri, sc) for sc in configs] + self.extra_sinks:
             uri = sink.uri
             stack.enter_context(sink)
             sink.open(infos)
@@ -255,6 +257,8 @@ class Pipeline:
 
     def _cancel_all(self) -> None:
         self._stop.set()
+        for s in self.streams:
+            s.source.cancel()
         for q in self._queues:
             q.cancel()
 

@@ -54,6 +54,9 @@ class Source:
     def close(self) -> None:
         pass
 
+    def cancel(self) -> None:
+        """Make a read() blocked on the network or a backoff return soon (the run is stopping)."""
+
     def describe(self) -> dict:
         return {
             "uri": self.uri,

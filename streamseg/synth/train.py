@@ -60,6 +60,28 @@ def _render_seed(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.stack(imgs), np.stack(sems), np.stack(insts)
 
 
+def sample_weights(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Draw frames with people in them more often: people are few and the bars for them high."""
+    person = LABELS.index("person")
+    has = np.array([np.count_nonzero(s == person) > 50 for s in data["semantic"]])
+    w = 1.0 + 3.0 * has
+    return w / w.sum()
+
+
+def load_or_render(cache: str | None, seeds: list[int], per_seed: int, step: int) -> dict[str, np.ndarray]:
+    """The training frames, from `cache` (a folder of .npy files) when it holds them for these seeds."""
+    key = f"{seeds[0]}-{seeds[-1]}x{per_seed}s{step}_{INPUT_WH[0]}x{INPUT_WH[1]}"
+    folder = Path(cache) / key if cache else None
+    if folder is not None and (folder / "instance.npy").is_file():
+        return {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ("image", "semantic", "instance")}
+    data = render_dataset(seeds, per_seed, step)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, v in data.items():
+            np.save(folder / f"{k}.npy", v)
+    return data
+
+
 def render_dataset(seeds: list[int], per_seed: int, step: int, workers: int = 2) -> dict[str, np.ndarray]:
     t0 = time.time()
     jobs = [(s, per_seed, step) for s in seeds]
@@ -78,7 +100,17 @@ def to_tensor(images_bgr: np.ndarray):
 
 
 def augment(rng: np.random.Generator, img: np.ndarray, *maps: np.ndarray):
-    """Horizontal flip, brightness/contrast jitter (image only)."""
+    """Zoom-in crops (near objects are rarer than far ones), horizontal flip, brightness/contrast jitter."""
+    h, w = img.shape[:2]
+    if rng.random() < 0.5:
+        zoom = rng.uniform(1.1, 2.0)
+        ch, cw = int(h / zoom), int(w / zoom)
+        y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        img = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+        maps = tuple(
+            cv2.resize(np.ascontiguousarray(m[y0 : y0 + ch, x0 : x0 + cw]), (w, h), interpolation=cv2.INTER_NEAREST)
+            for m in maps
+        )
     if rng.random() < 0.5:
         img = img[:, ::-1]
         maps = tuple(m[:, ::-1] for m in maps)
@@ -98,16 +130,15 @@ def train_semantic(data, iters: int, seed: int, batch: int = 8):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = SegNetLite(len(LABELS))
-    counts = np.bincount(data["semantic"][data["semantic"] != 255].ravel(), minlength=len(LABELS)).astype(np.float64)
-    weights = torch.tensor((counts.sum() / np.maximum(counts, 1)) ** 0.5, dtype=torch.float32)
-    weights /= weights.mean()
+    weights = torch.from_numpy(class_weights(data["semantic"]))
     opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=iters, pct_start=0.1)
     n = len(data["image"])
+    p = sample_weights(data)
     t0 = time.time()
     model.train()
     for it in range(iters):
-        idx = rng.integers(0, n, batch)
+        idx = rng.choice(n, batch, p=p)
         pairs = [augment(rng, data["image"][i], data["semantic"][i]) for i in idx]
         x = to_tensor(np.stack([p[0] for p in pairs]))
         y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
@@ -200,10 +231,11 @@ def train_instance(data, iters: int, seed: int, batch: int = 8):
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=iters, pct_start=0.1)
     n = len(data["image"])
+    p = sample_weights(data)
     t0 = time.time()
     model.train()
     for it in range(iters):
-        idx = rng.integers(0, n, batch)
+        idx = rng.choice(n, batch, p=p)
         samples = [augment(rng, data["image"][i], data["instance"][i], data["semantic"][i]) for i in idx]
         x = to_tensor(np.stack([s[0] for s in samples]))
         heads, protos = model(x)
@@ -274,6 +306,57 @@ def export_onnx(model, path: Path, output_names: list[str]) -> None:
     )
 
 
+def class_weights(semantic: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """Inverse-frequency class weights for the cross-entropy (rare people and markings count more)."""
+    counts = np.bincount(semantic[semantic != 255].ravel(), minlength=len(LABELS)).astype(np.float64)
+    w = (counts.sum() / np.maximum(counts, 1)) ** power
+    return (w / w.mean()).astype(np.float32)
+
+
+def add_logit_bias(onnx_path: Path, bias: np.ndarray, out_path: Path) -> None:
+    """Insert `logits + bias` before the graph's ArgMax.
+
+    A weighted cross-entropy learns scores tilted by log(weight) towards rare classes;
+    adding -alpha * log(weight) takes (part of) that tilt back out, so masks of rare
+    classes are not fattened. alpha is chosen on validation seeds, not evaluation seeds.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    g = model.graph
+    (node,) = [n for n in g.node if n.op_type == "ArgMax"]
+    name = node.input[0]
+    g.initializer.append(numpy_helper.from_array(bias.reshape(1, -1, 1, 1).astype(np.float32), "logit_bias"))
+    g.node.insert(list(g.node).index(node), helper.make_node("Add", [name, "logit_bias"], [name + "_biased"]))
+    node.input[0] = name + "_biased"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
+
+
+def calibrate_semantic(onnx_path: Path, card: dict, weights: np.ndarray, seeds: list[int], frames: int) -> float:
+    """Pick alpha in -alpha*log(weights) by mean IoU of road, car and person on validation seeds."""
+    import tempfile
+
+    from streamseg.evaluate import evaluate
+
+    best = (-1.0, 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for alpha in (0.0, 0.5, 0.75, 1.0):
+            trial = Path(tmp) / f"a{alpha}.onnx"
+            add_logit_bias(onnx_path, -alpha * np.log(weights), trial)
+            card_path = Path(tmp) / f"a{alpha}.yaml"
+            write_card(card_path, {**card, "file": str(trial)})
+            iou = evaluate(
+                {"semantic": str(card_path)},
+                [f"synthetic://driving?size={FRAME_WH[0]}x{FRAME_WH[1]}&seed={s}&frames={frames}" for s in seeds],
+            ).summary()["semantic_iou"]
+            score = float(np.mean([iou["road"], iou["car"], iou["person"]]))
+            print(f"calibration alpha {alpha}: {iou} -> {score:.4f}", flush=True)
+            best = max(best, (score, alpha))
+    return best[1]
+
+
 def write_card(path: Path, card: dict) -> None:
     path.write_text(yaml.safe_dump(card, sort_keys=False, width=100))
 
@@ -283,12 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", choices=["semantic", "instance", "both"], default="both")
     ap.add_argument("--out", default="engines")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--iters", type=int, default=1200)
+    ap.add_argument("--iters", type=int, default=1600)
     ap.add_argument("--train-seeds", default="1000-1119")
     ap.add_argument("--per-seed", type=int, default=20)
     ap.add_argument("--eval-seeds", default="0-4")
+    ap.add_argument("--val-seeds", default="900-902", help="for calibration; neither trained nor evaluated on")
     ap.add_argument("--eval-frames", type=int, default=60)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument(
+        "--cache", default=None, help="folder to keep the rendered training frames in (reused when present)"
+    )
     ap.add_argument("--eval-only", action="store_true", help="evaluate the cards in --out and update their metrics")
     args = ap.parse_args(argv)
     tasks = ["semantic", "instance"] if args.task == "both" else [args.task]
@@ -312,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     out.mkdir(parents=True, exist_ok=True)
-    data = render_dataset(parse_range(args.train_seeds), args.per_seed, 9)
+    data = load_or_render(args.cache, parse_range(args.train_seeds), args.per_seed, 9)
     recipe = {
         "command": "python -m streamseg.synth.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": args.seed,
@@ -330,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
             onnx_path = out / "synth-semantic.onnx"
             export_onnx(model, onnx_path, ["labels"])
             card = semantic_card(onnx_path.name, {**recipe, "train_seconds": round(secs)})
+            weights = class_weights(data["semantic"])
+            alpha = calibrate_semantic(onnx_path, card, weights, parse_range(args.val_seeds), 40)
+            add_logit_bias(onnx_path, -alpha * np.log(weights), onnx_path)
+            card["training"]["recipe"]["logit_bias_alpha"] = alpha
         else:
             model, secs = train_instance(data, args.iters, args.seed)
             model.export = True

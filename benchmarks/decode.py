@@ -1,0 +1,88 @@
+"""Decoding a file: GStreamer (decodebin, I420 pulled and converted by OpenCV) against OpenCV/FFmpeg.
+
+    python benchmarks/decode.py [--video V] [--reps 3] [--out DIR]
+
+Prints frames/s of each (alternating, median of the repetitions), their ratio, and the mean
+absolute difference between the two decoders' frames (same frames, colour rounding apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from engine_vs_pipeline import machine_info  # noqa: E402
+
+from streamseg import gst  # noqa: E402
+from streamseg.sources.file import FileSource  # noqa: E402
+from streamseg.sources.gst import file_source  # noqa: E402
+
+
+def decode(src) -> tuple[float, list[np.ndarray]]:
+    frames = []
+    with src:
+        t0 = time.perf_counter()
+        while (f := src.read()) is not None:
+            frames.append(f.image_bgr)
+        return len(frames) / (time.perf_counter() - t0), frames
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--video", default=str(ROOT.parent / "shared" / "data" / "video" / "udacity-solidWhiteRight-960x540.mp4")
+    )
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    if not gst.available():
+        print("decode benchmark: GStreamer is not installed", file=sys.stderr)
+        return 2
+    cv2.setNumThreads(1)
+    g_fps, o_fps = [], []
+    for rep in range(args.reps):
+        for name in ("gst", "opencv") if rep % 2 == 0 else ("opencv", "gst"):
+            if name == "gst":
+                fps, gf = decode(file_source(args.video, args.video))
+                g_fps.append(fps)
+            else:
+                fps, of = decode(FileSource(args.video, args.video))
+                o_fps.append(fps)
+        print(f"rep {rep + 1}: gstreamer {g_fps[-1]:.1f} fps, opencv {o_fps[-1]:.1f} fps", flush=True)
+    n = min(len(gf), len(of))
+    mad = float(
+        np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in zip(gf[:n], of[:n], strict=True)])
+    )
+    result = {
+        "benchmark": "decode",
+        "date": dt.date.today().isoformat(),
+        "machine": machine_info(0),
+        "video": Path(args.video).name,
+        "frames": {"gstreamer": len(gf), "opencv": len(of)},
+        "gstreamer_fps": {"median": statistics.median(g_fps), "runs": g_fps},
+        "opencv_fps": {"median": statistics.median(o_fps), "runs": o_fps},
+        "ratio_gstreamer_over_opencv": statistics.median(g_fps) / statistics.median(o_fps),
+        "mean_abs_diff": round(mad, 3),
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{os.uname().nodename}-{result['date']}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "decode.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

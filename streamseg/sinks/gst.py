@@ -1,0 +1,313 @@
+"""GStreamer sinks: H.264 files that survive a crash, an RTSP server, RTP/UDP, a display window.
+
+Every sink encodes with x264 (settings from the sink's config) from an appsrc fed with
+I420 frames converted by OpenCV. One encoder pipeline per stream.
+
+- files: `.mp4` is written as fragmented MP4 (a fragment a second by default) and `.mkv`
+  as streamable Matroska, so a file cut short by a crash or kill -9 plays up to its last
+  fragment; a normal end or SIGINT/SIGTERM finalizes it properly (EOS);
+- `rtsp://HOST:PORT/name`: a GstRtspServer serving the overlaid stream to any number of
+  clients (HOST defaults to 127.0.0.1; `rtsp://0.0.0.0:8554/x` listens on all interfaces);
+- `rtp://HOST:PORT`: H.264 RTP over UDP (payload 96, SPS/PPS repeated each keyframe);
+- `display://`: a window, when a display exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamseg import gst
+from streamseg.errors import SinkError
+from streamseg.frames import Frame
+from streamseg.sinks.base import Sink, StreamInfo, check_writable
+
+log = logging.getLogger("streamseg")
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
+
+
+@dataclass
+class EncoderSettings:
+    bitrate_kbps: int = 4000
+    preset: str = "veryfast"
+    keyframe_interval: int = 30  # frames; also the longest a fresh RTSP client waits for a picture
+    fragment_ms: int = 1000  # fragmented MP4: what a crash can cost at most
+
+    def x264(self) -> str:
+        return (
+            f"x264enc tune=zerolatency speed-preset={self.preset} bitrate={int(self.bitrate_kbps)} "
+            f"key-int-max={int(self.keyframe_interval)} bframes=0"
+        )
+
+
+def _caps(w: int, h: int, fps: float) -> str:
+    num, den = (int(round(fps * 1000)), 1000) if fps else (25, 1)
+    fmt = "I420" if w % 2 == 0 and h % 2 == 0 else "BGR"
+    return f"video/x-raw,format={fmt},width={w},height={h},framerate={num}/{den}"
+
+
+class _Encoder:
+    """One appsrc-fed pipeline; push(frame image) with a timestamp; finish() sends EOS and waits."""
+
+    def __init__(self, tail: str, w: int, h: int, fps: float, live: bool, name: str) -> None:
+        Gst, _ = gst.require()
+        self.Gst = Gst
+        self.w, self.h, self.fps = w, h, fps or 25.0
+        self.i420 = w % 2 == 0 and h % 2 == 0
+        desc = (
+            f"appsrc name=src is-live={'true' if live else 'false'} format=time do-timestamp=false block={'false' if live else 'true'} "
+            f'max-bytes={w * h * 6} caps="{_caps(w, h, self.fps)}" ! videoconvert ! {tail}'
+        )
+        self.pipeline = gst.parse_launch(desc)
+        self.src = self.pipeline.get_by_name("src")
+        self.n = 0
+        self.name = name
+        if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            err = gst.pop_error(self.pipeline) or "cannot start the encoder"
+            self.pipeline.set_state(Gst.State.NULL)
+            raise SinkError(f"{name}: {err}")
+
+    def push(self, img_bgr: np.ndarray) -> None:
+        Gst = self.Gst
+        if img_bgr.shape[1] != self.w or img_bgr.shape[0] != self.h:
+            img_bgr = cv2.resize(img_bgr, (self.w, self.h), interpolation=cv2.INTER_AREA)
+        data = cv2.cvtColor(img_bgr, cv2.COLOR_BGR2YUV_I420) if self.i420 else np.ascontiguousarray(img_bgr)
+        buf = Gst.Buffer.new_wrapped(data.tobytes())
+        buf.pts = int(self.n * Gst.SECOND / self.fps)
+        buf.duration = int(Gst.SECOND / self.fps)
+        self.n += 1
+        if self.src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
+            err = gst.pop_error(self.pipeline)
+            raise SinkError(f"{self.name}: {err or 'the encoder pipeline stopped'}")
+        err = gst.pop_error(self.pipeline)
+        if err:
+            raise SinkError(f"{self.name}: {err}")
+
+    def finish(self, timeout_s: float = 10.0) -> None:
+        Gst = self.Gst
+        try:
+            self.src.emit("end-of-stream")
+            bus = self.pipeline.get_bus()
+            bus.timed_pop_filtered(int(timeout_s * Gst.SECOND), Gst.MessageType.EOS | Gst.MessageType.ERROR)
+        finally:
+            self.pipeline.set_state(Gst.State.NULL)
+
+
+class _PerStream(Sink):
+    """A sink with one encoder per stream, created at the stream's first frame."""
+
+    live = False
+
+    def __init__(self, uri: str, settings: EncoderSettings | None = None) -> None:
+        super().__init__(uri)
+        self.settings = settings or EncoderSettings()
+        self._enc: dict[str, _Encoder] = {}
+        self._streams: dict[str, StreamInfo] = {}
+
+    def open(self, streams: dict[str, StreamInfo]) -> None:
+        gst.require()
+        self._streams = streams
+
+    def tail(self, stream_id: str) -> str:
+        raise NotImplementedError
+
+    def write_impl(self, frame: Frame) -> None:
+        img = frame.overlay_bgr if frame.overlay_bgr is not None else frame.image_bgr
+        enc = self._enc.get(frame.stream_id)
+        if enc is None:
+            info = self._streams.get(frame.stream_id)
+            fps = info.fps if info and info.fps else 25.0
+            enc = _Encoder(self.tail(frame.stream_id), img.shape[1], img.shape[0], fps, self.live, self.uri)
+            self._enc[frame.stream_id] = enc
+        enc.push(img)
+
+    def close(self) -> None:
+        for enc in self._enc.values():
+            try:
+                enc.finish()
+            except Exception as e:  # finalize the others whatever happens to one
+                log.error("%s: finishing failed: %s", self.uri, e)
+        self._enc.clear()
+
+
+class GstFileSink(_PerStream):
+    name = "h264-file"
+
+    def __init__(self, uri: str, path: str, settings: EncoderSettings | None = None) -> None:
+        super().__init__(uri, settings)
+        self.path = Path(path)
+        self.paths: dict[str, Path] = {}
+
+    def open(self, streams: dict[str, StreamInfo]) -> None:
+        super().open(streams)
+        for sid in streams:
+            p = self.path if len(streams) == 1 else self.path.with_name(f"{self.path.stem}.{sid}{self.path.suffix}")
+            check_writable(p)
+            self.paths[sid] = p
+
+    def tail(self, stream_id: str) -> str:
+        s = self.settings
+        loc = str(self.paths[stream_id]).replace('"', '\\"')
+        if self.path.suffix.lower() == ".mkv":
+            mux = "matroskamux streamable=true"
+        else:
+            mux = f"mp4mux fragment-duration={int(s.fragment_ms)} streamable=true"
+        return f'{s.x264()} ! h264parse ! {mux} ! filesink location="{loc}"'
+
+    def describe(self) -> dict:
+        return {**super().describe(), "files": {k: str(v) for k, v in self.paths.items()}, "encoder": "x264"}
+
+
+class RtpSink(_PerStream):
+    name = "rtp"
+    lossless = False
+    live = True
+
+    def __init__(self, uri: str, host: str, port: int, settings: EncoderSettings | None = None) -> None:
+        super().__init__(uri, settings)
+        self.host, self.port = host, port
+
+    def open(self, streams: dict[str, StreamInfo]) -> None:
+        super().open(streams)
+        if len(streams) > 1:
+            raise SinkError(f"{self.uri}: one RTP destination carries one stream; give one rtp:// sink per source")
+
+    def tail(self, stream_id: str) -> str:
+        return f"{self.settings.x264()} ! rtph264pay config-interval=-1 pt=96 ! udpsink host={self.host} port={self.port} sync=false async=false"
+
+
+class DisplaySink(_PerStream):
+    name = "display"
+    lossless = False
+    live = True
+
+    def open(self, streams: dict[str, StreamInfo]) -> None:
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise SinkError("display://: no display here (DISPLAY and WAYLAND_DISPLAY are unset)")
+        super().open(streams)
+
+    def tail(self, stream_id: str) -> str:
+        return "autovideosink sync=false"
+
+
+class RtspServerSink(Sink):
+    """Serves each stream at rtsp://HOST:PORT/name (several streams: /name/<stream id>)."""
+
+    name = "rtsp-server"
+    lossless = False
+
+    def __init__(self, uri: str, host: str, port: int, mount: str, settings: EncoderSettings | None = None) -> None:
+        super().__init__(uri)
+        self.host, self.port, self.mount = host or "127.0.0.1", port, "/" + mount.strip("/")
+        self.settings = settings or EncoderSettings()
+        self._server = None
+        self._loop = None
+        self._thread = None
+        self._lock = threading.Lock()
+        self._appsrcs: dict[str, list] = {}  # stream id -> appsrcs of the connected media
+        self._counts: dict[str, int] = {}
+        self._size: dict[str, tuple[int, int]] = {}
+        self._streams: dict[str, StreamInfo] = {}
+        self.urls: dict[str, str] = {}
+
+    def open(self, streams: dict[str, StreamInfo]) -> None:
+        Gst, _ = gst.require()
+        GstRtspServer = gst.rtsp_server_module()
+        from gi.repository import GLib
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # a clear error for a taken port
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as e:
+                raise SinkError(f"{self.uri}: cannot listen on {self.host}:{self.port}: {e.strerror}") from None
+        self._streams = streams
+        self._context = GLib.MainContext.new()
+        self._server = GstRtspServer.RTSPServer()
+        self._server.set_address(self.host)
+        self._server.set_service(str(self.port))
+        mounts = self._server.get_mount_points()
+        for sid in streams:
+            path = self.mount if len(streams) == 1 else f"{self.mount}/{sid}"
+            factory = GstRtspServer.RTSPMediaFactory()
+            factory.set_launch(self._launch(sid))
+            factory.set_shared(True)
+            factory.connect("media-configure", self._on_media, sid)
+            mounts.add_factory(path, factory)
+            self.urls[sid] = f"rtsp://{self.host}:{self.port}{path}"
+            self._appsrcs[sid] = []
+            self._counts[sid] = 0
+        if self._server.attach(self._context) == 0:
+            raise SinkError(f"{self.uri}: the RTSP server could not attach to {self.host}:{self.port}")
+        self._loop = GLib.MainLoop.new(self._context, False)
+        self._thread = threading.Thread(target=self._loop.run, name="rtsp-server", daemon=True)
+        self._thread.start()
+        for url in self.urls.values():
+            log.info("serving %s", url)
+
+    def _launch(self, sid: str) -> str:
+        # caps are set per frame size at the first frame; until then the media waits
+        return (
+            f"( appsrc name=src is-live=true format=time do-timestamp=true block=false ! videoconvert ! "
+            f"{self.settings.x264()} ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
+
+    def _on_media(self, factory, media, sid: str) -> None:
+        Gst, _ = gst.require()
+        appsrc = media.get_element().get_child_by_name("src")
+        info = self._streams.get(sid)
+        w, h = self._size.get(sid) or (info.size_wh if info and info.size_wh else (640, 480))
+        appsrc.set_property("caps", Gst.Caps.from_string(_caps(w, h, info.fps if info and info.fps else 25.0)))
+        with self._lock:
+            self._appsrcs[sid].append(appsrc)
+        media.connect("unprepared", self._on_gone, sid, appsrc)
+
+    def _on_gone(self, media, sid: str, appsrc) -> None:
+        with self._lock:
+            if appsrc in self._appsrcs.get(sid, []):
+                self._appsrcs[sid].remove(appsrc)
+
+    @property
+    def clients(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._appsrcs.values())
+
+    def write_impl(self, frame: Frame) -> None:
+        Gst, _ = gst.require()
+        img = frame.overlay_bgr if frame.overlay_bgr is not None else frame.image_bgr
+        sid = frame.stream_id
+        h, w = img.shape[:2]
+        first = self._size.setdefault(sid, (w, h))
+        if (w, h) != first:
+            img = cv2.resize(img, first, interpolation=cv2.INTER_AREA)
+            w, h = first
+        with self._lock:
+            targets = list(self._appsrcs.get(sid, []))
+        if not targets:
+            return  # nobody is watching: nothing to encode
+        data = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420) if w % 2 == 0 and h % 2 == 0 else np.ascontiguousarray(img)
+        payload = data.tobytes()
+        for src in targets:
+            src.emit("push-buffer", Gst.Buffer.new_wrapped(payload))
+
+    def close(self) -> None:
+        if self._loop is not None:
+            with self._lock:
+                for srcs in self._appsrcs.values():
+                    for src in srcs:
+                        src.emit("end-of-stream")
+            self._loop.quit()
+            self._thread.join(timeout=5)
+            self._loop = None
+        self._server = None
+
+    def describe(self) -> dict:
+        return {**super().describe(), "urls": dict(self.urls)}

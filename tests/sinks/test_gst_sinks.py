@@ -1,0 +1,149 @@
+"""GStreamer sinks for real: crash-safe H.264 files, the RTSP server (GStreamer and FFmpeg clients)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+
+from streamseg import gst
+from streamseg.sources import open_source
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(not gst.available(), reason="GStreamer/PyGObject not installed")
+
+
+def count_frames(path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n
+
+
+def streamseg_popen(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamseg", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_h264_file_survives_kill_9(tmp_path, suffix):
+    out = tmp_path / f"k{suffix}"
+    proc = streamseg_popen(
+        "run",
+        "--source",
+        "synthetic://driving?size=320x180&frames=2000",
+        "--mode",
+        "realtime",
+        "--sink",
+        out,
+        "--no-progress",
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
+        time.sleep(0.2)
+    time.sleep(1.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n = count_frames(out)
+    assert n >= 30, n  # at least the frames up to the last complete fragment
+
+
+def test_h264_file_normal_end(tmp_path):
+    out = tmp_path / "n.mp4"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamseg",
+            "run",
+            "--source",
+            "synthetic://driving?size=320x180&frames=40",
+            "--sink",
+            out,
+            "--report",
+            tmp_path / "r.json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert count_frames(out) == 40
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["sinks"][str(out)]["kind"] == "h264-file"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_rtsp_sink_serves_gstreamer_and_ffmpeg_clients(tmp_path):
+    port = free_port()
+    proc = streamseg_popen(
+        "run",
+        "--source",
+        "synthetic://driving?size=320x180&frames=900",
+        "--mode",
+        "realtime",
+        "--sink",
+        f"rtsp://127.0.0.1:{port}/live",
+        "--no-progress",
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        src = open_source(f"rtsp://127.0.0.1:{port}/live")
+        with src:
+            frames = [src.read() for _ in range(10)]
+        assert all(f is not None and f.image_bgr.shape == (180, 320, 3) for f in frames)
+        cap = cv2.VideoCapture(f"rtsp://127.0.0.1:{port}/live", cv2.CAP_FFMPEG)
+        ok, img = cap.read()
+        assert ok and img.shape == (180, 320, 3)
+        cap.release()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_rtsp_sink_port_in_use_is_a_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streamseg",
+                "run",
+                "--source",
+                "synthetic://driving?size=64x36&frames=2",
+                "--sink",
+                f"rtsp://127.0.0.1:{port}/x",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "cannot listen on 127.0.0.1" in r.stderr
