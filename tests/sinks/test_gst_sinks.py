@@ -147,3 +147,52 @@ def test_rtsp_sink_port_in_use_is_a_clear_error():
         )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "cannot listen on 127.0.0.1" in r.stderr
+
+
+def test_display_without_a_display_is_a_clear_error(monkeypatch):
+    from streamseg.errors import SinkError
+    from streamseg.sinks import StreamInfo, open_sink
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SinkError, match="no display here"):
+        open_sink("display://").open({"cam0": StreamInfo("cam0", 25, (64, 48))})
+
+
+def test_rtp_sink_reaches_an_rtp_source():
+    """Our RTP sink -> our RTP source, on loopback."""
+    import numpy as np
+
+    from streamseg.frames import Frame
+    from streamseg.sinks import StreamInfo, open_sink
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = open_source(f"rtp://@:{port}")
+    sink = open_sink(f"rtp://127.0.0.1:{port}")
+    sink.open({"cam0": StreamInfo("cam0", 30, (160, 96))})
+    import threading
+
+    stop = threading.Event()
+
+    def feed():
+        i = 0
+        while not stop.is_set():
+            img = np.full((96, 160, 3), 40, np.uint8)
+            img[:, (i * 4) % 160 :][:, :20] = (0, 200, 0)
+            f = Frame("cam0", i, i / 30, img, time.perf_counter_ns())
+            sink.write(f)
+            i += 1
+            time.sleep(1 / 30)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        with src:
+            frames = [src.read() for _ in range(10)]
+    finally:
+        stop.set()
+        t.join()
+        sink.close()
+    assert all(f is not None and f.image_bgr.shape == (96, 160, 3) for f in frames)

@@ -73,3 +73,14 @@ def test_images_sorted_mixed_sizes_grey_and_unreadable(tmp_path):
     assert all(f.image_bgr.dtype == np.uint8 for f in frames)
     assert [f.pts for f in frames] == [0.0, 0.2, 0.4]
     assert src.decode_errors == 1
+
+
+def test_files_fall_back_to_opencv_without_gstreamer(tmp_path, monkeypatch):
+    from streamseg import gst
+    from streamseg.sources.file import FileSource
+
+    p = make_video(tmp_path / "v.mp4", n=3)
+    monkeypatch.setattr(gst, "available", lambda: False)
+    src = open_source(str(p))
+    assert isinstance(src, FileSource)
+    assert len(read_all(src)) == 3
