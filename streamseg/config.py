@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from streamseg.errors import ConfigError
 
 Mode = Literal["auto", "offline", "live", "realtime"]
-BackendName = Literal["auto", "onnxruntime", "tensorrt"]
-Precision = Literal["fp32", "fp16", "int8"]
+BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt"]
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
 
 
 class Section(BaseModel):

@@ -16,6 +16,7 @@ from streamseg.errors import BackendError
 # name -> (module, class, the Python module the runtime needs)
 BACKENDS = {
     "onnxruntime": ("streamseg.backends.onnxruntime", "OnnxRuntimeEngine", "onnxruntime"),
+    "openvino": ("streamseg.backends.openvino", "OpenVinoEngine", "openvino"),
 }
 
 

@@ -1,0 +1,85 @@
+"""OpenVINO backend (CPU): the model compiled once per run, precision pinned and reported.
+
+OpenVINO picks bf16 by itself on CPUs that have it; streamseg always sets the
+inference precision it was asked for, so `fp32` means fp32 and the report says so.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from streamseg.backends.base import Engine, TensorSpec
+from streamseg.errors import BackendError, ModelError
+
+# streamseg precision -> OpenVINO INFERENCE_PRECISION_HINT
+_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def _spec(port) -> TensorSpec:
+    ps = port.get_partial_shape()
+    shape = tuple(d.get_length() if d.is_static else None for d in ps)
+    return TensorSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()))
+
+
+class OpenVinoEngine(Engine):
+    backend = "openvino"
+
+    def __init__(self, model_path, *, precision: str = "fp32", threads: int = 0, hint: str = "LATENCY") -> None:
+        super().__init__(model_path, precision=precision, threads=threads)
+        self.hint = hint
+
+    def load_impl(self) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if self.precision not in _PRECISION:
+            raise BackendError(
+                f"the openvino backend runs fp32, bf16 (where the CPU has it) or fp16; not {self.precision}"
+            )
+        if self.precision == "bf16" and "BF16" not in caps:
+            raise BackendError("precision bf16 asked for, but this CPU has no bf16 support")
+        threads = self.threads or os.cpu_count() or 1
+        try:
+            model = core.read_model(str(self.model_path))
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{self.model_path.name}: OpenVINO cannot read it: {first}") from None
+        config = {
+            "INFERENCE_PRECISION_HINT": _PRECISION[self.precision],
+            "PERFORMANCE_HINT": self.hint,
+            "INFERENCE_NUM_THREADS": str(threads),
+        }
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self.threads = threads
+        self.inputs = {p.get_any_name(): _spec(p) for p in self._compiled.inputs}
+        self.outputs = {p.get_any_name(): _spec(p) for p in self._compiled.outputs}
+        self._out_ports = list(self._compiled.outputs)
+        self.version = ov.__version__
+        self.actual_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        try:  # the ONNX metadata (class names of YOLO exports) as ORT would give it
+            import onnx
+
+            m = onnx.load(str(self.model_path), load_external_data=False)
+            self.metadata = {p.key: p.value for p in m.metadata_props}
+        except Exception:
+            self.metadata = {}
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        res = self._request.infer(feeds)
+        return {p.get_any_name(): np.asarray(res[p]) for p in self._out_ports}
+
+    def close_impl(self) -> None:
+        self._request = self._compiled = None
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "threads": self.threads,
+            "version": self.version,
+            "hint": self.hint,
+            "inference_precision": self.actual_precision,
+        }

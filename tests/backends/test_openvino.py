@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from streamseg.backends import create_engine
+from streamseg.errors import BackendError
+from tests.conftest import TWIN, needs_shared_models
+
+ov = pytest.importorskip("openvino")
+
+
+def feed(n):
+    x = np.zeros((n, 3, 48, 64), np.float32)
+    x[:, 0, :, :32] = 1.0
+    return {"images": x}
+
+
+def test_dynamic_batch_runs_in_one_call_and_matches_onnxruntime(tiny):
+    with (
+        create_engine("openvino", tiny / "red.onnx", threads=1) as eng,
+        create_engine("onnxruntime", tiny / "red.onnx", threads=1) as ref,
+    ):
+        assert eng.max_batch is None
+        out = eng.infer(feed(4))
+        assert eng.calls == 1 and out["seg"].shape == (4, 2, 48, 64)
+        np.testing.assert_allclose(out["seg"], ref.infer(feed(4))["seg"], atol=1e-5)
+
+
+def test_precision_is_pinned_and_reported(tiny):
+    with create_engine("openvino", tiny / "red.onnx", threads=1) as eng:
+        assert eng.describe()["inference_precision"] == "f32"  # not the CPU's bf16 default
+    with pytest.raises(BackendError, match="not int8"):
+        with create_engine("openvino", tiny / "red.onnx", precision="int8"):
+            pass
+
+
+@needs_shared_models
+def test_real_model_agrees_with_onnxruntime():
+    x = np.random.default_rng(0).random((1, 3, 360, 640), np.float32)
+    with create_engine("openvino", TWIN, threads=2) as eng, create_engine("onnxruntime", TWIN, threads=2) as ref:
+        a, b = eng.infer({"images": x}), ref.infer({"images": x})
+        for k in ("da", "ll"):
+            assert (a[k].argmax(1) == b[k].argmax(1)).mean() > 0.999
