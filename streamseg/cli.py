@@ -61,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--min-area", type=int, default=100, help="objects smaller than this (pixels) are not graded")
     ev.add_argument("--json", metavar="PATH", help="write the metrics here")
 
+    engines = sub.add_parser("engines", help="build engines into the cache, or list what it holds")
+    esub = engines.add_subparsers(dest="engines_command", metavar="ACTION", parser_class=_Parser)
+    eb = esub.add_parser("build", help="build (and cache) the engine for a card")
+    eb.add_argument("card")
+    eb.add_argument("--backend", default="openvino", choices=["onnxruntime", "openvino", "tensorrt"])
+    eb.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"])
+    eb.add_argument("--threads", type=int, default=0)
+    eb.add_argument("--cache-dir", default="engines/cache")
+    el = esub.add_parser("list", help="what the engine cache holds")
+    el.add_argument("--cache-dir", default="engines/cache")
+
     models = sub.add_parser("models", help="list model cards or check one against its ONNX file")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
     ml = msub.add_parser("list", help="list the model cards in folders")
@@ -84,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "models":
             return cmd_models(args)
+        if args.command == "engines":
+            return cmd_engines(args)
         if args.command == "demo":
             return cmd_demo(args)
         if args.command == "eval":
@@ -313,3 +326,32 @@ def cmd_eval(args) -> int:
         check_writable(Path(args.json))
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def cmd_engines(args) -> int:
+    from streamseg.backends.cache import EngineCache
+
+    if args.engines_command == "list":
+        entries = EngineCache(args.cache_dir).entries()
+        if not entries:
+            print(f"the engine cache {args.cache_dir} is empty")
+        for e in entries:
+            print(
+                f"{e['file']:<52} {e['backend']:<11} {e['precision']:<5} {e['size'] / 1e6:7.2f} MB  "
+                f"{e['device']}  sha256 {e['sha256'][:16]}  model {Path(e.get('model', '?')).name}"
+            )
+        return 0
+    if args.engines_command == "build":
+        from streamseg.backends import CACHED
+        from streamseg.models import open_model
+
+        if args.backend not in CACHED:
+            print(f"{args.backend} builds its engine when it loads the model; nothing to cache")
+            return 0
+        model = open_model(
+            args.card, backend=args.backend, precision=args.precision, threads=args.threads, cache_dir=args.cache_dir
+        )
+        with model:
+            print(f"{args.card}: {model.engine.cached} ({args.backend} {args.precision}) in {args.cache_dir}")
+        return 0
+    raise UserError("engines: say `build CARD` or `list`")

@@ -81,6 +81,10 @@ class EngineConfig(Section):
 class EnginesConfig(Section):
     semantic: EngineConfig | None = None
     instance: EngineConfig | None = None
+    cache_dir: str | None = Field(
+        "engines/cache",
+        description="Built engines (OpenVINO blobs, TensorRT plans), sha256-checked; null = build every run.",
+    )
 
 
 class OverlayConfig(Section):

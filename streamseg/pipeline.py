@@ -181,6 +181,7 @@ class Pipeline:
                 conf_threshold=ec.conf_threshold,
                 iou_threshold=ec.iou_threshold,
                 max_detections=ec.max_detections,
+                cache_dir=self.cfg.engines.cache_dir,
             )
             stack.enter_context(model)
             self.models[task] = model

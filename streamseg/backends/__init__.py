@@ -33,10 +33,21 @@ def resolve_backend(name: str) -> tuple[str, str]:
     return name, "asked for"
 
 
-def create_engine(name: str, model_path: str | Path, *, precision: str = "fp32", threads: int = 0) -> Engine:
+# backends whose built artifacts go to the engine cache
+CACHED = {"openvino", "tensorrt"}
+
+
+def create_engine(
+    name: str, model_path: str | Path, *, precision: str = "fp32", threads: int = 0, cache_dir: str | Path | None = None
+) -> Engine:
     """An unloaded engine of backend `name` (already resolved, not "auto")."""
     module, cls, _ = BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)(model_path, precision=precision, threads=threads)
+    kwargs = {}
+    if name in CACHED and cache_dir is not None:
+        from streamseg.backends.cache import EngineCache
+
+        kwargs["cache"] = EngineCache(cache_dir)
+    return getattr(importlib.import_module(module), cls)(model_path, precision=precision, threads=threads, **kwargs)
 
 
 __all__ = ["BACKENDS", "Engine", "TensorSpec", "create_engine", "resolve_backend"]

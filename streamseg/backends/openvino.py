@@ -26,9 +26,13 @@ def _spec(port) -> TensorSpec:
 class OpenVinoEngine(Engine):
     backend = "openvino"
 
-    def __init__(self, model_path, *, precision: str = "fp32", threads: int = 0, hint: str = "LATENCY") -> None:
+    def __init__(
+        self, model_path, *, precision: str = "fp32", threads: int = 0, hint: str = "LATENCY", cache=None
+    ) -> None:
         super().__init__(model_path, precision=precision, threads=threads)
         self.hint = hint
+        self.cache = cache  # an EngineCache, or None to compile every time
+        self.cached: str | None = None  # "hit" / "built" when a cache is used
 
     def load_impl(self) -> None:
         import openvino as ov
@@ -52,7 +56,7 @@ class OpenVinoEngine(Engine):
             "PERFORMANCE_HINT": self.hint,
             "INFERENCE_NUM_THREADS": str(threads),
         }
-        self._compiled = core.compile_model(model, "CPU", config)
+        self._compiled = self._compile(core, model, config)
         self._request = self._compiled.create_infer_request()
         self.threads = threads
         self.inputs = {p.get_any_name(): _spec(p) for p in self._compiled.inputs}
@@ -67,6 +71,40 @@ class OpenVinoEngine(Engine):
             self.metadata = {p.key: p.value for p in m.metadata_props}
         except Exception:
             self.metadata = {}
+
+    def _compile(self, core, model, config):
+        """Compile, or import the blob the cache holds for exactly this model, runtime, CPU and settings."""
+        if self.cache is None:
+            return core.compile_model(model, "CPU", config)
+        import io
+        import logging
+
+        import openvino as ov
+
+        from streamseg.backends.cache import CacheKey, sha256_file
+
+        cpu = str(core.get_property("CPU", "FULL_DEVICE_NAME"))
+        key = CacheKey(
+            sha256_file(self.model_path),
+            "openvino",
+            ov.__version__,
+            cpu,
+            self.precision,
+            tuple(sorted({"hint": self.hint, "threads": config["INFERENCE_NUM_THREADS"]}.items())),
+        )
+        log = logging.getLogger("streamseg")
+        blob = self.cache.lookup(key)
+        if blob is not None:
+            self.cached = "hit"
+            return core.import_model(io.BytesIO(blob.read_bytes()), "CPU", config)
+        log.info("building OpenVINO blob for %s (%s, %s); it will be cached", self.model_path.name, self.precision, cpu)
+        compiled = core.compile_model(model, "CPU", config)
+        stream = io.BytesIO()
+        compiled.export_model(stream)
+        path = self.cache.store(key, stream.getvalue(), ".blob", {"model": str(self.model_path)})
+        log.info("cached %s", path)
+        self.cached = "built"
+        return compiled
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         res = self._request.infer(feeds)

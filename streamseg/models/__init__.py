@@ -125,13 +125,14 @@ def open_model(
     conf_threshold: float | None = None,
     iou_threshold: float | None = None,
     max_detections: int | None = None,
+    cache_dir: str | None = None,
 ) -> SegModel:
     """Load a card and make its (unloaded) model; enter it to load the engine."""
     card = load_card(card_path)
     if task is not None and card.task != task:
         raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
     name, why = resolve_backend(backend)
-    engine = create_engine(name, card.model_path, precision=precision, threads=threads)
+    engine = create_engine(name, card.model_path, precision=precision, threads=threads, cache_dir=cache_dir)
     thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
     return SegModel(card, engine, backend_reason=why, thresholds=thresholds)
 

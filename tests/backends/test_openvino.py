@@ -40,3 +40,41 @@ def test_real_model_agrees_with_onnxruntime():
         a, b = eng.infer({"images": x}), ref.infer({"images": x})
         for k in ("da", "ll"):
             assert (a[k].argmax(1) == b[k].argmax(1)).mean() > 0.999
+
+
+def test_blob_cache_rebuilds_on_change_and_refuses_tampering(tiny, tmp_path):
+    import shutil
+
+    from streamseg.backends.cache import EngineCache
+
+    cache = EngineCache(tmp_path / "cache")
+    model = tmp_path / "m.onnx"
+    shutil.copy(tiny / "red.onnx", model)
+    with create_engine("openvino", model, threads=1) as e:
+        ref = e.infer(feed(2))["seg"]
+    from streamseg.backends.openvino import OpenVinoEngine
+
+    with OpenVinoEngine(model, threads=1, cache=cache) as e:
+        assert e.cached == "built"
+    with OpenVinoEngine(model, threads=1, cache=cache) as e:
+        assert e.cached == "hit"
+        np.testing.assert_allclose(e.infer(feed(2))["seg"], ref, atol=1e-5)
+    assert len(cache.entries()) == 1
+    with OpenVinoEngine(model, threads=1, precision="bf16", cache=cache) as e:  # other settings: other key
+        assert e.cached == "built"
+    assert len(cache.entries()) == 2
+    # a changed model builds anew
+    shutil.copy(tiny / "red_b1.onnx", model)
+    with OpenVinoEngine(model, threads=1, cache=cache) as e:
+        assert e.cached == "built"
+    # a tampered artifact is refused, not loaded
+    from streamseg.backends.cache import sha256_file
+
+    (entry,) = [e for e in cache.entries() if e["model_sha256"] == sha256_file(model)]
+    blob = cache.root / entry["file"]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(BackendError, match="does not match the manifest"):
+        with OpenVinoEngine(model, threads=1, cache=cache):
+            pass

@@ -1,0 +1,135 @@
+"""The engine cache: built artifacts (TensorRT plans, OpenVINO blobs, quantized models) under
+`engines/cache/`, keyed by what they were built from, with a manifest of their sha256.
+
+A key is the hash of: the model file's sha256, the backend and its version, the device,
+the precision and the batch profile. Any change gives another key, so a changed model,
+runtime or GPU builds anew (and says so). An artifact whose bytes no longer match the
+manifest is refused, never loaded: an engine plan is executable code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamseg.errors import BackendError
+
+DEFAULT_ROOT = Path("engines") / "cache"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    model_sha256: str
+    backend: str
+    backend_version: str
+    device: str
+    precision: str
+    profile: tuple[tuple[str, str], ...] = ()  # e.g. (("min", "1"), ("opt", "4"), ("max", "8"))
+
+    @property
+    def digest(self) -> str:
+        blob = json.dumps(
+            [self.model_sha256, self.backend, self.backend_version, self.device, self.precision, list(self.profile)],
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def describe(self) -> dict:
+        return {
+            "model_sha256": self.model_sha256,
+            "backend": self.backend,
+            "backend_version": self.backend_version,
+            "device": self.device,
+            "precision": self.precision,
+            "profile": dict(self.profile),
+        }
+
+
+class EngineCache:
+    def __init__(self, root: str | Path = DEFAULT_ROOT) -> None:
+        self.root = Path(root)
+        self.manifest_path = self.root / "manifest.json"
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """An exclusive lock on the cache folder (several processes may build at once)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_manifest(self) -> dict:
+        if not self.manifest_path.is_file():
+            return {}
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise BackendError(
+                f"engine cache manifest {self.manifest_path} is unreadable ({e}); remove the cache folder to rebuild"
+            ) from None
+        return data.get("artifacts", {})
+
+    def _write_manifest(self, artifacts: dict) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".manifest-")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 1, "artifacts": artifacts}, f, indent=2, sort_keys=True)
+        os.replace(tmp, self.manifest_path)
+
+    def lookup(self, key: CacheKey) -> Path | None:
+        """The verified artifact for `key`, or None when there is none. Raises on tampering."""
+        entry = self._read_manifest().get(key.digest)
+        if entry is None:
+            return None
+        path = self.root / entry["file"]
+        if not path.is_file():
+            return None
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise BackendError(
+                f"refusing to load {path}: its sha256 {actual[:12]}... does not match the manifest's "
+                f"{entry['sha256'][:12]}... (changed after it was built); delete it to rebuild"
+            )
+        return path
+
+    def store(self, key: CacheKey, data: bytes, suffix: str, meta: dict | None = None) -> Path:
+        """Write an artifact atomically and record it in the manifest."""
+        with self._locked():
+            name = f"{key.backend}-{key.precision}-{key.digest}{suffix}"
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".build-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.root / name)
+            artifacts = self._read_manifest()
+            artifacts[key.digest] = {
+                "file": name,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                **key.describe(),
+                **(meta or {}),
+            }
+            self._write_manifest(artifacts)
+            return self.root / name
+
+    def entries(self) -> list[dict]:
+        return [
+            {"key": k, **v} for k, v in sorted(self._read_manifest().items(), key=lambda kv: kv[1].get("created", ""))
+        ]
