@@ -156,7 +156,7 @@ class Config(Section):
     def _card_shorthand(cls, v):
         # `semantic: engines/x.yaml` is short for `semantic: {card: engines/x.yaml}`
         if isinstance(v, dict):
-            return {k: {"card": e} if isinstance(e, str) else e for k, e in v.items()}
+            return {k: {"card": e} if k in ("semantic", "instance") and isinstance(e, str) else e for k, e in v.items()}
         return v
 
 
