@@ -46,7 +46,7 @@ replay: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_vs_pipeline.py
 
-# retrain the bundled models (PyTorch CPU build, about 40 minutes on 2 cores)
+# retrain the bundled models (PyTorch CPU build; about 45 minutes on 2 cores)
 train: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[train]"
 	$(BIN)/python -m streamseg.synth.train --out engines

@@ -24,13 +24,13 @@ def latency_plot(series: dict[str, np.ndarray], path: str | Path, title: str = "
         ax1.stackplot(t[order], *[series[s][order] for s in STAGES], labels=STAGES, alpha=0.85)
         ax1.plot(t[order], series["end_to_end"][order], color="black", lw=0.8, label="end to end")
         ax1.legend(loc="upper left", fontsize=7, ncol=3)
-        data = [series[s] for s in STAGES] + [series["end_to_end"]]
+        data = [np.maximum(series[s], 0.01) for s in STAGES] + [series["end_to_end"]]  # log axis: floor at 10 us
         ax2.boxplot(data, vert=False, showfliers=True, flierprops={"markersize": 2})
         ax2.set_yticks(range(1, len(STAGES) + 2), list(STAGES) + ["end to end"])
         p50 = np.percentile(series["end_to_end"], 50)
         p99 = np.percentile(series["end_to_end"], 99)
         ax2.set_title(f"distribution (end to end p50 {p50:.1f} ms, p99 {p99:.1f} ms)", fontsize=10)
-        ax2.set_xscale("symlog", linthresh=1.0)
+        ax2.set_xscale("log")
     ax1.set_xlabel("time since first frame (s)")
     ax1.set_ylabel("latency (ms), stacked by stage")
     ax1.set_title(title or "per-stage latency over time", fontsize=10)

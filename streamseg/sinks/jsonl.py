@@ -57,7 +57,9 @@ class JsonlSink(Sink):
             raise SinkError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def write_impl(self, frame: Frame) -> None:
+        # one write and a flush per line: a killed run leaves whole lines only
         self._fh.write(json.dumps(frame_record(frame), separators=(",", ":")) + "\n")
+        self._fh.flush()
 
     def close(self) -> None:
         if self._fh is not None:
