@@ -24,8 +24,25 @@ class GstUnavailable(UserError):
     pass
 
 
+def _keep_gcc_unwinder() -> None:
+    """Load libgcc_s globally before GStreamer brings in libunwind.
+
+    Debian's libgstreamer links libunwind, whose _Unwind_Resume then interposes the
+    GCC unwinder for every C++ library loaded later: OpenVINO and ONNX Runtime abort
+    (std::terminate) on their first internal exception instead of catching it. With
+    libgcc_s first in the global scope, symbol lookups keep finding the GCC unwinder.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        pass  # not a glibc/GCC system: nothing to protect
+
+
 @functools.lru_cache(maxsize=1)
 def _load():
+    _keep_gcc_unwinder()
     if importlib.util.find_spec("gi") is None:
         raise GstUnavailable(f"GStreamer support needs PyGObject and GStreamer: {INSTALL_HINT}")
     import gi

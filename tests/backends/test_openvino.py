@@ -78,3 +78,24 @@ def test_blob_cache_rebuilds_on_change_and_refuses_tampering(tiny, tmp_path):
     with pytest.raises(BackendError, match="does not match the manifest"):
         with OpenVinoEngine(model, threads=1, cache=cache):
             pass
+
+
+def test_openvino_and_onnxruntime_survive_gstreamer_in_the_same_process(tiny):
+    """GStreamer's libunwind must not replace the C++ unwinder (it made OpenVINO abort)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from streamseg import gst; assert gst.available()\n"
+        "from streamseg.backends import create_engine\n"
+        f"e = create_engine('openvino', {str(tiny / 'red.onnx')!r}, threads=1); e.load()\n"
+        "import onnxruntime as ort\n"
+        "try:\n    ort.InferenceSession(b'not a model')\nexcept Exception as x:\n    print('caught', type(x).__name__)\n"
+    )
+    from streamseg import gst
+
+    if not gst.available():
+        pytest.skip("GStreamer not installed")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "caught" in r.stdout
