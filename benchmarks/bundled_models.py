@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cv2  # noqa: E402
-from engine_vs_pipeline import machine_info  # noqa: E402
+from common import machine_info, write_result  # noqa: E402
 
 from streamseg.config import validate_config  # noqa: E402
 from streamseg.models import open_model  # noqa: E402
@@ -118,10 +118,7 @@ def main() -> int:
         "ratio_pipeline_over_engines": {"median": statistics.median(ratios), "runs": ratios},
     }
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{os.uname().nodename}-{result['date']}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bundled_models.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written: {out / 'bundled_models.json'}")
+    write_result(result, args.out, "bundled_models.json")
     return 0
 
 

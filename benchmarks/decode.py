@@ -24,7 +24,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from engine_vs_pipeline import machine_info  # noqa: E402
+from common import machine_info, write_result  # noqa: E402
 
 from streamseg import gst  # noqa: E402
 from streamseg.sources.file import FileSource  # noqa: E402
@@ -78,9 +78,7 @@ def main() -> int:
         "mean_abs_diff": round(mad, 3),
     }
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{os.uname().nodename}-{result['date']}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "decode.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out, "decode.json")
     return 0
 
 

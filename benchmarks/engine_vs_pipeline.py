@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,11 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from common import machine_info, write_result  # noqa: E402
 
 from streamseg.config import validate_config  # noqa: E402
 from streamseg.models import open_model  # noqa: E402
@@ -38,29 +38,6 @@ from streamseg.pipeline import Pipeline  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 CARDS = ROOT / "tests" / "fixtures" / "cards"
-
-
-def machine_info(threads: int) -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import onnxruntime
-
-    return {
-        "host": platform.node(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "engine_threads": threads,
-    }
 
 
 def decode_all(video: str, n: int | None) -> list[np.ndarray]:
@@ -159,10 +136,7 @@ def main() -> int:
         f"engines only {result['engines_only_fps']['median']:.2f} fps | pipeline {result['pipeline_fps']['median']:.2f} fps"
         f" | ratio {result['ratio_pipeline_over_engines']['median']:.3f} (runs: {', '.join(f'{r:.3f}' for r in ratios)})"
     )
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{platform.node()}-{result['date']}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "engine_vs_pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written: {out / 'engine_vs_pipeline.json'}")
+    write_result(result, args.out, "engine_vs_pipeline.json")
     return 0
 
 

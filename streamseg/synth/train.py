@@ -120,6 +120,23 @@ def augment(rng: np.random.Generator, img: np.ndarray, *maps: np.ndarray):
     return (img, *maps)
 
 
+def _optimizer(model, lr: float, iters: int):
+    """AdamW with a one-cycle schedule: the same recipe for both models."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iters, pct_start=0.1)
+
+
+def _batches(data, rng: np.random.Generator, iters: int, batch: int, keys: tuple[str, ...]):
+    """(iteration, augmented samples): frames drawn with sample_weights, each (image, *maps of `keys`)."""
+    n = len(data["image"])
+    p = sample_weights(data)
+    for it in range(iters):
+        idx = rng.choice(n, batch, p=p)
+        yield it, [augment(rng, data["image"][i], *(data[k][i] for k in keys)) for i in idx]
+
+
 # semantic --------------------------------------------------------------------------
 def train_semantic(data, iters: int, seed: int, batch: int = 8):
     import torch
@@ -131,15 +148,10 @@ def train_semantic(data, iters: int, seed: int, batch: int = 8):
     rng = np.random.default_rng(seed)
     model = SegNetLite(len(LABELS))
     weights = torch.from_numpy(class_weights(data["semantic"]))
-    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=iters, pct_start=0.1)
-    n = len(data["image"])
-    p = sample_weights(data)
+    opt, sched = _optimizer(model, 4e-3, iters)
     t0 = time.time()
     model.train()
-    for it in range(iters):
-        idx = rng.choice(n, batch, p=p)
-        pairs = [augment(rng, data["image"][i], data["semantic"][i]) for i in idx]
+    for it, pairs in _batches(data, rng, iters, batch, ("semantic",)):
         x = to_tensor(np.stack([p[0] for p in pairs]))
         y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
         loss = F.cross_entropy(model(x), y, weight=weights, ignore_index=255)
@@ -228,15 +240,10 @@ def train_instance(data, iters: int, seed: int, batch: int = 8):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
     model = YoloSegLite(len(INSTANCE_CLASSES))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=iters, pct_start=0.1)
-    n = len(data["image"])
-    p = sample_weights(data)
+    opt, sched = _optimizer(model, 3e-3, iters)
     t0 = time.time()
     model.train()
-    for it in range(iters):
-        idx = rng.choice(n, batch, p=p)
-        samples = [augment(rng, data["image"][i], data["instance"][i], data["semantic"][i]) for i in idx]
+    for it, samples in _batches(data, rng, iters, batch, ("instance", "semantic")):
         x = to_tensor(np.stack([s[0] for s in samples]))
         heads, protos = model(x)
         boxes, cls_logit, coef, centres, strides = model.decode(heads)
