@@ -17,13 +17,21 @@ from streamseg.errors import BackendError
 BACKENDS = {
     "onnxruntime": ("streamseg.backends.onnxruntime", "OnnxRuntimeEngine", "onnxruntime"),
     "openvino": ("streamseg.backends.openvino", "OpenVinoEngine", "openvino"),
+    "tensorrt": ("streamseg.backends.tensorrt", "TensorRtEngine", "tensorrt"),
 }
 
 
 def resolve_backend(name: str) -> tuple[str, str]:
     """Pick a concrete backend for `name` ("auto" included); returns (backend, why)."""
     if name == "auto":
-        return "onnxruntime", "auto: onnxruntime (no GPU runtime in this build)"
+        if importlib.util.find_spec("tensorrt") is not None:
+            from streamseg.backends.tensorrt import gpu_name
+
+            gpu = gpu_name()
+            if gpu is not None:
+                return "tensorrt", f"auto: tensorrt on {gpu[0]}"
+            return "onnxruntime", "auto: onnxruntime (TensorRT is installed but no GPU answers)"
+        return "onnxruntime", "auto: onnxruntime (no TensorRT here)"
     if name not in BACKENDS:
         known = ", ".join(["auto", *BACKENDS])
         raise BackendError(f"backend {name!r} is not available in this build (available: {known})")

@@ -52,5 +52,5 @@ def test_precision_other_than_fp32_is_refused(tiny):
 def test_backend_resolution():
     assert resolve_backend("auto")[0] == "onnxruntime"
     assert resolve_backend("onnxruntime") == ("onnxruntime", "asked for")
-    with pytest.raises(BackendError, match="available: auto, onnxruntime"):
-        resolve_backend("tensorrt")
+    with pytest.raises(BackendError, match="available: auto, onnxruntime, openvino, tensorrt"):
+        resolve_backend("cuda")

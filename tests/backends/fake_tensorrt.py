@@ -1,0 +1,439 @@
+"""Test doubles of `tensorrt` (10.x API surface) and cuda-python's runtime bindings.
+
+They check what a real GPU run depends on - builder flags and profiles, tensor names,
+shapes within the profile, every tensor bound to device memory big enough for it,
+copies in the right direction on the engine's stream - and they compute real outputs:
+a "plan" names its ONNX file, and execute_async_v3 runs it with ONNX Runtime on the
+bytes found at the bound device addresses. Host memory is real (pinned buffers are
+numpy views over it); device memory is a dict of bytearrays.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import itertools
+import json
+import types
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+__version__ = "10.99.0-fake"
+
+
+# cuda-python runtime --------------------------------------------------------------------
+class cudaError_t(enum.IntEnum):  # noqa: N801 - the real names
+    cudaSuccess = 0
+    cudaErrorInvalidValue = 1
+
+
+class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
+    cudaMemcpyHostToDevice = 1
+    cudaMemcpyDeviceToHost = 2
+
+
+class _Stream:
+    _ids = itertools.count(0x5000)
+
+    def __init__(self) -> None:
+        self.handle = next(self._ids)
+
+    def __int__(self) -> int:
+        return self.handle
+
+
+class FakeCuda:
+    """The `cuda.bindings.runtime` module: state and calls recorded for the tests."""
+
+    cudaError_t = cudaError_t
+    cudaMemcpyKind = cudaMemcpyKind
+
+    def __init__(self, gpus: int = 1, name: bytes = b"Fake RTX 4090", cc=(8, 9)) -> None:
+        self.gpus, self.name, self.cc = gpus, name, cc
+        self.device: dict[int, bytearray] = {}
+        self.host: dict[int, ctypes.Array] = {}
+        self.streams: list[_Stream] = []
+        self.copies: list[tuple[str, int, int]] = []  # (kind, bytes, stream handle)
+        self.synced: list[int] = []
+        self._next = itertools.count(0x10_0000, 0x10_0000)
+
+    def cudaGetDeviceCount(self):
+        return cudaError_t.cudaSuccess, self.gpus
+
+    def cudaGetDeviceProperties(self, dev):
+        return cudaError_t.cudaSuccess, types.SimpleNamespace(name=self.name, major=self.cc[0], minor=self.cc[1])
+
+    def cudaMalloc(self, n):
+        addr = next(self._next)
+        self.device[addr] = bytearray(n)
+        return cudaError_t.cudaSuccess, addr
+
+    def cudaMallocHost(self, n):
+        buf = ctypes.create_string_buffer(n)
+        self.host[ctypes.addressof(buf)] = buf
+        return cudaError_t.cudaSuccess, ctypes.addressof(buf)
+
+    def cudaFree(self, addr):
+        self.device.pop(addr)
+        return (cudaError_t.cudaSuccess,)
+
+    def cudaFreeHost(self, addr):
+        self.host.pop(addr)
+        return (cudaError_t.cudaSuccess,)
+
+    def cudaStreamCreate(self):
+        s = _Stream()
+        self.streams.append(s)
+        return cudaError_t.cudaSuccess, s
+
+    def cudaStreamDestroy(self, s):
+        self.streams.remove(s)
+        return (cudaError_t.cudaSuccess,)
+
+    def cudaStreamSynchronize(self, s):
+        self.synced.append(int(s))
+        return (cudaError_t.cudaSuccess,)
+
+    def _copy(self, dst, src, n, kind, stream):
+        if kind == cudaMemcpyKind.cudaMemcpyHostToDevice:
+            assert src in self.host, "source is not pinned host memory"
+            assert len(self.device[dst]) >= n, "device buffer too small"
+            self.device[dst][:n] = ctypes.string_at(src, n)
+        else:
+            assert dst in self.host, "destination is not pinned host memory"
+            ctypes.memmove(dst, bytes(self.device[src][:n]), n)
+        self.copies.append((kind.name, n, int(stream) if stream is not None else 0))
+        return (cudaError_t.cudaSuccess,)
+
+    def cudaMemcpyAsync(self, dst, src, n, kind, stream):
+        assert stream in self.streams, "copy on an unknown stream"
+        return self._copy(dst, src, n, kind, stream)
+
+    def cudaMemcpy(self, dst, src, n, kind):
+        return self._copy(dst, src, n, kind, None)
+
+
+# tensorrt -------------------------------------------------------------------------------
+class Logger:
+    WARNING = 2
+    INFO = 3
+
+    def __init__(self, level=2) -> None:
+        self.level = level
+
+
+class MemoryPoolType(enum.Enum):
+    WORKSPACE = 0
+
+
+class BuilderFlag(enum.Enum):
+    FP16 = 0
+    INT8 = 1
+
+
+class TensorIOMode(enum.Enum):
+    INPUT = 1
+    OUTPUT = 2
+
+
+class DataType(enum.Enum):
+    FLOAT = np.float32
+    INT64 = np.int64
+    INT32 = np.int32
+
+
+def nptype(dt):
+    return dt.value
+
+
+_ONNX_TO_TRT = {
+    onnx.TensorProto.FLOAT: DataType.FLOAT,
+    onnx.TensorProto.INT64: DataType.INT64,
+    onnx.TensorProto.INT32: DataType.INT32,
+}
+
+
+class _Tensor:
+    def __init__(self, vi) -> None:
+        self.name = vi.name
+        dims = vi.type.tensor_type.shape.dim
+        self.shape = tuple(d.dim_value if d.dim_value > 0 else -1 for d in dims)
+        self.dtype = _ONNX_TO_TRT[vi.type.tensor_type.elem_type]
+
+
+class _Network:
+    def __init__(self) -> None:
+        self.inputs: list[_Tensor] = []
+        self.outputs: list[_Tensor] = []
+        self.path = None
+
+    @property
+    def num_inputs(self):
+        return len(self.inputs)
+
+    def get_input(self, i):
+        return self.inputs[i]
+
+
+class OnnxParser:
+    def __init__(self, network, logger) -> None:
+        self.network = network
+        self.errors: list[str] = []
+
+    def parse_from_file(self, path) -> bool:
+        try:
+            m = onnx.load(path)
+        except Exception as e:
+            self.errors.append(f"cannot read: {e}")
+            return False
+        self.network.path = path
+        self.network.inputs = [_Tensor(v) for v in m.graph.input]
+        self.network.outputs = [_Tensor(v) for v in m.graph.output]
+        return True
+
+    @property
+    def num_errors(self):
+        return len(self.errors)
+
+    def get_error(self, i):
+        return self.errors[i]
+
+
+class _Profile:
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple] = {}
+
+    def set_shape(self, name, mn, opt, mx):
+        assert all(a <= b <= c for a, b, c in zip(mn, opt, mx, strict=True)), "profile must be min <= opt <= max"
+        self.shapes[name] = (tuple(mn), tuple(opt), tuple(mx))
+
+
+class _TimingCache:
+    def __init__(self, data: bytes) -> None:
+        self.data = data or b"fake-timing-cache"
+
+    def serialize(self):
+        return self.data
+
+
+class _Config:
+    def __init__(self) -> None:
+        self.flags: set = set()
+        self.pools: dict = {}
+        self.profiles: list[_Profile] = []
+        self.int8_calibrator = None
+        self.timing = None
+
+    def set_memory_pool_limit(self, pool, n):
+        self.pools[pool] = n
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def add_optimization_profile(self, p):
+        self.profiles.append(p)
+
+    def create_timing_cache(self, data):
+        return _TimingCache(data)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self.timing = cache
+        return True
+
+    def get_timing_cache(self):
+        return self.timing
+
+
+BUILDS: list[dict] = []  # every build, for the tests to inspect
+
+
+class Builder:
+    def __init__(self, logger) -> None:
+        pass
+
+    def create_network(self, flags=0):
+        assert flags == 0, "TensorRT 10 networks are explicit-batch; no flags needed"
+        return _Network()
+
+    def create_builder_config(self):
+        return _Config()
+
+    def create_optimization_profile(self):
+        return _Profile()
+
+    def build_serialized_network(self, network, config):
+        assert len(config.profiles) == 1
+        if BuilderFlag.INT8 in config.flags:
+            cal = config.int8_calibrator
+            assert cal is not None, "INT8 without a calibrator"
+            names = [t.name for t in network.inputs]
+            batches = 0
+            while cal.get_batch(names) is not None:
+                batches += 1
+            cal.write_calibration_cache(b"fake-calibration-table")
+        else:
+            batches = 0
+        plan = {
+            "fake_plan": True,
+            "onnx": network.path,
+            "flags": sorted(f.name for f in config.flags),
+            "profile": {k: v for k, v in config.profiles[0].shapes.items()},
+            "inputs": [(t.name, t.shape, t.dtype.name) for t in network.inputs],
+            "outputs": [(t.name, t.shape, t.dtype.name) for t in network.outputs],
+            "version": __version__,
+        }
+        BUILDS.append(
+            json.loads(json.dumps({**plan, "calibration_batches": batches, "timing_cache": config.timing is not None}))
+        )
+        return json.dumps(plan).encode()
+
+
+class Runtime:
+    def __init__(self, logger) -> None:
+        pass
+
+    def deserialize_cuda_engine(self, data):
+        try:
+            plan = json.loads(bytes(data))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not plan.get("fake_plan") or plan["version"] != __version__:
+            return None
+        return _Engine(plan)
+
+
+class _Engine:
+    def __init__(self, plan) -> None:
+        self.plan = plan
+        self.io = [(n, tuple(s), DataType[d], TensorIOMode.INPUT) for n, s, d in plan["inputs"]]
+        self.io += [(n, tuple(s), DataType[d], TensorIOMode.OUTPUT) for n, s, d in plan["outputs"]]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(plan["onnx"], so, providers=["CPUExecutionProvider"])
+
+    @property
+    def num_io_tensors(self):
+        return len(self.io)
+
+    def get_tensor_name(self, i):
+        return self.io[i][0]
+
+    def _find(self, name):
+        return next(t for t in self.io if t[0] == name)
+
+    def get_tensor_mode(self, name):
+        return self._find(name)[3]
+
+    def get_tensor_dtype(self, name):
+        return self._find(name)[2]
+
+    def get_tensor_shape(self, name):
+        return self._find(name)[1]
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        assert profile_index == 0
+        return [tuple(s) for s in self.plan["profile"][name]]
+
+    def create_execution_context(self):
+        return _Context(self)
+
+
+class _Context:
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.input_shapes: dict[str, tuple] = {}
+        self.addresses: dict[str, int] = {}
+        self.executions: list[int] = []
+
+    def set_input_shape(self, name, shape):
+        mn, _, mx = self.engine.plan["profile"][name]
+        assert len(shape) == len(mn) and all(a <= s <= b for a, s, b in zip(mn, shape, mx, strict=True)), (
+            f"{name}: shape {shape} outside the profile {mn}..{mx}"
+        )
+        self.input_shapes[name] = tuple(shape)
+        return True
+
+    def _output_shapes(self):
+        feeds = {n: np.zeros(s, np.float32) for n, s in self.input_shapes.items()}
+        outs = self.engine.session.run(None, feeds)
+        return {o.name: r.shape for o, r in zip(self.engine.session.get_outputs(), outs, strict=True)}
+
+    def get_tensor_shape(self, name):
+        if name in self.input_shapes:
+            return self.input_shapes[name]
+        return self._output_shapes()[name]
+
+    def set_tensor_address(self, name, addr):
+        self.addresses[name] = int(addr)
+        return True
+
+    def execute_async_v3(self, stream_handle):
+        cuda = CUDA
+        assert isinstance(stream_handle, int) and any(int(s) == stream_handle for s in cuda.streams), (
+            "not a live stream"
+        )
+        names = [t[0] for t in self.engine.io]
+        assert set(self.addresses) == set(names), "every I/O tensor needs an address"
+        feeds = {}
+        for n, shape in self.input_shapes.items():
+            dt = np.dtype(self.engine.get_tensor_dtype(n).value)
+            nbytes = int(np.prod(shape)) * dt.itemsize
+            mem = cuda.device[self.addresses[n]]
+            assert len(mem) >= nbytes
+            feeds[n] = np.frombuffer(bytes(mem[:nbytes]), dt).reshape(shape)
+        outs = self.engine.session.run(None, feeds)
+        for o, r in zip(self.engine.session.get_outputs(), outs, strict=True):
+            mem = cuda.device[self.addresses[o.name]]
+            raw = np.ascontiguousarray(r).tobytes()
+            assert len(mem) >= len(raw), f"output {o.name} does not fit its device buffer"
+            mem[: len(raw)] = raw
+        self.executions.append(stream_handle)
+        return True
+
+
+class IInt8EntropyCalibrator2:
+    def __init__(self) -> None:
+        pass
+
+
+CUDA = FakeCuda()
+
+
+def install(monkeypatch, **cuda_kwargs) -> types.ModuleType:
+    """Put the fakes where `import tensorrt` and `from cuda.bindings import runtime` find them."""
+    global CUDA
+    CUDA = FakeCuda(**cuda_kwargs)
+    BUILDS.clear()
+    import importlib.machinery
+
+    trt = types.ModuleType("tensorrt")
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+    for name in (
+        "__version__",
+        "Logger",
+        "Builder",
+        "OnnxParser",
+        "Runtime",
+        "MemoryPoolType",
+        "BuilderFlag",
+        "TensorIOMode",
+        "DataType",
+        "nptype",
+        "IInt8EntropyCalibrator2",
+    ):
+        setattr(trt, name, globals()[name])
+    runtime = types.ModuleType("cuda.bindings.runtime")
+    for name in dir(CUDA):
+        if name.startswith("cuda"):
+            setattr(runtime, name, getattr(CUDA, name))
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = runtime
+    cuda_pkg = types.ModuleType("cuda")
+    cuda_pkg.bindings = bindings
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt)
+    monkeypatch.setitem(__import__("sys").modules, "cuda", cuda_pkg)
+    monkeypatch.setitem(__import__("sys").modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(__import__("sys").modules, "cuda.bindings.runtime", runtime)
+    return trt

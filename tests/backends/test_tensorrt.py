@@ -1,0 +1,109 @@
+"""The TensorRT backend's logic, against test doubles of tensorrt and cuda-python (no GPU here).
+
+What these cannot show - real kernels, real timings, real INT8 accuracy - is in tests/gpu/.
+"""
+
+import numpy as np
+import pytest
+
+from streamseg.backends import create_engine, resolve_backend
+from streamseg.backends.cache import EngineCache
+from streamseg.errors import BackendError
+from tests.backends import fake_tensorrt as fake
+
+
+def feed(n):
+    x = np.zeros((n, 3, 48, 64), np.float32)
+    x[:, 0, :, :32] = 1.0
+    return {"images": x}
+
+
+@pytest.fixture
+def trt(monkeypatch):
+    return fake.install(monkeypatch)
+
+
+def test_build_profile_bindings_stream_and_results(trt, tiny, tmp_path):
+    cache = EngineCache(tmp_path / "cache")
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=tmp_path / "cache") as eng:
+        (build,) = fake.BUILDS
+        assert build["profile"]["images"] == [[1, 3, 48, 64], [4, 3, 48, 64], [8, 3, 48, 64]]
+        assert build["flags"] == [] and build["timing_cache"]
+        assert eng.inputs["images"].shape == (None, 3, 48, 64) and eng.max_batch is None
+        with create_engine("onnxruntime", tiny / "red.onnx", threads=1) as ref:
+            for n in (1, 3, 8, 11):  # 11 > profile max: two chunks
+                out = eng.infer(feed(n))["seg"]
+                np.testing.assert_allclose(out, ref.infer(feed(n))["seg"], atol=1e-6)
+        stream = int(fake.CUDA.streams[0])
+        kinds = {k for k, _, s in fake.CUDA.copies if s == stream}
+        assert kinds == {"cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost"}
+        assert all(s == stream for _, _, s in fake.CUDA.copies)
+        h2d = [n for k, n, _ in fake.CUDA.copies if k == "cudaMemcpyHostToDevice"]
+        assert h2d[:2] == [1 * 3 * 48 * 64 * 4, 3 * 3 * 48 * 64 * 4]  # exactly the batch, not the buffer
+        assert eng.describe()["device"].startswith("Fake RTX 4090") and eng.cached == "built"
+    assert not fake.CUDA.device and not fake.CUDA.host and not fake.CUDA.streams  # everything freed
+    assert (tmp_path / "cache" / "tensorrt.timing-cache").is_file()
+    assert len(cache.entries()) == 1
+
+
+def test_plan_cache_keys_gpu_version_precision_and_refuses_tampering(monkeypatch, tiny, tmp_path):
+    fake.install(monkeypatch)
+    cache_dir = tmp_path / "cache"
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
+        assert e.cached == "built"
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
+        assert e.cached == "hit" and len(fake.BUILDS) == 1
+    with create_engine("tensorrt", tiny / "red.onnx", precision="fp16", cache_dir=cache_dir) as e:
+        assert e.cached == "built" and fake.BUILDS[-1]["flags"] == ["FP16"]
+    fake.install(monkeypatch, name=b"Fake A100", cc=(8, 0))  # another GPU: another plan
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
+        assert e.cached == "built"
+    entries = EngineCache(cache_dir).entries()
+    assert {e["device"] for e in entries} == {"Fake RTX 4090 sm8.9", "Fake A100 sm8.0"}
+    plan = cache_dir / entries[-1]["file"]
+    plan.write_bytes(plan.read_bytes().replace(b"fake_plan", b"evil_plan"))
+    with pytest.raises(BackendError, match="does not match the manifest"):
+        with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir):
+            pass
+
+
+def test_int8_needs_calibration_and_feeds_the_calibrator(monkeypatch, tiny, tmp_path):
+    fake.install(monkeypatch)
+    with pytest.raises(BackendError, match="int8 needs calibration frames"):
+        with create_engine("tensorrt", tiny / "red.onnx", precision="int8", cache_dir=tmp_path / "c"):
+            pass
+    from streamseg.backends.cache import EngineCache as Cache
+    from streamseg.backends.tensorrt import TensorRtEngine
+
+    eng = TensorRtEngine(
+        tiny / "red.onnx", precision="int8", cache=Cache(tmp_path / "c"), calibration=[feed(2), feed(2), feed(1)]
+    )
+    with eng:
+        assert fake.BUILDS[-1]["flags"] == ["FP16", "INT8"] and fake.BUILDS[-1]["calibration_batches"] == 3
+    assert (tmp_path / "c" / "red.int8-calibration").read_bytes() == b"fake-calibration-table"
+
+
+def test_fixed_batch_model_gets_a_fixed_profile_and_loops(trt, tiny, tmp_path):
+    with create_engine("tensorrt", tiny / "red_b1.onnx", cache_dir=None) as eng:
+        assert fake.BUILDS[-1]["profile"]["images"] == [[1, 3, 48, 64]] * 3
+        assert eng.max_batch == 1
+        assert eng.infer(feed(3))["seg"].shape == (3, 2, 48, 64)
+        assert len(eng._context.executions) == 3
+
+
+def test_no_gpu_is_one_clear_error_and_auto_falls_back(monkeypatch, tiny):
+    fake.install(monkeypatch, gpus=0)
+    with pytest.raises(BackendError, match="needs an NVIDIA GPU"):
+        with create_engine("tensorrt", tiny / "red.onnx"):
+            pass
+    assert resolve_backend("auto") == ("onnxruntime", "auto: onnxruntime (TensorRT is installed but no GPU answers)")
+    fake.install(monkeypatch)
+    assert resolve_backend("auto")[0] == "tensorrt"
+
+
+def test_tensorrt_missing_is_one_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendError, match="tensorrt"):
+        resolve_backend("tensorrt")
