@@ -55,6 +55,10 @@ class Engine:
 
     def load(self) -> None:
         if not self._loaded:
+            if self.model_path.suffix.lower() == ".onnx":
+                from streamseg.models.onnx_check import check_external_data
+
+                check_external_data(self.model_path)
             self.load_impl()
             self._loaded = True
 

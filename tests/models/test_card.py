@@ -75,7 +75,7 @@ def test_not_an_onnx_file(tmp_path):
         tmp_path / "c.yaml",
         "name: x\nfile: m.onnx\ntask: semantic\nformat: semantic-argmax\ninput: {size_wh: [8, 8]}\nlabels: [a]\n",
     )
-    with pytest.raises(ModelError, match="onnxruntime cannot load it"):
+    with pytest.raises(ModelError, match="not a readable ONNX file"):
         with open_model(str(p)):
             pass
 
@@ -83,3 +83,41 @@ def test_not_an_onnx_file(tmp_path):
 def test_task_mismatch(tiny):
     with pytest.raises(ModelError, match="configured as the instance engine"):
         open_model(str(tiny / "red.yaml"), task="instance")
+
+
+@pytest.mark.parametrize("where", ["../outside.bin", "/etc/passwd", "link.bin"])
+def test_external_data_outside_the_model_folder_is_refused(tmp_path, where):
+    import onnx
+    from onnx import TensorProto
+
+    from streamseg.backends import create_engine
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    red_logits_model(model_dir / "m.onnx")
+    m = onnx.load(str(model_dir / "m.onnx"))
+    w = m.graph.initializer[0]
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 64)
+    if where == "link.bin":
+        (model_dir / "link.bin").symlink_to(tmp_path / "outside.bin")
+    w.data_location = TensorProto.EXTERNAL
+    w.ClearField("raw_data")
+    for k, v in (("location", where), ("offset", "0"), ("length", "24")):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    onnx.save(m, str(model_dir / "m.onnx"))
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        with create_engine("onnxruntime", model_dir / "m.onnx"):
+            pass
+
+
+def test_external_data_inside_the_folder_loads(tmp_path):
+    import onnx
+
+    from streamseg.backends import create_engine
+
+    red_logits_model(tmp_path / "m.onnx")
+    m = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.save(m, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="ext.data", size_threshold=0)
+    with create_engine("onnxruntime", tmp_path / "ext.onnx", threads=1) as e:
+        assert "seg" in e.outputs
