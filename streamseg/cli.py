@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("dirs", nargs="*", default=["engines"], help="folders holding cards (default: engines)")
     mc = msub.add_parser("check", help="load a card's model and check its inputs and outputs against the card")
     mc.add_argument("cards", nargs="+")
+    md = msub.add_parser("make-dynamic", help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)")
+    md.add_argument("src", metavar="IN.onnx")
+    md.add_argument("dst", metavar="OUT.onnx")
     return p
 
 
@@ -236,7 +239,12 @@ def cmd_models(args) -> int:
                     f"{path}: ok ({model.card.format}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
                 )
         return 0
-    raise UserError("models: say `list` or `check CARD`")
+    if args.models_command == "make-dynamic":
+        from streamseg.models.make_dynamic import make_dynamic
+
+        print(make_dynamic(args.src, args.dst))
+        return 0
+    raise UserError("models: say `list`, `check CARD` or `make-dynamic IN.onnx OUT.onnx`")
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

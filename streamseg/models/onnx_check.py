@@ -21,7 +21,9 @@ def check_external_data(model_path: str | Path) -> None:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise ModelError(f"{path.name}: not a readable ONNX file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ModelError(
+            f"{path.name}: not a readable ONNX file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     base = path.parent.resolve()
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
@@ -30,4 +32,6 @@ def check_external_data(model_path: str | Path) -> None:
         rel = Path(location)
         where = base / rel
         if rel.is_absolute() or ".." in rel.parts or where.is_symlink() or not where.resolve().is_relative_to(base):
-            raise ModelError(f"{path.name}: tensor {tensor.name!r} keeps its data at {location!r}, outside the model's folder; refused")
+            raise ModelError(
+                f"{path.name}: tensor {tensor.name!r} keeps its data at {location!r}, outside the model's folder; refused"
+            )

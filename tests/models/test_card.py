@@ -118,6 +118,13 @@ def test_external_data_inside_the_folder_loads(tmp_path):
 
     red_logits_model(tmp_path / "m.onnx")
     m = onnx.load(str(tmp_path / "m.onnx"))
-    onnx.save(m, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="ext.data", size_threshold=0)
+    onnx.save(
+        m,
+        str(tmp_path / "ext.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.data",
+        size_threshold=0,
+    )
     with create_engine("onnxruntime", tmp_path / "ext.onnx", threads=1) as e:
         assert "seg" in e.outputs
