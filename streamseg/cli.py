@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     eb.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"])
     eb.add_argument("--threads", type=int, default=0)
     eb.add_argument("--cache-dir", default="engines/cache")
+    eb.add_argument("--calib", metavar="URI", help="int8: frames for calibration and for the accuracy gate")
+    eb.add_argument(
+        "--calib-frames", type=int, default=64, help="int8: frames to calibrate on (as many again judge it)"
+    )
+    eb.add_argument("--gate", type=float, default=0.95, help="int8: least agreement with fp32 to accept the model")
     el = esub.add_parser("list", help="what the engine cache holds")
     el.add_argument("--cache-dir", default="engines/cache")
 
@@ -353,6 +358,24 @@ def cmd_engines(args) -> int:
         from streamseg.backends import CACHED
         from streamseg.models import open_model
 
+        if args.backend == "onnxruntime":
+            if args.precision != "int8":
+                print("onnxruntime builds its fp32 engine when it loads the model; nothing to cache")
+                return 0
+            if not args.calib:
+                raise UserError("int8 needs calibration frames: --calib URI")
+            from streamseg.quantize import build_int8
+
+            v = build_int8(
+                args.card,
+                args.calib,
+                frames=args.calib_frames,
+                threshold=args.gate,
+                threads=args.threads,
+                cache_dir=args.cache_dir,
+            )
+            print(f"{args.card}: INT8 accepted (agreement {v['agreement']:.3f} >= {v['threshold']}) -> {v['file']}")
+            return 0
         if args.backend not in CACHED:
             print(f"{args.backend} builds its engine when it loads the model; nothing to cache")
             return 0

@@ -42,7 +42,7 @@ def resolve_backend(name: str) -> tuple[str, str]:
 
 
 # backends whose built artifacts go to the engine cache
-CACHED = {"openvino", "tensorrt"}
+CACHED = {"onnxruntime", "openvino", "tensorrt"}  # onnxruntime: its gated INT8 models
 
 
 def create_engine(

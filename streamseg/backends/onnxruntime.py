@@ -26,17 +26,38 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, shape, np.dtype(_DTYPES.get(arg.type, np.float32)))
 
 
+def int8_cache_key(model_path):
+    """Where the engine cache keeps the gated INT8 version of a model."""
+    import onnxruntime as ort
+
+    from streamseg.backends.cache import CacheKey, sha256_file
+
+    return CacheKey(sha256_file(model_path), "onnxruntime", ort.__version__, "cpu", "int8", (("format", "qdq"),))
+
+
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
+
+    def __init__(self, model_path, *, precision: str = "fp32", threads: int = 0, cache=None) -> None:
+        super().__init__(model_path, precision=precision, threads=threads)
+        self.cache = cache
+        self.run_path = self.model_path  # the file actually run (the INT8 one for int8)
 
     def load_impl(self) -> None:
         import onnxruntime as ort
 
-        if self.precision != "fp32":
+        if self.precision not in ("fp32", "int8"):
             raise BackendError(
-                f"the onnxruntime backend runs models as exported (fp32 compute); precision {self.precision} "
-                "is not available on it"
+                f"the onnxruntime backend runs fp32, or int8 models built by `streamseg engines build`; not {self.precision}"
             )
+        if self.precision == "int8":
+            quantized = self.cache.lookup(int8_cache_key(self.model_path)) if self.cache is not None else None
+            if quantized is None:
+                raise BackendError(
+                    f"no INT8 model for {self.model_path.name} in the engine cache: build it with "
+                    "`streamseg engines build CARD --backend onnxruntime --precision int8 --calib URI`"
+                )
+            self.run_path = quantized
         threads = self.threads or os.cpu_count() or 1
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
@@ -48,7 +69,7 @@ class OnnxRuntimeEngine(Engine):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(self.run_path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for bad files
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.model_path.name}: onnxruntime cannot load it: {first}") from None
