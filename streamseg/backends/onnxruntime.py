@@ -69,16 +69,28 @@ class OnnxRuntimeEngine(Engine):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(self.run_path), so, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(self.run_path), so, providers=self.providers(ort))
         except Exception as e:  # ORT raises its own exception types for bad files
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.model_path.name}: onnxruntime cannot load it: {first}") from None
         self.threads = threads
+        self.device = {
+            "TensorrtExecutionProvider": "cuda (ORT TensorRT EP)",
+            "CUDAExecutionProvider": "cuda (ORT CUDA EP)",
+        }.get(self._session.get_providers()[0], "cpu")
         self.inputs = {a.name: _spec(a) for a in self._session.get_inputs()}
         self.outputs = {a.name: _spec(a) for a in self._session.get_outputs()}
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self._output_names = list(self.outputs)
         self.version = ort.__version__
+
+    def providers(self, ort) -> list[str]:
+        """GPU execution providers first when this onnxruntime build has them (onnxruntime-gpu), then the CPU.
+
+        INT8 QDQ models stay on the CPU provider they were gated with."""
+        available = set(ort.get_available_providers())
+        gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+        return (gpu if self.precision == "fp32" else []) + ["CPUExecutionProvider"]
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self._session.run(self._output_names, feeds)

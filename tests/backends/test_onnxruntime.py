@@ -54,3 +54,27 @@ def test_backend_resolution():
     assert resolve_backend("onnxruntime") == ("onnxruntime", "asked for")
     with pytest.raises(BackendError, match="available: auto, onnxruntime, openvino, tensorrt"):
         resolve_backend("cuda")
+
+
+def test_gpu_execution_providers_come_first_when_present(tiny, monkeypatch):
+    import onnxruntime as ort
+
+    seen = {}
+    real = ort.InferenceSession
+
+    def spy(path, so, providers):
+        seen["providers"] = providers
+        return real(path, so, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(
+        ort,
+        "get_available_providers",
+        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    with create_engine("onnxruntime", tiny / "red.onnx", threads=1):
+        pass
+    assert seen["providers"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with create_engine("onnxruntime", tiny / "red.onnx", threads=1) as e:
+        assert seen["providers"] == ["CPUExecutionProvider"] and e.device == "cpu"
