@@ -59,6 +59,9 @@ def _quantize(quantize_static, model_path, out_path, reader, QuantFormat, QuantT
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        # convolutions carry the compute; heads that concatenate boxes, scores and
+        # coefficients (yolo-seg) would share one scale and lose the scores
+        op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"],
     )
 
 
