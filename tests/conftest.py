@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -20,6 +22,17 @@ YOLO = SHARED / "models" / "yolov8n-seg-int8-320.onnx"
 needs_shared_models = pytest.mark.skipif(
     not (TWIN.is_file() and YOLO.is_file()), reason="../shared/data/models not present"
 )
+
+
+def run_streamseg(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    """`python -m streamseg ARGS` as a user would run it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamseg", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
 
 
 def write_card(path: Path, text: str) -> Path:

@@ -8,17 +8,9 @@ import time
 import cv2
 import pytest
 
-from tests.conftest import ROOT, make_video
+from tests.conftest import ROOT, make_video, run_streamseg
 
-
-def streamseg(*args, cwd=None, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "streamseg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-    )
+streamseg = run_streamseg
 
 
 def one_line_error(r, pattern):

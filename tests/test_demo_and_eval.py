@@ -1,24 +1,19 @@
 """The embedded default: bundled models on the synthetic scene (`streamseg demo`, `streamseg eval`)."""
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_streamseg
 
 ENGINES = ROOT / "engines"
 SEM, INS = ENGINES / "synth-semantic.yaml", ENGINES / "synth-instance.yaml"
 HELD_OUT = [11, 23]  # evaluation seeds (0-99): never used in training (1000+)
 
 
-def streamseg(*args, cwd=ROOT, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "streamseg", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
-    )
+streamseg = run_streamseg
 
 
 def test_bundled_models_are_small_and_dynamic_batch():

@@ -1,15 +1,13 @@
 """The two real models from ../shared/data on real footage (skipped when it is absent)."""
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
 from streamseg.models import open_model
-from tests.conftest import BDD_DIR, CARDS, ROOT, UDACITY, needs_shared_models
+from tests.conftest import BDD_DIR, CARDS, UDACITY, needs_shared_models, run_streamseg
 
 pytestmark = needs_shared_models
 
@@ -61,30 +59,22 @@ def test_road_covers_a_plausible_share_of_the_lower_half(bdd_results):
 @pytest.mark.skipif(not UDACITY.is_file(), reason="udacity video not present")
 def test_cli_on_the_udacity_dashcam_clip(tmp_path):
     n = 12
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streamseg",
-            "run",
-            "--source",
-            str(UDACITY),
-            "--semantic",
-            str(CARDS / "twinlitenet-bdd.yaml"),
-            "--instance",
-            str(CARDS / "yolov8n-seg-coco.yaml"),
-            "--sink",
-            str(tmp_path / "u.mp4"),
-            "--sink",
-            str(tmp_path / "u.jsonl"),
-            "--report",
-            str(tmp_path / "u.json"),
-            "--max-frames",
-            str(n),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    r = run_streamseg(
+        "run",
+        "--source",
+        str(UDACITY),
+        "--semantic",
+        str(CARDS / "twinlitenet-bdd.yaml"),
+        "--instance",
+        str(CARDS / "yolov8n-seg-coco.yaml"),
+        "--sink",
+        str(tmp_path / "u.mp4"),
+        "--sink",
+        str(tmp_path / "u.jsonl"),
+        "--report",
+        str(tmp_path / "u.json"),
+        "--max-frames",
+        str(n),
         timeout=300,
     )
     assert r.returncode == 0, r.stderr

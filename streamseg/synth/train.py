@@ -448,6 +448,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def input_spec() -> dict:
+    """How both bundled models are fed: the pipeline's letterbox to INPUT_WH, RGB, 0..1."""
+    return {
+        "name": "images",
+        "size_wh": list(INPUT_WH),
+        "layout": "NCHW",
+        "color": "rgb",
+        "scale": 1 / 255,
+        "resize": "letterbox",
+        "pad_value": 114,
+    }
+
+
 def semantic_card(file: str, recipe: dict) -> dict:
     return {
         "name": "synth-semantic",
@@ -455,15 +468,7 @@ def semantic_card(file: str, recipe: dict) -> dict:
         "file": file,
         "task": "semantic",
         "format": "semantic-argmax",
-        "input": {
-            "name": "images",
-            "size_wh": list(INPUT_WH),
-            "layout": "NCHW",
-            "color": "rgb",
-            "scale": 1 / 255,
-            "resize": "letterbox",
-            "pad_value": 114,
-        },
+        "input": input_spec(),
         "output": "labels",
         "labels": list(LABELS),
         "groups": {"road": ["road"], "lane": ["lane"], "sidewalk": ["sidewalk"], "car": ["car"], "person": ["person"]},
@@ -478,15 +483,7 @@ def instance_card(file: str, recipe: dict) -> dict:
         "file": file,
         "task": "instance",
         "format": "yolo-seg",
-        "input": {
-            "name": "images",
-            "size_wh": list(INPUT_WH),
-            "layout": "NCHW",
-            "color": "rgb",
-            "scale": 1 / 255,
-            "resize": "letterbox",
-            "pad_value": 114,
-        },
+        "input": input_spec(),
         "labels": list(INSTANCE_CLASSES),
         "outputs": {"detections": "output0", "protos": "output1"},
         "groups": {"car": ["car"], "person": ["person"]},

@@ -13,7 +13,7 @@ import pytest
 
 from streamseg import gst
 from streamseg.sources import open_source
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_streamseg
 
 pytestmark = pytest.mark.skipif(not gst.available(), reason="GStreamer/PyGObject not installed")
 
@@ -61,22 +61,14 @@ def test_h264_file_survives_kill_9(tmp_path, suffix):
 
 def test_h264_file_normal_end(tmp_path):
     out = tmp_path / "n.mp4"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streamseg",
-            "run",
-            "--source",
-            "synthetic://driving?size=320x180&frames=40",
-            "--sink",
-            out,
-            "--report",
-            tmp_path / "r.json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    r = run_streamseg(
+        "run",
+        "--source",
+        "synthetic://driving?size=320x180&frames=40",
+        "--sink",
+        out,
+        "--report",
+        tmp_path / "r.json",
         timeout=120,
     )
     assert r.returncode == 0, r.stderr
@@ -129,20 +121,12 @@ def test_rtsp_sink_port_in_use_is_a_clear_error():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "streamseg",
-                "run",
-                "--source",
-                "synthetic://driving?size=64x36&frames=2",
-                "--sink",
-                f"rtsp://127.0.0.1:{port}/x",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+        r = run_streamseg(
+            "run",
+            "--source",
+            "synthetic://driving?size=64x36&frames=2",
+            "--sink",
+            f"rtsp://127.0.0.1:{port}/x",
             timeout=60,
         )
     assert r.returncode == 2 and "Traceback" not in r.stderr
