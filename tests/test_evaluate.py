@@ -89,7 +89,29 @@ def test_duplicate_detection_is_a_false_positive():
     label_map = (inst_map > 0).astype(np.uint8)
     gt = gt_instances(inst_map, label_map, ["bg", "car"], {"car"})
     pred = instances([(2, 2, 12, 12), (2, 2, 12, 11)], [0.9, 0.8], ["car", "car"])
-    m = InstanceMeter(["car"])
+    m = InstanceMeter(["car"], min_area=20)
     m.add(pred, gt, (20, 30))
     assert m.summary()["ap50"]["car"] == 1.0  # the duplicate comes after full recall
-    assert m.tp["car"] == [True, False]
+    assert m.graded.tp["car"] == [True, False]
+
+
+def test_mostly_hidden_objects_are_ignore_regions_but_count_in_ap50_all():
+    inst_map = np.zeros((20, 30), np.int32)
+    inst_map[2:12, 2:12] = 1  # in full view
+    inst_map[2:12, 15:18] = 2  # 30 px seen of 120: a sliver behind something
+    label_map = (inst_map > 0).astype(np.uint8)
+    gt = gt_instances(inst_map, label_map, ["bg", "car"], {"car"}, full_areas={1: 100, 2: 120})
+    assert gt.visibility.tolist() == [1.0, 0.25]
+    missed = instances([(2, 2, 12, 12)], [0.9], ["car"])
+    m = InstanceMeter(["car"], min_area=20, min_visibility=0.5)
+    m.add(missed, gt, (20, 30))
+    s = m.summary()
+    assert s["ground_truth"] == {"car": 1} and s["ap50"]["car"] == 1.0  # the sliver is not graded
+    assert s["ground_truth_all"] == {"car": 2} and s["ap50_all"]["car"] == pytest.approx(
+        51 / 101
+    )  # counted here: recall 0.5
+    # a prediction on the sliver is neither right nor wrong in the graded figure
+    both = instances([(2, 2, 12, 12), (15, 2, 18, 12)], [0.9, 0.95], ["car", "car"])
+    m = InstanceMeter(["car"], min_area=20, min_visibility=0.5)
+    m.add(both, gt, (20, 30))
+    assert m.summary()["ap50"]["car"] == 1.0 and m.summary()["ap50_all"]["car"] == 1.0

@@ -22,6 +22,7 @@ class GroundTruth:
     label_map: np.ndarray  # H x W uint8
     instance_map: np.ndarray  # H x W int32
     labels: list[str]
+    full_areas: dict[int, int] | None = None  # instance id -> unoccluded in-frame area, when known
 
 
 class Source:

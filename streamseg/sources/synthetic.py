@@ -56,6 +56,6 @@ class SyntheticSource(Source):
         from streamseg.synth.scene import LABELS
 
         img, label, inst = self.scene.render(self._i)
-        f = SourceFrame(img, self._i / self.fps, truth=GroundTruth(label, inst, LABELS))
+        f = SourceFrame(img, self._i / self.fps, truth=GroundTruth(label, inst, LABELS, self.scene.full_areas()))
         self._i += 1
         return f

@@ -276,11 +276,29 @@ class DrivingScene:
         s = self.speed * t
         img, label = (a.copy() for a in self._background)
         inst = np.zeros((self.h, self.w), np.int32)
+        self._shapes: dict[int, list[np.ndarray]] = {}
         self._draw_ground(img, label, s)
         for obj, z in self._visible(s, t):
             getattr(self, f"_draw_{obj.kind}")(img, label, inst, obj, z, t, s)
         self._finish(img, index)
         return img, label, inst
+
+    def full_areas(self) -> dict[int, int]:
+        """Instance id -> pixels its silhouette would cover inside the frame with nothing in front,
+        for the last rendered frame. Visible area / full area = how much of it is not occluded."""
+        out = {}
+        for oid, polys in self._shapes.items():
+            pts = np.concatenate(polys).reshape(-1, 2) >> 4
+            x0, y0 = np.clip(pts.min(0), 0, [self.w, self.h])
+            x1, y1 = np.clip(pts.max(0) + 2, 0, [self.w, self.h])
+            if x1 <= x0 or y1 <= y0:
+                continue
+            canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            shift = np.array([x0, y0], np.int32) << 4
+            for p in polys:  # one at a time: fillPoly over several polygons is even-odd
+                cv2.fillPoly(canvas, [p - shift], 1, cv2.LINE_8, 4)
+            out[oid] = int(np.count_nonzero(canvas))
+        return out
 
     def _fill(self, img, label, inst, pts, color_rgb, lab: int | None, oid: int = 0, shade: float = 1.0) -> None:
         poly = [self._poly(pts)]
@@ -291,6 +309,8 @@ class DrivingScene:
             cv2.fillPoly(label, poly, lab, cv2.LINE_8, 4)
             if inst is not None:  # oid 0 clears: a building in front hides the car behind it
                 cv2.fillPoly(inst, poly, oid, cv2.LINE_8, 4)
+                if oid:
+                    self._shapes.setdefault(oid, []).append(poly[0])
 
     def _draw_ground(self, img, label, s: float) -> None:
         left, right = self._road_edges()

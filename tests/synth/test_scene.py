@@ -38,6 +38,21 @@ def test_ground_truth_is_consistent(seed):
     assert CAR in seen
 
 
+def test_full_areas_give_each_object_its_visibility():
+    """The unoccluded area of every object: never less than what is visible, and some objects hidden in part."""
+    scene = DrivingScene((640, 360), 30, 0)
+    shares = []
+    for i in range(0, 60, 10):
+        _, _, inst = scene.render(i)
+        full = scene.full_areas()
+        ids, visible = np.unique(inst, return_counts=True)
+        for oid, n in zip(ids, visible, strict=True):
+            if oid:
+                assert n <= full[oid], (i, oid, n, full[oid])
+                shares.append(n / full[oid])
+    assert max(shares) == 1.0 and min(shares) < 0.5  # in full view, and behind others
+
+
 def test_instance_ids_are_stable_over_time():
     scene = DrivingScene((640, 360), 30, 1)
     ids = [set(np.unique(scene.render(i)[2])) - {0} for i in (0, 1, 2)]
@@ -59,6 +74,7 @@ def test_source_uri_and_truth():
     assert len(frames) == 4 and src.fps == 15 and src.size_wh == (160, 90)
     assert frames[1].pts == pytest.approx(1 / 15)
     assert frames[0].truth.label_map.shape == (90, 160) and frames[0].truth.labels == LABELS
+    assert all(f.truth.full_areas is not None for f in frames)
 
 
 @pytest.mark.parametrize(
