@@ -1,4 +1,10 @@
-"""INT8 on the CPU: ONNX Runtime static quantization, behind an accuracy gate.
+"""INT8 on the CPU, behind an accuracy gate.
+
+Two quantizers write the same thing, a QDQ ONNX model: ONNX Runtime's static
+quantization (`onnxruntime`) and Intel's NNCF post-training quantization (`nncf`, the
+`openvino` extra). Either runs on either CPU backend; the gated model is stored in the
+engine cache for the backend it was judged on (`int8_cache_key`). Which pairing is
+fastest was measured (benchmarks/engines.py): the defaults follow that measurement.
 
 Calibration frames come from any source URI, through the model's own preprocessing.
 Frames alternate between calibration and the gate, so the gate judges the INT8 model on
@@ -28,6 +34,55 @@ def read_frames(uri: str, n: int) -> list[np.ndarray]:
     if not frames:
         raise UserError(f"{uri}: no frames for calibration")
     return frames
+
+
+def calibration_batches(card_path: str, uri: str, frames: int, batch: int) -> list[dict[str, np.ndarray]]:
+    """Frames from `uri` through the card's own preprocessing, as {input name: N x ...} batches
+    (what TensorRT's entropy calibrator is fed)."""
+    from streamseg.models import load_card
+    from streamseg.models.preprocess import Preprocessor
+
+    card = load_card(card_path)
+    pre = Preprocessor.for_input(card.input)
+    name = card.input.name or "images"
+    images = read_frames(uri, frames)
+    return [{name: pre(images[i : i + batch])[0]} for i in range(0, len(images), max(1, batch))]
+
+
+def int8_cache_key(model_path, backend: str):
+    """Where the engine cache keeps the gated INT8 model of `model_path` for `backend`."""
+    from streamseg.backends.cache import CacheKey, sha256_file
+
+    if backend == "openvino":
+        import openvino as ov
+
+        version = ov.__version__
+    else:
+        import onnxruntime as ort
+
+        version = ort.__version__
+    return CacheKey(sha256_file(model_path), backend, version, "cpu", "int8", (("format", "qdq"),))
+
+
+def quantize_nncf(model_path: Path, input_name: str, calib: list[np.ndarray], out_path: Path) -> None:
+    """NNCF post-training quantization of the ONNX model (its ONNX backend: QDQ out, like ORT's)."""
+    try:
+        import nncf
+    except ImportError:
+        raise UserError("the nncf quantizer needs NNCF: pip install 'streamseg[openvino]'") from None
+    import logging
+
+    import onnx
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    quantized = nncf.quantize(
+        onnx.load(str(model_path)),
+        nncf.Dataset(calib, lambda x: {input_name: x}),
+        subset_size=len(calib),
+        # a yolo-seg head concatenates boxes, scores and mask coefficients: one scale cannot carry them all
+        ignored_scope=nncf.IgnoredScope(types=["Concat"], validate=False),
+    )
+    onnx.save(quantized, str(out_path))
 
 
 def quantize_onnxruntime(model_path: Path, input_name: str, calib: list[np.ndarray], out_path: Path) -> None:
@@ -100,55 +155,69 @@ def agreement(task: str, ref_results: list, new_results: list) -> float:
     return float(np.mean(scores))
 
 
+QUANTIZERS = {"onnxruntime": quantize_onnxruntime, "nncf": quantize_nncf}
+# measured on the 2-core VM (benchmarks/results/*/engines.json): the faster pairing per backend
+DEFAULT_QUANTIZER = {"onnxruntime": "onnxruntime", "openvino": "nncf"}
+
+
 def build_int8(
     card_path: str,
     calib_uri: str,
     *,
+    backend: str = "onnxruntime",
+    quantizer=None,
     frames: int = 64,
     threshold: float = 0.95,
     threads: int = 0,
     cache_dir=None,
-    quantizer=quantize_onnxruntime,
 ) -> dict:
-    """Quantize the card's model, gate it against fp32, and store it in the engine cache. Returns the gate's verdict."""
-    import onnxruntime as ort
-
+    """Quantize the card's model, gate it against fp32 on `backend`, and store it in the engine cache.
+    `quantizer` is a name in QUANTIZERS or a callable (model, input name, frames, out path).
+    Returns the gate's verdict."""
+    from streamseg.backends import create_engine
     from streamseg.backends.cache import EngineCache
-    from streamseg.backends.onnxruntime import int8_cache_key
     from streamseg.models import open_model
 
-    ref = open_model(card_path, backend="onnxruntime", precision="fp32", threads=threads)
+    if backend not in DEFAULT_QUANTIZER:
+        raise UserError(f"INT8 on the CPU is built for onnxruntime or openvino, not {backend}")
+    quantizer = quantizer or DEFAULT_QUANTIZER[backend]
+    if isinstance(quantizer, str):
+        if quantizer not in QUANTIZERS:
+            raise UserError(f"unknown quantizer {quantizer!r} (known: {', '.join(QUANTIZERS)})")
+        q_name, quantize = quantizer, QUANTIZERS[quantizer]
+    else:
+        q_name, quantize = getattr(quantizer, "__name__", "custom"), quantizer
+    ref = open_model(card_path, backend=backend, precision="fp32", threads=threads)
     images = read_frames(calib_uri, 2 * frames)
     calib_imgs, gate_imgs = images[0::2], images[1::2] or images[:1]
     with ref:
         calib = [ref.prepare([img])[0] for img in calib_imgs]
         with tempfile.TemporaryDirectory() as tmp:
             q_path = Path(tmp) / "int8.onnx"
-            quantizer(ref.card.model_path, ref.input_name, calib, q_path)
-            so = ort.SessionOptions()
-            so.log_severity_level = 3
-            q_sess = ort.InferenceSession(str(q_path), so, providers=["CPUExecutionProvider"])
-            names = [o.name for o in q_sess.get_outputs()]
+            quantize(ref.card.model_path, ref.input_name, calib, q_path)
             ref_res, q_res = [], []
-            for img in gate_imgs:
-                x, t = ref.prepare([img])
-                ref_res += ref.decode(ref.infer(x), t)
-                q_res += ref.decode(dict(zip(names, q_sess.run(names, {ref.input_name: x}), strict=True)), t)
+            with create_engine(backend, q_path, precision="fp32", threads=threads) as q_engine:
+                for img in gate_imgs:
+                    x, t = ref.prepare([img])
+                    ref_res += ref.decode(ref.infer(x), t)
+                    q_res += ref.decode(q_engine.infer({ref.input_name: x}), t)
             score = agreement(ref.card.task, ref_res, q_res)
             verdict = {
                 "agreement": round(score, 4),
                 "threshold": threshold,
                 "gate_frames": len(gate_imgs),
                 "calibration_frames": len(calib),
+                "backend": backend,
+                "quantizer": q_name,
             }
             if score < threshold:
                 raise ModelError(
-                    f"{card_path}: INT8 agrees with fp32 at {score:.3f}, below the gate's {threshold:.3f} "
-                    f"(short by {threshold - score:.3f}); the INT8 model is refused"
+                    f"{card_path}: INT8 ({q_name} on {backend}) agrees with fp32 at {score:.3f}, below the gate's "
+                    f"{threshold:.3f} (short by {threshold - score:.3f}); the INT8 model is refused"
                 )
             cache = EngineCache(cache_dir or "engines/cache")
             stored = cache.store(
-                int8_cache_key(ref.card.model_path),
+                int8_cache_key(ref.card.model_path, backend),
                 q_path.read_bytes(),
                 ".int8.onnx",
                 {"model": str(ref.card.model_path), "gate": verdict, "calibration": calib_uri},

@@ -21,17 +21,31 @@ BACKENDS = {
 }
 
 
-def resolve_backend(name: str) -> tuple[str, str]:
-    """Pick a concrete backend for `name` ("auto" included); returns (backend, why)."""
+def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str]:
+    """Pick a concrete backend for `name` ("auto" included); returns (backend, why).
+
+    auto: TensorRT when it is installed and a GPU answers, else OpenVINO when installed,
+    else ONNX Runtime - skipping a backend that cannot run `precision`."""
     if name == "auto":
+        reasons = []
         if importlib.util.find_spec("tensorrt") is not None:
             from streamseg.backends.tensorrt import gpu_name
 
             gpu = gpu_name()
-            if gpu is not None:
+            if gpu is not None and precision in ("fp32", "fp16", "int8"):
                 return "tensorrt", f"auto: tensorrt on {gpu[0]}"
-            return "onnxruntime", "auto: onnxruntime (TensorRT is installed but no GPU answers)"
-        return "onnxruntime", "auto: onnxruntime (no TensorRT here)"
+            reasons.append(
+                "TensorRT is installed but no GPU answers" if gpu is None else f"TensorRT has no {precision}"
+            )
+        else:
+            reasons.append("no TensorRT here")
+        if importlib.util.find_spec("openvino") is not None:
+            if precision in ("fp32", "bf16", "int8"):
+                return "openvino", f"auto: openvino ({', '.join(reasons)})"
+            reasons.append(f"OpenVINO on this CPU runs no {precision}")
+        else:
+            reasons.append("OpenVINO is not installed")
+        return "onnxruntime", f"auto: onnxruntime ({', '.join(reasons)})"
     if name not in BACKENDS:
         known = ", ".join(["auto", *BACKENDS])
         raise BackendError(f"backend {name!r} is not available in this build (available: {known})")
@@ -46,11 +60,17 @@ CACHED = {"onnxruntime", "openvino", "tensorrt"}  # onnxruntime: its gated INT8 
 
 
 def create_engine(
-    name: str, model_path: str | Path, *, precision: str = "fp32", threads: int = 0, cache_dir: str | Path | None = None
+    name: str,
+    model_path: str | Path,
+    *,
+    precision: str = "fp32",
+    threads: int = 0,
+    cache_dir: str | Path | None = None,
+    **options,
 ) -> Engine:
-    """An unloaded engine of backend `name` (already resolved, not "auto")."""
+    """An unloaded engine of backend `name` (already resolved, not "auto"); `options` go to its constructor."""
     module, cls, _ = BACKENDS[name]
-    kwargs = {}
+    kwargs = dict(options)
     if name in CACHED and cache_dir is not None:
         from streamseg.backends.cache import EngineCache
 

@@ -133,3 +133,17 @@ class EngineCache:
         return [
             {"key": k, **v} for k, v in sorted(self._read_manifest().items(), key=lambda kv: kv[1].get("created", ""))
         ]
+
+
+def gated_int8(cache: EngineCache | None, model_path, backend: str) -> Path:
+    """The INT8 model that passed the accuracy gate for `backend`, or a BackendError saying how to build it."""
+    from streamseg.errors import BackendError
+    from streamseg.quantize import int8_cache_key
+
+    found = cache.lookup(int8_cache_key(model_path, backend)) if cache is not None else None
+    if found is None:
+        raise BackendError(
+            f"no INT8 model for {Path(model_path).name} in the engine cache: build it with "
+            f"`streamseg engines build CARD --backend {backend} --precision int8 --calib URI`"
+        )
+    return found

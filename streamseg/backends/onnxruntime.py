@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from streamseg.backends.base import Engine, TensorSpec
+from streamseg.backends.cache import gated_int8
 from streamseg.errors import BackendError, ModelError
 
 _DTYPES = {
@@ -26,15 +27,6 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, shape, np.dtype(_DTYPES.get(arg.type, np.float32)))
 
 
-def int8_cache_key(model_path):
-    """Where the engine cache keeps the gated INT8 version of a model."""
-    import onnxruntime as ort
-
-    from streamseg.backends.cache import CacheKey, sha256_file
-
-    return CacheKey(sha256_file(model_path), "onnxruntime", ort.__version__, "cpu", "int8", (("format", "qdq"),))
-
-
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
@@ -51,13 +43,7 @@ class OnnxRuntimeEngine(Engine):
                 f"the onnxruntime backend runs fp32, or int8 models built by `streamseg engines build`; not {self.precision}"
             )
         if self.precision == "int8":
-            quantized = self.cache.lookup(int8_cache_key(self.model_path)) if self.cache is not None else None
-            if quantized is None:
-                raise BackendError(
-                    f"no INT8 model for {self.model_path.name} in the engine cache: build it with "
-                    "`streamseg engines build CARD --backend onnxruntime --precision int8 --calib URI`"
-                )
-            self.run_path = quantized
+            self.run_path = gated_int8(self.cache, self.model_path, "onnxruntime")
         threads = self.threads or os.cpu_count() or 1
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads

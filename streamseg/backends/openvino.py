@@ -2,6 +2,9 @@
 
 OpenVINO picks bf16 by itself on CPUs that have it; streamseg always sets the
 inference precision it was asked for, so `fp32` means fp32 and the report says so.
+`int8` runs the QDQ model that passed the accuracy gate (`streamseg engines build CARD
+--backend openvino --precision int8 --calib URI`): its quantized layers run in int8,
+the rest in f32 (pinned, not left to the bf16 default).
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import os
 import numpy as np
 
 from streamseg.backends.base import Engine, TensorSpec
+from streamseg.backends.cache import gated_int8
 from streamseg.errors import BackendError, ModelError
 
 # streamseg precision -> OpenVINO INFERENCE_PRECISION_HINT
-_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
 def _spec(port) -> TensorSpec:
@@ -33,6 +37,7 @@ class OpenVinoEngine(Engine):
         self.hint = hint
         self.cache = cache  # an EngineCache, or None to compile every time
         self.cached: str | None = None  # "hit" / "built" when a cache is used
+        self.run_path = self.model_path  # the file actually compiled (the gated INT8 one for int8)
 
     def load_impl(self) -> None:
         import openvino as ov
@@ -41,13 +46,15 @@ class OpenVinoEngine(Engine):
         caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if self.precision not in _PRECISION:
             raise BackendError(
-                f"the openvino backend runs fp32, bf16 (where the CPU has it) or fp16; not {self.precision}"
+                f"the openvino backend runs fp32, bf16 (where the CPU has it), fp16 or gated int8; not {self.precision}"
             )
         if self.precision == "bf16" and "BF16" not in caps:
             raise BackendError("precision bf16 asked for, but this CPU has no bf16 support")
+        if self.precision == "int8":
+            self.run_path = gated_int8(self.cache, self.model_path, "openvino")
         threads = self.threads or os.cpu_count() or 1
         try:
-            model = core.read_model(str(self.model_path))
+            model = core.read_model(str(self.run_path))
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.model_path.name}: OpenVINO cannot read it: {first}") from None
@@ -64,6 +71,8 @@ class OpenVinoEngine(Engine):
         self._out_ports = list(self._compiled.outputs)
         self.version = ov.__version__
         self.actual_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if self.precision == "int8":
+            self.actual_precision = f"int8 (QDQ), {self.actual_precision} elsewhere"
         try:  # the ONNX metadata (class names of YOLO exports) as ORT would give it
             import onnx
 
@@ -85,7 +94,7 @@ class OpenVinoEngine(Engine):
 
         cpu = str(core.get_property("CPU", "FULL_DEVICE_NAME"))
         key = CacheKey(
-            sha256_file(self.model_path),
+            sha256_file(self.run_path),
             "openvino",
             ov.__version__,
             cpu,
@@ -101,7 +110,7 @@ class OpenVinoEngine(Engine):
         compiled = core.compile_model(model, "CPU", config)
         stream = io.BytesIO()
         compiled.export_model(stream)
-        path = self.cache.store(key, stream.getvalue(), ".blob", {"model": str(self.model_path)})
+        path = self.cache.store(key, stream.getvalue(), ".blob", {"model": str(self.run_path)})
         log.info("cached %s", path)
         self.cached = "built"
         return compiled

@@ -177,7 +177,12 @@ class TensorRtEngine(Engine):
         return self.cache.root / "tensorrt.timing-cache" if self.cache is not None else None
 
     def _calib_cache_path(self) -> Path | None:
-        return self.cache.root / f"{self.model_path.stem}.int8-calibration" if self.cache is not None else None
+        if self.cache is None:
+            return None
+        from streamseg.backends.cache import sha256_file
+
+        # keyed by the model's bytes: a changed model never reuses another's calibration
+        return self.cache.root / f"{self.model_path.stem}-{sha256_file(self.model_path)[:16]}.int8-calibration"
 
     # load ----------------------------------------------------------------------------
     def load_impl(self) -> None:

@@ -33,17 +33,7 @@ class SegModel:
         self.engine = engine
         self.backend_reason = backend_reason
         self.decoder = None
-        spec = card.input
-        self.preprocess = Preprocessor(
-            spec.size_wh,
-            resize=spec.resize,
-            layout=spec.layout,
-            color=spec.color,
-            scale=spec.scale,
-            mean=spec.mean,
-            std=spec.std,
-            pad_value=spec.pad_value,
-        )
+        self.preprocess = Preprocessor.for_input(card.input)
         self.batches = 0
         self.frames = 0
 
@@ -126,13 +116,17 @@ def open_model(
     iou_threshold: float | None = None,
     max_detections: int | None = None,
     cache_dir: str | None = None,
+    engine_options: dict | None = None,
 ) -> SegModel:
-    """Load a card and make its (unloaded) model; enter it to load the engine."""
+    """Load a card and make its (unloaded) model; enter it to load the engine.
+    `engine_options` go to the backend's engine as they are (e.g. TensorRT's max_batch, calibration)."""
     card = load_card(card_path)
     if task is not None and card.task != task:
         raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
-    name, why = resolve_backend(backend)
-    engine = create_engine(name, card.model_path, precision=precision, threads=threads, cache_dir=cache_dir)
+    name, why = resolve_backend(backend, precision)
+    engine = create_engine(
+        name, card.model_path, precision=precision, threads=threads, cache_dir=cache_dir, **(engine_options or {})
+    )
     thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
     return SegModel(card, engine, backend_reason=why, thresholds=thresholds)
 

@@ -113,6 +113,20 @@ class Preprocessor:
         self._add = (-np.asarray(mean, np.float32) / std_a).astype(np.float32)
         self._has_offset = bool(np.any(self._add != 0))
 
+    @classmethod
+    def for_input(cls, spec) -> Preprocessor:
+        """The preprocessing a card's `input:` section describes."""
+        return cls(
+            spec.size_wh,
+            resize=spec.resize,
+            layout=spec.layout,
+            color=spec.color,
+            scale=spec.scale,
+            mean=spec.mean,
+            std=spec.std,
+            pad_value=spec.pad_value,
+        )
+
     def __call__(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
         w, h = self.size_wh
         n = len(images_bgr)

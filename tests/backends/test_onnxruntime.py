@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 
@@ -49,8 +51,12 @@ def test_precision_other_than_fp32_is_refused(tiny):
             pass
 
 
-def test_backend_resolution():
-    assert resolve_backend("auto")[0] == "onnxruntime"
+def test_backend_resolution(monkeypatch):
+    # no TensorRT here: auto takes OpenVINO (installed with the test extra), then ONNX Runtime
+    assert resolve_backend("auto") == ("openvino", "auto: openvino (no TensorRT here)")
+    assert resolve_backend("auto", "fp16")[0] == "onnxruntime"  # OpenVINO on a CPU: no fp16 through auto
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert resolve_backend("auto") == ("onnxruntime", "auto: onnxruntime (no TensorRT here, OpenVINO is not installed)")
     assert resolve_backend("onnxruntime") == ("onnxruntime", "asked for")
     with pytest.raises(BackendError, match="available: auto, onnxruntime, openvino, tensorrt"):
         resolve_backend("cuda")

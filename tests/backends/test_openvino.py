@@ -28,9 +28,33 @@ def test_dynamic_batch_runs_in_one_call_and_matches_onnxruntime(tiny):
 def test_precision_is_pinned_and_reported(tiny):
     with create_engine("openvino", tiny / "red.onnx", threads=1) as eng:
         assert eng.describe()["inference_precision"] == "f32"  # not the CPU's bf16 default
-    with pytest.raises(BackendError, match="not int8"):
+    with pytest.raises(BackendError, match="not int4"):
+        with create_engine("openvino", tiny / "red.onnx", precision="int4"):
+            pass
+    with pytest.raises(BackendError, match="no INT8 model .* --backend openvino --precision int8"):
         with create_engine("openvino", tiny / "red.onnx", precision="int8"):
             pass
+
+
+@pytest.mark.parametrize("quantizer", ["nncf", "onnxruntime"])
+def test_gated_int8_runs_on_openvino(tiny, tmp_path, quantizer):
+    from streamseg.quantize import build_int8
+
+    v = build_int8(
+        str(tiny / "red.yaml"),
+        "synthetic://driving?size=320x180&seed=900&frames=40",
+        backend="openvino",
+        quantizer=quantizer,
+        frames=8,
+        cache_dir=tmp_path,
+    )
+    assert v["agreement"] >= 0.95 and v["backend"] == "openvino" and v["quantizer"] == quantizer
+    with create_engine("openvino", tiny / "red.onnx", precision="int8", cache_dir=tmp_path, threads=1) as eng:
+        assert str(eng.run_path).endswith(".int8.onnx")
+        assert eng.describe()["inference_precision"].startswith("int8")
+        cls = eng.infer(feed(2))["seg"].argmax(1)
+        with create_engine("openvino", tiny / "red.onnx", threads=1) as ref:
+            assert (cls == ref.infer(feed(2))["seg"].argmax(1)).mean() > 0.99
 
 
 @needs_shared_models

@@ -80,7 +80,23 @@ def test_int8_needs_calibration_and_feeds_the_calibrator(monkeypatch, tiny, tmp_
     )
     with eng:
         assert fake.BUILDS[-1]["flags"] == ["FP16", "INT8"] and fake.BUILDS[-1]["calibration_batches"] == 3
-    assert (tmp_path / "c" / "red.int8-calibration").read_bytes() == b"fake-calibration-table"
+    (table,) = (tmp_path / "c").glob("red-*.int8-calibration")  # keyed by the model's sha256
+    assert table.read_bytes() == b"fake-calibration-table"
+
+
+def test_engines_build_calibrates_int8_on_frames_from_a_source_uri(monkeypatch, tiny, tmp_path, capsys):
+    """`streamseg engines build CARD --backend tensorrt --precision int8 --calib URI --max-batch N`."""
+    from streamseg import cli
+
+    fake.install(monkeypatch)
+    argv = ["engines", "build", str(tiny / "red.yaml"), "--backend", "tensorrt", "--precision", "int8"]
+    argv += ["--calib", "synthetic://driving?size=320x180&seed=3&frames=20", "--calib-frames", "10"]
+    argv += ["--max-batch", "4", "--cache-dir", str(tmp_path / "c")]
+    assert cli.main(argv) == 0
+    build = fake.BUILDS[-1]
+    assert build["calibration_batches"] == 3  # 10 frames in batches of at most 4
+    assert build["profile"]["images"][2] == [4, 3, 48, 64]  # max of the profile
+    assert "built (tensorrt int8)" in capsys.readouterr().out
 
 
 def test_fixed_batch_model_gets_a_fixed_profile_and_loops(trt, tiny, tmp_path):
@@ -96,7 +112,7 @@ def test_no_gpu_is_one_clear_error_and_auto_falls_back(monkeypatch, tiny):
     with pytest.raises(BackendError, match="needs an NVIDIA GPU"):
         with create_engine("tensorrt", tiny / "red.onnx"):
             pass
-    assert resolve_backend("auto") == ("onnxruntime", "auto: onnxruntime (TensorRT is installed but no GPU answers)")
+    assert resolve_backend("auto") == ("openvino", "auto: openvino (TensorRT is installed but no GPU answers)")
     fake.install(monkeypatch)
     assert resolve_backend("auto")[0] == "tensorrt"
 
