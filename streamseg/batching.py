@@ -63,8 +63,9 @@ class Batcher:
                 batch.append(item)
                 progress = True
 
-    def next_batch(self) -> list[Frame] | None:
-        """The next batch, or None once every stream has ended and is empty."""
+    def next_batch(self, block: bool = True) -> list[Frame] | None:
+        """The next batch, or None once every stream has ended and is empty.
+        With block=False, an empty list when no frame is waiting right now."""
         batch: list[Frame] = []
         deadline = None
         with self.cond:
@@ -75,6 +76,8 @@ class Batcher:
                 if not batch:
                     if not self._open:
                         return None
+                    if not block:
+                        return []
                     self.cond.wait()
                     continue
                 if deadline is None:

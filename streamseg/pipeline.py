@@ -97,6 +97,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._done_lock = threading.Lock()
         self._errors: list[str] = []
+        self._reported_errors: set[str] = set()
         self._fatal: BaseException | None = None
         self._queues: list[BoundedQueue] = []
         self.streams: list[_Stream] = []
@@ -322,40 +323,80 @@ class Pipeline:
                 q.put(END)
 
     def _inference_loop(self) -> None:
+        """Batches through preprocess, inference and decode. When every engine runs on a device
+        stream (`overlaps`), one batch stays in flight: batch n+1 is prepared and submitted
+        (its upload overlapping n's compute) before batch n is collected and decoded."""
         models = list(self.models.items())
-        reported = set()
+        overlap = all(m.engine.overlaps for _, m in models)
+        pending = None
         try:
-            while (batch := self.batcher.next_batch()) is not None:
-                images = [f.image_bgr for f in batch]
-                try:
-                    prepared = [m.prepare(images) for _, m in models]
-                    t = time.perf_counter_ns()
-                    for f in batch:
-                        f.stamp("preprocess", t)
-                    outputs = [m.infer(x) for (_, m), (x, _) in zip(models, prepared, strict=True)]
-                    t = time.perf_counter_ns()
-                    for f in batch:
-                        f.stamp("infer", t)
-                    results = [m.decode(o, tr) for (_, m), o, (_, tr) in zip(models, outputs, prepared, strict=True)]
-                except Exception as e:  # one bad batch must not end the run
-                    msg = f"{type(e).__name__}: {e}"
-                    if msg not in reported:
-                        reported.add(msg)
-                        self._errors.append(f"engine error (frames dropped): {msg}")
-                        log.error("engine error, dropping %d frame(s): %s", len(batch), msg)
-                    for f in batch:
-                        self.recorder.drop(f, "engine_error")
+            while True:
+                batch = self.batcher.next_batch(block=pending is None)
+                if not batch:  # None: the end; []: nothing waiting, so finish what is in flight
+                    if pending is not None:
+                        self._finish_batch(*pending)
+                        pending = None
+                    if batch is None:
+                        break
                     continue
-                for (task, _), res in zip(models, results, strict=True):
-                    for f, r in zip(batch, res, strict=True):
-                        setattr(f, "semantic" if task == "semantic" else "instances", r)
-                t = time.perf_counter_ns()
-                for f in batch:
-                    f.stamp("postprocess", t)
-                    self.overlay_queue.put(f)
+                submitted = self._submit_batch(batch, models)
+                if pending is not None:
+                    self._finish_batch(*pending)
+                    pending = None
+                if submitted is not None:
+                    if overlap:
+                        pending = submitted
+                    else:
+                        self._finish_batch(*submitted)
         finally:
             with contextlib.suppress(Cancelled):
                 self.overlay_queue.put(END)
+
+    def _engine_error(self, batch: list[Frame], e: Exception) -> None:
+        """One bad batch must not end the run: its frames are dropped with the reason, once logged."""
+        msg = f"{type(e).__name__}: {e}"
+        if msg not in self._reported_errors:
+            self._reported_errors.add(msg)
+            self._errors.append(f"engine error (frames dropped): {msg}")
+            log.error("engine error, dropping %d frame(s): %s", len(batch), msg)
+        for f in batch:
+            self.recorder.drop(f, "engine_error")
+
+    def _submit_batch(self, batch: list[Frame], models):
+        images = [f.image_bgr for f in batch]
+        tickets = []
+        try:
+            prepared = [m.prepare(images) for _, m in models]
+            t = time.perf_counter_ns()
+            for f in batch:
+                f.stamp("preprocess", t)
+            for (_, m), (x, _) in zip(models, prepared, strict=True):
+                tickets.append(m.submit(x))
+        except Exception as e:
+            for (_, m), tk in zip(models, tickets, strict=False):  # free what the other engines hold
+                with contextlib.suppress(Exception):
+                    m.collect(tk)
+            self._engine_error(batch, e)
+            return None
+        return batch, models, prepared, tickets
+
+    def _finish_batch(self, batch: list[Frame], models, prepared, tickets) -> None:
+        try:
+            outputs = [m.collect(tk) for (_, m), tk in zip(models, tickets, strict=True)]
+            t = time.perf_counter_ns()
+            for f in batch:
+                f.stamp("infer", t)
+            results = [m.decode(o, tr) for (_, m), o, (_, tr) in zip(models, outputs, prepared, strict=True)]
+        except Exception as e:
+            self._engine_error(batch, e)
+            return
+        for (task, _), res in zip(models, results, strict=True):
+            for f, r in zip(batch, res, strict=True):
+                setattr(f, "semantic" if task == "semantic" else "instances", r)
+        t = time.perf_counter_ns()
+        for f in batch:
+            f.stamp("postprocess", t)
+            self.overlay_queue.put(f)
 
     def _overlay_loop(self) -> None:
         try:

@@ -72,7 +72,7 @@ def test_run_writes_everything(tmp_path, video, tiny):
     rep = json.loads((tmp_path / "out" / "r.json").read_text())
     assert rep["frames"]["in"] == rep["frames"]["out"] == 30
     assert "end_to_end" in r.stdout and "decode" in r.stdout  # the summary table
-    assert "semantic engine: red on onnxruntime fp32" in r.stderr
+    assert "semantic engine: red on openvino fp32 (auto: no TensorRT here, OpenVINO is installed)" in r.stderr
     assert len((tmp_path / "out" / "o.jsonl").read_text().splitlines()) == 30
 
 

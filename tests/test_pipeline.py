@@ -19,8 +19,8 @@ def config(tiny, sources, sinks, **kw):
         "sources": sources,
         "sinks": sinks,
         "engines": {
-            "semantic": {"card": str(tiny / "red.yaml"), "threads": 1},
-            "instance": {"card": str(tiny / "yolo.yaml"), "threads": 1},
+            "semantic": {"card": str(tiny / "red.yaml"), "threads": 1, "backend": "onnxruntime"},
+            "instance": {"card": str(tiny / "yolo.yaml"), "threads": 1, "backend": "onnxruntime"},
         },
         "metrics": {"progress": False},
     }
@@ -123,6 +123,39 @@ def test_engine_error_on_one_batch_drops_those_frames_only(tiny, tmp_path, video
     assert fr["dropped"] == {"engine_error": 1}
     assert fr["out"] == 29 and fr["in"] == 30
     assert any("boom" in e for e in result.errors)
+
+
+def test_device_engines_keep_one_batch_in_flight(tiny, tmp_path, video, monkeypatch):
+    """With engines on a device stream (overlaps), batch n+1 is submitted before batch n is
+    collected; every frame still comes out once, in order, with its own results."""
+    events = []
+
+    def submit_impl(self, feeds):
+        n = next(iter(feeds.values())).shape[0]
+        events.append(("submit", self.model_path.name, n))
+        return n, self.infer_impl(feeds)
+
+    def collect_impl(self, ticket):
+        events.append(("collect", self.model_path.name, ticket[0]))
+        return ticket[1]
+
+    monkeypatch.setattr(OnnxRuntimeEngine, "overlaps", True)
+    monkeypatch.setattr(OnnxRuntimeEngine, "submit_impl", submit_impl, raising=False)
+    monkeypatch.setattr(OnnxRuntimeEngine, "collect_impl", collect_impl, raising=False)
+    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl")], pipeline={"batch": {"max_size": 4, "max_wait_ms": 0}})
+    rep = Pipeline(cfg).run().report
+    assert rep["frames"] == {"in": 30, "out": 30, "dropped": {}, "decode_errors": 0}
+    lines = jsonl(tmp_path / "r.jsonl")
+    assert [r["seq"] for r in lines] == list(range(30))
+    assert all([i["label"] for i in r["instances"]] == ["car", "person", "bus"] for r in lines)
+    red = [e for e in events if e[1] == "red.onnx"]
+    assert sum(e[2] for e in red if e[0] == "submit") == 30
+    # somewhere a second batch went in before the first came out
+    assert any(a[0] == b[0] == "submit" for a, b in zip(red, red[1:], strict=False))
+    in_flight = 0
+    for kind, _, _ in red:
+        in_flight += 1 if kind == "submit" else -1
+        assert 0 <= in_flight <= 2
 
 
 def test_failing_sink_does_not_stop_the_others(tiny, tmp_path, video, monkeypatch):

@@ -33,7 +33,7 @@ def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str]:
 
             gpu = gpu_name()
             if gpu is not None and precision in ("fp32", "fp16", "int8"):
-                return "tensorrt", f"auto: tensorrt on {gpu[0]}"
+                return "tensorrt", f"auto: TensorRT and a GPU ({gpu[0]})"
             reasons.append(
                 "TensorRT is installed but no GPU answers" if gpu is None else f"TensorRT has no {precision}"
             )
@@ -41,11 +41,11 @@ def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str]:
             reasons.append("no TensorRT here")
         if importlib.util.find_spec("openvino") is not None:
             if precision in ("fp32", "bf16", "int8"):
-                return "openvino", f"auto: openvino ({', '.join(reasons)})"
+                return "openvino", f"auto: {', '.join(reasons)}, OpenVINO is installed"
             reasons.append(f"OpenVINO on this CPU runs no {precision}")
         else:
             reasons.append("OpenVINO is not installed")
-        return "onnxruntime", f"auto: onnxruntime ({', '.join(reasons)})"
+        return "onnxruntime", f"auto: {', '.join(reasons)}"
     if name not in BACKENDS:
         known = ", ".join(["auto", *BACKENDS])
         raise BackendError(f"backend {name!r} is not available in this build (available: {known})")

@@ -28,10 +28,21 @@ class TensorSpec:
         return self.shape[0] if self.shape and self.shape[0] is not None else None
 
 
+class _Done:
+    """A submitted batch that is already finished (backends that run on the caller's thread)."""
+
+    def __init__(self, outputs: dict[str, np.ndarray]) -> None:
+        self.outputs = outputs
+
+
 class Engine:
-    """One loaded model on one runtime. Subclasses implement `load_impl`, `infer_impl`, `close_impl`."""
+    """One loaded model on one runtime. Subclasses implement `load_impl`, `infer_impl`, `close_impl`;
+    an engine on a device stream (`overlaps = True`) also `submit_impl` and `collect_impl`."""
 
     backend = "base"
+    # submit() only enqueues work on a device: the caller can prepare and submit the next batch
+    # (its host-to-device copy overlapping this batch's compute) before collecting this one
+    overlaps = False
 
     def __init__(self, model_path: str | Path, *, precision: str = "fp32", threads: int = 0) -> None:
         self.model_path = Path(model_path)
@@ -42,6 +53,9 @@ class Engine:
         self.metadata: dict[str, str] = {}
         self.device = "cpu"
         self._loaded = False
+        # called once inputs/outputs are known, before a slow build where the backend can
+        # (OpenVINO): a card that does not fit the model fails before anything is compiled
+        self.on_specs = None
         self.calls = 0  # backend calls (a looped fixed-batch model counts each)
         self.frames = 0
 
@@ -62,6 +76,10 @@ class Engine:
             self.load_impl()
             self._loaded = True
 
+    def specs_known(self) -> None:
+        if self.on_specs is not None:
+            self.on_specs()
+
     def close(self) -> None:
         if self._loaded:
             self.close_impl()
@@ -76,6 +94,39 @@ class Engine:
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on a batch: {input name: N x ... array} -> {output name: N x ... array}."""
+        n = self._check_feeds(feeds)
+        self.frames += n
+        step = self.max_batch
+        if step is None or n == step:
+            self.calls += 1
+            return self.infer_impl(feeds)
+        if n % step:
+            raise BackendError(f"{self.model_path.name}: batch {n} is not a multiple of the model's batch {step}")
+        parts = []
+        for i in range(0, n, step):
+            self.calls += 1
+            parts.append(self.infer_impl({k: v[i : i + step] for k, v in feeds.items()}))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def submit(self, feeds: dict[str, np.ndarray]):
+        """Start a batch and return a ticket for `collect`. On a device stream this only enqueues the
+        copies and the run; elsewhere (and for batches the device takes in several runs) it runs now."""
+        if self.overlaps and self.fits_one_run(self._check_feeds(feeds)):
+            self.frames += next(iter(feeds.values())).shape[0]
+            self.calls += 1
+            return self.submit_impl(feeds)
+        return _Done(self.infer(feeds))
+
+    def collect(self, ticket) -> dict[str, np.ndarray]:
+        """The outputs of a submitted batch, waiting for them if need be."""
+        return ticket.outputs if isinstance(ticket, _Done) else self.collect_impl(ticket)
+
+    def fits_one_run(self, n: int) -> bool:
+        step = self.max_batch
+        return step is None or n == step
+
+    def _check_feeds(self, feeds: dict[str, np.ndarray]) -> int:
+        """The batch size, after checking the feeds against the model's inputs."""
         if not self._loaded:
             raise RuntimeError("engine used before load()")
         if set(feeds) != set(self.inputs):
@@ -93,18 +144,7 @@ class Engine:
                 n = arr.shape[0]
             elif arr.shape[0] != n:
                 raise BackendError("inputs disagree on batch size")
-        self.frames += n
-        step = self.max_batch
-        if step is None or n == step:
-            self.calls += 1
-            return self.infer_impl(feeds)
-        if n % step:
-            raise BackendError(f"{self.model_path.name}: batch {n} is not a multiple of the model's batch {step}")
-        parts = []
-        for i in range(0, n, step):
-            self.calls += 1
-            parts.append(self.infer_impl({k: v[i : i + step] for k, v in feeds.items()}))
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return n
 
     def describe(self) -> dict:
         return {
@@ -124,3 +164,9 @@ class Engine:
 
     def close_impl(self) -> None:
         pass
+
+    def submit_impl(self, feeds: dict[str, np.ndarray]):
+        raise NotImplementedError
+
+    def collect_impl(self, ticket) -> dict[str, np.ndarray]:
+        raise NotImplementedError

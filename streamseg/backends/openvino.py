@@ -58,6 +58,10 @@ class OpenVinoEngine(Engine):
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.model_path.name}: OpenVINO cannot read it: {first}") from None
+        self.metadata = self._read_metadata()
+        self.inputs = {p.get_any_name(): _spec(p) for p in model.inputs}
+        self.outputs = {p.get_any_name(): _spec(p) for p in model.outputs}
+        self.specs_known()
         config = {
             "INFERENCE_PRECISION_HINT": _PRECISION[self.precision],
             "PERFORMANCE_HINT": self.hint,
@@ -73,13 +77,16 @@ class OpenVinoEngine(Engine):
         self.actual_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if self.precision == "int8":
             self.actual_precision = f"int8 (QDQ), {self.actual_precision} elsewhere"
-        try:  # the ONNX metadata (class names of YOLO exports) as ORT would give it
+
+    def _read_metadata(self) -> dict[str, str]:
+        """The ONNX metadata (class names of YOLO exports) as ORT would give it."""
+        try:
             import onnx
 
             m = onnx.load(str(self.model_path), load_external_data=False)
-            self.metadata = {p.key: p.value for p in m.metadata_props}
+            return {p.key: p.value for p in m.metadata_props}
         except Exception:
-            self.metadata = {}
+            return {}
 
     def _compile(self, core, model, config):
         """Compile, or import the blob the cache holds for exactly this model, runtime, CPU and settings."""
@@ -111,7 +118,7 @@ class OpenVinoEngine(Engine):
         stream = io.BytesIO()
         compiled.export_model(stream)
         path = self.cache.store(key, stream.getvalue(), ".blob", {"model": str(self.run_path)})
-        log.info("cached %s", path)
+        log.debug("cached %s", path)
         self.cached = "built"
         return compiled
 

@@ -15,9 +15,12 @@ stream use, cache keys, builder flags) is tested against a test double of both m
   across builds. The plan goes to the engine cache (key: model sha256 + TensorRT version
   + GPU name and compute capability + precision + profile) with its sha256 in the manifest;
   a plan that does not match is refused, never deserialized.
-- Run: device buffers sized for the profile's max batch; inputs copied into pinned host
-  buffers and up with cudaMemcpyAsync, execute_async_v3 on the engine's stream, outputs
-  copied down asynchronously, one synchronize per batch.
+- Run: two slots, each an execution context with pinned host and device buffers sized
+  for the profile's max batch, and three streams: uploads, compute, downloads. submit()
+  copies a batch into its slot's pinned buffers and only enqueues: upload (h2d stream),
+  event, compute waits on it and runs execute_async_v3, event, download (d2h stream),
+  event. collect() waits on that last event. The pipeline submits batch n+1 before it
+  collects batch n, so n+1's upload runs while n computes (`overlaps = True`).
 """
 
 from __future__ import annotations
@@ -94,8 +97,19 @@ class _Buffer:
         cudart.cudaFree(self.device)
 
 
+class _Slot:
+    """One batch in flight: an execution context, its buffers, and the events that order its work."""
+
+    def __init__(self, context, events: dict[str, object]) -> None:
+        self.context = context
+        self.buffers: dict[str, _Buffer] = {}
+        self.events = events  # uploaded, computed, downloaded
+        self.busy = False
+
+
 class TensorRtEngine(Engine):
     backend = "tensorrt"
+    overlaps = True
 
     def __init__(
         self,
@@ -117,7 +131,9 @@ class TensorRtEngine(Engine):
         self.calibration = calibration  # iterable of {input name: N x ... float32} for INT8
         self.cached: str | None = None
         self.device = "cuda"
-        self._buffers: dict[str, _Buffer] = {}
+        self._slots: list[_Slot] = []
+        self._streams: dict[str, object] = {}
+        self._next_slot = 0
 
     # build --------------------------------------------------------------------------
     def _profile(self, network) -> list[tuple[str, tuple, tuple, tuple]]:
@@ -206,8 +222,14 @@ class TensorRtEngine(Engine):
             raise BackendError(
                 f"{self.model_path.name}: TensorRT could not deserialize the plan (built for another version or GPU?)"
             )
-        self._context = self._engine.create_execution_context()
-        self._stream = _check(_cudart().cudaStreamCreate(), "cudaStreamCreate")
+        cudart = _cudart()
+        for role in ("h2d", "compute", "d2h"):
+            self._streams[role] = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        for _ in range(2):
+            events = {
+                k: _check(cudart.cudaEventCreate(), "cudaEventCreate") for k in ("uploaded", "computed", "downloaded")
+            }
+            self._slots.append(_Slot(self._engine.create_execution_context(), events))
         self._bind(trt)
 
     def _plan(self, trt, gpu) -> bytes:
@@ -250,65 +272,96 @@ class TensorRtEngine(Engine):
             spec_shape = tuple(None if d < 0 else d for d in shape)
             spec = TensorSpec(n, spec_shape, self._dtype[n])
             (self.inputs if self._is_input[n] else self.outputs)[n] = spec
-        # buffers for the largest batch the profile allows
-        for n in self._names:
-            if self._is_input[n]:
-                mx = tuple(eng.get_tensor_profile_shape(n, 0)[2])
-                self._context.set_input_shape(n, mx)
-        for n in self._names:
-            shape = tuple(self._context.get_tensor_shape(n))
-            self._buffers[n] = _Buffer(int(np.prod(shape)) * self._dtype[n].itemsize)
-            self._context.set_tensor_address(n, int(self._buffers[n].device))
+        # each slot: buffers for the largest batch the profile allows, bound to its context
+        for slot in self._slots:
+            ctx = slot.context
+            for n in self._names:
+                if self._is_input[n]:
+                    ctx.set_input_shape(n, tuple(eng.get_tensor_profile_shape(n, 0)[2]))
+            for n in self._names:
+                shape = tuple(ctx.get_tensor_shape(n))
+                slot.buffers[n] = _Buffer(int(np.prod(shape)) * self._dtype[n].itemsize)
+                ctx.set_tensor_address(n, int(slot.buffers[n].device))
+
+    def fits_one_run(self, n: int) -> bool:
+        return n <= self.max_batch_size if self.max_batch is None else n == self.max_batch
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cudart = _cudart()
-        ctx, stream = self._context, self._stream
         n = next(iter(feeds.values())).shape[0]
-        if n > self.max_batch_size and self.max_batch is None:
+        if self.max_batch is None and n > self.max_batch_size:
             # more frames than the profile allows: run in profile-sized chunks
             parts = [
                 self.infer_impl({k: v[i : i + self.max_batch_size] for k, v in feeds.items()})
                 for i in range(0, n, self.max_batch_size)
             ]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self.collect_impl(self.submit_impl(feeds))
+
+    def submit_impl(self, feeds: dict[str, np.ndarray]):
+        """Enqueue upload, run and download of one batch in the next free slot; returns the ticket."""
+        cudart = _cudart()
+        h2d, compute, d2h = (self._streams[k] for k in ("h2d", "compute", "d2h"))
+        slot = self._slots[self._next_slot]
+        if slot.busy:
+            raise BackendError(f"{self.model_path.name}: two batches already in flight; collect one first")
+        self._next_slot = (self._next_slot + 1) % len(self._slots)
+        ctx = slot.context
         for name, arr in feeds.items():
-            buf = self._buffers[name]
+            buf = slot.buffers[name]
             host = buf.host_array(arr.shape, self._dtype[name])
             np.copyto(host, arr, casting="same_kind")
             ctx.set_input_shape(name, arr.shape)
             _check(
                 cudart.cudaMemcpyAsync(
-                    buf.device, buf.host, host.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream
+                    buf.device, buf.host, host.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, h2d
                 ),
                 "copy to device",
             )
-        if not ctx.execute_async_v3(int(stream)):
+        ev = slot.events
+        _check(cudart.cudaEventRecord(ev["uploaded"], h2d), "cudaEventRecord")
+        _check(cudart.cudaStreamWaitEvent(compute, ev["uploaded"], 0), "cudaStreamWaitEvent")
+        if not ctx.execute_async_v3(int(compute)):
             raise BackendError(f"{self.model_path.name}: execute_async_v3 failed")
+        _check(cudart.cudaEventRecord(ev["computed"], compute), "cudaEventRecord")
+        _check(cudart.cudaStreamWaitEvent(d2h, ev["computed"], 0), "cudaStreamWaitEvent")
         outs = {}
         for name in self._names:
             if self._is_input[name]:
                 continue
             shape = tuple(ctx.get_tensor_shape(name))
-            buf = self._buffers[name]
+            buf = slot.buffers[name]
             host = buf.host_array(shape, self._dtype[name])
             _check(
                 cudart.cudaMemcpyAsync(
-                    buf.host, buf.device, host.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream
+                    buf.host, buf.device, host.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, d2h
                 ),
                 "copy to host",
             )
             outs[name] = host
-        _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-        return {k: v.copy() for k, v in outs.items()}  # the pinned buffers are reused by the next batch
+        _check(cudart.cudaEventRecord(ev["downloaded"], d2h), "cudaEventRecord")
+        slot.busy = True
+        return slot, outs
+
+    def collect_impl(self, ticket) -> dict[str, np.ndarray]:
+        slot, outs = ticket
+        try:
+            _check(_cudart().cudaEventSynchronize(slot.events["downloaded"]), "cudaEventSynchronize")
+            return {k: v.copy() for k, v in outs.items()}  # the slot's pinned buffers get the next batch
+        finally:
+            slot.busy = False
 
     def close_impl(self) -> None:
-        for b in self._buffers.values():
-            b.free()
-        self._buffers.clear()
-        if getattr(self, "_stream", None) is not None:
-            _cudart().cudaStreamDestroy(self._stream)
-            self._stream = None
-        self._context = self._engine = None
+        cudart = _cudart()
+        for slot in self._slots:
+            for b in slot.buffers.values():
+                b.free()
+            for e in slot.events.values():
+                cudart.cudaEventDestroy(e)
+        self._slots.clear()
+        for s in self._streams.values():
+            cudart.cudaStreamDestroy(s)
+        self._streams.clear()
+        self._engine = None
 
     def describe(self) -> dict:
         return {

@@ -42,9 +42,11 @@ class SegModel:
         return self.card.task
 
     def __enter__(self) -> SegModel:
-        self.engine.load()
+        self.engine.on_specs = self._bind  # before a slow build, where the backend allows
         try:
-            self._bind()
+            self.engine.load()
+            if self.decoder is None:
+                self._bind()
         except BaseException:
             self.engine.close()
             raise
@@ -92,6 +94,15 @@ class SegModel:
         self.batches += 1
         self.frames += len(x)
         return self.engine.infer({self.input_name: x})
+
+    def submit(self, x: np.ndarray):
+        """Start inference (see Engine.submit); `collect` the ticket for the outputs."""
+        self.batches += 1
+        self.frames += len(x)
+        return self.engine.submit({self.input_name: x})
+
+    def collect(self, ticket) -> dict[str, np.ndarray]:
+        return self.engine.collect(ticket)
 
     def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]):
         return self.decoder.decode(outputs, transforms)

@@ -44,8 +44,20 @@ class _Stream:
         return self.handle
 
 
+class _Event:
+    _ids = itertools.count(0xE000)
+
+    def __init__(self) -> None:
+        self.handle = next(self._ids)
+
+
 class FakeCuda:
-    """The `cuda.bindings.runtime` module: state and calls recorded for the tests."""
+    """The `cuda.bindings.runtime` module: state and calls recorded for the tests.
+
+    Work runs at once when it is enqueued, but `log` keeps the order of every call - copies,
+    event records, waits, executions, synchronizations - so tests can check that the code
+    orders its streams as a real GPU needs: a run waits on an event recorded after its
+    inputs were uploaded, and the next batch is uploaded before this one is waited for."""
 
     cudaError_t = cudaError_t
     cudaMemcpyKind = cudaMemcpyKind
@@ -57,6 +69,10 @@ class FakeCuda:
         self.streams: list[_Stream] = []
         self.copies: list[tuple[str, int, int]] = []  # (kind, bytes, stream handle)
         self.synced: list[int] = []
+        self.events: set[_Event] = set()
+        self.log: list[
+            tuple
+        ] = []  # ("h2d"|"d2h", stream, device addr) ("record", event, stream) ("wait", stream, event) ...
         self._next = itertools.count(0x10_0000, 0x10_0000)
 
     def cudaGetDeviceCount(self):
@@ -96,6 +112,43 @@ class FakeCuda:
         self.synced.append(int(s))
         return (cudaError_t.cudaSuccess,)
 
+    def cudaEventCreate(self):
+        e = _Event()
+        self.events.add(e)
+        return cudaError_t.cudaSuccess, e
+
+    def cudaEventDestroy(self, e):
+        self.events.remove(e)
+        return (cudaError_t.cudaSuccess,)
+
+    def cudaEventRecord(self, e, stream):
+        assert e in self.events and stream in self.streams
+        self.log.append(("record", e.handle, int(stream)))
+        return (cudaError_t.cudaSuccess,)
+
+    def cudaStreamWaitEvent(self, stream, e, flags):
+        assert stream in self.streams and any(x[0] == "record" and x[1] == e.handle for x in self.log), (
+            "waiting on an event never recorded"
+        )
+        self.log.append(("wait", int(stream), e.handle))
+        return (cudaError_t.cudaSuccess,)
+
+    def cudaEventSynchronize(self, e):
+        assert any(x[0] == "record" and x[1] == e.handle for x in self.log), "synchronizing an unrecorded event"
+        self.log.append(("sync", e.handle))
+        return (cudaError_t.cudaSuccess,)
+
+    def uploaded_before_run(self, stream: int, addr: int) -> bool:
+        """Did `stream` wait on an event recorded after the last upload into `addr`, on the upload's stream?"""
+        ups = [i for i, x in enumerate(self.log) if x[0] == "h2d" and x[2] == addr]
+        if not ups:
+            return False
+        up_stream = self.log[ups[-1]][1]
+        if up_stream == stream:
+            return True  # same stream: in order anyway
+        recorded = {x[1] for x in self.log[ups[-1] :] if x[0] == "record" and x[2] == up_stream}
+        return any(x[0] == "wait" and x[1] == stream and x[2] in recorded for x in self.log[ups[-1] :])
+
     def _copy(self, dst, src, n, kind, stream):
         if kind == cudaMemcpyKind.cudaMemcpyHostToDevice:
             assert src in self.host, "source is not pinned host memory"
@@ -105,6 +158,10 @@ class FakeCuda:
             assert dst in self.host, "destination is not pinned host memory"
             ctypes.memmove(dst, bytes(self.device[src][:n]), n)
         self.copies.append((kind.name, n, int(stream) if stream is not None else 0))
+        if kind == cudaMemcpyKind.cudaMemcpyHostToDevice:
+            self.log.append(("h2d", int(stream) if stream is not None else 0, dst))
+        else:
+            self.log.append(("d2h", int(stream) if stream is not None else 0, src))
         return (cudaError_t.cudaSuccess,)
 
     def cudaMemcpyAsync(self, dst, src, n, kind, stream):
@@ -378,6 +435,7 @@ class _Context:
         assert set(self.addresses) == set(names), "every I/O tensor needs an address"
         feeds = {}
         for n, shape in self.input_shapes.items():
+            assert cuda.uploaded_before_run(stream_handle, self.addresses[n]), f"{n}: run not ordered after its upload"
             dt = np.dtype(self.engine.get_tensor_dtype(n).value)
             nbytes = int(np.prod(shape)) * dt.itemsize
             mem = cuda.device[self.addresses[n]]
@@ -390,6 +448,7 @@ class _Context:
             assert len(mem) >= len(raw), f"output {o.name} does not fit its device buffer"
             mem[: len(raw)] = raw
         self.executions.append(stream_handle)
+        cuda.log.append(("execute", stream_handle, id(self)))
         return True
 
 

@@ -53,10 +53,10 @@ def test_precision_other_than_fp32_is_refused(tiny):
 
 def test_backend_resolution(monkeypatch):
     # no TensorRT here: auto takes OpenVINO (installed with the test extra), then ONNX Runtime
-    assert resolve_backend("auto") == ("openvino", "auto: openvino (no TensorRT here)")
+    assert resolve_backend("auto") == ("openvino", "auto: no TensorRT here, OpenVINO is installed")
     assert resolve_backend("auto", "fp16")[0] == "onnxruntime"  # OpenVINO on a CPU: no fp16 through auto
     monkeypatch.setitem(sys.modules, "openvino", None)
-    assert resolve_backend("auto") == ("onnxruntime", "auto: onnxruntime (no TensorRT here, OpenVINO is not installed)")
+    assert resolve_backend("auto") == ("onnxruntime", "auto: no TensorRT here, OpenVINO is not installed")
     assert resolve_backend("onnxruntime") == ("onnxruntime", "asked for")
     with pytest.raises(BackendError, match="available: auto, onnxruntime, openvino, tensorrt"):
         resolve_backend("cuda")

@@ -34,14 +34,15 @@ def test_build_profile_bindings_stream_and_results(trt, tiny, tmp_path):
             for n in (1, 3, 8, 11):  # 11 > profile max: two chunks
                 out = eng.infer(feed(n))["seg"]
                 np.testing.assert_allclose(out, ref.infer(feed(n))["seg"], atol=1e-6)
-        stream = int(fake.CUDA.streams[0])
-        kinds = {k for k, _, s in fake.CUDA.copies if s == stream}
-        assert kinds == {"cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost"}
-        assert all(s == stream for _, _, s in fake.CUDA.copies)
+        h2d_stream, compute, d2h_stream = (int(s) for s in fake.CUDA.streams)  # three streams, made in that order
+        assert {s for k, _, s in fake.CUDA.copies if k == "cudaMemcpyHostToDevice"} == {h2d_stream}
+        assert {s for k, _, s in fake.CUDA.copies if k == "cudaMemcpyDeviceToHost"} == {d2h_stream}
+        assert {x[1] for x in fake.CUDA.log if x[0] == "execute"} == {compute}
         h2d = [n for k, n, _ in fake.CUDA.copies if k == "cudaMemcpyHostToDevice"]
         assert h2d[:2] == [1 * 3 * 48 * 64 * 4, 3 * 3 * 48 * 64 * 4]  # exactly the batch, not the buffer
         assert eng.describe()["device"].startswith("Fake RTX 4090") and eng.cached == "built"
     assert not fake.CUDA.device and not fake.CUDA.host and not fake.CUDA.streams  # everything freed
+    assert not fake.CUDA.events
     assert (tmp_path / "cache" / "tensorrt.timing-cache").is_file()
     assert len(cache.entries()) == 1
 
@@ -104,7 +105,30 @@ def test_fixed_batch_model_gets_a_fixed_profile_and_loops(trt, tiny, tmp_path):
         assert fake.BUILDS[-1]["profile"]["images"] == [[1, 3, 48, 64]] * 3
         assert eng.max_batch == 1
         assert eng.infer(feed(3))["seg"].shape == (3, 2, 48, 64)
-        assert len(eng._context.executions) == 3
+        assert sum(x[0] == "execute" for x in fake.CUDA.log) == 3
+
+
+def test_next_batch_uploads_while_this_one_runs(trt, tiny):
+    """submit(n+1) before collect(n): n+1's upload is enqueued before anyone waits for n, each run
+    waits on its own upload's event, the two slots never share buffers, and results stay right."""
+    a, b = feed(2), feed(3)
+    b["images"][:, 0] = 1 - b["images"][:, 0]  # a different picture
+    with create_engine("tensorrt", tiny / "red.onnx") as eng, create_engine("onnxruntime", tiny / "red.onnx") as ref:
+        assert eng.overlaps
+        start = len(fake.CUDA.log)
+        ta, tb = eng.submit(a), eng.submit(b)
+        with pytest.raises(BackendError, match="two batches already in flight"):
+            eng.submit(a)
+        out_a, out_b = eng.collect(ta), eng.collect(tb)
+        np.testing.assert_allclose(out_a["seg"], ref.infer(a)["seg"], atol=1e-6)
+        np.testing.assert_allclose(out_b["seg"], ref.infer(b)["seg"], atol=1e-6)
+        log = fake.CUDA.log[start:]
+        first_sync = next(i for i, x in enumerate(log) if x[0] == "sync")
+        uploads = [x for x in log[:first_sync] if x[0] == "h2d"]
+        assert len(uploads) == 2 and uploads[0][2] != uploads[1][2]  # both batches up, into different buffers
+        runs = [x for x in log if x[0] == "execute"]
+        assert len(runs) == 2 and runs[0][2] != runs[1][2]  # one execution context per slot
+        assert eng.collect(eng.submit(a))["seg"].shape == (2, 2, 48, 64)  # a slot is free again after collect
 
 
 def test_no_gpu_is_one_clear_error_and_auto_falls_back(monkeypatch, tiny):
@@ -112,7 +136,10 @@ def test_no_gpu_is_one_clear_error_and_auto_falls_back(monkeypatch, tiny):
     with pytest.raises(BackendError, match="needs an NVIDIA GPU"):
         with create_engine("tensorrt", tiny / "red.onnx"):
             pass
-    assert resolve_backend("auto") == ("openvino", "auto: openvino (TensorRT is installed but no GPU answers)")
+    assert resolve_backend("auto") == (
+        "openvino",
+        "auto: TensorRT is installed but no GPU answers, OpenVINO is installed",
+    )
     fake.install(monkeypatch)
     assert resolve_backend("auto")[0] == "tensorrt"
 
