@@ -150,3 +150,22 @@ def test_tensorrt_missing_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(BackendError, match="tensorrt"):
         resolve_backend("tensorrt")
+
+
+def test_a_plan_from_another_tensorrt_version_is_rebuilt_never_loaded(monkeypatch, tiny, tmp_path):
+    fake.install(monkeypatch)
+    cache_dir = tmp_path / "cache"
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
+        old_plan = (cache_dir / EngineCache(cache_dir).entries()[0]["file"]).read_bytes()
+    monkeypatch.setattr(fake, "__version__", "10.100.0-fake")
+    monkeypatch.setattr(__import__("sys").modules["tensorrt"], "__version__", "10.100.0-fake")
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
+        assert e.cached == "built"  # the version is in the key: the old plan is not even looked at
+    assert {x["backend_version"] for x in EngineCache(cache_dir).entries()} == {"10.99.0-fake", "10.100.0-fake"}
+    # and a foreign plan that reached the runtime anyway is one clear error, not a crash
+    from streamseg.backends.tensorrt import TensorRtEngine
+
+    monkeypatch.setattr(TensorRtEngine, "_plan", lambda self, trt, gpu: old_plan)
+    with pytest.raises(BackendError, match="could not deserialize the plan \\(built for another version or GPU"):
+        with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir):
+            pass
