@@ -110,6 +110,19 @@ class OverlayConfig(Section):
         return v
 
 
+class TrackingConfig(Section):
+    enabled: bool = Field(True, description="Give instances IDs that stay with them across frames.")
+    high_score: float = Field(0.5, ge=0, le=1, description="Detections at least this sure start or continue tracks.")
+    iou: float = Field(0.3, ge=0, le=1, description="Least box IoU between a track's predicted box and a detection.")
+    max_age: int = Field(30, ge=1, le=10_000, description="Frames a track survives unseen (short occlusions).")
+
+
+class SmoothingConfig(Section):
+    frames: int = Field(
+        0, ge=0, le=15, description="Majority vote of each pixel's group over this many frames; 0 or 1 = off."
+    )
+
+
 class SinkConfig(Section):
     uri: str = Field(description="Sink URI: out.mp4, results.jsonl, rtsp://:8554/live, rtp://host:port, null://, ...")
     encoder: Literal["auto", "gstreamer", "opencv"] = Field(
@@ -139,6 +152,8 @@ class Config(Section):
     pipeline: PipelineConfig = PipelineConfig()
     engines: EnginesConfig = EnginesConfig()
     overlay: OverlayConfig = OverlayConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    smoothing: SmoothingConfig = SmoothingConfig()
     sinks: list[SinkConfig] = Field(default_factory=list)
     metrics: MetricsConfig = MetricsConfig()
     max_frames: int | None = Field(None, ge=1, description="Stop each source after this many frames.")

@@ -289,6 +289,7 @@ def evaluate(
             "engines": {task: {"card": c, "threads": threads} for task, c in cards.items()},
             "pipeline": {"batch": {"max_size": batch, "max_wait_ms": 0}},
             "overlay": {"enabled": False},
+            "tracking": {"enabled": False},  # grade the model's own detections, every one of them
             "metrics": {"progress": False, "summary": False},
         }
     )

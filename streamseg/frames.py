@@ -86,6 +86,9 @@ class SemanticResult:
     labels: list[str]
     group_map: np.ndarray  # H x W uint8
     group_names: list[str]
+    # the group map at the model's resolution (letterbox padding cut away), when it was
+    # smaller: the overlay upsamples colours from it smoothly, smoothing votes on it cheaply
+    small_group_map: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.label_map.ndim != 2 or self.label_map.dtype != np.uint8:

@@ -24,6 +24,7 @@ files are finalized and the report is complete.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
+import numpy as np
 
 from streamseg.batching import Batcher
 from streamseg.config import Config, SinkConfig, SourceConfig
@@ -42,6 +44,7 @@ from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink
 from streamseg.sources import Source, open_source
+from streamseg.tracking import SemanticSmoother, Tracker
 
 log = logging.getLogger("streamseg")
 
@@ -98,6 +101,8 @@ class Pipeline:
         self._done_lock = threading.Lock()
         self._errors: list[str] = []
         self._reported_errors: set[str] = set()
+        self.trackers: dict[str, Tracker] = {}  # per stream, made on first use (inference thread only)
+        self.smoothers: dict[str, SemanticSmoother] = {}
         self._fatal: BaseException | None = None
         self._queues: list[BoundedQueue] = []
         self.streams: list[_Stream] = []
@@ -393,10 +398,35 @@ class Pipeline:
         for (task, _), res in zip(models, results, strict=True):
             for f, r in zip(batch, res, strict=True):
                 setattr(f, "semantic" if task == "semantic" else "instances", r)
+        for f in batch:  # in each stream's order: the batcher never reorders a stream
+            self._temporal(f)
         t = time.perf_counter_ns()
         for f in batch:
             f.stamp("postprocess", t)
             self.overlay_queue.put(f)
+
+    def _temporal(self, f: Frame) -> None:
+        """Track instances and smooth the semantic map, per stream (part of postprocess)."""
+        tc = self.cfg.tracking
+        if f.instances is not None and tc.enabled:
+            tracker = self.trackers.get(f.stream_id)
+            if tracker is None:
+                tracker = self.trackers[f.stream_id] = Tracker(high=tc.high_score, match_iou=tc.iou, max_age=tc.max_age)
+            f.instances = tracker.update(f.instances, f.seq)
+        sem = f.semantic
+        if sem is not None:
+            smoother = self.smoothers.get(f.stream_id)
+            if smoother is None:
+                smoother = self.smoothers[f.stream_id] = SemanticSmoother(self.cfg.smoothing.frames)
+            small = sem.small_group_map if sem.small_group_map is not None else sem.group_map
+            shown = smoother.smooth(small)
+            if shown is not small:
+                h, w = sem.group_map.shape
+                full = shown if shown.shape == (h, w) else cv2.resize(shown, (w, h), interpolation=cv2.INTER_NEAREST)
+                f.semantic = dataclasses.replace(
+                    sem, group_map=full, small_group_map=shown if sem.small_group_map is not None else None
+                )
+            smoother.measure(shown)
 
     def _overlay_loop(self) -> None:
         try:
@@ -474,4 +504,13 @@ class Pipeline:
             },
             "errors": list(self._errors),
         }
+        flicker = {sid: sm.flicker for sid, sm in self.smoothers.items() if sm.flicker is not None}
+        if flicker:
+            extra["flicker"] = {
+                "smoothing_frames": self.cfg.smoothing.frames,
+                "mean": round(float(np.mean(list(flicker.values()))), 5),
+                "streams": {k: round(v, 5) for k, v in flicker.items()},
+            }
+        if self.trackers:
+            extra["tracks"] = {sid: t._next_id - 1 for sid, t in self.trackers.items()}
         return self.recorder.report(engines, extra)

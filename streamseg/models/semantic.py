@@ -48,10 +48,12 @@ class _SemanticDecoder:
             lm = np.ascontiguousarray(lm[y0:y1, x0:x1])
             gm = self.group_lut[lm]
             src_wh = t.src_wh
+            small = None
             if lm.shape[::-1] != src_wh:
+                small = gm
                 lm = cv2.resize(lm, src_wh, interpolation=cv2.INTER_NEAREST)
                 gm = cv2.resize(gm, src_wh, interpolation=cv2.INTER_NEAREST)
-            results.append(SemanticResult(lm, self.labels, gm, self.group_names))
+            results.append(SemanticResult(lm, self.labels, gm, self.group_names, small))
         return results
 
 

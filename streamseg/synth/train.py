@@ -60,11 +60,11 @@ def _render_seed(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.stack(imgs), np.stack(sems), np.stack(insts)
 
 
-def sample_weights(data: dict[str, np.ndarray]) -> np.ndarray:
-    """Draw frames with people in them more often: people are few and the bars for them high."""
+def sample_weights(data: dict[str, np.ndarray], person_weight: float = 4.0) -> np.ndarray:
+    """Draw frames with people in them `person_weight` times as often: people are few and the bars for them high."""
     person = LABELS.index("person")
     has = np.array([np.count_nonzero(s == person) > 50 for s in data["semantic"]])
-    w = 1.0 + 3.0 * has
+    w = 1.0 + (person_weight - 1.0) * has
     return w / w.sum()
 
 
@@ -128,17 +128,17 @@ def _optimizer(model, lr: float, iters: int):
     return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iters, pct_start=0.1)
 
 
-def _batches(data, rng: np.random.Generator, iters: int, batch: int, keys: tuple[str, ...]):
+def _batches(data, rng: np.random.Generator, iters: int, batch: int, keys: tuple[str, ...], person_weight: float):
     """(iteration, augmented samples): frames drawn with sample_weights, each (image, *maps of `keys`)."""
     n = len(data["image"])
-    p = sample_weights(data)
+    p = sample_weights(data, person_weight)
     for it in range(iters):
         idx = rng.choice(n, batch, p=p)
         yield it, [augment(rng, data["image"][i], *(data[k][i] for k in keys)) for i in idx]
 
 
 # semantic --------------------------------------------------------------------------
-def train_semantic(data, iters: int, seed: int, batch: int = 8):
+def train_semantic(data, iters: int, seed: int, batch: int = 8, person_weight: float = 4.0):
     import torch
     from torch.nn import functional as F
 
@@ -151,7 +151,7 @@ def train_semantic(data, iters: int, seed: int, batch: int = 8):
     opt, sched = _optimizer(model, 4e-3, iters)
     t0 = time.time()
     model.train()
-    for it, pairs in _batches(data, rng, iters, batch, ("semantic",)):
+    for it, pairs in _batches(data, rng, iters, batch, ("semantic",), person_weight):
         x = to_tensor(np.stack([p[0] for p in pairs]))
         y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
         loss = F.cross_entropy(model(x), y, weight=weights, ignore_index=255)
@@ -231,7 +231,7 @@ def assign(centres, strides, gt_boxes, radius: float = 2.5):
     return torch.where(cand.any(1), best, torch.full_like(best, -1))
 
 
-def train_instance(data, iters: int, seed: int, batch: int = 8):
+def train_instance(data, iters: int, seed: int, batch: int = 8, person_weight: float = 4.0):
     import torch
     from torch.nn import functional as F
 
@@ -243,7 +243,7 @@ def train_instance(data, iters: int, seed: int, batch: int = 8):
     opt, sched = _optimizer(model, 3e-3, iters)
     t0 = time.time()
     model.train()
-    for it, samples in _batches(data, rng, iters, batch, ("instance", "semantic")):
+    for it, samples in _batches(data, rng, iters, batch, ("instance", "semantic"), person_weight):
         x = to_tensor(np.stack([s[0] for s in samples]))
         heads, protos = model(x)
         boxes, cls_logit, coef, centres, strides = model.decode(heads)
@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=1600)
     ap.add_argument("--train-seeds", default="1000-1119")
     ap.add_argument("--per-seed", type=int, default=20)
+    ap.add_argument("--person-weight", type=float, default=4.0, help="how much more often frames with people are drawn")
     ap.add_argument("--eval-seeds", default="0-4")
     ap.add_argument("--val-seeds", default="900-902", help="for calibration; neither trained nor evaluated on")
     ap.add_argument("--eval-frames", type=int, default=60)
@@ -413,13 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": args.iters,
         "train_seeds": args.train_seeds,
         "frames_per_seed": args.per_seed,
+        "person_weight": args.person_weight,
         "frames": int(len(data["image"])),
         "torch": str(torch.__version__),
         "threads": args.threads,
     }
     for task in tasks:
         if task == "semantic":
-            model, secs = train_semantic(data, args.iters, args.seed)
+            model, secs = train_semantic(data, args.iters, args.seed, person_weight=args.person_weight)
             model.export_argmax = True
             onnx_path = out / "synth-semantic.onnx"
             export_onnx(model, onnx_path, ["labels"])
@@ -429,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             add_logit_bias(onnx_path, -alpha * np.log(weights), onnx_path)
             card["training"]["recipe"]["logit_bias_alpha"] = alpha
         else:
-            model, secs = train_instance(data, args.iters, args.seed)
+            model, secs = train_instance(data, args.iters, args.seed, person_weight=args.person_weight)
             model.export = True
             onnx_path = out / "synth-instance.onnx"
             export_onnx(model, onnx_path, ["output0", "output1"])
