@@ -99,7 +99,13 @@ class OverlayConfig(Section):
     )
     contours: bool = Field(True, description="Outline each instance.")
     labels: bool = Field(True, description="Write class and score beside each instance.")
-    hud: bool = Field(True, description="Show fps and end-to-end latency in the corner.")
+    hud: bool = Field(True, description="Show fps, end-to-end latency and a per-stage latency bar in the corner.")
+    legend: bool = Field(True, description="Name the groups on screen, with their colours, bottom left.")
+    semantic_things: bool = Field(
+        False,
+        description="Also colour the semantic model's car/person pixels when instances are drawn (off: instances only).",
+    )
+    id_colors: bool = Field(True, description="Colour each tracked instance by its ID (else by its group).")
 
     @field_validator("alpha")
     @classmethod

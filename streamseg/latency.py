@@ -65,7 +65,7 @@ class LatencyRecorder:
         self.decode_errors = 0
         self.first_capture_ns: int | None = None
         self.last_done_ns: int | None = None
-        self._recent = collections.deque(maxlen=window)  # (done_ns, e2e_ms) for the HUD
+        self._recent = collections.deque(maxlen=window)  # (done_ns, e2e_ms, stage ms) for the HUD
 
     # events ------------------------------------------------------------------------
     def frame_in(self, frame: Frame) -> None:
@@ -97,7 +97,7 @@ class LatencyRecorder:
             self.per_stream.setdefault(frame.stream_id, _Series()).append(e2e)
             self.stream_last_ns[frame.stream_id] = done
             self.last_done_ns = done if self.last_done_ns is None else max(self.last_done_ns, done)
-            self._recent.append((done, e2e))
+            self._recent.append((done, e2e, ms))
 
     # views -------------------------------------------------------------------------
     @property
@@ -105,15 +105,21 @@ class LatencyRecorder:
         return self.e2e.n
 
     def live(self) -> dict:
-        """fps and end-to-end p50/p99 over the recent window, for the HUD and progress bar."""
+        """fps, end-to-end p50/p99 and per-stage p50 over the recent window, for the HUD and progress bar."""
         with self._lock:
             recent = list(self._recent)
         if not recent:
-            return {"fps": None, "p50": None, "p99": None}
-        vals = np.fromiter((v for _, v in recent), np.float64)
+            return {"fps": None, "p50": None, "p99": None, "stages": {}}
+        vals = np.fromiter((r[1] for r in recent), np.float64)
         span = (recent[-1][0] - recent[0][0]) / 1e9
         fps = (len(recent) - 1) / span if span > 0 else None
-        return {"fps": fps, "p50": float(np.percentile(vals, 50)), "p99": float(np.percentile(vals, 99))}
+        stages = {s: float(np.median([r[2].get(s, 0.0) for r in recent])) for s in STAGES}
+        return {
+            "fps": fps,
+            "p50": float(np.percentile(vals, 50)),
+            "p99": float(np.percentile(vals, 99)),
+            "stages": stages,
+        }
 
     def series(self) -> dict[str, np.ndarray]:
         """Per-frame values in completion order: `t_s` (since the first capture), each stage, `end_to_end` (ms)."""

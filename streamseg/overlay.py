@@ -1,7 +1,7 @@
-"""Draw segmentation results onto frames: semantic groups, instances, and a HUD.
+"""Draw segmentation results onto frames: semantic groups, instances, a legend and a HUD.
 
-Everything is whole-array OpenCV/numpy work; the only Python loops are over groups
-and instances, never pixels.
+Everything is whole-array OpenCV work; the only Python loops are over instances and
+HUD items, never pixels.
 """
 
 from __future__ import annotations
@@ -31,14 +31,46 @@ _FALLBACK_RGB = [(0, 200, 200), (255, 150, 0), (150, 255, 0), (200, 0, 255), (0,
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+# one colour per pipeline stage in the HUD's latency bar (BGR)
+STAGE_COLORS_BGR = {
+    "decode": (180, 119, 31),
+    "queue": (14, 127, 255),
+    "batch_wait": (44, 160, 44),
+    "preprocess": (40, 39, 214),
+    "infer": (189, 103, 148),
+    "postprocess": (75, 86, 140),
+    "overlay": (194, 119, 227),
+    "sink": (127, 127, 127),
+}
+
+
+def id_color_bgr(track_id: int) -> tuple[int, int, int]:
+    """A bright colour of its own per track ID (golden-ratio hue steps: neighbours differ)."""
+    hue = int((track_id * 0.61803398875 % 1.0) * 180)
+    hsv = np.array([[[hue, 200, 255]]], np.uint8)
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
 class Overlay:
-    """`draw(frame)` returns the frame's image with its results drawn on it."""
+    """`draw(frame)` returns the frame's image with its results drawn on it.
+
+    Semantic groups are blended in one pass: colour and alpha come from look-up tables
+    indexed by the group map at the model's resolution and are upsampled bilinearly to
+    the frame (smooth edges, and the per-pixel work is one cv2.blendLinear). Instances
+    are blended inside their boxes in their track's colour, outlined and labelled
+    (`car 0.91 #12`). A legend names the groups on screen; the HUD shows fps, end-to-end
+    p50/p99 and a bar of the recent per-stage p50 latencies.
+    """
 
     def __init__(self, cfg: OverlayConfig | None = None, *, stats: Callable[[], dict] | None = None) -> None:
         self.cfg = cfg or OverlayConfig()
-        self.stats = stats  # returns {"fps":, "p50":, "p99":} for the HUD
+        self.stats = stats  # returns {"fps":, "p50":, "p99":, "stages": {stage: p50 ms}} for the HUD
         self._colors: dict[str, tuple[int, int, int]] = {}
-        self._solids: dict[str | None, np.ndarray] = {}
+        self._solids: dict[object, np.ndarray] = {}
+        self._luts: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._legends: dict[tuple[str, ...], np.ndarray] = {}
+        self.instance_groups: frozenset[str] = frozenset(("car", "person"))  # set from the instance card
 
     def color_bgr(self, group: str | None) -> tuple[int, int, int]:
         key = group or "?"
@@ -56,38 +88,67 @@ class Overlay:
         out = frame.image_bgr.copy()
         if not self.cfg.enabled:
             return out
+        shown: list[str] = []
+        skip: frozenset[str] = frozenset()
+        if frame.instances is not None and not self.cfg.semantic_things:
+            skip = self.instance_groups  # things come from the instance model: no double colouring
         if frame.semantic is not None:
-            self._draw_semantic(out, frame.semantic.group_map, frame.semantic.group_names)
+            shown += self._draw_semantic(out, frame.semantic, skip)
         if frame.instances is not None and len(frame.instances):
             self._draw_instances(out, frame.instances)
+            shown += [g for g in dict.fromkeys(frame.instances.groups) if g and g not in shown]
+        if self.cfg.legend and shown:
+            self._draw_legend(out, tuple(shown))
         if self.cfg.hud:
             self._draw_hud(out, frame)
         return out
 
-    def _solid(self, group: str | None, shape: tuple[int, ...]) -> np.ndarray:
-        """A cached image filled with the group's colour, at least `shape` big (sliced to fit)."""
-        img = self._solids.get(group)
+    # semantic ------------------------------------------------------------------------
+    def _lut(self, names: list[str], skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Group index -> BGR colour (256 x 1 x 3 uint8) and -> alpha (256 float32); 0 = no group."""
+        key = (tuple(names), skip)
+        if key not in self._luts:
+            color = np.zeros((256, 1, 3), np.uint8)
+            alpha = np.zeros(256, np.float32)
+            for gi, name in enumerate(names, start=1):
+                color[gi, 0] = self.color_bgr(name)
+                alpha[gi] = 0.0 if name in skip else self.alpha(name)
+            self._luts[key] = (color, alpha)
+        return self._luts[key]
+
+    def _draw_semantic(self, out: np.ndarray, sem, skip: frozenset[str] = frozenset()) -> list[str]:
+        gm = sem.small_group_map if sem.small_group_map is not None else sem.group_map
+        counts = np.bincount(gm.ravel(), minlength=len(sem.group_names) + 1)
+        present = [sem.group_names[i - 1] for i in np.flatnonzero(counts[1:]) + 1]
+        present = [g for g in present if g not in skip]
+        if not present:
+            return []
+        color_lut, alpha_lut = self._lut(sem.group_names, skip)
+        color = cv2.LUT(cv2.merge([gm, gm, gm]), color_lut.reshape(256, 1, 3))
+        alpha = cv2.LUT(gm, alpha_lut.reshape(256, 1))
+        h, w = out.shape[:2]
+        if gm.shape != (h, w):  # bilinear: soft, unblocky edges at the frame's resolution
+            color = cv2.resize(color, (w, h), interpolation=cv2.INTER_LINEAR)
+            alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+        cv2.blendLinear(out, color, 1.0 - alpha, alpha, dst=out)
+        return present
+
+    # instances -----------------------------------------------------------------------
+    def _solid(self, key, color: tuple[int, int, int], shape: tuple[int, ...]) -> np.ndarray:
+        """A cached image filled with `color`, at least `shape` big (sliced to fit)."""
+        img = self._solids.get(key)
         if img is None or img.shape[0] < shape[0] or img.shape[1] < shape[1]:
             h = max(shape[0], img.shape[0] if img is not None else 0)
             w = max(shape[1], img.shape[1] if img is not None else 0)
             img = np.empty((h, w, 3), np.uint8)
-            img[...] = self.color_bgr(group)
-            self._solids[group] = img
+            img[...] = color
+            self._solids[key] = img
         return img[: shape[0], : shape[1]]
 
-    def _blend(self, region: np.ndarray, mask: np.ndarray, group: str | None) -> None:
-        """Alpha-blend the group's colour into `region` where `mask` is set (in place, also on a sub-view)."""
-        a = self.alpha(group)
-        blended = cv2.addWeighted(region, 1 - a, self._solid(group, region.shape), a, 0)
+    def _blend(self, region: np.ndarray, mask: np.ndarray, color, alpha: float) -> None:
+        """Alpha-blend `color` into `region` where `mask` is set (in place, also on a sub-view)."""
+        blended = cv2.addWeighted(region, 1 - alpha, self._solid(color, color, region.shape), alpha, 0)
         cv2.copyTo(blended, mask.view(np.uint8), region)
-
-    def _draw_semantic(self, out: np.ndarray, group_map: np.ndarray, names: list[str]) -> None:
-        present = np.flatnonzero(np.bincount(group_map.ravel(), minlength=len(names) + 1)[1:]) + 1
-        for gi in present:
-            mask = group_map == gi
-            rows = np.flatnonzero(mask.any(axis=1))
-            y0, y1 = rows[0], rows[-1] + 1  # blend only the band of rows the group touches
-            self._blend(out[y0:y1], mask[y0:y1], names[gi - 1])
 
     def _draw_instances(self, out: np.ndarray, inst) -> None:
         h, w = out.shape[:2]
@@ -98,21 +159,38 @@ class Overlay:
             if bx1 <= bx0 or by1 <= by0:
                 continue
             group = inst.groups[k]
-            color = self.color_bgr(group)
+            tid = int(inst.track_id[k]) if inst.track_id is not None else None
+            color = id_color_bgr(tid) if tid is not None and self.cfg.id_colors else self.color_bgr(group)
             region = out[by0:by1, bx0:bx1]
             mask = inst.masks[k, by0:by1, bx0:bx1]
             if mask.any():
-                self._blend(region, mask, group)
+                self._blend(region, mask, color, self.alpha(group))
                 if self.cfg.contours:
                     contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
                     cv2.drawContours(region, contours, -1, color, 2, cv2.LINE_AA)
             elif self.cfg.contours:
                 cv2.rectangle(out, (bx0, by0), (bx1 - 1, by1 - 1), color, 1, cv2.LINE_AA)
             if self.cfg.labels:
-                text = f"{inst.labels[k]} {inst.score[k]:.2f}"
-                if inst.track_id is not None:
-                    text += f" #{inst.track_id[k]}"
+                text = f"{inst.labels[k]} {inst.score[k]:.2f}" + (f" #{tid}" if tid is not None else "")
                 _label(out, text, (bx0, by0), color)
+
+    # legend and HUD ------------------------------------------------------------------
+    def _draw_legend(self, out: np.ndarray, groups: tuple[str, ...]) -> None:
+        """Swatch + name per group, bottom left; rendered once per set of groups, then pasted."""
+        tile = self._legends.get(groups)
+        if tile is None:
+            row = 20
+            width = 34 + max(cv2.getTextSize(g, FONT, 0.45, 1)[0][0] for g in groups)
+            tile = np.full((row * len(groups) + 6, width, 3), 30, np.uint8)
+            for i, g in enumerate(groups):
+                y = 4 + i * row
+                cv2.rectangle(tile, (6, y + 3), (22, y + 15), self.color_bgr(g), -1)
+                cv2.putText(tile, g, (28, y + 14), FONT, 0.45, (235, 235, 235), 1, cv2.LINE_AA)
+            self._legends[groups] = tile
+        h, w = out.shape[:2]
+        th, tw = min(tile.shape[0], h), min(tile.shape[1], w)
+        dst = out[h - th : h, 0:tw]
+        cv2.addWeighted(dst, 0.25, tile[:th, :tw], 0.75, 0, dst=dst)
 
     def _draw_hud(self, out: np.ndarray, frame: Frame) -> None:
         s = self.stats() if self.stats else {}
@@ -121,11 +199,33 @@ class Overlay:
             parts.append(f"{s['fps']:.1f} fps")
         if s.get("p50") is not None:
             parts.append(f"e2e p50 {s['p50']:.0f} ms  p99 {s['p99']:.0f} ms")
-        _label(out, "  |  ".join(parts), (8, 8), (40, 40, 40), scale=0.55, below=True)
+        bottom = _label(out, "  |  ".join(parts), (8, 8), (40, 40, 40), scale=0.55, below=True)
+        stages = {k: v for k, v in (s.get("stages") or {}).items() if v is not None and v > 0}
+        if stages:
+            self._draw_stage_bar(out, stages, 8, bottom + 4)
+
+    def _draw_stage_bar(self, out: np.ndarray, stages: dict[str, float], x: int, y: int) -> None:
+        """Stacked bar of per-stage p50 latency, 300 px = the sum, with the widest stages named."""
+        w_total = min(300, out.shape[1] - 2 * x)
+        if w_total < 40 or y + 16 > out.shape[0]:
+            return
+        total = sum(stages.values())
+        cx = x
+        for stage, ms in stages.items():
+            w = int(round(w_total * ms / total))
+            if w <= 0:
+                continue
+            color = STAGE_COLORS_BGR.get(stage, (200, 200, 200))
+            cv2.rectangle(out, (cx, y), (cx + w - 1, y + 14), color, -1)
+            text = f"{stage} {ms:.0f}"
+            (tw, _), _ = cv2.getTextSize(text, FONT, 0.35, 1)
+            if tw + 4 <= w:
+                cv2.putText(out, text, (cx + 2, y + 11), FONT, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+            cx += w
 
 
-def _label(out: np.ndarray, text: str, xy: tuple[int, int], color, *, scale: float = 0.45, below: bool = False) -> None:
-    """Text on a filled box: above the point (instance labels) or below it (HUD)."""
+def _label(out: np.ndarray, text: str, xy: tuple[int, int], color, *, scale: float = 0.45, below: bool = False) -> int:
+    """Text on a filled box: above the point (instance labels) or below it (HUD). Returns the box's bottom y."""
     (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
     x, y = xy
     h, w = out.shape[:2]
@@ -137,3 +237,4 @@ def _label(out: np.ndarray, text: str, xy: tuple[int, int], color, *, scale: flo
     lum = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
     ink = (0, 0, 0) if lum > 140 else (255, 255, 255)
     cv2.putText(out, text, (x + 2, top + th + 2), FONT, scale, ink, 1, cv2.LINE_AA)
+    return top + th + base + 4

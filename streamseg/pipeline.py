@@ -232,6 +232,8 @@ class Pipeline:
         self.overlay_queue = BoundedQueue(max(2, pc.batch.max_size * 2), "block", name="overlay")
         self._queues.append(self.overlay_queue)
         self.overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
+        if "instance" in self.models:
+            self.overlay.instance_groups = frozenset(g for g in self.models["instance"].card.groups)
 
         threads = [
             threading.Thread(target=self._guard(self._source_loop, s), name=f"source-{s.id}") for s in self.streams

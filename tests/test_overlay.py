@@ -28,7 +28,13 @@ def scene(w=64, h=48):
 def test_groups_blended_in_their_colours_and_nothing_else_touched():
     f = scene()
     cfg = OverlayConfig(
-        hud=False, labels=False, contours=False, alpha={"road": 0.5, "car": 1.0}, colors={"road": (200, 0, 0)}
+        hud=False,
+        labels=False,
+        contours=False,
+        legend=False,
+        id_colors=False,
+        alpha={"road": 0.5, "car": 1.0},
+        colors={"road": (200, 0, 0)},
     )
     out = Overlay(cfg).draw(f)
     assert out.shape == f.image_bgr.shape and out is not f.image_bgr
@@ -47,6 +53,49 @@ def test_contours_labels_and_hud_draw_pixels():
     full = Overlay(OverlayConfig(), stats=lambda: {"fps": 25.0, "p50": 40.0, "p99": 80.0}).draw(f)
     assert (plain[:12] != full[:12]).any()  # HUD in the top band
     assert (plain[14:16, 38:62] != full[14:16, 38:62]).any()  # contour at the box bottom
+
+
+def test_small_group_map_is_upsampled_smoothly():
+    """A map at model resolution gives soft edges at the frame's: blends between the two sides."""
+    f = scene(w=64, h=48)
+    small = np.zeros((12, 16), np.uint8)
+    small[6:] = 1
+    f.semantic.small_group_map = small
+    f.instances = None
+    cfg = OverlayConfig(hud=False, legend=False, alpha={"road": 1.0}, colors={"road": (0, 0, 200)})
+    out = Overlay(cfg).draw(f)
+    column = out[:, 30, 0].astype(int)  # blue channel down the frame: 100 (grey) ... 200 (road)
+    assert column[0] == 100 and column[-1] == 200
+    steps = sorted(set(column.tolist()))
+    assert len(steps) >= 4  # intermediate values: no hard, blocky step
+
+
+def test_track_ids_colour_and_label_instances():
+    from streamseg.overlay import id_color_bgr
+
+    f = scene()
+    f.semantic = None
+    f.instances.track_id = np.array([12])
+    out = Overlay(OverlayConfig(hud=False, legend=False, labels=False, contours=False, alpha={"car": 1.0})).draw(f)
+    np.testing.assert_array_equal(out[10, 50], id_color_bgr(12))
+    assert id_color_bgr(12) != id_color_bgr(13)
+
+
+def test_legend_and_stage_bar():
+    f = scene(w=400, h=240)
+    f.instances = None
+    base = OverlayConfig(labels=False, contours=False, hud=False, legend=False)
+    plain = Overlay(base).draw(f)
+    legend = Overlay(base.model_copy(update={"legend": True})).draw(f)
+    assert (legend[-20:, :40] != plain[-20:, :40]).any() and (legend[:100] == plain[:100]).all()
+    stats = {"fps": 20.0, "p50": 50.0, "p99": 90.0, "stages": {"decode": 5.0, "infer": 30.0, "overlay": 5.0}}
+    hud = Overlay(base.model_copy(update={"hud": True}), stats=lambda: stats).draw(f)
+    bar_rows = hud[30:50, 8:308]
+    # the infer segment (3/4 of 300 px) is in its stage colour
+    from streamseg.overlay import STAGE_COLORS_BGR
+
+    infer = np.all(bar_rows == STAGE_COLORS_BGR["infer"], axis=-1)
+    assert infer.any(axis=0).sum() > 150
 
 
 def test_disabled_overlay_passes_the_frame_through():
