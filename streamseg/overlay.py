@@ -55,9 +55,10 @@ def id_color_bgr(track_id: int) -> tuple[int, int, int]:
 class Overlay:
     """`draw(frame)` returns the frame's image with its results drawn on it.
 
-    Semantic groups are blended in one pass: colour and alpha come from look-up tables
-    indexed by the group map at the model's resolution and are upsampled bilinearly to
-    the frame (smooth edges, and the per-pixel work is one cv2.blendLinear). Instances
+    Semantic groups are blended in one pass: premultiplied colour and the image's
+    remaining weight come from look-up tables indexed by the group map at the model's
+    resolution and are upsampled bilinearly to the frame (smooth edges); the per-pixel
+    work is one multiply and one add on uint8. Instances
     are blended inside their boxes in their track's colour, outlined and labelled
     (`car 0.91 #12`). A legend names the groups on screen; the HUD shows fps, end-to-end
     p50/p99 and a bar of the recent per-stage p50 latencies.
@@ -105,15 +106,17 @@ class Overlay:
 
     # semantic ------------------------------------------------------------------------
     def _lut(self, names: list[str], skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Group index -> BGR colour (256 x 1 x 3 uint8) and -> alpha (256 float32); 0 = no group."""
+        """Group index -> premultiplied colour alpha * BGR, and -> 255 * (1 - alpha) per channel
+        (both 256 x 1 x 3 uint8; index 0 = no group: nothing added, image kept)."""
         key = (tuple(names), skip)
         if key not in self._luts:
-            color = np.zeros((256, 1, 3), np.uint8)
-            alpha = np.zeros(256, np.float32)
+            pre = np.zeros((256, 1, 3), np.uint8)
+            keep = np.full((256, 1, 3), 255, np.uint8)
             for gi, name in enumerate(names, start=1):
-                color[gi, 0] = self.color_bgr(name)
-                alpha[gi] = 0.0 if name in skip else self.alpha(name)
-            self._luts[key] = (color, alpha)
+                a = 0.0 if name in skip else self.alpha(name)
+                pre[gi, 0] = np.round(np.array(self.color_bgr(name), np.float64) * a)
+                keep[gi, 0] = round(255 * (1 - a))
+            self._luts[key] = (pre, keep)
         return self._luts[key]
 
     def _draw_semantic(self, out: np.ndarray, sem, skip: frozenset[str] = frozenset()) -> list[str]:
@@ -123,14 +126,16 @@ class Overlay:
         present = [g for g in present if g not in skip]
         if not present:
             return []
-        color_lut, alpha_lut = self._lut(sem.group_names, skip)
-        color = cv2.LUT(cv2.merge([gm, gm, gm]), color_lut.reshape(256, 1, 3))
-        alpha = cv2.LUT(gm, alpha_lut.reshape(256, 1))
+        pre_lut, keep_lut = self._lut(sem.group_names, skip)
+        g3 = cv2.merge([gm, gm, gm])
+        pre, keep = cv2.LUT(g3, pre_lut), cv2.LUT(g3, keep_lut)
         h, w = out.shape[:2]
         if gm.shape != (h, w):  # bilinear: soft, unblocky edges at the frame's resolution
-            color = cv2.resize(color, (w, h), interpolation=cv2.INTER_LINEAR)
-            alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
-        cv2.blendLinear(out, color, 1.0 - alpha, alpha, dst=out)
+            pre = cv2.resize(pre, (w, h), interpolation=cv2.INTER_LINEAR)
+            keep = cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR)
+        # out = image * (1 - alpha) + alpha * colour, all in saturating uint8 SIMD
+        cv2.multiply(out, keep, dst=out, scale=1 / 255)
+        cv2.add(out, pre, dst=out)
         return present
 
     # instances -----------------------------------------------------------------------
