@@ -12,7 +12,10 @@ GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-go
 	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
 	libgirepository1.0-dev libcairo2-dev pkg-config
 
-.PHONY: test demo replay bench train lint clean sysdeps
+# Real headless Chromium tests the browser preview page (skipped without it).
+TEST_DEBS := chromium
+
+.PHONY: test demo replay bench train lint clean sysdeps testdeps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +31,22 @@ sysdeps:
 		echo "  sudo apt-get install $(GST_DEBS)"; \
 	fi
 
+testdeps:
+	@if dpkg -s $(TEST_DEBS) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(TEST_DEBS) with apt-get (tests the preview page)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null; \
+	else \
+		echo "$(TEST_DEBS) missing: the preview page test will be skipped. To add it: sudo apt-get install $(TEST_DEBS)"; \
+	fi
+
 $(STAMP): pyproject.toml | $(BIN)/python sysdeps
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,gst]" \
 		|| echo "PyGObject did not build (GStreamer's development packages missing?): running without GStreamer"
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) testdeps
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

@@ -142,6 +142,7 @@ class SinkConfig(Section):
     fragment_ms: int = Field(
         1000, ge=100, le=60_000, description="Fragmented MP4: at most this much is lost to a crash."
     )
+    token: str | None = Field(None, description="http:// preview: every request must carry ?token=THIS.")
 
 
 class MetricsConfig(Section):
@@ -151,6 +152,10 @@ class MetricsConfig(Section):
     )
     summary: bool = Field(True, description="Print a latency summary table at the end.")
     progress: bool = Field(True, description="Show a progress bar for offline runs on a terminal.")
+    prometheus: str | None = Field(
+        None,
+        description="Serve /metrics (Prometheus) and /stats at HOST:PORT during the run, e.g. 127.0.0.1:9464.",
+    )
 
 
 class Config(Section):

@@ -109,17 +109,36 @@ class LatencyRecorder:
         with self._lock:
             recent = list(self._recent)
         if not recent:
-            return {"fps": None, "p50": None, "p99": None, "stages": {}}
+            return {"fps": None, "p50": None, "p99": None, "stages": {}, "stages_p99": {}}
         vals = np.fromiter((r[1] for r in recent), np.float64)
         span = (recent[-1][0] - recent[0][0]) / 1e9
         fps = (len(recent) - 1) / span if span > 0 else None
-        stages = {s: float(np.median([r[2].get(s, 0.0) for r in recent])) for s in STAGES}
+        per = np.array([[r[2].get(s, 0.0) for s in STAGES] for r in recent])
+        p50, p99 = np.percentile(per, 50, axis=0), np.percentile(per, 99, axis=0)
         return {
             "fps": fps,
             "p50": float(np.percentile(vals, 50)),
             "p99": float(np.percentile(vals, 99)),
-            "stages": stages,
+            "stages": {s: float(v) for s, v in zip(STAGES, p50, strict=True)},
+            "stages_p99": {s: float(v) for s, v in zip(STAGES, p99, strict=True)},
         }
+
+    def counts(self) -> dict:
+        """Counters so far: frames in and out per stream, drops by reason, decode errors."""
+        with self._lock:
+            return {
+                "frames_in": dict(self.frames_in_by_stream),
+                "frames_out": {sid: s.n for sid, s in self.per_stream.items()},
+                "dropped": dict(self.dropped),
+                "decode_errors": self.decode_errors,
+            }
+
+    def samples(self) -> dict[str, np.ndarray]:
+        """Every finished frame's stage and end-to-end latencies so far (ms), for histograms."""
+        with self._lock:
+            out = {s: self.stages[s].values().copy() for s in STAGES}
+            out["end_to_end"] = self.e2e.values().copy()
+        return out
 
     def series(self) -> dict[str, np.ndarray]:
         """Per-frame values in completion order: `t_s` (since the first capture), each stage, `end_to_end` (ms)."""

@@ -43,7 +43,7 @@ from streamseg.models import SegModel, open_model
 from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink
-from streamseg.sources import Source, open_source
+from streamseg.sources import Source, open_source, redact
 from streamseg.tracking import SemanticSmoother, Tracker
 
 log = logging.getLogger("streamseg")
@@ -145,6 +145,7 @@ class Pipeline:
             self._open_sources(stack)
             self._open_models(stack)
             self._open_sinks(stack)
+            self._start_metrics_server(stack)
             threads = self._start_threads()
             try:
                 self._wait(threads)
@@ -201,6 +202,8 @@ class Pipeline:
         for sink in [open_sink(sc.uri, sc) for sc in configs] + self.extra_sinks:
             uri = sink.uri
             stack.enter_context(sink)
+            if hasattr(sink, "attach"):
+                sink.attach(self)  # the preview serves this pipeline's figures
             sink.open(infos)
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
             slot = _SinkSlot(sink, None)  # type: ignore[arg-type]
@@ -478,6 +481,62 @@ class Pipeline:
             self.recorder.drop(f, reason)
         f.image_bgr = f.overlay_bgr = f.truth = None  # free the pixels early; results stay
 
+    # live figures (preview page, /stats, /metrics) -------------------------------------------
+    def _start_metrics_server(self, stack: contextlib.ExitStack) -> None:
+        addr = self.cfg.metrics.prometheus
+        if not addr:
+            return
+        from streamseg.web import WebServer
+
+        host, _, port = addr.rpartition(":")
+        if not port.isdigit():
+            raise UserError(f"metrics.prometheus: expected HOST:PORT, got {addr!r}")
+        server = WebServer(host or "127.0.0.1", int(port), self)
+        try:
+            server.start()
+        except OSError as e:
+            raise UserError(f"metrics.prometheus: cannot listen on {addr}: {e.strerror or e}") from None
+        stack.callback(server.stop)
+        log.info("Prometheus metrics at %smetrics", server.url)
+
+    def live_stats(self) -> dict:
+        live = self.recorder.live()
+        counts = self.recorder.counts()
+        return {
+            "fps": live["fps"],
+            "end_to_end": {"p50": live["p50"], "p99": live["p99"]},
+            "stages": {s: {"p50": live["stages"].get(s), "p99": live["stages_p99"].get(s)} for s in live["stages"]},
+            "frames": {
+                "in": sum(counts["frames_in"].values()),
+                "out": sum(counts["frames_out"].values()),
+                "dropped": counts["dropped"],
+                "decode_errors": counts["decode_errors"],
+            },
+            "streams": {
+                s.id: {
+                    "uri": s.source.describe().get("uri", ""),
+                    "frames_in": counts["frames_in"].get(s.id, 0),
+                    "frames_out": counts["frames_out"].get(s.id, 0),
+                    "reconnects": getattr(s.source, "reconnects", 0),
+                }
+                for s in self.streams
+            },
+            "engines": {
+                task: f"{m.card.name} on {m.engine.backend} {m.engine.precision}" for task, m in self.models.items()
+            },
+        }
+
+    def metric_samples(self) -> dict:
+        counts = self.recorder.counts()
+        samples = self.recorder.samples()
+        return {
+            **counts,
+            "reconnects": {s.id: getattr(s.source, "reconnects", 0) for s in self.streams},
+            "fps": self.recorder.live()["fps"],
+            "stages": {k: v for k, v in samples.items() if k != "end_to_end"},
+            "end_to_end": samples["end_to_end"],
+        }
+
     # report -------------------------------------------------------------------------------
     def report(self) -> dict:
         engines = {task: m.describe() for task, m in self.models.items()}
@@ -495,7 +554,12 @@ class Pipeline:
                 for s in self.streams
             },
             "sinks": {
-                slot.sink.uri: {**slot.sink.describe(), "dropped": slot.dropped, "error": slot.failed}
+                redact(slot.sink.uri): {
+                    **slot.sink.describe(),
+                    "uri": redact(slot.sink.uri),
+                    "dropped": slot.dropped,
+                    "error": slot.failed,
+                }
                 for slot in self.slots
             },
             "config": {

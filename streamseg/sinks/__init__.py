@@ -1,4 +1,5 @@
-"""Sinks by URI: video files, `*.jsonl`, `rtsp://` (served), `rtp://`, `display://`, `null://`."""
+"""Sinks by URI: video files, `*.jsonl`, `rtsp://` (served), `rtp://`, `http://` (browser preview),
+`display://`, `null://`."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ def open_sink(uri: str, options=None) -> Sink:
     """An unopened sink for `uri` (`options`: its SinkConfig); call open(streams) before writing."""
     scheme, _, rest = uri.partition("://") if "://" in uri else ("", "", uri)
     scheme = scheme.lower()
+    if scheme == "http":
+        from urllib.parse import parse_qs
+
+        from streamseg.sinks.http import PreviewSink
+
+        rest, _, query = rest.partition("?")
+        host, port, _ = _host_port(uri, rest, 8080)
+        token = parse_qs(query).get("token", [None])[0] or (getattr(options, "token", None) if options else None)
+        return PreviewSink(uri, host, port, token)
     if scheme == "rtsp":
         from streamseg.sinks.gst import RtspServerSink
 
@@ -72,7 +82,7 @@ def open_sink(uri: str, options=None) -> Sink:
             return VideoFileSink(uri, rest)
         raise SinkError(f"cannot tell what to write to {uri!r}: file sinks end in .jsonl or {', '.join(FOURCC)}")
     raise SinkError(
-        f"unknown sink scheme {scheme + '://'!r} in {uri!r} (known: null://, file paths ending in .mp4, .mkv, .avi, .mov, .jsonl)"
+        f"unknown sink scheme {scheme + '://'!r} in {uri!r} (known: null://, http://, rtsp://, rtp://, display://, file paths ending in .mp4, .mkv, .avi, .mov, .jsonl)"
     )
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -107,17 +108,24 @@ def _float(query: dict[str, str], key: str, default: float, uri: str) -> float:
     return v
 
 
+_SECRET_PARAMS = re.compile(r"(?i)([?&](?:token|password|passwd|pass|secret|key|api_key|access_token)=)[^&#]*")
+
+
 def redact(uri: str) -> str:
-    """The URI with any password replaced by ***, for logs, reports and pages."""
+    """The URI with any password, and any token/password/key query value, replaced by ***,
+    for logs, reports and pages."""
     if "://" not in uri:
         return uri
     scheme, rest = uri.split("://", 1)
     netloc, sep, path = rest.partition("/")
+    if "?" in netloc and not sep:  # http://host:port?token=... (no path)
+        netloc, q, query = netloc.partition("?")
+        path, sep = q + query, ""
     if "@" in netloc:
         creds, _, host = netloc.rpartition("@")
         user = creds.split(":", 1)[0]
         netloc = f"{user}:***@{host}" if ":" in creds else f"{user}@{host}"
-    return f"{scheme}://{netloc}{sep}{path}"
+    return _SECRET_PARAMS.sub(r"\1***", f"{scheme}://{netloc}{sep}{path}")
 
 
 def split_uri(uri: str) -> tuple[str, str, dict[str, str]]:

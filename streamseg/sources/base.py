@@ -59,8 +59,10 @@ class Source:
         """Make a read() blocked on the network or a backoff return soon (the run is stopping)."""
 
     def describe(self) -> dict:
+        from streamseg.sources import redact
+
         return {
-            "uri": self.uri,
+            "uri": redact(self.uri),
             "kind": self.scheme,
             "live": self.live,
             "fps": self.fps,
