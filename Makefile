@@ -56,7 +56,7 @@ replay: $(STAMP)
 	$(BIN)/streamseg run -c configs/dashcam-replay.yaml
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/engine_vs_pipeline.py
+	$(BIN)/streamseg bench --out out/bench
 
 # retrain the bundled models (PyTorch CPU build; about 45 minutes on 2 cores)
 train: $(STAMP)

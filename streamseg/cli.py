@@ -44,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", metavar="PATH", help="write the latency report JSON here")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    bench = sub.add_parser(
+        "bench", help="engines-only limit, naive baseline, pipeline sweep and live load sweep, with plots"
+    )
+    bench.add_argument("-c", "--config", default=None, help="default: configs/benchmark.yaml of this project")
+    bench.add_argument("--source", metavar="URI", help="bench on this source instead (any URI)")
+    bench.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"])
+    bench.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"])
+    bench.add_argument("--frames", type=int, help="frames per throughput run")
+    bench.add_argument("--reps", type=int, help="repetitions of every variant")
+    bench.add_argument("--load-seconds", type=float, help="length of each live load run")
+    bench.add_argument("--out", default="out/bench", help="folder for bench.json, bench.md and the plots")
+
     demo = sub.add_parser("demo", help="bundled models on the synthetic driving scene; writes out/demo.*")
     demo.add_argument("-c", "--config", default=None, help="default: configs/demo.yaml of this project")
     demo.add_argument("--max-frames", type=int, metavar="N")
@@ -126,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args)
         if args.command == "eval":
             return cmd_eval(args)
+        if args.command == "bench":
+            return cmd_bench(args)
         build_parser().print_help()
         return 2
     except UserError as e:
@@ -134,6 +148,31 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("streamseg: interrupted", file=sys.stderr)
         return 130
+
+
+def cmd_bench(args) -> int:
+    from streamseg.bench import Bench, summary_line
+    from streamseg.config import apply_overrides
+    from streamseg.sinks.base import check_writable
+
+    cfg = project_config(args.config, "benchmark.yaml")
+    path = args.config or "configs/benchmark.yaml"
+    cfg = apply_overrides(
+        cfg, sources=[args.source] if args.source else None, backend=args.backend, precision=args.precision
+    )
+    for key in ("frames", "reps", "load_seconds"):
+        if getattr(args, key) is not None:
+            setattr(cfg.bench, key, getattr(args, key))
+    if cfg.engines.semantic is None and cfg.engines.instance is None:
+        raise UserError(f"{path}: the bench needs at least one engine (engines.semantic / engines.instance)")
+    out = Path(args.out).resolve()
+    check_writable(out / "bench.json")
+    r = Bench(cfg, out, log=lambda msg: log.info("%s", msg)).run()
+    print(Path(out / "bench.md").read_text())
+    print(
+        f"{summary_line(r)}; written: {out}/bench.json, bench.md, latency_cdf.png, throughput.png, latency_vs_load.png"
+    )
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -272,19 +311,26 @@ def cmd_models(args) -> int:
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def cmd_demo(args) -> int:
-    """Run configs/demo.yaml; its relative paths are taken from the project folder, outputs go to ./out."""
-    from streamseg.config import apply_overrides, load_config
+def project_config(given: str | None, default_name: str):
+    """A config (default: this project's configs/NAME); cards named relative to the project resolve from it."""
+    from streamseg.config import load_config
 
-    path = Path(args.config) if args.config else PROJECT_ROOT / "configs" / "demo.yaml"
+    path = Path(given) if given else PROJECT_ROOT / "configs" / default_name
     if not path.is_file():
-        raise UserError(f"demo config not found: {path} (run from a streamseg checkout, or pass -c CONFIG)")
+        raise UserError(f"config not found: {path} (run from a streamseg checkout, or pass -c CONFIG)")
     cfg = load_config(path)
     for task in ("semantic", "instance"):
         ec = getattr(cfg.engines, task)
         if ec is not None and not Path(ec.card).exists() and (PROJECT_ROOT / ec.card).exists():
             ec.card = str(PROJECT_ROOT / ec.card)
-    cfg = apply_overrides(cfg, max_frames=args.max_frames)
+    return cfg
+
+
+def cmd_demo(args) -> int:
+    """Run configs/demo.yaml; its relative paths are taken from the project folder, outputs go to ./out."""
+    from streamseg.config import apply_overrides
+
+    cfg = apply_overrides(project_config(args.config, "demo.yaml"), max_frames=args.max_frames)
     if args.no_progress:
         cfg.metrics.progress = False
     return run_config(cfg)

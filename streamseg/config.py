@@ -129,6 +129,23 @@ class SmoothingConfig(Section):
     )
 
 
+class BenchConfig(Section):
+    source: str = Field(
+        "synthetic://driving?size=1280x720&fps=30&seed=7",
+        description="Where bench frames come from when the config has no sources (any URI).",
+    )
+    frames: int = Field(150, ge=10, le=1_000_000, description="Frames per throughput run.")
+    warmup: int = Field(10, ge=0, le=10_000, description="Frames run once before measuring.")
+    reps: int = Field(3, ge=1, le=50, description="Repetitions of every variant (alternating order).")
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 4], description="Pipeline batch sizes to sweep.")
+    streams: list[int] = Field(default_factory=lambda: [1, 2], description="Stream counts to sweep.")
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Batcher wait in the sweep.")
+    loads: list[float] = Field(
+        default_factory=lambda: [0.5, 0.8, 1.0, 1.2, 1.5], description="Live source rates, as shares of capacity."
+    )
+    load_seconds: float = Field(8.0, gt=0, le=3600, description="Length of each live load run.")
+
+
 class SinkConfig(Section):
     uri: str = Field(description="Sink URI: out.mp4, results.jsonl, rtsp://:8554/live, rtp://host:port, null://, ...")
     encoder: Literal["auto", "gstreamer", "opencv"] = Field(
@@ -168,6 +185,7 @@ class Config(Section):
     sinks: list[SinkConfig] = Field(default_factory=list)
     metrics: MetricsConfig = MetricsConfig()
     max_frames: int | None = Field(None, ge=1, description="Stop each source after this many frames.")
+    bench: BenchConfig = BenchConfig()
 
     @field_validator("sources", "sinks", mode="before")
     @classmethod

@@ -248,6 +248,7 @@ class EvalSink(Sink):
     """Grades each frame against its ground truth; not a file, so nothing is written."""
 
     name = "eval"
+    needs_pixels = False
 
     def __init__(self, result: EvalResult) -> None:
         super().__init__("eval://")

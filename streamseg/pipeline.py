@@ -235,6 +235,7 @@ class Pipeline:
         self.overlay_queue = BoundedQueue(max(2, pc.batch.max_size * 2), "block", name="overlay")
         self._queues.append(self.overlay_queue)
         self.overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
+        self._draw = any(slot.sink.needs_pixels for slot in self.slots)
         if "instance" in self.models:
             self.overlay.instance_groups = frozenset(g for g in self.models["instance"].card.groups)
 
@@ -436,7 +437,8 @@ class Pipeline:
     def _overlay_loop(self) -> None:
         try:
             while (f := self.overlay_queue.get()) is not END:
-                f.overlay_bgr = self.overlay.draw(f)
+                if self._draw:  # no sink shows pixels (null://, jsonl): nothing to draw for
+                    f.overlay_bgr = self.overlay.draw(f)
                 f.stamp("overlay")
                 f.sinks_pending = len(self.slots)
                 f.written_ns = None
@@ -567,6 +569,7 @@ class Pipeline:
                 "queue_depth": self.cfg.pipeline.queue_depth,
                 "live_queue_depth": self.cfg.pipeline.live_queue_depth,
                 "max_frames": self.cfg.max_frames,
+                "overlay_drawn": getattr(self, "_draw", None),
             },
             "errors": list(self._errors),
         }

@@ -26,6 +26,7 @@ class Sink:
 
     lossless = True
     name = "sink"
+    needs_pixels = True  # False: results only (jsonl, null, eval) - the overlay is not drawn for it
 
     def __init__(self, uri: str) -> None:
         self.uri = uri

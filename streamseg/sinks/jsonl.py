@@ -43,6 +43,7 @@ def frame_record(frame: Frame) -> dict:
 
 class JsonlSink(Sink):
     name = "jsonl"
+    needs_pixels = False
 
     def __init__(self, uri: str, path: str) -> None:
         super().__init__(uri)

@@ -6,6 +6,7 @@ from streamseg.sinks.base import Sink
 
 class NullSink(Sink):
     name = "null"
+    needs_pixels = False
 
     def write_impl(self, frame: Frame) -> None:
         pass

@@ -1,0 +1,442 @@
+"""`streamseg bench`: how close the pipeline comes to its engines, how much it beats the loop
+a user would write, and what latency a live camera sees at a given load - in one run.
+
+Parts (each repeated `reps` times, variants alternating so drift hits all alike; median
+and spread reported):
+
+1. engines only: both engines back to back on frames decoded and preprocessed
+   beforehand, batch 1 - the ceiling;
+2. naive baseline: read a frame, run both models (pre/infer/post), draw, write - one
+   thread, the same engines, into the same H.264 file sink the pipeline gets;
+3. pipeline, offline: into null:// for every batch size x stream count of the sweep,
+   and into the H.264 file (batch `batch_sizes[0]`... the config's batch) for the naive ratio;
+4. live load sweep: the source paced (realtime, drop oldest) at 50..150% of the capacity
+   measured in (3): end-to-end p50/p90/p99, per-stage p50/p99, drop rate at each load.
+
+Output in `--out`: bench.json (everything, with machine info and thread settings),
+bench.md (the headline table) and PNG plots (latency CDF per stage, throughput vs batch
+size and streams, latency vs load).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from streamseg.config import Config, validate_config
+from streamseg.frames import STAGES
+from streamseg.latency import summarize
+
+
+def cdf(values_ms: np.ndarray, points: int = 200) -> tuple[list[float], list[float]]:
+    """(latency, share of frames at or below it): the empirical CDF, thinned to `points` steps."""
+    v = np.sort(np.asarray(values_ms, np.float64))
+    if v.size == 0:
+        return [], []
+    idx = np.unique(np.linspace(0, v.size - 1, min(points, v.size)).round().astype(int))
+    return v[idx].tolist(), ((idx + 1) / v.size).tolist()
+
+
+def spread(values: list[float]) -> dict:
+    """Median and spread of repeated measurements."""
+    if not values:
+        return {"median": None, "min": None, "max": None, "runs": []}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": [round(v, 3) for v in values],
+    }
+
+
+def machine(cfg: Config) -> dict:
+    import cv2
+    import onnxruntime
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "cv_threads": cfg.pipeline.cv_threads,
+        "engine_threads": {
+            t: getattr(cfg.engines, t).threads for t in ("semantic", "instance") if getattr(cfg.engines, t)
+        },
+    }
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__
+    except ImportError:
+        pass
+    return info
+
+
+class Bench:
+    def __init__(self, cfg: Config, out: Path, *, log=print) -> None:
+        self.cfg = cfg
+        self.b = cfg.bench
+        self.out = out
+        self.log = log
+        self.source = cfg.sources[0].uri if cfg.sources else self.b.source
+
+    # building blocks ------------------------------------------------------------------
+    def _engines_cfg(self) -> dict:
+        return {
+            t: getattr(self.cfg.engines, t).model_dump()
+            for t in ("semantic", "instance")
+            if getattr(self.cfg.engines, t)
+        }
+
+    def _pipeline(self, *, sinks, streams=1, batch=1, mode="offline", fps=None, frames=None, seconds=None):
+        from streamseg.pipeline import Pipeline
+
+        uri = self._uri(fps=fps, frames=frames)
+        sources = [{"uri": uri, "id": f"s{i}", "mode": mode} for i in range(streams)]
+        data = {
+            "sources": sources,
+            "engines": {**self._engines_cfg(), "cache_dir": self.cfg.engines.cache_dir},
+            "pipeline": {
+                **self.cfg.pipeline.model_dump(),
+                "batch": {"max_size": batch, "max_wait_ms": self.b.max_wait_ms},
+            },
+            "overlay": self.cfg.overlay.model_dump(),
+            "tracking": self.cfg.tracking.model_dump(),
+            "sinks": sinks,
+            "metrics": {"progress": False, "summary": False},
+        }
+        pipe = Pipeline(validate_config(data))
+        if seconds is not None:  # a live run: stop it after `seconds`
+            import threading
+
+            timer = threading.Timer(seconds, pipe.stop)
+            timer.start()
+            try:
+                result = pipe.run()
+            finally:
+                timer.cancel()
+        else:
+            result = pipe.run()
+        return result.report, pipe.recorder
+
+    def _uri(self, fps=None, frames=None) -> str:
+        """The source URI with its rate/length replaced (synthetic:// takes them as parameters)."""
+        from urllib.parse import parse_qsl, urlencode
+
+        uri = self.source
+        if not uri.startswith("synthetic://"):
+            return uri
+        base, _, query = uri.partition("?")
+        q = dict(parse_qsl(query))
+        if fps is not None:
+            q["fps"] = f"{fps:.3f}"
+        q["frames"] = str(frames if frames is not None else self.b.frames)
+        return f"{base}?{urlencode(q)}"
+
+    def _read_frames(self, n: int) -> list[np.ndarray]:
+        from streamseg.sources import open_source
+
+        frames = []
+        with open_source(self._uri(frames=n)) as src:
+            while len(frames) < n and (f := src.read()) is not None:
+                frames.append(f.image_bgr)
+        return frames
+
+    # the parts ------------------------------------------------------------------------
+    def engines_only(self, prepared) -> float:
+        models, xs = prepared
+        t0 = time.perf_counter()
+        for i in range(len(xs[0])):
+            for m, x in zip(models, xs, strict=True):
+                m.infer(x[i])
+        return len(xs[0]) / (time.perf_counter() - t0)
+
+    def naive(self, sink_uri: str, n: int) -> float:
+        """The loop a user would write: read, infer both, draw, write; one thread."""
+        from streamseg.frames import Frame
+        from streamseg.models import open_model
+        from streamseg.overlay import Overlay
+        from streamseg.sinks import StreamInfo, open_sink
+        from streamseg.sources import open_source
+
+        e = self.cfg.engines
+        models = [
+            open_model(ec.card, backend=ec.backend, precision=ec.precision, threads=ec.threads, cache_dir=e.cache_dir)
+            for ec in (e.semantic, e.instance)
+            if ec is not None
+        ]
+        overlay = Overlay(self.cfg.overlay)
+        src = open_source(self._uri(frames=n))
+        with src:
+            sink = open_sink(sink_uri)
+            with sink:
+                sink.open({"s0": StreamInfo("s0", src.fps, src.size_wh)})
+                for m in models:
+                    m.__enter__()
+                try:
+                    t0 = time.perf_counter()
+                    count = 0
+                    while (sf := src.read()) is not None:
+                        f = Frame("s0", count, sf.pts, sf.image_bgr, time.perf_counter_ns())
+                        for m in models:
+                            (res,) = m.run([sf.image_bgr])
+                            setattr(f, "semantic" if m.task == "semantic" else "instances", res)
+                        f.overlay_bgr = overlay.draw(f)
+                        sink.write(f)
+                        count += 1
+                finally:
+                    for m in models:
+                        m.__exit__(None, None, None)
+            return count / (time.perf_counter() - t0)
+
+    def run(self) -> dict:
+        import cv2
+
+        b = self.b
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix="streamseg-bench-"))
+        h264 = str(tmp / "bench.mp4")
+        if b.warmup:
+            self.log(f"warm-up: {b.warmup} frames through the pipeline")
+            self._pipeline(sinks=["null://"], frames=b.warmup)
+        # engines only: frames decoded and preprocessed once, outside the timing
+        from streamseg.models import open_model
+
+        e = self.cfg.engines
+        models = [
+            open_model(ec.card, backend=ec.backend, precision=ec.precision, threads=ec.threads, cache_dir=e.cache_dir)
+            for ec in (e.semantic, e.instance)
+            if ec is not None
+        ]
+        images = self._read_frames(b.frames)
+        for m in models:
+            m.__enter__()
+        engines_desc = {m.task: m.describe() for m in models}
+        try:
+            xs = [[m.prepare([img])[0] for img in images] for m in models]
+            for m, x in zip(models, xs, strict=True):
+                m.infer(x[0])
+            runs: dict[str, list[float]] = {}
+            variants = ["engines_only", "naive_h264", "pipeline_h264"] + [
+                f"pipeline_null_b{bs}_s{ns}" for bs in b.batch_sizes for ns in b.streams
+            ]
+            samples = None
+            for rep in range(b.reps):
+                order = variants if rep % 2 == 0 else variants[::-1]
+                for v in order:
+                    if v == "engines_only":
+                        fps = self.engines_only((models, xs))
+                    elif v == "naive_h264":
+                        for m in models:  # the naive loop opens its own engines
+                            m.__exit__(None, None, None)
+                        fps = self.naive(h264, b.frames)
+                        for m in models:
+                            m.__enter__()
+                    elif v == "pipeline_h264":
+                        rep_, _ = self._pipeline(sinks=[h264], batch=b.batch_sizes[0])
+                        fps = rep_["fps"]
+                    else:
+                        bs, ns = (int(x[1:]) for x in v.split("_")[2:])
+                        rep_, rec = self._pipeline(sinks=["null://"], batch=bs, streams=ns)
+                        fps = rep_["fps"]
+                        if bs == b.batch_sizes[0] and ns == b.streams[0] and samples is None:
+                            samples = rec.samples()
+                    runs.setdefault(v, []).append(fps)
+                    self.log(f"rep {rep + 1}/{b.reps} {v}: {fps:.1f} frames/s")
+        finally:
+            for m in models:
+                m.__exit__(None, None, None)
+        throughput = {v: spread(r) for v, r in runs.items()}
+        eng = throughput["engines_only"]["median"]
+        best_null = max(
+            (throughput[f"pipeline_null_b{bs}_s{ns}"]["median"], bs, ns) for bs in b.batch_sizes for ns in b.streams
+        )
+        ratios = {
+            "pipeline_null_over_engines_only": round(
+                statistics.median(
+                    p / q
+                    for p, q in zip(
+                        runs[f"pipeline_null_b{b.batch_sizes[0]}_s{b.streams[0]}"], runs["engines_only"], strict=True
+                    )
+                ),
+                3,
+            ),
+            "best_pipeline_null_over_engines_only": round(best_null[0] / eng, 3),
+            "best_config": {"batch": best_null[1], "streams": best_null[2]},
+            "pipeline_h264_over_naive_h264": round(
+                statistics.median(p / q for p, q in zip(runs["pipeline_h264"], runs["naive_h264"], strict=True)), 3
+            ),
+        }
+        # live load sweep, paced at shares of the measured capacity (one stream, the config's batch)
+        capacity = throughput[f"pipeline_null_b{b.batch_sizes[0]}_s1"]["median"] if 1 in b.streams else best_null[0]
+        engine_ms = 1000.0 / eng
+        loads = []
+        for share in b.loads:
+            fps = capacity * share
+            n = int(fps * b.load_seconds) + 1
+            rep_, rec = self._pipeline(sinks=["null://"], batch=b.batch_sizes[0], mode="realtime", fps=fps, frames=n)
+            fr = rep_["frames"]
+            dropped = sum(fr["dropped"].values())
+            e2e = rep_["latency_ms"]["end_to_end"]
+            row = {
+                "load": share,
+                "source_fps": round(fps, 2),
+                "frames_in": fr["in"],
+                "frames_out": fr["out"],
+                "dropped": fr["dropped"],
+                "drop_rate": round(dropped / fr["in"], 4) if fr["in"] else None,
+                "accounted": fr["in"] == fr["out"] + dropped,
+                "end_to_end": {k: e2e[k] for k in ("p50", "p90", "p99", "max")},
+                "p99_over_engine_ms": round(e2e["p99"] / engine_ms, 2) if e2e["p99"] else None,
+                "stages": {s: {"p50": v["p50"], "p99": v["p99"]} for s, v in rep_["latency_ms"]["stages"].items()},
+            }
+            loads.append(row)
+            self.log(
+                f"load {share:.0%} ({fps:.1f} fps): e2e p50 {e2e['p50']} p99 {e2e['p99']} ms, "
+                f"drops {row['drop_rate']:.1%}, in = out + dropped: {row['accounted']}"
+            )
+        result = {
+            "benchmark": "streamseg bench",
+            "date": dt.datetime.now().isoformat(timespec="seconds"),
+            "machine": machine(self.cfg),
+            "source": self.source,
+            "frames": b.frames,
+            "reps": b.reps,
+            "engines": engines_desc,
+            "engine_ms_per_frame": round(engine_ms, 2),
+            "throughput_fps": throughput,
+            "ratios": ratios,
+            "capacity_fps": round(capacity, 2),
+            "load_sweep": loads,
+            "latency_cdf_ms": {s: cdf(v) for s, v in (samples or {}).items()},
+        }
+        (self.out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+        (self.out / "bench.md").write_text(markdown(result))
+        plots(result, self.out)
+        cv2.setNumThreads(self.cfg.pipeline.cv_threads or -1)
+        return result
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    t = r["throughput_fps"]
+    lines = [
+        f"# streamseg bench - {r['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}; engines: "
+        + ", ".join(f"{k} {v['card']} on {v['backend']} {v['precision']}" for k, v in r["engines"].items())
+        + f". Source: `{r['source']}`, {r['frames']} frames, {r['reps']} repetitions (median, min-max).",
+        "",
+        "| variant | frames/s (median) | min - max |",
+        "|---|---:|---:|",
+    ]
+    for name, s in t.items():
+        lines.append(f"| {name} | {s['median']:.1f} | {s['min']:.1f} - {s['max']:.1f} |")
+    ra = r["ratios"]
+    lines += [
+        "",
+        "| ratio (measured in this run) | value |",
+        "|---|---:|",
+        f"| pipeline (null://) / engines only | {ra['pipeline_null_over_engines_only']:.2f} |",
+        f"| best pipeline config (batch {ra['best_config']['batch']}, {ra['best_config']['streams']} streams) / engines only | {ra['best_pipeline_null_over_engines_only']:.2f} |",
+        f"| pipeline / naive loop (same H.264 file sink) | {ra['pipeline_h264_over_naive_h264']:.2f} |",
+        "",
+        f"Live load sweep (capacity {r['capacity_fps']:.1f} frames/s, engines {r['engine_ms_per_frame']:.1f} ms per frame):",
+        "",
+        "| load | source fps | e2e p50 ms | p90 | p99 | p99 / engine time | dropped | in = out + dropped |",
+        "|---:|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for row in r["load_sweep"]:
+        e = row["end_to_end"]
+        lines.append(
+            f"| {row['load']:.0%} | {row['source_fps']:.1f} | {e['p50']} | {e['p90']} | {e['p99']} | "
+            f"{row['p99_over_engine_ms']} | {row['drop_rate']:.1%} | {'yes' if row['accounted'] else 'NO'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plots(r: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for stage, (xs, ys) in r["latency_cdf_ms"].items():
+        if xs:
+            ax.plot(np.maximum(xs, 0.01), ys, label=stage)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("share of frames")
+    ax.set_title(f"latency CDF per stage ({r['machine']['host']})", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "latency_cdf.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    t = r["throughput_fps"]
+    keys = [k for k in t if k.startswith("pipeline_null_")]
+    streams = sorted({int(k.split("_s")[1]) for k in keys})
+    for ns in streams:
+        ks = sorted((k for k in keys if k.endswith(f"_s{ns}")), key=lambda k: int(k.split("_b")[1].split("_")[0]))
+        ax.plot(
+            [int(k.split("_b")[1].split("_")[0]) for k in ks],
+            [t[k]["median"] for k in ks],
+            "o-",
+            label=f"{ns} stream(s)",
+        )
+    ax.axhline(t["engines_only"]["median"], color="k", ls="--", label="engines only")
+    ax.axhline(t["naive_h264"]["median"], color="r", ls=":", label="naive loop (H.264)")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("frames/s (all streams)")
+    ax.set_title(f"throughput vs batch size and streams ({r['machine']['host']})", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    loads = [row["load"] * 100 for row in r["load_sweep"]]
+    for q in ("p50", "p90", "p99"):
+        ax.plot(loads, [row["end_to_end"][q] for row in r["load_sweep"]], "o-", label=f"end to end {q}")
+    ax2 = ax.twinx()
+    ax2.bar(loads, [100 * (row["drop_rate"] or 0) for row in r["load_sweep"]], width=6, alpha=0.25, color="gray")
+    ax2.set_ylabel("dropped (% of frames in)")
+    ax.set_xlabel("load (% of measured capacity)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"latency vs load ({r['machine']['host']})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out / "latency_vs_load.png", dpi=110)
+    plt.close(fig)
+
+
+def summary_line(r: dict) -> str:
+    ra = r["ratios"]
+    return (
+        f"pipeline/engines {ra['pipeline_null_over_engines_only']:.2f} (best {ra['best_pipeline_null_over_engines_only']:.2f}), "
+        f"pipeline/naive {ra['pipeline_h264_over_naive_h264']:.2f}"
+    )
+
+
+__all__ = ["Bench", "cdf", "spread", "summarize", "STAGES"]
