@@ -3,7 +3,9 @@
     source thread (one per stream)  --stream queue-->  inference thread
         decode, stamp                   (block or         batcher.next_batch(): round robin,
                                         drop oldest)      max_size / max_wait
-                                                          preprocess, engines, postprocess
+                                                          preprocess, engines
+                                  --postprocess queue-->  postprocess thread
+                                                          decode outputs, track, smooth
                                   --overlay queue-->  overlay thread
                                                           draw masks + HUD
                                   --sink queue (one per sink)-->  sink threads
@@ -14,7 +16,7 @@ Every queue is bounded. In `offline` mode they block, so nothing is dropped; liv
 and realtime streams drop their oldest queued frame instead, and so do all sink
 queues in a live run (and a non-lossless sink's queue always), so latency stays
 bounded and every drop is counted. Frames of one stream leave in the order they
-came: one inference thread, one overlay thread, FIFO queues.
+came: one inference, one postprocess and one overlay thread, FIFO queues.
 
 Stopping (end of sources, max_frames, stop() from a signal handler) ends the
 sources; everything already decoded drains through, and the sinks are closed, so
@@ -234,6 +236,9 @@ class Pipeline:
         )
         self.overlay_queue = BoundedQueue(max(2, pc.batch.max_size * 2), "block", name="overlay")
         self._queues.append(self.overlay_queue)
+        # engine outputs wait here for decoding: the engines start the next batch meanwhile
+        self.post_queue = BoundedQueue(2, "block", name="postprocess")
+        self._queues.append(self.post_queue)
         self.overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
         self._draw = any(slot.sink.needs_pixels for slot in self.slots)
         if "instance" in self.models:
@@ -243,6 +248,7 @@ class Pipeline:
             threading.Thread(target=self._guard(self._source_loop, s), name=f"source-{s.id}") for s in self.streams
         ]
         threads.append(threading.Thread(target=self._guard(self._inference_loop), name="inference"))
+        threads.append(threading.Thread(target=self._guard(self._postprocess_loop), name="postprocess"))
         threads.append(threading.Thread(target=self._guard(self._overlay_loop), name="overlay"))
         threads += [
             threading.Thread(target=self._guard(self._sink_loop, slot), name=f"sink-{i}")
@@ -361,14 +367,27 @@ class Pipeline:
                         self._finish_batch(*submitted)
         finally:
             with contextlib.suppress(Cancelled):
+                self.post_queue.put(END)
+
+    def _postprocess_loop(self) -> None:
+        """Decode engine outputs, track, smooth: on its own thread, so the engines are not kept
+        waiting for it. One thread, FIFO: each stream's order is kept."""
+        try:
+            while (item := self.post_queue.get()) is not END:
+                self._decode_batch(*item)
+        finally:
+            with contextlib.suppress(Cancelled):
                 self.overlay_queue.put(END)
 
     def _engine_error(self, batch: list[Frame], e: Exception) -> None:
         """One bad batch must not end the run: its frames are dropped with the reason, once logged."""
         msg = f"{type(e).__name__}: {e}"
-        if msg not in self._reported_errors:
+        with self._done_lock:  # inference and postprocess threads both report here
+            first = msg not in self._reported_errors
             self._reported_errors.add(msg)
-            self._errors.append(f"engine error (frames dropped): {msg}")
+            if first:
+                self._errors.append(f"engine error (frames dropped): {msg}")
+        if first:
             log.error("engine error, dropping %d frame(s): %s", len(batch), msg)
         for f in batch:
             self.recorder.drop(f, "engine_error")
@@ -392,11 +411,19 @@ class Pipeline:
         return batch, models, prepared, tickets
 
     def _finish_batch(self, batch: list[Frame], models, prepared, tickets) -> None:
+        """Collect a submitted batch's outputs and pass them on for decoding."""
         try:
             outputs = [m.collect(tk) for (_, m), tk in zip(models, tickets, strict=True)]
-            t = time.perf_counter_ns()
-            for f in batch:
-                f.stamp("infer", t)
+        except Exception as e:
+            self._engine_error(batch, e)
+            return
+        t = time.perf_counter_ns()
+        for f in batch:
+            f.stamp("infer", t)
+        self.post_queue.put((batch, models, prepared, outputs))
+
+    def _decode_batch(self, batch: list[Frame], models, prepared, outputs) -> None:
+        try:
             results = [m.decode(o, tr) for (_, m), o, (_, tr) in zip(models, outputs, prepared, strict=True)]
         except Exception as e:
             self._engine_error(batch, e)
