@@ -47,6 +47,7 @@ $(STAMP): pyproject.toml | $(BIN)/python sysdeps
 	touch $(STAMP)
 
 test: $(STAMP) testdeps
+	$(BIN)/python -m bandit -q -r streamseg --severity-level high
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

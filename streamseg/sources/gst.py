@@ -345,7 +345,8 @@ def rtsp_source(uri: str, transport: str = "tcp", latency_ms: int = 100, policy:
 
 
 def rtp_source(uri: str, host: str, port: int, latency_ms: int = 50, policy: LivePolicy | None = None) -> GstSource:
-    address = host if host not in ("", "@", "0.0.0.0") else "0.0.0.0"
+    # rtp://@:PORT is the user asking to receive on every interface (RTP senders push to us)
+    address = host if host not in ("", "@", "0.0.0.0") else "0.0.0.0"  # nosec B104
     caps = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
     desc = (
         f"udpsrc address={address} port={port} caps={_quote(caps)} ! rtpjitterbuffer latency={int(latency_ms)} "
