@@ -84,7 +84,7 @@ def test_models_list_and_check(tiny):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_mid_run_leaves_playable_video_and_complete_report(tmp_path, tiny, sig):
+def test_signal_mid_run_leaves_playable_video_and_complete_report(tmp_path, tiny, sig, reliability):
     v = make_video(tmp_path / "long.mp4", n=400, fps=25)
     proc = subprocess.Popen(
         [
@@ -134,3 +134,8 @@ def test_signal_mid_run_leaves_playable_video_and_complete_report(tmp_path, tiny
         n += 1
     assert n == fr["out"]  # every frame that came out is in the file, and the file plays
     assert len(jl.read_text().splitlines()) == fr["out"]
+    reliability(
+        f"{signal.Signals(sig).name} mid-run",
+        "frames already read drain through; video finalized and playable; report complete (interrupted: true)",
+        "0 (in = out + counted drops)",
+    )

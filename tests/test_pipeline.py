@@ -158,7 +158,7 @@ def test_device_engines_keep_one_batch_in_flight(tiny, tmp_path, video, monkeypa
         assert 0 <= in_flight <= 2
 
 
-def test_failing_sink_does_not_stop_the_others(tiny, tmp_path, video, monkeypatch):
+def test_failing_sink_does_not_stop_the_others(tiny, tmp_path, video, monkeypatch, reliability):
     orig = JsonlSink.write_impl
 
     def failing(self, frame):
@@ -175,6 +175,11 @@ def test_failing_sink_does_not_stop_the_others(tiny, tmp_path, video, monkeypatc
     assert len(jsonl(tmp_path / "r.jsonl")) == 5  # what was written before the failure is readable
     cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    reliability(
+        "a sink fails mid-run (disk full)",
+        "reported in the report with its error; its file readable up to the failure; the other sinks get every frame",
+        "0 (frames reach the other sinks)",
+    )
 
 
 def test_stop_drains_what_was_read(tiny, tmp_path):

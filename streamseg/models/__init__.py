@@ -105,7 +105,21 @@ class SegModel:
         return self.engine.collect(ticket)
 
     def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]):
+        self._check_outputs(outputs, len(transforms))
         return self.decoder.decode(outputs, transforms)
+
+    def _check_outputs(self, outputs: dict[str, np.ndarray], n: int) -> None:
+        """An engine that returns the wrong shape or NaN/inf fails this batch with the reason,
+        instead of drawing garbage (the pipeline drops the batch's frames as engine errors)."""
+        for name, spec in self.engine.outputs.items():
+            arr = outputs.get(name)
+            if arr is None:
+                raise ModelError(f"{self.card.name}: the engine returned no output {name!r}")
+            expect = (n, *spec.shape[1:])
+            if arr.ndim != len(expect) or any(e is not None and e != a for e, a in zip(expect, arr.shape, strict=True)):
+                raise ModelError(f"{self.card.name}: output {name!r} has shape {arr.shape}, expected {expect}")
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise ModelError(f"{self.card.name}: output {name!r} holds NaN or inf")
 
     def describe(self) -> dict:
         return {

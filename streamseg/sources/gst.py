@@ -238,6 +238,7 @@ class GstSource(Source):
         if pts is not None:
             if self._first_pts is None:
                 self._first_pts = pts
+            self._count_lost(pts, info)
             if self.live:
                 capture_ns = self._pipeline.get_base_time() + pts  # running time -> monotonic clock
             pts_s = (pts - self._first_pts) / 1e9
@@ -245,6 +246,18 @@ class GstSource(Source):
             pts_s = self._frames / (self.fps or 25.0)
         self._frames += 1
         return SourceFrame(img, pts_s, capture_ns=capture_ns)
+
+    def _count_lost(self, pts: int, info) -> None:
+        """A recording at a constant frame rate whose timestamps jump: the decoder dropped the
+        frames in between (libav drops what it cannot conceal, without a word on the bus).
+        Count them as decode errors. Variable-rate files (framerate 0/1) are left alone."""
+        last, self._last_pts = getattr(self, "_last_pts", None), pts
+        if self.live or last is None or info.fps_n <= 0 or info.fps_d <= 0 or pts <= last:
+            return
+        frame_ns = 1e9 * info.fps_d / info.fps_n
+        missing = round((pts - last) / frame_ns) - 1
+        if missing > 0:
+            self.decode_errors += missing
 
     def read(self) -> SourceFrame | None:
         if self._pending is not None:

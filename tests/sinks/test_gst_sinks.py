@@ -37,7 +37,7 @@ def streamseg_popen(*args):
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_h264_file_survives_kill_9(tmp_path, suffix):
+def test_h264_file_survives_kill_9(tmp_path, suffix, reliability):
     out = tmp_path / f"k{suffix}"
     proc = streamseg_popen(
         "run",
@@ -57,6 +57,11 @@ def test_h264_file_survives_kill_9(tmp_path, suffix):
     proc.wait()
     n = count_frames(out)
     assert n >= 30, n  # at least the frames up to the last complete fragment
+    reliability(
+        f"kill -9 while writing {suffix}",
+        "the file plays up to its last complete fragment (1 s)",
+        "at most the last fragment",
+    )
 
 
 def test_h264_file_normal_end(tmp_path):
