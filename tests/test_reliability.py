@@ -168,3 +168,42 @@ def test_files_that_are_not_videos(tmp_path, reliability, name, content, error):
     r = run_streamseg("run", "--source", tmp_path / name, "--sink", "null://")
     one_line_error(r, error)
     reliability(f"{'zero-length file' if not content else 'random bytes'} named .mp4", "one line, exit 2", "-")
+
+
+def make_vfr_mkv(path, n=40):
+    """An H.264 MKV whose frames come 20, 33 and 80 ms apart (framerate 0/1: variable)."""
+    from streamseg import gst
+
+    Gst, _ = gst.require()
+    pipe = Gst.parse_launch(
+        "appsrc name=src format=time caps=video/x-raw,format=BGR,width=64,height=48,framerate=0/1 "
+        f"! videoconvert ! x264enc ! h264parse ! matroskamux ! filesink location={path}"
+    )
+    src = pipe.get_by_name("src")
+    pipe.set_state(Gst.State.PLAYING)
+    t = 0
+    for i in range(n):
+        buf = Gst.Buffer.new_wrapped(np.full((48, 64, 3), (i * 6) % 255, np.uint8).tobytes())
+        dur = (20, 33, 80)[i % 3] * Gst.MSECOND
+        buf.pts, buf.duration = t, dur
+        t += dur
+        src.emit("push-buffer", buf)
+    src.emit("end-of-stream")
+    pipe.get_bus().timed_pop_filtered(10 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipe.set_state(Gst.State.NULL)
+    return path
+
+
+def test_variable_frame_rate_video(tmp_path, tiny, reliability):
+    from streamseg import gst
+
+    if not gst.available():
+        pytest.skip("needs GStreamer")
+    v = make_vfr_mkv(tmp_path / "vfr.mkv")
+    r, rep = run_report(tmp_path, v, "--semantic", tiny / "red.yaml")
+    assert r.returncode == 0, r.stderr
+    assert rep["frames"]["out"] == 40 and rep["frames"]["decode_errors"] == 0  # uneven gaps are not losses
+    pts = [json.loads(x)["pts"] for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    gaps = sorted({round(b - a, 3) for a, b in zip(pts, pts[1:], strict=False)})
+    assert gaps[0] == pytest.approx(0.02, abs=0.002) and gaps[-1] == pytest.approx(0.08, abs=0.002)
+    reliability("variable frame rate H.264 (20/33/80 ms gaps)", "every frame out with its own timestamp", "0")

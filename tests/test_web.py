@@ -95,7 +95,7 @@ def test_prometheus_text_counts():
     assert "streamseg_decode_errors_total 2.0" in text
 
 
-def test_mjpeg_sends_only_new_frames_and_a_slow_client_never_blocks_put(server):
+def test_mjpeg_sends_only_new_frames_and_a_slow_client_never_blocks_put(server, reliability):
     frames = server.frames
     img = np.zeros((48, 64, 3), np.uint8)
     frames.put("cam0", img)
@@ -121,6 +121,11 @@ def test_mjpeg_sends_only_new_frames_and_a_slow_client_never_blocks_put(server):
     resp.close()
     snap = get(server.url + "snapshot/cam0.jpg?token=s3cret").read()
     assert snap[:2] == b"\xff\xd8"  # a JPEG
+    reliability(
+        "a preview client that stops reading, or goes away",
+        "its own thread skips to the newest frame; the pipeline's writes stay instant",
+        "0 (the preview only ever shows the newest frame)",
+    )
 
 
 def test_page_lists_streams_with_the_token_passed_on(server):
