@@ -57,7 +57,8 @@ def spread(values: list[float]) -> dict:
     }
 
 
-def machine(cfg: Config) -> dict:
+def machine_info(**extra) -> dict:
+    """The machine a figure came from: CPU model, cores, library versions (and `extra`)."""
     import cv2
     import onnxruntime
 
@@ -77,10 +78,6 @@ def machine(cfg: Config) -> dict:
         "numpy": np.__version__,
         "opencv": cv2.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "cv_threads": cfg.pipeline.cv_threads,
-        "engine_threads": {
-            t: getattr(cfg.engines, t).threads for t in ("semantic", "instance") if getattr(cfg.engines, t)
-        },
     }
     try:
         import openvino
@@ -88,7 +85,16 @@ def machine(cfg: Config) -> dict:
         info["openvino"] = openvino.__version__
     except ImportError:
         pass
-    return info
+    return {**info, **extra}
+
+
+def machine(cfg: Config) -> dict:
+    return machine_info(
+        cv_threads=cfg.pipeline.cv_threads,
+        engine_threads={
+            t: getattr(cfg.engines, t).threads for t in ("semantic", "instance") if getattr(cfg.engines, t)
+        },
+    )
 
 
 class Bench:
