@@ -117,9 +117,17 @@ def pytest_collection_modifyitems(session, config, items):
     _RELIABILITY_TESTS.update(i.nodeid for i in items if "reliability" in getattr(i, "fixturenames", ()))
 
 
+def _whole_suite(config) -> bool:
+    """Did this run collect the whole test suite (no paths, -k, -m or --deselect narrowing it)?"""
+    args = [Path(a.split("::")[0]).resolve() for a in config.args]
+    whole = all(a in (ROOT, ROOT / "tests") for a in args)
+    opt = config.option
+    return whole and not opt.keyword and not opt.markexpr and not getattr(opt, "deselect", None)
+
+
 def pytest_sessionfinish(session, exitstatus):
     recorded = {r["test"] for r in _RELIABILITY}
-    if not _RELIABILITY_TESTS or exitstatus != 0 or recorded != _RELIABILITY_TESTS:
+    if not _RELIABILITY_TESTS or exitstatus != 0 or recorded != _RELIABILITY_TESTS or not _whole_suite(session.config):
         return  # a partial or failing run does not rewrite the table
     lines = [
         "# Reliability: faults and odd inputs tried",
