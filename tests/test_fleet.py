@@ -69,7 +69,7 @@ def test_fleet_end_to_end_with_a_corrupt_file_and_a_killed_worker(tmp_path, tiny
         "synthetic://driving?size=160x90&seed=3&frames=500\n"
     )
     out = tmp_path / "out"
-    victim = out / "driving_size_160x90_seed_3_frames_1500"
+    victim = out / "driving_size_160x90_seed_3_frames_500"
     killed = {}
 
     def killer():  # kill -9 the worker process of the long recording once it is mid-way
