@@ -1,7 +1,7 @@
 """Speed of the embedded default: the synthetic scene generator and the bundled models.
 
 - generator: 1280x720 frames with ground truth per second, one thread (cv2 threads = 1);
-- engines only: both bundled models back to back (ONNX Runtime fp32, `--threads` each)
+- engines only: both bundled models back to back (ONNX Runtime fp32, `--threads` each; the pipeline too)
   on 1280x720 frames preprocessed beforehand, frames per second;
 - pipeline: `streamseg demo`'s config with a null:// sink, frames per second, and its
   ratio to the engines-only figure measured in the same run.
@@ -48,7 +48,7 @@ def generator_fps(n: int) -> float:
 
 
 def engines_fps(images, threads: int) -> tuple[float, dict]:
-    models = [open_model(c, threads=threads) for c in CARDS.values()]
+    models = [open_model(c, backend="onnxruntime", threads=threads) for c in CARDS.values()]
     for m in models:
         m.__enter__()
     try:
@@ -77,7 +77,7 @@ def pipeline_fps(n: int, threads: int) -> float:
         {
             "sources": [{"uri": f"synthetic://driving?size=1280x720&fps=30&seed=7&frames={n}", "mode": "offline"}],
             "sinks": ["null://"],
-            "engines": {t: {"card": c, "threads": threads} for t, c in CARDS.items()},
+            "engines": {t: {"card": c, "threads": threads, "backend": "onnxruntime"} for t, c in CARDS.items()},
             "metrics": {"progress": False, "summary": False},
         }
     )

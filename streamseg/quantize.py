@@ -106,12 +106,17 @@ def quantize_onnxruntime(model_path: Path, input_name: str, calib: list[np.ndarr
 
 
 def _quantize(quantize_static, model_path, out_path, reader, QuantFormat, QuantType) -> None:  # noqa: N803
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     quantize_static(
         str(model_path),
         str(out_path),
         reader,
         quant_format=QuantFormat.QDQ,
-        per_channel=True,
+        # per-channel scales need DequantizeLinear's axis, which opsets before 13 lack
+        per_channel=opset >= 13,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         # convolutions carry the compute; heads that concatenate boxes, scores and
