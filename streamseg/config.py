@@ -73,6 +73,9 @@ class EngineConfig(Section):
     backend: BackendName = Field("auto", description="Inference runtime; auto picks the best one present.")
     precision: Precision = Field("fp32", description="Compute precision asked of the backend.")
     threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 = number of CPU cores.")
+    hint: Literal["latency", "throughput"] = Field(
+        "latency", description="OpenVINO performance hint: one request fast (latency) or many in parallel (throughput)."
+    )
     conf_threshold: float | None = Field(None, ge=0, le=1, description="Instance score threshold (card default).")
     iou_threshold: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold (card default).")
     max_detections: int | None = Field(None, ge=1, le=10_000, description="Instances kept per frame (card default).")

@@ -191,6 +191,7 @@ class Pipeline:
                 iou_threshold=ec.iou_threshold,
                 max_detections=ec.max_detections,
                 cache_dir=self.cfg.engines.cache_dir,
+                hint=ec.hint,
             )
             stack.enter_context(model)
             self.models[task] = model

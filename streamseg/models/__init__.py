@@ -142,6 +142,7 @@ def open_model(
     max_detections: int | None = None,
     cache_dir: str | None = None,
     engine_options: dict | None = None,
+    hint: str | None = None,
 ) -> SegModel:
     """Load a card and make its (unloaded) model; enter it to load the engine.
     `engine_options` go to the backend's engine as they are (e.g. TensorRT's max_batch, calibration)."""
@@ -149,9 +150,10 @@ def open_model(
     if task is not None and card.task != task:
         raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
     name, why = resolve_backend(backend, precision)
-    engine = create_engine(
-        name, card.model_path, precision=precision, threads=threads, cache_dir=cache_dir, **(engine_options or {})
-    )
+    options = dict(engine_options or {})
+    if hint and name == "openvino":  # latency | throughput: OpenVINO's performance hint
+        options.setdefault("hint", hint.upper())
+    engine = create_engine(name, card.model_path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
     thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
     return SegModel(card, engine, backend_reason=why, thresholds=thresholds)
 

@@ -123,3 +123,12 @@ def test_openvino_and_onnxruntime_survive_gstreamer_in_the_same_process(tiny):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "caught" in r.stdout
+
+
+def test_performance_hint_is_selectable(tiny):
+    from streamseg.models import open_model
+
+    with open_model(str(tiny / "red.yaml"), backend="openvino", hint="throughput", threads=1) as m:
+        assert m.describe()["hint"] == "THROUGHPUT"
+    with open_model(str(tiny / "red.yaml"), backend="openvino", threads=1) as m:
+        assert m.describe()["hint"] == "LATENCY"
