@@ -131,8 +131,8 @@ class Overlay:
         pre, keep = cv2.LUT(g3, pre_lut), cv2.LUT(g3, keep_lut)
         h, w = out.shape[:2]
         if gm.shape != (h, w):  # bilinear: soft, unblocky edges at the frame's resolution
-            pre = cv2.resize(pre, (w, h), interpolation=cv2.INTER_LINEAR)
-            keep = cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR)
+            pre = cv2.resize(pre, (w, h), interpolation=cv2.INTER_LINEAR_EXACT)
+            keep = cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR_EXACT)
         # out = image * (1 - alpha) + alpha * colour, all in saturating uint8 SIMD
         cv2.multiply(out, keep, dst=out, scale=1 / 255)
         cv2.add(out, pre, dst=out)
