@@ -93,7 +93,8 @@ def build_int8_variants(models: dict[str, Path], cache_dir: Path, threads: int) 
                 )
                 accepted[(name, backend, quantizer)] = where
             except UserError as e:
-                v = {"backend": backend, "quantizer": quantizer, "refused": str(e)}
+                # paths relative to the project: results must not name this machine's folders
+                v = {"backend": backend, "quantizer": quantizer, "refused": str(e).replace(f"{ROOT}/", "")}
             v = {"model": name, **{k: v[k] for k in v if k != "file"}}
             verdicts.append(v)
             print(f"int8 {name} {backend} {quantizer}: {v.get('agreement', v.get('refused'))}", flush=True)
