@@ -7,9 +7,9 @@ and spread reported):
 1. engines only: both engines back to back on frames decoded and preprocessed
    beforehand, batch 1 - the ceiling;
 2. naive baseline: read a frame, run both models (pre/infer/post), draw, write - one
-   thread, the same engines, into the same H.264 file sink the pipeline gets;
+   thread, the same loaded engines, into the same H.264 file sink the pipeline gets;
 3. pipeline, offline: into null:// for every batch size x stream count of the sweep,
-   and into the H.264 file (batch `batch_sizes[0]`... the config's batch) for the naive ratio;
+   and into the H.264 file (first batch size, one stream) for the naive ratio;
 4. live load sweep: the source paced (realtime, drop oldest) at 50..150% of the capacity
    measured in (3): end-to-end p50/p90/p99, per-stage p50/p99, drop rate at each load.
 
@@ -32,8 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from streamseg.config import Config, validate_config
-from streamseg.frames import STAGES
-from streamseg.latency import summarize
 
 
 def cdf(values_ms: np.ndarray, points: int = 200) -> tuple[list[float], list[float]]:
@@ -176,63 +174,54 @@ class Bench:
                 m.infer(x[i])
         return len(xs[0]) / (time.perf_counter() - t0)
 
-    def naive(self, sink_uri: str, n: int) -> float:
-        """The loop a user would write: read, infer both, draw, write; one thread."""
-        from streamseg.frames import Frame
+    def _models(self) -> list:
+        """The config's engines, unloaded (enter them to load)."""
         from streamseg.models import open_model
-        from streamseg.overlay import Overlay
-        from streamseg.sinks import StreamInfo, open_sink
-        from streamseg.sources import open_source
 
         e = self.cfg.engines
-        models = [
+        return [
             open_model(ec.card, backend=ec.backend, precision=ec.precision, threads=ec.threads, cache_dir=e.cache_dir)
             for ec in (e.semantic, e.instance)
             if ec is not None
         ]
+
+    def naive(self, models: list, sink_uri: str, n: int) -> float:
+        """The loop a user would write: read, infer both, draw, write; one thread (the same loaded engines)."""
+        from streamseg.frames import Frame
+        from streamseg.overlay import Overlay
+        from streamseg.sinks import StreamInfo, open_sink
+        from streamseg.sources import open_source
+
         overlay = Overlay(self.cfg.overlay)
         src = open_source(self._uri(frames=n))
         with src:
             sink = open_sink(sink_uri)
             with sink:
                 sink.open({"s0": StreamInfo("s0", src.fps, src.size_wh)})
-                for m in models:
-                    m.__enter__()
-                try:
-                    t0 = time.perf_counter()
-                    count = 0
-                    while (sf := src.read()) is not None:
-                        f = Frame("s0", count, sf.pts, sf.image_bgr, time.perf_counter_ns())
-                        for m in models:
-                            (res,) = m.run([sf.image_bgr])
-                            setattr(f, "semantic" if m.task == "semantic" else "instances", res)
-                        f.overlay_bgr = overlay.draw(f)
-                        sink.write(f)
-                        count += 1
-                finally:
+                t0 = time.perf_counter()
+                count = 0
+                while (sf := src.read()) is not None:
+                    f = Frame("s0", count, sf.pts, sf.image_bgr, time.perf_counter_ns())
                     for m in models:
-                        m.__exit__(None, None, None)
+                        (res,) = m.run([sf.image_bgr])
+                        setattr(f, "semantic" if m.task == "semantic" else "instances", res)
+                    f.overlay_bgr = overlay.draw(f)
+                    sink.write(f)
+                    count += 1
             return count / (time.perf_counter() - t0)
 
     def run(self) -> dict:
-        import cv2
+        with tempfile.TemporaryDirectory(prefix="streamseg-bench-") as tmp:
+            return self._run(str(Path(tmp) / "bench.mp4"))
 
+    def _run(self, h264: str) -> dict:
         b = self.b
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="streamseg-bench-"))
-        h264 = str(tmp / "bench.mp4")
         if b.warmup:
             self.log(f"warm-up: {b.warmup} frames through the pipeline")
             self._pipeline(sinks=["null://"], frames=b.warmup)
         # engines only: frames decoded and preprocessed once, outside the timing
-        from streamseg.models import open_model
-
-        e = self.cfg.engines
-        models = [
-            open_model(ec.card, backend=ec.backend, precision=ec.precision, threads=ec.threads, cache_dir=e.cache_dir)
-            for ec in (e.semantic, e.instance)
-            if ec is not None
-        ]
+        models = self._models()
         images = self._read_frames(b.frames)
         for m in models:
             m.__enter__()
@@ -252,11 +241,7 @@ class Bench:
                     if v == "engines_only":
                         fps = self.engines_only((models, xs))
                     elif v == "naive_h264":
-                        for m in models:  # the naive loop opens its own engines
-                            m.__exit__(None, None, None)
-                        fps = self.naive(h264, b.frames)
-                        for m in models:
-                            m.__enter__()
+                        fps = self.naive(models, h264, b.frames)
                     elif v == "pipeline_h264":
                         rep_, _ = self._pipeline(sinks=[h264], batch=b.batch_sizes[0])
                         fps = rep_["fps"]
@@ -338,7 +323,6 @@ class Bench:
         (self.out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
         (self.out / "bench.md").write_text(markdown(result))
         plots(result, self.out)
-        cv2.setNumThreads(self.cfg.pipeline.cv_threads or -1)
         return result
 
 
@@ -445,4 +429,4 @@ def summary_line(r: dict) -> str:
     )
 
 
-__all__ = ["Bench", "cdf", "spread", "summarize", "STAGES"]
+__all__ = ["Bench", "cdf", "machine_info", "spread"]
