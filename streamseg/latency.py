@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -66,6 +67,7 @@ class LatencyRecorder:
         self.first_capture_ns: int | None = None
         self.last_done_ns: int | None = None
         self._recent = collections.deque(maxlen=window)  # (done_ns, e2e_ms, stage ms) for the HUD
+        self._live_cache: tuple[float, dict] | None = None
 
     # events ------------------------------------------------------------------------
     def frame_in(self, frame: Frame) -> None:
@@ -104,8 +106,14 @@ class LatencyRecorder:
     def frames_out(self) -> int:
         return self.e2e.n
 
-    def live(self) -> dict:
-        """fps, end-to-end p50/p99 and per-stage p50 over the recent window, for the HUD and progress bar."""
+    def live(self, max_age_s: float = 0.25) -> dict:
+        """fps, end-to-end p50/p99 and per-stage p50/p99 over the recent window, for the HUD, the
+        progress bar and /stats. The overlay asks every frame: the figures are recomputed at
+        most every `max_age_s` (0.5 ms each time), which is as often as anyone can read them."""
+        now = time.monotonic()
+        cached = self._live_cache
+        if cached is not None and now - cached[0] < max_age_s:
+            return cached[1]
         with self._lock:
             recent = list(self._recent)
         if not recent:
@@ -115,13 +123,15 @@ class LatencyRecorder:
         fps = (len(recent) - 1) / span if span > 0 else None
         per = np.array([[r[2].get(s, 0.0) for s in STAGES] for r in recent])
         p50, p99 = np.percentile(per, 50, axis=0), np.percentile(per, 99, axis=0)
-        return {
+        out = {
             "fps": fps,
             "p50": float(np.percentile(vals, 50)),
             "p99": float(np.percentile(vals, 99)),
             "stages": {s: float(v) for s, v in zip(STAGES, p50, strict=True)},
             "stages_p99": {s: float(v) for s, v in zip(STAGES, p99, strict=True)},
         }
+        self._live_cache = (now, out)
+        return out
 
     def counts(self) -> dict:
         """Counters so far: frames in and out per stream, drops by reason, decode errors."""

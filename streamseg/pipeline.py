@@ -295,7 +295,7 @@ class Pipeline:
                     self.on_progress(n, self.recorder.live())
                     last = n
         if self.on_progress is not None:
-            self.on_progress(self.recorder.frames_out, self.recorder.live())
+            self.on_progress(self.recorder.frames_out, self.recorder.live(max_age_s=0))
 
     # stages ------------------------------------------------------------------------------
     def _source_loop(self, s: _Stream) -> None:
