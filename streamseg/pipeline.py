@@ -205,8 +205,7 @@ class Pipeline:
         for sink in [open_sink(sc.uri, sc) for sc in configs] + self.extra_sinks:
             uri = sink.uri
             stack.enter_context(sink)
-            if hasattr(sink, "attach"):
-                sink.attach(self)  # the preview serves this pipeline's figures
+            sink.attach(self)
             sink.open(infos)
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
             slot = _SinkSlot(sink, None)  # type: ignore[arg-type]
@@ -609,5 +608,5 @@ class Pipeline:
                 "streams": {k: round(v, 5) for k, v in flicker.items()},
             }
         if self.trackers:
-            extra["tracks"] = {sid: t._next_id - 1 for sid, t in self.trackers.items()}
+            extra["tracks"] = {sid: t.started for sid, t in self.trackers.items()}
         return self.recorder.report(engines, extra)

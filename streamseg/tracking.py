@@ -101,6 +101,11 @@ class Tracker:
         self._next_id = 1
         self.frame = -1
 
+    @property
+    def started(self) -> int:
+        """Tracks started so far (IDs handed out)."""
+        return self._next_id - 1
+
     def update(self, inst: Instances, frame_index: int | None = None) -> Instances:
         self.frame = self.frame + 1 if frame_index is None else frame_index
         f = self.frame

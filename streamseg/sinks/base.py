@@ -38,6 +38,9 @@ class Sink:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def attach(self, pipeline) -> None:
+        """The pipeline this sink serves; sinks that report on it (the preview) keep it."""
+
     def open(self, streams: dict[str, StreamInfo]) -> None:
         """Check the destination and prepare; errors are SinkErrors naming the problem."""
 
