@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,13 @@ def run_streamseg(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
         cwd=cwd or ROOT,
         timeout=timeout,
     )
+
+
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    """A port nothing on 127.0.0.1 listens on right now (TCP, or UDP with SOCK_DGRAM)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_card(path: Path, text: str) -> Path:

@@ -141,7 +141,7 @@ def test_prometheus_without_the_preview_page(tiny, video):
     from streamseg.config import validate_config
     from streamseg.pipeline import Pipeline
     from streamseg.sinks.base import Sink
-    from tests.sinks.test_http_preview import free_port
+    from tests.conftest import free_port
 
     port = free_port()
     seen = {}

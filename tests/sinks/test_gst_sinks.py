@@ -13,7 +13,7 @@ import pytest
 
 from streamseg import gst
 from streamseg.sources import open_source
-from tests.conftest import ROOT, run_streamseg
+from tests.conftest import ROOT, free_port, run_streamseg
 
 pytestmark = pytest.mark.skipif(not gst.available(), reason="GStreamer/PyGObject not installed")
 
@@ -80,12 +80,6 @@ def test_h264_file_normal_end(tmp_path):
     assert count_frames(out) == 40
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["sinks"][str(out)]["kind"] == "h264-file"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_rtsp_sink_serves_gstreamer_and_ffmpeg_clients(tmp_path):

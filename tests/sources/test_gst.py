@@ -13,15 +13,9 @@ from streamseg import gst
 from streamseg.errors import SourceError, UserError
 from streamseg.sources import open_source, redact
 from streamseg.sources.file import FileSource
-from tests.conftest import ROOT, UDACITY
+from tests.conftest import ROOT, UDACITY, free_port
 
 pytestmark = pytest.mark.skipif(not gst.available(), reason="GStreamer/PyGObject not installed")
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_n(src, n=None):
