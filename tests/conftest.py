@@ -36,6 +36,18 @@ def run_streamseg(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     )
 
 
+def streamseg_popen(*args, cwd=None, env=None) -> subprocess.Popen:
+    """`python -m streamseg ARGS` started in the background (for signals, kills, servers)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamseg", *map(str, args)],
+        cwd=cwd or ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 def free_port(kind=socket.SOCK_STREAM) -> int:
     """A port nothing on 127.0.0.1 listens on right now (TCP, or UDP with SOCK_DGRAM)."""
     with socket.socket(socket.AF_INET, kind) as s:

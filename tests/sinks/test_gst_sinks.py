@@ -4,8 +4,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import cv2
@@ -13,7 +11,7 @@ import pytest
 
 from streamseg import gst
 from streamseg.sources import open_source
-from tests.conftest import ROOT, free_port, run_streamseg
+from tests.conftest import free_port, run_streamseg, streamseg_popen
 
 pytestmark = pytest.mark.skipif(not gst.available(), reason="GStreamer/PyGObject not installed")
 
@@ -24,16 +22,6 @@ def count_frames(path) -> int:
     while cap.read()[0]:
         n += 1
     return n
-
-
-def streamseg_popen(*args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamseg", *map(str, args)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])

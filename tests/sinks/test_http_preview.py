@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, streamseg_popen
 from tests.helpers.chromium import Chromium, chromium_path
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs chromium (apt-get install chromium)")
@@ -25,30 +24,22 @@ TOKEN = "t0ken-for-tests"
 def preview(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamseg",
-            "run",
-            "--source",
-            "synthetic://driving?size=640x360&fps=15&seed=3&frames=100000",
-            "--mode",
-            "realtime",
-            "--semantic",
-            str(ROOT / "engines" / "synth-semantic.yaml"),
-            "--instance",
-            str(ROOT / "engines" / "synth-instance.yaml"),
-            "--sink",
-            f"http://127.0.0.1:{port}?token={TOKEN}",
-            "--report",
-            str(tmp_path / "report.json"),
-            "--no-progress",
-        ],
+    proc = streamseg_popen(
+        "run",
+        "--source",
+        "synthetic://driving?size=640x360&fps=15&seed=3&frames=100000",
+        "--mode",
+        "realtime",
+        "--semantic",
+        ROOT / "engines" / "synth-semantic.yaml",
+        "--instance",
+        ROOT / "engines" / "synth-instance.yaml",
+        "--sink",
+        f"http://127.0.0.1:{port}?token={TOKEN}",
+        "--report",
+        tmp_path / "report.json",
+        "--no-progress",
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     deadline = time.monotonic() + 60
     while True:
