@@ -1,5 +1,6 @@
 import time
 
+import cv2
 import numpy as np
 
 from streamseg.config import OverlayConfig
@@ -109,3 +110,33 @@ def test_frame_without_results():
     f.semantic = f.instances = None
     out = Overlay(OverlayConfig(hud=False)).draw(f)
     np.testing.assert_array_equal(out, f.image_bgr)
+
+
+def test_blending_only_the_band_of_rows_with_groups_matches_blending_the_whole_frame():
+    """Rows without a drawn group are skipped; the result must equal a whole-frame blend."""
+    rng = np.random.default_rng(0)
+    h, w = 72, 128
+    f = Frame("cam0", 0, 0.0, rng.integers(0, 256, (h, w, 3), dtype=np.uint8), time.perf_counter_ns())
+    small = np.zeros((18, 32), np.uint8)
+    small[7:11, 3:20] = 1  # road in a band in the middle
+    small[9:13, 22:30] = 2  # car, half transparent
+    names = ["road", "car"]
+    f.semantic = SemanticResult(small.copy(), ["bg", "a", "b"], small, names)
+    f.semantic.small_group_map = small
+    alpha = {"road": 0.6, "car": 0.3}
+    colors = {"road": (200, 0, 100), "car": (0, 250, 30)}
+    cfg = OverlayConfig(hud=False, legend=False, alpha=alpha, colors=colors)
+    out = Overlay(cfg).draw(f)
+    # reference: per-pixel alpha and colour upsampled over the whole frame, blended in floats
+    a_small = np.zeros(small.shape, np.float32)
+    c_small = np.zeros((*small.shape, 3), np.float32)
+    for gi, name in enumerate(names, start=1):
+        a_small[small == gi] = alpha[name]
+        c_small[small == gi] = np.array(colors[name][::-1], np.float32) * alpha[name]
+    a = cv2.resize(a_small, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+    c = cv2.resize(c_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    ref = f.image_bgr * (1 - a) + c
+    assert np.abs(out.astype(np.float32) - ref).max() <= 3
+    np.testing.assert_array_equal(out[:20], f.image_bgr[:20])  # rows above the band untouched
+    np.testing.assert_array_equal(out[60:], f.image_bgr[60:])
+    assert (out[30:44] != f.image_bgr[30:44]).any()
