@@ -68,7 +68,6 @@ class Overlay:
         self.cfg = cfg or OverlayConfig()
         self.stats = stats  # returns {"fps":, "p50":, "p99":, "stages": {stage: p50 ms}} for the HUD
         self._colors: dict[str, tuple[int, int, int]] = {}
-        self._solids: dict[object, np.ndarray] = {}
         self._luts: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._legends: dict[tuple[str, ...], np.ndarray] = {}
         self.instance_groups: frozenset[str] = frozenset(("car", "person"))  # set from the instance card
@@ -149,20 +148,14 @@ class Overlay:
         return present
 
     # instances -----------------------------------------------------------------------
-    def _solid(self, key, color: tuple[int, int, int], shape: tuple[int, ...]) -> np.ndarray:
-        """A cached image filled with `color`, at least `shape` big (sliced to fit)."""
-        img = self._solids.get(key)
-        if img is None or img.shape[0] < shape[0] or img.shape[1] < shape[1]:
-            h = max(shape[0], img.shape[0] if img is not None else 0)
-            w = max(shape[1], img.shape[1] if img is not None else 0)
-            img = np.empty((h, w, 3), np.uint8)
-            img[...] = color
-            self._solids[key] = img
-        return img[: shape[0], : shape[1]]
-
     def _blend(self, region: np.ndarray, mask: np.ndarray, color, alpha: float) -> None:
         """Alpha-blend `color` into `region` where `mask` is set (in place, also on a sub-view)."""
-        blended = cv2.addWeighted(region, 1 - alpha, self._solid(color, color, region.shape), alpha, 0)
+        # one affine pass per pixel: out_c = (1 - alpha) * in_c + alpha * colour_c (no colour image kept:
+        # a cache of solid images per track colour grew with every big box of every colour)
+        m = np.zeros((3, 4), np.float32)
+        m[:, :3] = np.eye(3) * (1 - alpha)
+        m[:, 3] = np.asarray(color, np.float32) * alpha
+        blended = cv2.transform(region, m)
         cv2.copyTo(blended, mask.view(np.uint8), region)
 
     def _draw_instances(self, out: np.ndarray, inst) -> None:

@@ -140,3 +140,38 @@ def test_blending_only_the_band_of_rows_with_groups_matches_blending_the_whole_f
     np.testing.assert_array_equal(out[:20], f.image_bgr[:20])  # rows above the band untouched
     np.testing.assert_array_equal(out[60:], f.image_bgr[60:])
     assert (out[30:44] != f.image_bgr[30:44]).any()
+
+
+def test_memory_does_not_grow_with_the_number_of_tracks_seen():
+    """Nothing is kept per track colour: 300 tracks with big boxes leave no residue behind."""
+    import tracemalloc
+
+    h, w = 360, 640
+    ov = Overlay(OverlayConfig(hud=False, legend=False))
+    masks = np.zeros((1, h, w), bool)
+    masks[0, 20:340, 50:600] = True
+
+    def draw(tid: int) -> None:
+        f = Frame("cam0", tid, 0.0, np.full((h, w, 3), 90, np.uint8), time.perf_counter_ns())
+        f.instances = Instances(
+            np.array([[50, 20, 600, 340]], np.float32),
+            masks,
+            np.array([0], np.int32),
+            np.array([0.9], np.float32),
+            ["car"],
+            ["car"],
+        )
+        f.instances.track_id = np.array([tid])
+        ov.draw(f)
+
+    tracemalloc.start()
+    try:
+        for tid in range(1, 11):
+            draw(tid)
+        before = tracemalloc.get_traced_memory()[0]
+        for tid in range(11, 311):
+            draw(tid)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 256 * 1024, f"overlay kept {grown / 2**20:.1f} MiB after 300 tracks"
