@@ -76,8 +76,13 @@ class _Obj:
 class DrivingScene:
     """`render(i)` -> (image BGR uint8, label map uint8, instance-id map int32) for frame i."""
 
-    def __init__(self, size_wh: tuple[int, int] = (1280, 720), fps: float = 30.0, seed: int = 0) -> None:
+    def __init__(
+        self, size_wh: tuple[int, int] = (1280, 720), fps: float = 30.0, seed: int = 0, people: float = 1.0
+    ) -> None:
+        """`people` scales how many pedestrians walk and cross (training draws more of them than the
+        evaluated scenes hold: they are the rarest class); 1.0 is the scene every source shows."""
         self.w, self.h = size_wh
+        self.people = people
         self.fps = fps
         self.seed = seed
         rng = np.random.default_rng(seed)
@@ -186,7 +191,7 @@ class DrivingScene:
                     **self._car_params(rng),
                 )
         # pedestrians: walking on the sidewalks, and crossing
-        for _ in range(int(rng.integers(6, 14))):
+        for _ in range(round(int(rng.integers(6, 14)) * self.people)):
             side, edge = ((-1, left), (1, right))[int(rng.integers(0, 2))]
             x = edge + side * float(rng.uniform(0.4, self.sidewalk_w - 0.4))
             add(
@@ -196,7 +201,7 @@ class DrivingScene:
                 v=float(rng.choice([-1, 1]) * rng.uniform(0.8, 1.8)),
                 **self._person_params(rng),
             )
-        for _ in range(int(rng.integers(1, 4))):
+        for _ in range(round(int(rng.integers(1, 4)) * self.people)):
             vx = float(rng.choice([-1, 1]) * rng.uniform(0.8, 1.6))
             add(
                 "person",

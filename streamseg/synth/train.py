@@ -41,9 +41,9 @@ def parse_range(text: str) -> list[int]:
 
 # data ------------------------------------------------------------------------------
 def _render_seed(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    seed, n, step = args
+    seed, n, step, people = args
     cv2.setNumThreads(1)
-    scene = DrivingScene(FRAME_WH, 30.0, seed)
+    scene = DrivingScene(FRAME_WH, 30.0, seed, people=people)
     t = ResizeTransform.fit(FRAME_WH, INPUT_WH, "letterbox")
     imgs, sems, insts = [], [], []
     offset = (seed * 7) % step
@@ -68,13 +68,17 @@ def sample_weights(data: dict[str, np.ndarray], person_weight: float = 4.0) -> n
     return w / w.sum()
 
 
-def load_or_render(cache: str | None, seeds: list[int], per_seed: int, step: int) -> dict[str, np.ndarray]:
+def load_or_render(
+    cache: str | None, seeds: list[int], per_seed: int, step: int, people: float = 1.0
+) -> dict[str, np.ndarray]:
     """The training frames, from `cache` (a folder of .npy files) when it holds them for these seeds."""
-    key = f"{seeds[0]}-{seeds[-1]}x{per_seed}s{step}_{INPUT_WH[0]}x{INPUT_WH[1]}"
+    key = f"{seeds[0]}-{seeds[-1]}x{per_seed}s{step}_{INPUT_WH[0]}x{INPUT_WH[1]}" + (
+        f"p{people:g}" if people != 1 else ""
+    )
     folder = Path(cache) / key if cache else None
     if folder is not None and (folder / "instance.npy").is_file():
         return {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ("image", "semantic", "instance")}
-    data = render_dataset(seeds, per_seed, step)
+    data = render_dataset(seeds, per_seed, step, people)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         for k, v in data.items():
@@ -82,9 +86,11 @@ def load_or_render(cache: str | None, seeds: list[int], per_seed: int, step: int
     return data
 
 
-def render_dataset(seeds: list[int], per_seed: int, step: int, workers: int = 2) -> dict[str, np.ndarray]:
+def render_dataset(
+    seeds: list[int], per_seed: int, step: int, people: float = 1.0, workers: int = 2
+) -> dict[str, np.ndarray]:
     t0 = time.time()
-    jobs = [(s, per_seed, step) for s in seeds]
+    jobs = [(s, per_seed, step, people) for s in seeds]
     with mp.get_context("fork").Pool(workers) as pool:
         parts = pool.map(_render_seed, jobs)
     data = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(("image", "semantic", "instance"))}
@@ -377,8 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-seeds", default="1000-1119")
     ap.add_argument("--per-seed", type=int, default=20)
     ap.add_argument("--person-weight", type=float, default=4.0, help="how much more often frames with people are drawn")
+    ap.add_argument(
+        "--people", type=float, default=1.0, help="pedestrians per training scene, relative to the evaluated scenes"
+    )
     ap.add_argument("--eval-seeds", default="0-4")
-    ap.add_argument("--val-seeds", default="900-902", help="for calibration; neither trained nor evaluated on")
+    ap.add_argument("--val-seeds", default="900-905", help="for calibration; neither trained nor evaluated on")
     ap.add_argument("--eval-frames", type=int, default=60)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument(
@@ -407,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_or_render(args.cache, parse_range(args.train_seeds), args.per_seed, 9)
+    data = load_or_render(args.cache, parse_range(args.train_seeds), args.per_seed, 9, args.people)
     recipe = {
         "command": "python -m streamseg.synth.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": args.seed,
@@ -415,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_seeds": args.train_seeds,
         "frames_per_seed": args.per_seed,
         "person_weight": args.person_weight,
+        "people": args.people,
         "frames": int(len(data["image"])),
         "torch": str(torch.__version__),
         "threads": args.threads,
@@ -427,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             export_onnx(model, onnx_path, ["labels"])
             card = semantic_card(onnx_path.name, {**recipe, "train_seconds": round(secs)})
             weights = class_weights(data["semantic"])
-            alpha = calibrate_semantic(onnx_path, card, weights, parse_range(args.val_seeds), 40)
+            alpha = calibrate_semantic(onnx_path, card, weights, parse_range(args.val_seeds), 30)
             add_logit_bias(onnx_path, -alpha * np.log(weights), onnx_path)
             card["training"]["recipe"]["logit_bias_alpha"] = alpha
         else:
