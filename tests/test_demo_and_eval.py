@@ -47,18 +47,18 @@ def test_short_demo_run(tmp_path):
 
 def test_bundled_models_quality_on_held_out_seeds(tmp_path):
     """Floors just under what the bundled models measure on held-out seeds 10, 12 and 14, 30 frames
-    each (semantic IoU road 0.98, car 0.91, person 0.62; mask AP50 car 0.78, person 0.56 over the
-    graded objects: >= 32x32 px visible, >= 50% in view). The embedded-default issue's bars for
-    people (IoU 0.70, AP50 0.60) are not met yet; car and road are."""
+    each (semantic IoU road 0.98, car 0.90, person 0.65; mask AP50 car 0.78, person 0.57 over the
+    graded objects: >= 32x32 px visible, >= 50% in view). Over 60 held-out seeds the cards record
+    the bars for road, car and instances met and the one for people's semantic IoU (0.70) not."""
     sources = [a for s in HELD_OUT for a in ("--source", f"synthetic://driving?size=1280x720&seed={s}&frames=30")]
     r = streamseg("eval", SEM, INS, *sources, "--json", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["frames"] == 90
     iou = m["semantic_iou"]
-    assert iou["road"] >= 0.95 and iou["car"] >= 0.88 and iou["person"] >= 0.55, iou
+    assert iou["road"] >= 0.95 and iou["car"] >= 0.88 and iou["person"] >= 0.60, iou
     ap = m["instance"]["ap50"]
-    assert ap["car"] >= 0.72 and ap["person"] >= 0.48, m["instance"]
+    assert ap["car"] >= 0.74 and ap["person"] >= 0.50, m["instance"]
     assert m["instance"]["ground_truth"]["person"] >= 50  # enough people for the figure to mean something
     assert "semantic IoU: road" in r.stdout and "mask AP50" in r.stdout and "over all" in r.stdout
 

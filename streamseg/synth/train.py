@@ -1,7 +1,7 @@
 """Train the bundled models on synthetic driving scenes and export them as ONNX.
 
     python -m streamseg.synth.train [--task semantic|instance|both] [--out engines/] [--seed 0]
-                                    [--iters N] [--train-seeds 1000-1079] [--eval-seeds 0-4]
+                                    [--iters N] [--train-seeds 1000-1299] [--people 3] [--eval-seeds 0-4]
 
 Needs the `train` extra (PyTorch, CPU build). Deterministic for a seed: the scenes, the
 sampling, the initial weights and the update order are all seeded, and torch runs with
@@ -379,12 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", choices=["semantic", "instance", "both"], default="both")
     ap.add_argument("--out", default="engines")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--iters", type=int, default=1600)
-    ap.add_argument("--train-seeds", default="1000-1119")
-    ap.add_argument("--per-seed", type=int, default=20)
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--train-seeds", default="1000-1299")
+    ap.add_argument("--per-seed", type=int, default=10)
     ap.add_argument("--person-weight", type=float, default=4.0, help="how much more often frames with people are drawn")
     ap.add_argument(
-        "--people", type=float, default=1.0, help="pedestrians per training scene, relative to the evaluated scenes"
+        "--people", type=float, default=3.0, help="pedestrians per training scene, relative to the evaluated scenes"
     )
     ap.add_argument("--eval-seeds", default="0-4")
     ap.add_argument("--val-seeds", default="900-905", help="for calibration; neither trained nor evaluated on")
@@ -393,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--cache", default=None, help="folder to keep the rendered training frames in (reused when present)"
     )
+    ap.add_argument("--render-only", action="store_true", help="render the training frames into --cache and stop")
     ap.add_argument("--eval-only", action="store_true", help="evaluate the cards in --out and update their metrics")
     args = ap.parse_args(argv)
     tasks = ["semantic", "instance"] if args.task == "both" else [args.task]
@@ -417,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.use_deterministic_algorithms(True)
     out.mkdir(parents=True, exist_ok=True)
     data = load_or_render(args.cache, parse_range(args.train_seeds), args.per_seed, 9, args.people)
+    if args.render_only:
+        return 0
     recipe = {
         "command": "python -m streamseg.synth.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": args.seed,
