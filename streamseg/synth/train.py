@@ -91,8 +91,11 @@ def render_dataset(
 ) -> dict[str, np.ndarray]:
     t0 = time.time()
     jobs = [(s, per_seed, step, people) for s in seeds]
-    with mp.get_context("fork").Pool(workers) as pool:
-        parts = pool.map(_render_seed, jobs)
+    if workers <= 1:
+        parts = [_render_seed(j) for j in jobs]
+    else:  # spawn, not fork: forking a process whose torch/OpenMP threads already ran can deadlock
+        with mp.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_render_seed, jobs)
     data = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(("image", "semantic", "instance"))}
     print(f"rendered {len(data['image'])} frames from {len(seeds)} seeds in {time.time() - t0:.0f} s", flush=True)
     return data
