@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -56,6 +57,7 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=3)
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--name", default="soak.json", help="result file name in --out")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         r = soak(args.frames, args.streams, Path(tmp), interval_s=args.interval)
@@ -67,9 +69,10 @@ def main() -> int:
         "date": dt.date.today().isoformat(),
         "machine": machine_info(2),
         "streams": args.streams,
+        "allocator_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},  # glibc tuning, if any
         **r,
     }
-    write_result(result, args.out, "soak.json")
+    write_result(result, args.out, args.name)
     return 0
 
 
