@@ -20,28 +20,49 @@ from streamseg.frames import STAGES, Frame
 PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
 
 
-def summarize(values_ms: Iterable[float]) -> dict[str, float | int | None]:
-    """p50/p90/p99/max/mean of a list of latencies in ms (None when empty)."""
+def summarize(values_ms: Iterable[float], count: int | None = None) -> dict[str, float | int | None]:
+    """p50/p90/p99/max/mean of a list of latencies in ms (None when empty); `count`: how many
+    frames the values stand for, when they are a sample of them."""
     a = np.asarray(list(values_ms) if not isinstance(values_ms, np.ndarray) else values_ms, np.float64)
     if a.size == 0:
         return {"p50": None, "p90": None, "p99": None, "max": None, "mean": None, "count": 0}
     out = {k: round(float(np.percentile(a, q)), 3) for k, q in PERCENTILES}
     out["max"] = round(float(a.max()), 3)
     out["mean"] = round(float(a.mean()), 3)
-    out["count"] = int(a.size)
+    out["count"] = int(a.size if count is None else count)
     return out
 
 
 class _Series:
-    """A growable float64 array (cheaper than a list of floats for long runs)."""
+    """A growable float64 array (cheaper than a list of floats for long runs), bounded.
 
-    def __init__(self) -> None:
-        self._a = np.empty(1024, np.float64)
-        self.n = 0
+    Every value is kept up to `cap` values; past that, a systematic sample: every `stride`-th
+    value (stride doubles each time the array fills, keeping every other value held). Series
+    appended in lockstep keep the same frames. `count` is every value ever appended."""
+
+    CAP = 1 << 17  # 131,072 frames (73 min at 30 fps): 1 MiB per series
+
+    def __init__(self, cap: int | None = None) -> None:
+        self.cap = cap or self.CAP
+        self._a = np.empty(min(1024, self.cap), np.float64)
+        self.n = 0  # values held
+        self.count = 0  # values appended
+        self.stride = 1
 
     def append(self, v: float) -> None:
+        i = self.count
+        self.count += 1
+        if i % self.stride:
+            return
+        if self.n == self.cap:
+            half = self._a[0 : self.n : 2].copy()
+            self.n = len(half)
+            self._a[: self.n] = half
+            self.stride *= 2
+            if i % self.stride:
+                return
         if self.n == len(self._a):
-            self._a = np.resize(self._a, 2 * len(self._a))
+            self._a = np.resize(self._a, min(2 * len(self._a), self.cap))
         self._a[self.n] = v
         self.n += 1
 
@@ -104,7 +125,7 @@ class LatencyRecorder:
     # views -------------------------------------------------------------------------
     @property
     def frames_out(self) -> int:
-        return self.e2e.n
+        return self.e2e.count
 
     def live(self, max_age_s: float = 0.25) -> dict:
         """fps, end-to-end p50/p99 and per-stage p50/p99 over the recent window, for the HUD, the
@@ -138,13 +159,19 @@ class LatencyRecorder:
         with self._lock:
             return {
                 "frames_in": dict(self.frames_in_by_stream),
-                "frames_out": {sid: s.n for sid, s in self.per_stream.items()},
+                "frames_out": {sid: s.count for sid, s in self.per_stream.items()},
                 "dropped": dict(self.dropped),
                 "decode_errors": self.decode_errors,
             }
 
+    @property
+    def sample_stride(self) -> int:
+        """How many finished frames each held value stands for (1 until 131,072 frames)."""
+        return self.e2e.stride
+
     def samples(self) -> dict[str, np.ndarray]:
-        """Every finished frame's stage and end-to-end latencies so far (ms), for histograms."""
+        """Every finished frame's stage and end-to-end latencies so far (ms), for histograms
+        (past 131,072 frames: every `sample_stride`-th frame's)."""
         with self._lock:
             out = {s: self.stages[s].values().copy() for s in STAGES}
             out["end_to_end"] = self.e2e.values().copy()
@@ -169,7 +196,7 @@ class LatencyRecorder:
             streams = {}
             for sid in sorted(set(self.frames_in_by_stream) | set(self.per_stream)):
                 series = self.per_stream.get(sid)
-                n = series.n if series else 0
+                n = series.count if series else 0
                 span = (
                     (self.stream_last_ns[sid] - self.stream_first_ns[sid]) / 1e9
                     if n and sid in self.stream_first_ns
@@ -179,20 +206,20 @@ class LatencyRecorder:
                     "frames_in": self.frames_in_by_stream[sid],
                     "frames_out": n,
                     "fps": round(n / span, 3) if span > 0 else 0.0,
-                    "end_to_end": summarize(series.values() if series else []),
+                    "end_to_end": summarize(series.values(), series.count) if series else summarize([]),
                 }
             rep = {
                 "frames": {
                     "in": self.frames_in,
-                    "out": self.e2e.n,
+                    "out": self.e2e.count,
                     "dropped": dict(sorted(self.dropped.items())),
                     "decode_errors": self.decode_errors,
                 },
-                "fps": round(self.e2e.n / wall, 3) if wall > 0 else 0.0,
+                "fps": round(self.e2e.count / wall, 3) if wall > 0 else 0.0,
                 "wall_s": round(wall, 3),
                 "latency_ms": {
-                    "end_to_end": summarize(self.e2e.values()),
-                    "stages": {s: summarize(self.stages[s].values()) for s in STAGES},
+                    "end_to_end": summarize(self.e2e.values(), self.e2e.count),
+                    "stages": {s: summarize(self.stages[s].values(), self.stages[s].count) for s in STAGES},
                 },
                 "streams": streams,
                 "engines": engines or {},

@@ -564,6 +564,7 @@ class Pipeline:
             "fps": self.recorder.live()["fps"],
             "stages": {k: v for k, v in samples.items() if k != "end_to_end"},
             "end_to_end": samples["end_to_end"],
+            "sample_stride": self.recorder.sample_stride,
         }
 
     # report -------------------------------------------------------------------------------

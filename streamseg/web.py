@@ -122,11 +122,12 @@ def prometheus_text(samples: dict) -> bytes:
             yield c
             yield GaugeMetricFamily("streamseg_fps", "Frames out per second, recent window", value=samples["fps"] or 0)
             h = HistogramMetricFamily("streamseg_stage_latency_seconds", "Per-stage latency", labels=["stage"])
+            weight = samples.get("sample_stride", 1)
             for stage, values in samples["stages"].items():
-                h.add_metric([stage], *_buckets(values))
+                h.add_metric([stage], *_buckets(values, weight))
             yield h
             h = HistogramMetricFamily("streamseg_end_to_end_latency_seconds", "Capture to written latency")
-            h.add_metric([], *_buckets(samples["end_to_end"]))
+            h.add_metric([], *_buckets(samples["end_to_end"], weight))
             yield h
 
     reg = CollectorRegistry(auto_describe=False)
@@ -134,13 +135,14 @@ def prometheus_text(samples: dict) -> bytes:
     return generate_latest(reg)
 
 
-def _buckets(values_ms: np.ndarray) -> tuple[list[tuple[str, float]], float]:
-    """Cumulative (le, count) pairs and the sum, from latency samples in ms."""
+def _buckets(values_ms: np.ndarray, weight: int = 1) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative (le, count) pairs and the sum, from latency samples in ms, each standing for
+    `weight` frames."""
     v = np.sort(np.asarray(values_ms, np.float64) / 1000.0)
-    counts = np.searchsorted(v, LATENCY_BUCKETS_S, side="right")
+    counts = np.searchsorted(v, LATENCY_BUCKETS_S, side="right") * weight
     buckets = [(repr(b), float(c)) for b, c in zip(LATENCY_BUCKETS_S, counts, strict=True)]
-    buckets.append(("+Inf", float(len(v))))
-    return buckets, float(v.sum())
+    buckets.append(("+Inf", float(len(v) * weight)))
+    return buckets, float(v.sum()) * weight
 
 
 class WebServer:
