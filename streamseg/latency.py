@@ -69,6 +69,10 @@ class _Series:
     def values(self) -> np.ndarray:
         return self._a[: self.n]
 
+    def summary(self) -> dict[str, float | int | None]:
+        """Percentiles of the values held, counting every value appended."""
+        return summarize(self.values(), self.count)
+
 
 class LatencyRecorder:
     """Thread-safe collector of every finished frame's stage latencies and of every drop."""
@@ -206,7 +210,7 @@ class LatencyRecorder:
                     "frames_in": self.frames_in_by_stream[sid],
                     "frames_out": n,
                     "fps": round(n / span, 3) if span > 0 else 0.0,
-                    "end_to_end": summarize(series.values(), series.count) if series else summarize([]),
+                    "end_to_end": series.summary() if series else summarize([]),
                 }
             rep = {
                 "frames": {
@@ -218,8 +222,8 @@ class LatencyRecorder:
                 "fps": round(self.e2e.count / wall, 3) if wall > 0 else 0.0,
                 "wall_s": round(wall, 3),
                 "latency_ms": {
-                    "end_to_end": summarize(self.e2e.values(), self.e2e.count),
-                    "stages": {s: summarize(self.stages[s].values(), self.stages[s].count) for s in STAGES},
+                    "end_to_end": self.e2e.summary(),
+                    "stages": {s: self.stages[s].summary() for s in STAGES},
                 },
                 "streams": streams,
                 "engines": engines or {},

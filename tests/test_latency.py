@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from streamseg.latency import _Series, summarize
+from streamseg.latency import _Series
 from streamseg.web import _buckets
 
 
@@ -22,7 +22,7 @@ def test_series_memory_is_bounded_and_keeps_every_stride_th_value():
     assert s.stride == 16  # 1000 values, 64 held: every 16th
     np.testing.assert_array_equal(s.values(), np.arange(0.0, 1000.0, 16))
     # percentiles of the sample stay close to the truth; the count stays every frame
-    summary = summarize(s.values(), s.count)
+    summary = s.summary()
     assert summary["count"] == 1000 and abs(summary["p50"] - 499.5) <= 16 and abs(summary["p99"] - 989) <= 16
 
 

@@ -13,17 +13,18 @@ def scene(w=64, h=48):
     gm = np.zeros((h, w), np.uint8)
     gm[30:] = 1  # road at the bottom
     f.semantic = SemanticResult(gm.copy(), ["bg", "drivable"], gm, ["road"])
-    masks = np.zeros((1, h, w), bool)
-    masks[0, 5:15, 40:60] = True
-    f.instances = Instances(
-        np.array([[40, 5, 60, 15]], np.float32),
-        masks,
-        np.array([0], np.int32),
-        np.array([0.9], np.float32),
-        ["car"],
-        ["car"],
-    )
+    f.instances = one_car(h, w, (40, 5, 60, 15))
     return f
+
+
+def one_car(h: int, w: int, box: tuple[int, int, int, int]) -> Instances:
+    """A single car whose mask fills its box (x0, y0, x1, y1) in an h x w frame."""
+    x0, y0, x1, y1 = box
+    masks = np.zeros((1, h, w), bool)
+    masks[0, y0:y1, x0:x1] = True
+    return Instances(
+        np.array([box], np.float32), masks, np.array([0], np.int32), np.array([0.9], np.float32), ["car"], ["car"]
+    )
 
 
 def test_groups_blended_in_their_colours_and_nothing_else_touched():
@@ -148,19 +149,11 @@ def test_memory_does_not_grow_with_the_number_of_tracks_seen():
 
     h, w = 360, 640
     ov = Overlay(OverlayConfig(hud=False, legend=False))
-    masks = np.zeros((1, h, w), bool)
-    masks[0, 20:340, 50:600] = True
+    car = one_car(h, w, (50, 20, 600, 340))
 
     def draw(tid: int) -> None:
         f = Frame("cam0", tid, 0.0, np.full((h, w, 3), 90, np.uint8), time.perf_counter_ns())
-        f.instances = Instances(
-            np.array([[50, 20, 600, 340]], np.float32),
-            masks,
-            np.array([0], np.int32),
-            np.array([0.9], np.float32),
-            ["car"],
-            ["car"],
-        )
+        f.instances = car
         f.instances.track_id = np.array([tid])
         ov.draw(f)
 
