@@ -1,8 +1,10 @@
 """The two small real-time networks trained on the synthetic scenes (PyTorch; training only).
 
-SegNetLite: semantic segmentation, a 4-stage depthwise-separable encoder and a 2-step
-decoder with skips; logits upsampled to the input size and arg-maxed in the graph, so
-the export is `semantic-argmax` (class ids) and the runtime does the argmax.
+SegNetLite: semantic segmentation, a 4-stage depthwise-separable encoder, a context
+module at stride 16 (dilated blocks, a stride-32 branch and the image's global mean, so a
+flat patch of a near truck is judged by the whole truck) and a 3-step decoder with
+skips; logits upsampled to the input size and arg-maxed in the graph, so the export is
+`semantic-argmax` (class ids) and the runtime does the argmax.
 
 YoloSegLite: instance segmentation in the YOLOv8-seg output format: anchor-free heads at
 strides 8 and 16 predict (l, t, r, b) distances, class scores and mask coefficients;
@@ -58,12 +60,46 @@ def up_to(x, ref):
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class Dilated(nn.Module):
+    """Residual depthwise 3x3 with dilation + pointwise 1x1: a wider view at the same cost."""
+
+    def __init__(self, c: int, dilation: int) -> None:
+        super().__init__()
+        self.dw = nn.Sequential(
+            nn.Conv2d(c, c, 3, 1, dilation, dilation=dilation, groups=c, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+        )
+        self.pw = conv_bn(c, c, 1)
+
+    def forward(self, x):
+        return x + self.pw(self.dw(x))
+
+
+class Context(nn.Module):
+    """Stride-16 features seen at three ranges: dilated blocks (1, 2, 4, 8), a stride-32 branch,
+    and the global mean (as in PSPNet's pooling pyramid), fused by a 1x1."""
+
+    def __init__(self, c: int, c32: int) -> None:
+        super().__init__()
+        self.local = nn.Sequential(*(Dilated(c, d) for d in (1, 2, 4, 8)))
+        self.s32 = nn.Sequential(DS(c, c32, 2), DS(c32, c32), DS(c32, c32))
+        self.glob = conv_bn(c32, c, 1)
+        self.fuse = conv_bn(c + c32 + c, c, 1)
+
+    def forward(self, x):
+        y = self.local(x)
+        z = self.s32(y)
+        g = self.glob(z.mean((2, 3), keepdim=True)).expand(-1, -1, y.shape[2], y.shape[3])
+        return self.fuse(torch.cat([y, up_to(z, y), g], 1))
+
+
 class SegNetLite(nn.Module):
-    def __init__(self, num_classes: int, widths=(16, 32, 48, 64)) -> None:
+    def __init__(self, num_classes: int, widths=(16, 32, 64, 96), c32: int = 128) -> None:
         super().__init__()
         self.enc = Encoder(widths)
         c1, c2, c3, c4 = widths
-        self.ctx = nn.Sequential(DS(c4, c4), DS(c4, c4))
+        self.ctx = Context(c4, c32)
         self.lat8 = conv_bn(c3, c3, 1)
         self.dec8 = DS(c4 + c3, c3)
         self.lat4 = conv_bn(c2, c2, 1)

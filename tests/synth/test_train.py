@@ -39,3 +39,35 @@ def test_recipe_writes_cards_and_models_the_pipeline_runs(tmp_path):
             results = m.run([frame, frame])  # dynamic batch axis: two frames in one call
         assert len(results) == 2
     assert "logit_bias_alpha" in yaml.safe_load((tmp_path / "synth-semantic.yaml").read_text())["training"]["recipe"]
+
+
+def test_person_dice_loss_sees_the_pooled_overlap_and_skips_unlabelled_pixels():
+    person = train.LABELS.index("person")
+    y = torch.zeros(2, 8, 8, dtype=torch.long)
+    y[0, 1:7, 1:7] = person
+    right = torch.full((2, len(train.LABELS), 8, 8), -20.0)
+    right.scatter_(1, y[:, None], 20.0)
+    assert train.person_dice_loss(right, y).item() < 1e-3
+    wrong = torch.full_like(right, -20.0)
+    wrong[:, 0] = 20.0  # background everywhere: no person found
+    assert train.person_dice_loss(wrong, y).item() > 0.9
+    spill = right.clone()
+    spill[1, :, 0, 0] = -20.0
+    spill[1, person, 0, 0] = 20.0  # a person claimed on one pixel of the second frame...
+    assert train.person_dice_loss(spill, y).item() > 0.01
+    y[1, 0, 0] = 255  # ...which is not labelled: it does not count
+    assert train.person_dice_loss(spill, y).item() < 1e-3
+
+
+def test_semantic_net_judges_a_pixel_by_the_whole_frame():
+    """The context module's global mean: what happens in one corner reaches the opposite one
+    (without it, a flat patch of a near truck looked like a person)."""
+    from streamseg.synth.nets import SegNetLite
+
+    torch.manual_seed(0)
+    net = SegNetLite(len(train.LABELS)).eval()
+    x = torch.rand(1, 3, 64, 1024, requires_grad=True)  # far wider than any convolution's reach
+    out = net(x)
+    assert out.shape == (1, len(train.LABELS), 64, 1024)
+    out[..., -8:, -8:].sum().backward()
+    assert x.grad[..., :8, :8].abs().sum() > 0  # the opposite corner moved it
