@@ -47,16 +47,16 @@ def test_short_demo_run(tmp_path):
 
 def test_bundled_models_quality_on_held_out_seeds(tmp_path):
     """Floors just under what the bundled models measure on held-out seeds 10, 12 and 14, 30 frames
-    each (semantic IoU road 0.98, car 0.90, person 0.65; mask AP50 car 0.78, person 0.57 over the
-    graded objects: >= 32x32 px visible, >= 50% in view). Over 60 held-out seeds the cards record
-    the bars for road, car and instances met and the one for people's semantic IoU (0.70) not."""
+    each (semantic IoU road 0.98, car 0.92, person 0.73; mask AP50 car 0.78, person 0.57 over the
+    graded objects: >= 32x32 px visible, >= 50% in view); people's semantic IoU is held to the
+    bar itself (0.70). Over 60 held-out seeds the cards record every bar met (person IoU 0.703)."""
     sources = [a for s in HELD_OUT for a in ("--source", f"synthetic://driving?size=1280x720&seed={s}&frames=30")]
     r = streamseg("eval", SEM, INS, *sources, "--json", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["frames"] == 90
     iou = m["semantic_iou"]
-    assert iou["road"] >= 0.95 and iou["car"] >= 0.88 and iou["person"] >= 0.60, iou
+    assert iou["road"] >= 0.95 and iou["car"] >= 0.90 and iou["person"] >= 0.70, iou
     ap = m["instance"]["ap50"]
     assert ap["car"] >= 0.74 and ap["person"] >= 0.50, m["instance"]
     assert m["instance"]["ground_truth"]["person"] >= 50  # enough people for the figure to mean something
