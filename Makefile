@@ -62,7 +62,7 @@ bench: $(STAMP)
 # retrain the bundled models (PyTorch CPU build)
 train: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[train]"
-	# the bundled models' recipe: both tasks side by side, one thread each (about an hour on 2 cores)
+	# the bundled models' recipe: both tasks side by side, one thread each (about 70 minutes on 2 cores: the semantic model sets the pace)
 	$(BIN)/python -m streamseg.synth.train --render-only --cache .train-cache
 	$(BIN)/python -m streamseg.synth.train --task semantic --threads 1 --iters 1800 --dice 0.5 --cache .train-cache --out engines & \
 	$(BIN)/python -m streamseg.synth.train --task instance --threads 1 --cache .train-cache --out engines; wait
