@@ -19,18 +19,20 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def conv_bn(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        nn.Conv2d(cin, cout, k, s, dilation * (k // 2), dilation=dilation, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
 class DS(nn.Module):
-    """Depthwise 3x3 + pointwise 1x1, residual when shapes allow."""
+    """Depthwise 3x3 (dilated: a wider view at the same cost) + pointwise 1x1, residual when shapes allow."""
 
-    def __init__(self, cin: int, cout: int, s: int = 1) -> None:
+    def __init__(self, cin: int, cout: int, s: int = 1, dilation: int = 1) -> None:
         super().__init__()
-        self.dw = conv_bn(cin, cin, 3, s, groups=cin)
+        self.dw = conv_bn(cin, cin, 3, s, groups=cin, dilation=dilation)
         self.pw = conv_bn(cin, cout, 1)
         self.res = s == 1 and cin == cout
 
@@ -60,29 +62,13 @@ def up_to(x, ref):
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
-class Dilated(nn.Module):
-    """Residual depthwise 3x3 with dilation + pointwise 1x1: a wider view at the same cost."""
-
-    def __init__(self, c: int, dilation: int) -> None:
-        super().__init__()
-        self.dw = nn.Sequential(
-            nn.Conv2d(c, c, 3, 1, dilation, dilation=dilation, groups=c, bias=False),
-            nn.BatchNorm2d(c),
-            nn.ReLU(inplace=True),
-        )
-        self.pw = conv_bn(c, c, 1)
-
-    def forward(self, x):
-        return x + self.pw(self.dw(x))
-
-
 class Context(nn.Module):
     """Stride-16 features seen at three ranges: dilated blocks (1, 2, 4, 8), a stride-32 branch,
     and the global mean (as in PSPNet's pooling pyramid), fused by a 1x1."""
 
     def __init__(self, c: int, c32: int) -> None:
         super().__init__()
-        self.local = nn.Sequential(*(Dilated(c, d) for d in (1, 2, 4, 8)))
+        self.local = nn.Sequential(*(DS(c, c, dilation=d) for d in (1, 2, 4, 8)))
         self.s32 = nn.Sequential(DS(c, c32, 2), DS(c32, c32), DS(c32, c32))
         self.glob = conv_bn(c32, c, 1)
         self.fuse = conv_bn(c + c32 + c, c, 1)
