@@ -3,8 +3,8 @@
 SegNetLite: semantic segmentation, a 4-stage depthwise-separable encoder, a context
 module at stride 16 (dilated blocks, a stride-32 branch and the image's global mean, so a
 flat patch of a near truck is judged by the whole truck) and a 3-step decoder with
-skips; logits upsampled to the input size and arg-maxed in the graph, so the export is
-`semantic-argmax` (class ids) and the runtime does the argmax.
+skips ending at stride 2; logits upsampled to the input size and arg-maxed in the graph,
+so the export is `semantic-argmax` (class ids) and the runtime does the argmax.
 
 YoloSegLite: instance segmentation in the YOLOv8-seg output format: anchor-free heads at
 strides 8 and 16 predict (l, t, r, b) distances, class scores and mask coefficients;
@@ -90,17 +90,25 @@ class SegNetLite(nn.Module):
         self.dec8 = DS(c4 + c3, c3)
         self.lat4 = conv_bn(c2, c2, 1)
         self.dec4 = DS(c3 + c2, c2)
-        self.dec2 = DS(c2 + c1, c1)  # a half-resolution step keeps thin things (people, markings) sharp
+        # a half-resolution step keeps thin things (people, markings) sharp; the stride-4
+        # features are narrowed before they are upsampled, since this step's full-width
+        # depthwise convolution was the largest share of a training step
+        self.red2 = conv_bn(c2, c1, 1)
+        self.dec2 = DS(c1 + c1, c1)
         self.head = nn.Conv2d(c1, num_classes, 1)
         self.export_argmax = False
 
-    def forward(self, x):
+    def logits_s2(self, x):
+        """Class scores at half the input resolution, where the decoder ends (what training scores)."""
         x2, x4, x8, x16 = self.enc(x)
         y = self.ctx(x16)
         y = self.dec8(torch.cat([up_to(y, x8), self.lat8(x8)], 1))
         y = self.dec4(torch.cat([up_to(y, x4), self.lat4(x4)], 1))
-        y = self.dec2(torch.cat([up_to(y, x2), x2], 1))
-        logits = F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.dec2(torch.cat([up_to(self.red2(y), x2), x2], 1))
+        return self.head(y)
+
+    def forward(self, x):
+        logits = F.interpolate(self.logits_s2(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
         if self.export_argmax:
             return logits.argmax(1)
         return logits
