@@ -521,14 +521,13 @@ def main(argv: list[str] | None = None) -> int:
         "frames_per_seed": args.per_seed,
         "person_weight": args.person_weight,
         "people": args.people,
-        "dice": args.dice,
         "frames": int(len(data["image"])),
         "torch": str(torch.__version__),
         "threads": args.threads,
     }
     for task in tasks:
         iters = args.iters or DEFAULT_ITERS[task]
-        recipe["iterations"] = iters
+        task_recipe = {**recipe, "iterations": iters} | ({"dice": args.dice} if task == "semantic" else {})
         if task == "semantic":
             model, secs = train_semantic(
                 data, iters, args.seed, person_weight=args.person_weight, dice_weight=args.dice
@@ -536,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             model.export_argmax = True
             onnx_path = out / "synth-semantic.onnx"
             export_onnx(model, onnx_path, ["labels"])
-            card = semantic_card(onnx_path.name, {**recipe, "train_seconds": round(secs)})
+            card = semantic_card(onnx_path.name, {**task_recipe, "train_seconds": round(secs)})
             weights = class_weights(data["semantic"])
             alpha = calibrate_semantic(onnx_path, card, weights, parse_range(args.val_seeds), 30)
             add_logit_bias(onnx_path, -alpha * np.log(weights), onnx_path)
@@ -546,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             model.export = True
             onnx_path = out / "synth-instance.onnx"
             export_onnx(model, onnx_path, ["output0", "output1"])
-            card = instance_card(onnx_path.name, {**recipe, "train_seconds": round(secs)})
+            card = instance_card(onnx_path.name, {**task_recipe, "train_seconds": round(secs)})
         card_path = out / f"synth-{task}.yaml"
         write_card(card_path, card)
         print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB) and {card_path}", flush=True)

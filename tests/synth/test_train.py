@@ -34,6 +34,7 @@ def test_recipe_writes_cards_and_models_the_pipeline_runs(tmp_path):
         recipe = card["training"]["recipe"]
         assert recipe["seed"] == 0 and recipe["iterations"] == 2 and recipe["people"] == 3.0
         assert "--iters 2" in recipe["command"] and card["training"]["metrics"]["frames"] == 2
+        assert ("dice" in recipe) == (task == "semantic")  # the instance model has no Dice loss
         assert (tmp_path / card["file"]).stat().st_size < 5e6
         with open_model(str(tmp_path / f"synth-{task}.yaml"), backend="onnxruntime", threads=1) as m:
             results = m.run([frame, frame])  # dynamic batch axis: two frames in one call
