@@ -12,8 +12,9 @@ GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-go
 	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
 	libgirepository1.0-dev libcairo2-dev pkg-config
 
-# Real headless Chromium tests the browser preview page (skipped without it).
-TEST_DEBS := chromium
+# Independent judges for the tests (each skipped without it): headless Chromium for the
+# preview page, ffmpeg/ffprobe for files and RTSP/RTP streams, promtool (prometheus) for /metrics.
+TEST_DEBS := chromium ffmpeg prometheus
 
 .PHONY: test demo replay bench train lint clean sysdeps testdeps
 
@@ -34,10 +35,10 @@ sysdeps:
 testdeps:
 	@if dpkg -s $(TEST_DEBS) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing $(TEST_DEBS) with apt-get (tests the preview page)"; \
+		echo "installing $(TEST_DEBS) with apt-get (independent judges for the tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null; \
 	else \
-		echo "$(TEST_DEBS) missing: the preview page test will be skipped. To add it: sudo apt-get install $(TEST_DEBS)"; \
+		echo "$(TEST_DEBS) missing: the tests that need them will be skipped. To add them: sudo apt-get install $(TEST_DEBS)"; \
 	fi
 
 $(STAMP): pyproject.toml | $(BIN)/python sysdeps
