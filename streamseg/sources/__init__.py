@@ -1,16 +1,14 @@
-"""Sources by URI: a registry of schemes, each a module with a Source subclass.
+"""Sources by URI: a registry of schemes (streamseg.uris.Registry), each made by a Source subclass.
 
-`open_source(uri)` returns an unopened Source; enter it (or call open()) to open it.
+`open_source(uri)` returns an unopened Source; enter it (or call open()) to open it. A new
+source is a factory `(uri, rest, query, options) -> Source` given to `register(scheme, factory)`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from urllib.parse import parse_qs
-
 from streamseg.errors import SourceError
 from streamseg.sources.base import Source, SourceFrame
+from streamseg.uris import Registry, redact
 
 
 def _policy(opts):
@@ -80,20 +78,20 @@ def _synthetic(uri: str, rest: str, query: dict[str, str], opts=None) -> Source:
     return SyntheticSource.from_uri(uri, rest, query)
 
 
-SCHEMES: dict[str, Callable[[str, str, dict[str, str]], Source]] = {
-    "file": _file,
-    "images": _images,
-    "synthetic": _synthetic,
-    "v4l2": _v4l2,
-    "rtsp": _rtsp,
-    "rtspt": _rtsp,
-    "rtp": _rtp,
-    "gst": _gst,
-}
+def _bare(path: str) -> str:
+    return "v4l2" if path.startswith("/dev/video") else "file"
 
 
-def register(scheme: str, factory: Callable[[str, str, dict[str, str]], Source]) -> None:
-    SCHEMES[scheme] = factory
+SOURCES: Registry[Source] = Registry("source", SourceError, _bare, lambda: "or a file path")
+SOURCES.register("file", _file)
+SOURCES.register("images", _images)
+SOURCES.register("synthetic", _synthetic)
+SOURCES.register("v4l2", _v4l2)
+SOURCES.register("rtp", _rtp)
+SOURCES.register("rtsp", _rtsp, raw=True)  # their query strings belong to them
+SOURCES.register("rtspt", _rtsp, raw=True)
+SOURCES.register("gst", _gst, raw=True)
+register = SOURCES.register
 
 
 def _float(query: dict[str, str], key: str, default: float, uri: str) -> float:
@@ -108,56 +106,14 @@ def _float(query: dict[str, str], key: str, default: float, uri: str) -> float:
     return v
 
 
-_SECRET_PARAMS = re.compile(r"(?i)([?&](?:token|password|passwd|pass|secret|key|api_key|access_token)=)[^&#]*")
-
-
-def redact(uri: str) -> str:
-    """The URI with any password, and any token/password/key query value, replaced by ***,
-    for logs, reports and pages."""
-    if "://" not in uri:
-        return uri
-    scheme, rest = uri.split("://", 1)
-    netloc, sep, path = rest.partition("/")
-    if "?" in netloc and not sep:  # http://host:port?token=... (no path)
-        netloc, q, query = netloc.partition("?")
-        path, sep = q + query, ""
-    if "@" in netloc:
-        creds, _, host = netloc.rpartition("@")
-        user = creds.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in creds else f"{user}@{host}"
-    return _SECRET_PARAMS.sub(r"\1***", f"{scheme}://{netloc}{sep}{path}")
-
-
 def split_uri(uri: str) -> tuple[str, str, dict[str, str]]:
     """(scheme, path-or-rest, query). A bare path is a file; /dev/videoN is a camera."""
-    if "://" not in uri:
-        if uri.startswith("/dev/video"):
-            return "v4l2", uri, {}
-        return "file", uri, {}
-    if uri.lower().startswith(("gst://", "rtsp://", "rtspt://")):
-        scheme, rest = uri.split("://", 1)
-        return scheme.lower(), rest, {}  # their query strings belong to them
-    scheme, rest = uri.split("://", 1)
-    scheme = scheme.lower()
-    query: dict[str, str] = {}
-    if "?" in rest:
-        rest, qs = rest.split("?", 1)
-        query = {k: v[-1] for k, v in parse_qs(qs, keep_blank_values=True).items()}
-    return scheme, rest, query
+    return SOURCES.split(uri)
 
 
 def open_source(uri: str, options=None) -> Source:
     """An unopened Source for `uri`; `options` is the source's SourceConfig (decoder, transport, reconnect, ...)."""
-    scheme, rest, query = split_uri(uri)
-    factory = SCHEMES.get(scheme)
-    if factory is None:
-        known = ", ".join(f"{s}://" for s in sorted(SCHEMES))
-        raise SourceError(
-            f"unknown source scheme {scheme + '://'!r} in {redact(uri)!r} (known: {known}, or a file path)"
-        )
-    if not rest:
-        raise SourceError(f"{redact(uri)}: nothing after {scheme}://")
-    return factory(uri, rest, query, options)
+    return SOURCES.open(uri, options)
 
 
-__all__ = ["SCHEMES", "Source", "SourceFrame", "open_source", "redact", "register", "split_uri"]
+__all__ = ["SOURCES", "Source", "SourceFrame", "open_source", "redact", "register", "split_uri"]

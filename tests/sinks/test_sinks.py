@@ -35,7 +35,8 @@ def frame(sid="cam0", seq=0, wh=(32, 24)):
     "uri, error",
     [
         ("out.txt", "cannot tell what to write"),
-        ("tcp://x", "unknown sink scheme 'tcp://'"),
+        ("tcp://x", "unknown sink scheme 'tcp://'.*known: display://, file://, http://, null://, rtp://, rtsp://"),
+        ("http://h:99999?token=hunter2", r"http://h:99999\?token=\*\*\*: expected HOST:PORT"),
         ("out.webm", "cannot tell what to write"),
     ],
 )
@@ -82,3 +83,25 @@ def test_video_one_file_per_stream(tmp_path):
         cap = cv2.VideoCapture(str(tmp_path / f"o.{s}.mp4"))
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
         assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (32, 24)
+
+
+def test_registry_takes_new_schemes_like_the_sources(tmp_path):
+    """Sinks and sources share one registry shape: register(scheme, factory(uri, rest, query, options))."""
+    from streamseg.sinks import SINKS, register
+    from streamseg.sinks.null import NullSink
+    from streamseg.sources import SOURCES
+
+    assert type(SINKS) is type(SOURCES)
+    seen = []
+
+    def factory(uri, rest, query, options):
+        seen.append((rest, query, options))
+        return NullSink(uri)
+
+    register("testsink", factory)
+    try:
+        assert isinstance(open_sink("testsink://a/b?x=1", "opts"), NullSink)
+        assert seen == [("a/b", {"x": "1"}, "opts")]
+        assert "testsink://" in str(pytest.raises(SinkError, open_sink, "nope://x").value)
+    finally:
+        SINKS.unregister("testsink")
