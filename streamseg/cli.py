@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="run the pipeline on sources, writing sinks and a latency report")
+    run.set_defaults(handler=cmd_run)
     run.add_argument("-c", "--config", help="YAML config (configs/*.yaml)")
     run.add_argument("--source", action="append", metavar="URI", help="source URI (repeatable); replaces the config's")
     run.add_argument("--sink", action="append", metavar="URI", help="sink URI (repeatable); replaces the config's")
@@ -42,11 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=["auto", "offline", "live", "realtime"], help="queue policy for all sources")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
     run.add_argument("--report", metavar="PATH", help="write the latency report JSON here")
+    run.add_argument(
+        "--plot", metavar="PATH", help="write the latency plot PNG here (default: beside --report, if the config plots)"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     bench = sub.add_parser(
         "bench", help="engines-only limit, naive baseline, pipeline sweep and live load sweep, with plots"
     )
+    bench.set_defaults(handler=cmd_bench)
     bench.add_argument("-c", "--config", default=None, help="default: configs/benchmark.yaml of this project")
     bench.add_argument("--source", metavar="URI", help="bench on this source instead (any URI)")
     bench.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"])
@@ -57,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="out/bench", help="folder for bench.json, bench.md and the plots")
 
     fleet = sub.add_parser("fleet", help="process many recordings on a Ray cluster (or a local Ray instance)")
+    fleet.set_defaults(handler=cmd_fleet)
     fleet.add_argument("-c", "--config", required=True, help="YAML config: engines, overlay, sinks (file names)")
     fleet.add_argument("inputs", nargs="+", help="files, folders, globs, or .txt files listing URIs")
     fleet.add_argument("--ray-address", help="an existing Ray cluster (ray://HOST:10001 or HOST:6379); default: local")
@@ -66,11 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--no-progress", action="store_true")
 
     demo = sub.add_parser("demo", help="bundled models on the synthetic driving scene; writes out/demo.*")
+    demo.set_defaults(handler=cmd_demo)
     demo.add_argument("-c", "--config", default=None, help="default: configs/demo.yaml of this project")
     demo.add_argument("--max-frames", type=int, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("eval", help="accuracy of models (IoU, mask AP50) against ground truth")
+    ev.set_defaults(handler=cmd_eval)
     ev.add_argument("models", nargs="+", metavar="CONFIG_OR_CARD", help="a run config, or model cards")
     ev.add_argument(
         "--source", action="append", metavar="URI", required=True, help="synthetic:// or images:// (repeatable)"
@@ -94,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="PATH", help="write the metrics here")
 
     engines = sub.add_parser("engines", help="build engines into the cache, or list what it holds")
+    engines.set_defaults(handler=cmd_engines)
     esub = engines.add_subparsers(dest="engines_command", metavar="ACTION", parser_class=_Parser)
     eb = esub.add_parser("build", help="build (and cache) the engine for a card")
     eb.add_argument("card")
@@ -116,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--cache-dir", default="engines/cache")
 
     models = sub.add_parser("models", help="list model cards or check one against its ONNX file")
+    models.set_defaults(handler=cmd_models)
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
     ml = msub.add_parser("list", help="list the model cards in folders")
     ml.add_argument("dirs", nargs="*", default=["engines"], help="folders holding cards (default: engines)")
@@ -137,20 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.quiet:
             logging.getLogger().setLevel(logging.WARNING)
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "models":
-            return cmd_models(args)
-        if args.command == "engines":
-            return cmd_engines(args)
-        if args.command == "demo":
-            return cmd_demo(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "bench":
-            return cmd_bench(args)
-        if args.command == "fleet":
-            return cmd_fleet(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:  # each subcommand's parser names its handler (set_defaults)
+            return handler(args)
         build_parser().print_help()
         return 2
     except UserError as e:
@@ -230,6 +229,7 @@ def cmd_run(args) -> int:
         precision=args.precision,
         max_frames=args.max_frames,
         report=args.report,
+        plot=args.plot,
         mode=args.mode,
     )
     if args.no_progress:
@@ -238,27 +238,33 @@ def cmd_run(args) -> int:
 
 
 def run_config(cfg) -> int:
-    """Run a validated config: progress bar, signals, report file, summary."""
-    from streamseg.latency import format_summary
-    from streamseg.pipeline import Pipeline
-    from streamseg.sinks.base import check_writable
+    """Run a validated config: output checks, progress bar, signals, report file, summary.
 
+    Exit codes: 0 done; 1 the run failed (no frame came out, the report could not be written);
+    2 a user mistake, found before any frame is read; 128 + N after signal N (130 SIGINT,
+    143 SIGTERM), once everything is written, as shells report an interrupted command.
+    """
+    from streamseg.latency import format_summary
+    from streamseg.outputs import check_outputs
+    from streamseg.pipeline import Pipeline
+
+    check_outputs(cfg)
     report_path = Path(cfg.metrics.report) if cfg.metrics.report else None
-    for p in (report_path, cfg.metrics.plot):
-        if p is not None:
-            check_writable(Path(p))
     pipe = Pipeline(cfg)
     bar = _ProgressBar(pipe) if cfg.metrics.progress and sys.stderr.isatty() else None
     if bar is not None:
         pipe.on_progress = bar.update
+    signals: list[int] = []  # the signals received, first first
 
     def on_signal(signum, _frame):
+        signals.append(signum)
         if pipe.interrupted:
             raise KeyboardInterrupt  # a second signal: stop waiting for the drain
         log.warning("%s: stopping, finishing frames in flight", signal.Signals(signum).name)
         pipe.stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = True
     try:
         pipe.run()
     finally:
@@ -268,9 +274,7 @@ def run_config(cfg) -> int:
             bar.close()
         # written even when the run failed: what was measured is kept
         if report_path is not None and pipe.last_report is not None:
-            tmp = report_path.with_name(report_path.name + ".tmp")
-            tmp.write_text(json.dumps(pipe.last_report, indent=2) + "\n")
-            tmp.replace(report_path)
+            saved = _save_report(report_path, pipe.last_report)
     report = pipe.last_report
     if cfg.metrics.plot:
         from streamseg.plots import latency_plot
@@ -281,13 +285,30 @@ def run_config(cfg) -> int:
         print(f"latency plot: {cfg.metrics.plot}")
     if cfg.metrics.summary:
         print(format_summary(report))
-        if report_path is not None:
+        if report_path is not None and saved:
             print(f"report: {report_path}")
+    if not saved:
+        return 1
+    if signals:
+        return 128 + signals[0]
     fr = report["frames"]
     if fr["in"] > 0 and fr["out"] == 0:
         print("streamseg: error: no frame came out; see the errors above", file=sys.stderr)
         return 1
     return 0
+
+
+def _save_report(path: Path, report: dict) -> bool:
+    """Write the report; a failure (disk full, folder removed meanwhile) is one line, and the
+    run's other outputs stay as they are."""
+    from streamseg.outputs import write_report
+
+    try:
+        write_report(path, report)
+    except OSError as e:
+        print(f"streamseg: error: cannot write the report {path}: {e.strerror or e}", file=sys.stderr)
+        return False
+    return True
 
 
 class _ProgressBar:

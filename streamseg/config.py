@@ -258,9 +258,14 @@ def apply_overrides(
     precision: str | None = None,
     max_frames: int | None = None,
     report: str | None = None,
+    plot: str | None = None,
     mode: str | None = None,
 ) -> Config:
-    """Command-line overrides: a repeated --source/--sink replaces the config's list."""
+    """Command-line overrides: a repeated --source/--sink replaces the config's list.
+
+    A config that plots (`metrics.plot`) plots beside the report the user moved: `--report
+    DIR/r.json` puts the plot at DIR/r.png, unless `plot` (--plot) names its own place.
+    """
     data = cfg.model_dump()
     if sources:
         data["sources"] = [{"uri": s} for s in sources]
@@ -283,4 +288,8 @@ def apply_overrides(
         data["max_frames"] = max_frames
     if report:
         data["metrics"]["report"] = report
+        if data["metrics"]["plot"] and not plot:
+            data["metrics"]["plot"] = str(Path(report).with_suffix(".png"))
+    if plot:
+        data["metrics"]["plot"] = plot
     return validate_config(data, "command line")

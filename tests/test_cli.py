@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import time
 import cv2
 import pytest
 
-from tests.conftest import ROOT, make_video, run_streamseg
+from tests.conftest import ROOT, make_video, run_streamseg, streamseg_popen
 
 streamseg = run_streamseg
 
@@ -33,6 +34,17 @@ def one_line_error(r, pattern):
         (["run", "--source", "{video}", "--semantic", "{tmp}/wrong.yaml"], "has 2 channels, the card lists 3 labels"),
         (["run", "--source", "{video}", "--sink", "/proc/forbidden/out.mp4"], "cannot write"),
         (["run", "--source", "{video}", "--report", "/proc/forbidden/r.json"], "cannot write"),
+        # outputs are really opened at start-up: /proc passes os.access for root, yet takes no new file;
+        # the engine is never loaded (its log line would be a second line)
+        (["run", "--source", "{video}", "--semantic", "{red}", "--report", "/proc/r.json"], "cannot write /proc/r.json"),
+        (["run", "--source", "{video}", "--semantic", "{red}", "--sink", "/proc/o.mp4"], "cannot write /proc/o.mp4"),
+        (["run", "--source", "{video}", "--sink", "/proc/o.jsonl"], "cannot write /proc/o.jsonl"),
+        (["run", "--source", "{video}", "--sink", "{tmp}/adir.mp4"], "it is a folder"),
+        # two outputs, one file
+        (["run", "--source", "{video}", "--sink", "{tmp}/x.mp4", "--sink", "{tmp}/./x.mp4"], "both write"),
+        (["run", "--source", "{video}", "--sink", "{tmp}/r.jsonl", "--report", "{tmp}/sub/../r.jsonl"], "both write"),
+        (["run", "-c", "{tmp}/twice.yaml", "--source", "{video}", "--semantic", "{red}"], "both write"),
+        (["run", "--source", "{video}", "--sink", "bogus://x"], "unknown sink scheme 'bogus://'"),
         (["run", "--source", "{video}", "--max-frames", "0"], "max_frames"),
         (["run", "--frobnicate"], "unrecognized arguments"),
         (["run"], "no source given"),
@@ -41,6 +53,8 @@ def one_line_error(r, pattern):
 )
 def test_user_mistakes_give_one_line_and_exit_2(tmp_path, video, tiny, args, pattern):
     (tmp_path / "notvideo.mp4").write_text("hello, I am text\n" * 100)
+    (tmp_path / "adir.mp4").mkdir()
+    (tmp_path / "twice.yaml").write_text(f"sinks: [{tmp_path}/o.mp4, {tmp_path}/o.jsonl, {tmp_path}/o.mp4]\n")
     (tmp_path / "bad.yaml").write_text("pipeline:\n  batch:\n    sise: 2\n")
     (tmp_path / "wrong.yaml").write_text(
         (tiny / "red.yaml")
@@ -48,7 +62,7 @@ def test_user_mistakes_give_one_line_and_exit_2(tmp_path, video, tiny, args, pat
         .replace("red.onnx", str(tiny / "red.onnx"))
         .replace("[null, redthing]", "[null, redthing, other]")
     )
-    r = streamseg(*[a.format(tmp=tmp_path, video=video) for a in args])
+    r = streamseg(*[a.format(tmp=tmp_path, video=video, red=tiny / "red.yaml") for a in args])
     one_line_error(r, pattern)
 
 
@@ -120,7 +134,7 @@ def test_signal_mid_run_leaves_playable_video_and_complete_report(tmp_path, tiny
     time.sleep(0.5)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + sig, err  # 130 / 143, as shells report an interrupted command
     assert "Traceback" not in err
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["interrupted"] is True
@@ -137,5 +151,103 @@ def test_signal_mid_run_leaves_playable_video_and_complete_report(tmp_path, tiny
     reliability(
         f"{signal.Signals(sig).name} mid-run",
         "frames already read drain through; video finalized and playable; report complete (interrupted: true)",
+        "0 (in = out + counted drops)",
+    )
+
+
+def test_refused_start_leaves_every_file_as_it_was(tmp_path, video):
+    """A run refused at start-up (here: a sink in /proc) truncates nothing, leaves no probe file and
+    no folder made for its outputs; files of an earlier run are byte for byte what they were."""
+    old_video = tmp_path / "old.mp4"
+    old_video.write_bytes(b"an earlier run's video")
+    old_report = tmp_path / "r.json"
+    old_report.write_text('{"earlier": true}\n')
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    r = streamseg(
+        "run",
+        "--source",
+        video,
+        "--sink",
+        old_video,
+        "--sink",
+        tmp_path / "new" / "deep" / "o.jsonl",
+        "--report",
+        old_report,
+        "--sink",
+        "/proc/o.mp4",
+    )
+    one_line_error(r, "cannot write /proc/o.mp4")
+    assert old_video.read_bytes() == b"an earlier run's video"
+    assert old_report.read_text() == '{"earlier": true}\n'
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_config_plot_goes_beside_a_moved_report(tmp_path, video):
+    """`metrics.plot` from a config follows `--report`: beside it, named after it; `--plot` names its own place."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"metrics: {{report: {tmp_path}/cfg/x.json, plot: {tmp_path}/cfg/x.png}}\n")
+    r = streamseg("run", "-c", cfg, "--source", video, "--max-frames", "5", "--report", tmp_path / "elsewhere" / "r.json")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "elsewhere" / "r.json").is_file()
+    assert (tmp_path / "elsewhere" / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "cfg").exists()
+    assert f"latency plot: {tmp_path / 'elsewhere' / 'r.png'}" in r.stdout
+
+
+def _ffprobe_frames(path) -> int:
+    r = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    return int(r.stdout.strip())
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_exit_code_after_everything_is_written(tmp_path, tiny, sig, code, reliability):
+    """An endless source stopped by a signal exits 128+N, as shells report it, once the report is
+    complete and the video finalized (judged by ffprobe/ffmpeg where installed)."""
+    jl, mp4, rep = tmp_path / "o.jsonl", tmp_path / "o.mp4", tmp_path / "r.json"
+    proc = streamseg_popen(
+        "run",
+        "--source",
+        "synthetic://driving?size=160x96&fps=15&seed=3&frames=100000",
+        "--semantic",
+        tiny / "red.yaml",
+        "--sink",
+        mp4,
+        "--sink",
+        jl,
+        "--report",
+        rep,
+        "--no-progress",
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (jl.exists() and len(jl.read_bytes().splitlines()) >= 10):
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    report = json.loads(rep.read_text())
+    fr = report["frames"]
+    assert report["interrupted"] is True and fr["out"] >= 10
+    assert fr["in"] == fr["out"] + sum(fr["dropped"].values())
+    assert len(jl.read_text().splitlines()) == fr["out"]
+    if shutil.which("ffprobe") and shutil.which("ffmpeg"):
+        assert _ffprobe_frames(mp4) == fr["out"]
+        dec = subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp4), "-f", "null", "-"], capture_output=True, text=True)
+        assert dec.returncode == 0 and not dec.stderr, dec.stderr
+    else:
+        cap = cv2.VideoCapture(str(mp4))
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        assert n == fr["out"]
+    reliability(
+        f"{signal.Signals(sig).name} on an endless source",
+        f"exit {code} after the report and the video are written; ffprobe counts every frame out",
         "0 (in = out + counted drops)",
     )

@@ -75,3 +75,18 @@ def test_overrides_replace_lists_and_set_engine_options():
 def test_bad_override_is_a_config_error():
     with pytest.raises(ConfigError, match="max_frames"):
         apply_overrides(validate_config({}), max_frames=0)
+
+
+@pytest.mark.parametrize(
+    "config_plot, report, plot, expected",
+    [
+        ("out/p.png", None, None, "out/p.png"),  # the config's own place, nothing overridden
+        ("out/p.png", "d/r.json", None, "d/r.png"),  # the report moved: the plot goes beside it
+        ("out/p.png", "d/r.json", "e/q.png", "e/q.png"),  # --plot names its own place
+        (None, "d/r.json", None, None),  # a config that does not plot still does not
+        (None, None, "e/q.png", "e/q.png"),
+    ],
+)
+def test_plot_follows_the_report(config_plot, report, plot, expected):
+    cfg = validate_config({"metrics": {"report": "out/r.json", "plot": config_plot}})
+    assert apply_overrides(cfg, report=report, plot=plot).metrics.plot == expected

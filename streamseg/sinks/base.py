@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,14 +60,55 @@ class Sink:
         return {"uri": self.uri, "kind": self.name, "written": self.written}
 
 
-def check_writable(path: Path) -> None:
-    """Create the file's folder if needed and make sure the file can be written there."""
+def stream_path(path: Path, stream_id: str, n_streams: int) -> Path:
+    """The file a video sink writes for one stream: `path` itself for a lone stream, else
+    `STEM.STREAM.SUFFIX` beside it (o.mp4 -> o.front.mp4, o.rear.mp4)."""
+    return path if n_streams == 1 else path.with_name(f"{path.stem}.{stream_id}{path.suffix}")
+
+
+def check_writable(path: Path) -> list[Path]:
+    """Make sure `path` can be written by really opening it, without losing anything already there.
+
+    The file's folder is created if needed. An existing file is opened for appending and closed
+    again: nothing is written, nothing truncated. A new file is created exclusively (O_EXCL, so it
+    cannot be someone else's) and removed. Permission bits alone do not tell (`os.access` says yes
+    to root in /proc). Errors are one-line SinkErrors; folders made for a probe that failed are
+    removed again. Returns the folders it made (deepest first), for a caller that gives up later.
+    """
+    path = Path(path)
     if path.is_dir():
         raise SinkError(f"cannot write {path}: it is a folder")
     parent = path.parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        remove_folders(made)
         raise SinkError(f"cannot write {path}: cannot create folder {parent}: {e.strerror or e}") from None
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SinkError(f"cannot write {path}: permission denied")
+    try:
+        _probe(path)
+    except OSError as e:
+        remove_folders(made)
+        why = e.strerror or str(e)
+        if e.errno == errno.ENOENT:  # the folder is there, yet refuses new names (/proc, /sys)
+            why = f"{parent} does not take new files ({why})"
+        raise SinkError(f"cannot write {path}: {why}") from None
+    return made
+
+
+def _probe(path: Path) -> None:
+    flags = os.O_WRONLY | os.O_NONBLOCK  # non-blocking: a FIFO without a reader fails instead of hanging
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        os.close(os.open(path, flags | os.O_APPEND))  # there already: leave it exactly as it is
+        return
+    os.close(fd)
+    os.unlink(path)
+
+
+def remove_folders(made: list[Path]) -> None:
+    """Remove folders a probe made, where they are still empty."""
+    for folder in made:  # deepest first
+        with contextlib.suppress(OSError):
+            folder.rmdir()
