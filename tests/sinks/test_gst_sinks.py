@@ -100,7 +100,7 @@ def test_rtsp_sink_serves_gstreamer_and_ffmpeg_clients(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
-    assert proc.returncode == 0
+    assert proc.returncode == 130  # interrupted runs say so
 
 
 def test_rtsp_sink_port_in_use_is_a_clear_error():
