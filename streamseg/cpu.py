@@ -43,13 +43,20 @@ class CpuPlan:
     engine_threads: dict[str, int]
     opencv_threads: int
     codec_threads: int  # x264 / decoder threads per stream
+    blas_threads: int = 1  # numpy's BLAS (mask assembly's matmul): small products, a pool only spins
     why: str = ""
 
     def apply(self) -> None:
-        """Size the process-wide pools that have no per-object setting (OpenCV's)."""
+        """Size the process-wide pools that have no per-object setting: OpenCV's and numpy's BLAS.
+
+        OpenBLAS's workers spin between calls; measured on the instance decoder (a 32-wide
+        coefficient x prototype product per frame), its second thread doubled the decoder's CPU
+        time for no gain in wall time."""
         import cv2
+        from threadpoolctl import threadpool_limits
 
         cv2.setNumThreads(self.opencv_threads)
+        threadpool_limits(limits=self.blas_threads, user_api="blas")
 
     def describe(self) -> dict:
         return {
@@ -58,6 +65,7 @@ class CpuPlan:
             "engine_threads": dict(self.engine_threads),
             "opencv_threads": self.opencv_threads,
             "codec_threads": self.codec_threads,
+            "blas_threads": self.blas_threads,
             "why": self.why,
         }
 
