@@ -229,4 +229,55 @@ def pick_schedule(ms: dict[str, float], *, margin: float = 0.05) -> tuple[str, s
     return "sequential", f"sequential {seq:.1f} ms vs concurrent {conc:.1f} ms per batch at start-up"
 
 
-__all__ = ["CpuBudget", "CpuPlan", "EngineRunner", "available_cores", "pick_schedule", "time_schedules"]
+def plan_engines(
+    budget: CpuBudget,
+    tasks: Sequence[str],
+    open_models: Callable[[dict[str, int]], list],
+    jobs: Callable[[list], Sequence[Callable[[], object]]],
+    *,
+    schedule: str = "auto",
+    requested: dict[str, int] | None = None,
+    opencv_threads: int = 1,
+    close: Callable[[list], None] = lambda models: None,
+    rounds: int = 5,
+) -> tuple[CpuPlan, list, dict[str, float]]:
+    """Open the engines sized for the schedule that runs them fastest on this machine.
+
+    `open_models(threads by task)` loads the engines (entered) with those intra-op threads;
+    `jobs(models)` gives one call per engine that runs a typical batch; `close(models)` frees a set.
+    `schedule` = auto: both schedules are loaded and timed (interleaved rounds), the faster kept
+    and the other closed; with one engine, or a fixed schedule, nothing is timed.
+    Returns the plan (its `why` says what was measured), the kept models and the timings."""
+    if schedule != "auto" or len(tasks) < 2:
+        fixed = "sequential" if schedule == "auto" else schedule
+        plan = budget.plan(tasks, schedule=fixed, requested=requested, opencv_threads=opencv_threads,
+                           why="one engine" if len(tasks) < 2 else "set in the config")
+        plan.apply()
+        return plan, open_models(plan.engine_threads), {}
+    plans = {s: budget.plan(tasks, schedule=s, requested=requested, opencv_threads=opencv_threads)
+             for s in ("sequential", "concurrent")}
+    plans["sequential"].apply()
+    loaded = {"sequential": open_models(plans["sequential"].engine_threads)}
+    if plans["concurrent"].engine_threads == plans["sequential"].engine_threads:
+        loaded["concurrent"] = loaded["sequential"]  # one core: the same engines either way
+    else:
+        try:
+            loaded["concurrent"] = open_models(plans["concurrent"].engine_threads)
+        except BaseException:
+            close(loaded["sequential"])
+            raise
+    try:
+        ms = time_schedules({s: jobs(m) for s, m in loaded.items()}, rounds=rounds)
+    except BaseException:
+        for m in {id(v): v for v in loaded.values()}.values():
+            close(m)
+        raise
+    choice, why = pick_schedule(ms)
+    for s, m in loaded.items():
+        if s != choice and m is not loaded[choice]:
+            close(m)
+    plan = plans[choice]
+    return CpuPlan(**{**plan.__dict__, "why": why}), loaded[choice], ms
+
+
+__all__ = ["CpuBudget", "CpuPlan", "EngineRunner", "available_cores", "pick_schedule", "plan_engines", "time_schedules"]

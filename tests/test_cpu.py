@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from streamseg.cpu import CpuBudget, EngineRunner, available_cores, pick_schedule, time_schedules
+from streamseg.cpu import CpuBudget, EngineRunner, available_cores, pick_schedule, plan_engines, time_schedules
 
 
 def test_budget_is_the_affinity_mask_and_never_more():
@@ -88,3 +88,47 @@ def test_time_schedules_and_pick():
     assert pick_schedule({"sequential": 20.0, "concurrent": 19.5})[0] == "sequential"  # a tie stays sequential
     choice, why = pick_schedule({"sequential": 10.0, "concurrent": 30.0})
     assert choice == "sequential" and "10.0" in why and "30.0" in why
+
+
+class _FakeModel:
+    def __init__(self, task, threads, log):
+        self.task, self.threads, self.log = task, threads, log
+        self.closed = False
+
+    def run(self):
+        # a model that gains only sqrt(threads) from more threads, as small models do: two side
+        # by side on a thread each (10 ms) beat two one after the other on two threads (2 x 7 ms)
+        time.sleep(0.010 / self.threads**0.5)
+
+
+def test_plan_engines_measures_both_schedules_keeps_the_faster_and_closes_the_other():
+    log = []
+
+    def open_models(threads):
+        ms = [_FakeModel(t, n, log) for t, n in threads.items()]
+        log.append(("open", dict(threads)))
+        return ms
+
+    def close(models):
+        for m in models:
+            m.closed = True
+        log.append(("close", {m.task: m.threads for m in models}))
+
+    plan, models, ms = plan_engines(
+        CpuBudget(2), ["semantic", "instance"], open_models, lambda ms_: [m.run for m in ms_], close=close, rounds=3
+    )
+    assert set(ms) == {"sequential", "concurrent"}
+    assert plan.schedule == "concurrent", ms
+    assert {m.threads for m in models} == {1}
+    assert ("close", {"semantic": 2, "instance": 2}) in log  # the losing set is freed
+    assert not any(m.closed for m in models)
+    assert "ms" in plan.why
+
+
+def test_plan_engines_fixed_schedule_measures_nothing():
+    opened = []
+    plan, models, ms = plan_engines(
+        CpuBudget(4), ["semantic", "instance"], lambda t: opened.append(t) or list(t), lambda m: [],
+        schedule="sequential",
+    )
+    assert ms == {} and opened == [{"semantic": 4, "instance": 4}] and plan.why == "set in the config"
