@@ -102,6 +102,9 @@ class Bench:
         self.out = out
         self.log = log
         self.source = cfg.sources[0].uri if cfg.sources else self.b.source
+        from streamseg.cpu import available_cores
+
+        self.cores = available_cores()
 
     # building blocks ------------------------------------------------------------------
     def _engines_cfg(self) -> dict:
@@ -185,6 +188,99 @@ class Bench:
             if ec is not None
         ]
 
+    def stage_costs(self, models: list, images: list[np.ndarray], h264: str) -> dict[str, float]:
+        """CPU ms per frame of each stage alone, on the same frames, one stage at a time.
+
+        Process CPU time (`time.process_time`: every thread, so an engine's intra-op pool and
+        the encoder's threads count), not wall time: what the stage costs the machine, which is
+        what bounds a pipeline that keeps every core busy."""
+        from streamseg.frames import Frame
+        from streamseg.overlay import Overlay
+        from streamseg.sinks import StreamInfo, open_sink
+        from streamseg.sources import open_source
+
+        from streamseg.cpu import CpuBudget
+
+        # the pools as the pipeline sizes them, so a stage costs here what it costs there
+        CpuBudget(self.cores).plan([m.task for m in models], opencv_threads=self.cfg.pipeline.cv_threads).apply()
+        n = len(images)
+        cpu = time.process_time
+        costs: dict[str, float] = {}
+
+        def per_frame(t0: float) -> float:
+            return round((cpu() - t0) * 1000 / n, 3)
+
+        t0 = cpu()
+        with open_source(self._uri(frames=n)) as src:
+            got = 0
+            while got < n and src.read() is not None:
+                got += 1
+        costs["source"] = per_frame(t0)
+        frames = [Frame("s0", i, i / 30, img, time.perf_counter_ns()) for i, img in enumerate(images)]
+        for m in models:
+            m.decode(m.infer(m.prepare(images[:1])[0]), m.prepare(images[:1])[1])  # first calls allocate
+            t0 = cpu()
+            prepared = [m.prepare([img]) for img in images]
+            costs[f"preprocess.{m.task}"] = per_frame(t0)
+            t0 = cpu()
+            outputs = [m.infer(x) for x, _ in prepared]
+            costs[f"engine.{m.task}"] = per_frame(t0)
+            t0 = cpu()
+            results = [m.decode(o, tr)[0] for o, (_, tr) in zip(outputs, prepared, strict=True)]
+            costs[f"postprocess.{m.task}"] = per_frame(t0)
+            for f, r in zip(frames, results, strict=True):
+                setattr(f, "semantic" if m.task == "semantic" else "instances", r)
+        overlay = Overlay(self.cfg.overlay)
+        overlay.draw(frames[0])
+        t0 = cpu()
+        for f in frames:
+            f.overlay_bgr = overlay.draw(f)
+        costs["overlay"] = per_frame(t0)
+        h, w = images[0].shape[:2]
+        t0 = cpu()
+        with open_sink(h264) as sink:
+            sink.open({"s0": StreamInfo("s0", 30.0, (w, h))})
+            for f in frames:
+                sink.write(f)
+        costs["encode.h264"] = per_frame(t0)
+        return costs
+
+    def _live_point(self, share: float, capacity: float, engine_ms: float, *, service_ms) -> dict:
+        """One live run paced at `share` of `capacity`: latency, drops, and output rate against capacity."""
+        b = self.b
+        fps = capacity * share
+        n = int(fps * b.load_seconds) + 1
+        t0 = time.perf_counter()
+        rep_, _ = self._pipeline(sinks=["null://"], batch=b.batch_sizes[0], mode="realtime", fps=fps, frames=n)
+        wall = time.perf_counter() - t0
+        fr = rep_["frames"]
+        dropped = sum(fr["dropped"].values())
+        e2e = rep_["latency_ms"]["end_to_end"]
+        # the source's span, not the run's wall time (which adds start-up and the drain)
+        span = n / fps if fps else wall
+        out_fps = fr["out"] / span if span else 0.0
+        row = {
+            "load": share,
+            "source_fps": round(fps, 2),
+            "frames_in": fr["in"],
+            "frames_out": fr["out"],
+            "dropped": fr["dropped"],
+            "drop_rate": round(dropped / fr["in"], 4) if fr["in"] else None,
+            "accounted": fr["in"] == fr["out"] + dropped,
+            "out_fps": round(out_fps, 2),
+            "out_fps_over_capacity": round(out_fps / capacity, 3) if capacity else None,
+            "end_to_end": {k: e2e[k] for k in ("p50", "p90", "p99", "max")},
+            "p99_over_engine_ms": round(e2e["p99"] / engine_ms, 2) if e2e["p99"] else None,
+            "p99_over_service": round(e2e["p99"] / service_ms, 2) if e2e["p99"] and service_ms else None,
+            "stages": {s: {"p50": v["p50"], "p99": v["p99"]} for s, v in rep_["latency_ms"]["stages"].items()},
+        }
+        self.log(
+            f"load {share:.0%} ({fps:.1f} fps): e2e p50 {e2e['p50']} p99 {e2e['p99']} ms, "
+            f"drops {row['drop_rate']:.1%}, out {row['out_fps_over_capacity']} x capacity, "
+            f"in = out + dropped: {row['accounted']}"
+        )
+        return row
+
     def naive(self, models: list, sink_uri: str, n: int) -> float:
         """The loop a user would write: read, infer both, draw, write; one thread (the same loaded engines)."""
         from streamseg.frames import Frame
@@ -230,6 +326,8 @@ class Bench:
             xs = [[m.prepare([img])[0] for img in images] for m in models]
             for m, x in zip(models, xs, strict=True):
                 m.infer(x[0])
+            costs = self.stage_costs(models, images, h264)
+            self.log(budget_lines(costs, self.cores))
             runs: dict[str, list[float]] = {}
             variants = ["engines_only", "naive_h264", "pipeline_h264"] + [
                 f"pipeline_null_b{bs}_s{ns}" for bs in b.batch_sizes for ns in b.streams
@@ -277,34 +375,32 @@ class Bench:
                 statistics.median(p / q for p, q in zip(runs["pipeline_h264"], runs["naive_h264"], strict=True)), 3
             ),
         }
+        limits = machine_limits(costs, self.cores)
+        ratios["pipeline_null_over_machine_limit"] = round(
+            throughput[f"pipeline_null_b{b.batch_sizes[0]}_s{b.streams[0]}"]["median"] / limits["null"], 3
+        )
+        ratios["pipeline_h264_over_machine_limit"] = round(throughput["pipeline_h264"]["median"] / limits["h264"], 3)
         # live load sweep, paced at shares of the measured capacity (one stream, the config's batch)
         capacity = throughput[f"pipeline_null_b{b.batch_sizes[0]}_s1"]["median"] if 1 in b.streams else best_null[0]
         engine_ms = 1000.0 / eng
+        lone = self._live_point(b.service_load, capacity, engine_ms, service_ms=None)
+        service_ms = lone["end_to_end"]["p50"]
+        self.log(f"service time S (e2e p50 of a lone frame, {b.service_load:.0%} load): {service_ms} ms")
         loads = []
-        for share in b.loads:
-            fps = capacity * share
-            n = int(fps * b.load_seconds) + 1
-            rep_, rec = self._pipeline(sinks=["null://"], batch=b.batch_sizes[0], mode="realtime", fps=fps, frames=n)
-            fr = rep_["frames"]
-            dropped = sum(fr["dropped"].values())
-            e2e = rep_["latency_ms"]["end_to_end"]
-            row = {
-                "load": share,
-                "source_fps": round(fps, 2),
-                "frames_in": fr["in"],
-                "frames_out": fr["out"],
-                "dropped": fr["dropped"],
-                "drop_rate": round(dropped / fr["in"], 4) if fr["in"] else None,
-                "accounted": fr["in"] == fr["out"] + dropped,
-                "end_to_end": {k: e2e[k] for k in ("p50", "p90", "p99", "max")},
-                "p99_over_engine_ms": round(e2e["p99"] / engine_ms, 2) if e2e["p99"] else None,
-                "stages": {s: {"p50": v["p50"], "p99": v["p99"]} for s, v in rep_["latency_ms"]["stages"].items()},
+        for rep in range(b.sweep_reps):
+            for share in b.loads:
+                row = self._live_point(share, capacity, engine_ms, service_ms=service_ms)
+                row["rep"] = rep
+                loads.append(row)
+        sweep_summary = {
+            f"{share:g}": {
+                "p99_ms": spread([r["end_to_end"]["p99"] for r in loads if r["load"] == share]),
+                "p99_over_service": spread([r["p99_over_service"] for r in loads if r["load"] == share]),
+                "drop_rate": spread([r["drop_rate"] for r in loads if r["load"] == share]),
+                "out_fps_over_capacity": spread([r["out_fps_over_capacity"] for r in loads if r["load"] == share]),
             }
-            loads.append(row)
-            self.log(
-                f"load {share:.0%} ({fps:.1f} fps): e2e p50 {e2e['p50']} p99 {e2e['p99']} ms, "
-                f"drops {row['drop_rate']:.1%}, in = out + dropped: {row['accounted']}"
-            )
+            for share in b.loads
+        }
         result = {
             "benchmark": "streamseg bench",
             "date": dt.datetime.now().isoformat(timespec="seconds"),
@@ -314,16 +410,54 @@ class Bench:
             "reps": b.reps,
             "engines": engines_desc,
             "engine_ms_per_frame": round(engine_ms, 2),
+            "stage_cpu_ms_per_frame": costs,
+            "machine_limit_fps": limits,
             "throughput_fps": throughput,
             "ratios": ratios,
             "capacity_fps": round(capacity, 2),
+            "service_ms": service_ms,
+            "service_run": lone,
             "load_sweep": loads,
+            "load_sweep_summary": sweep_summary,
+            "reps_sweep": b.sweep_reps,
             "latency_cdf_ms": {s: cdf(v) for s, v in (samples or {}).items()},
         }
         (self.out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
         (self.out / "bench.md").write_text(markdown(result))
         plots(result, self.out)
         return result
+
+
+def machine_limits(costs: dict[str, float], cores: int) -> dict[str, float]:
+    """The most frames/s this machine could give if every core did nothing but the stages' work:
+    cores x 1000 / (CPU ms per frame summed over the stages). `null`: without the encoder;
+    `h264`: with it."""
+    work = sum(v for k, v in costs.items() if not k.startswith("encode."))
+    return {
+        "cores": cores,
+        "null": round(cores * 1000 / work, 2) if work > 0 else float("inf"),
+        "h264": round(cores * 1000 / (work + costs.get("encode.h264", 0.0)), 2) if work > 0 else float("inf"),
+    }
+
+
+def budget_lines(costs: dict[str, float], cores: int) -> str:
+    """The CPU budget of one frame, stage by stage, as the bench prints it."""
+    total = sum(costs.values())
+    lim = machine_limits(costs, cores)
+    lines = ["CPU ms per frame, each stage alone (process CPU time, all threads):"]
+    for k, v in costs.items():
+        lines.append(f"  {k:<24} {v:7.2f} ms  {100 * v / total:5.1f}%")
+    lines.append(
+        f"  {'total':<24} {total:7.2f} ms -> machine limit {cores} cores x 1000 / sum = "
+        f"{lim['null']:.1f} frames/s (null sink), {lim['h264']:.1f} (H.264 sink)"
+    )
+    src = costs.get("source", 0.0)
+    if total and src / total > 0.2:
+        lines.append(
+            f"  note: the source alone is {100 * src / total:.0f}% of the budget: the load generator, not the "
+            "pipeline, sets much of this limit (a pre-rendered or decoded source measures the pipeline)"
+        )
+    return "\n".join(lines)
 
 
 def markdown(r: dict) -> str:
@@ -349,17 +483,46 @@ def markdown(r: dict) -> str:
         f"| pipeline (null://) / engines only | {ra['pipeline_null_over_engines_only']:.2f} |",
         f"| best pipeline config (batch {ra['best_config']['batch']}, {ra['best_config']['streams']} streams) / engines only | {ra['best_pipeline_null_over_engines_only']:.2f} |",
         f"| pipeline / naive loop (same H.264 file sink) | {ra['pipeline_h264_over_naive_h264']:.2f} |",
+        f"| pipeline (null://) / machine limit | {ra['pipeline_null_over_machine_limit']:.2f} |",
+        f"| pipeline (H.264 file) / machine limit | {ra['pipeline_h264_over_machine_limit']:.2f} |",
+        "",
+        "CPU ms per frame of each stage, measured alone on the same frames (process CPU time):",
+        "",
+        "| stage | CPU ms per frame |",
+        "|---|---:|",
+        *(f"| {k} | {v:.2f} |" for k, v in r["stage_cpu_ms_per_frame"].items()),
+        f"| machine limit ({r['machine_limit_fps']['cores']} cores x 1000 / sum) | "
+        f"{r['machine_limit_fps']['null']:.1f} frames/s null, {r['machine_limit_fps']['h264']:.1f} H.264 |",
         "",
         f"Live load sweep (capacity {r['capacity_fps']:.1f} frames/s, engines {r['engine_ms_per_frame']:.1f} ms per frame):",
         "",
-        "| load | source fps | e2e p50 ms | p90 | p99 | p99 / engine time | dropped | in = out + dropped |",
-        "|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| load | source fps | e2e p50 ms | p90 | p99 | p99 / engine time | p99 / S | out fps / capacity | dropped | in = out + dropped |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for row in r["load_sweep"]:
         e = row["end_to_end"]
         lines.append(
-            f"| {row['load']:.0%} | {row['source_fps']:.1f} | {e['p50']} | {e['p90']} | {e['p99']} | "
-            f"{row['p99_over_engine_ms']} | {row['drop_rate']:.1%} | {'yes' if row['accounted'] else 'NO'} |"
+            f"| {row['load']:.0%} (run {row.get('rep', 0) + 1}) | {row['source_fps']:.1f} | {e['p50']} | {e['p90']} | "
+            f"{e['p99']} | {row['p99_over_engine_ms']} | {row['p99_over_service']} | {row['out_fps_over_capacity']} | "
+            f"{row['drop_rate']:.1%} | {'yes' if row['accounted'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        f"Over {r['reps_sweep']} sweeps (median, min - max); S = {r['service_ms']} ms:",
+        "",
+        "| load | p99 ms | p99 / S | out fps / capacity | dropped |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for share, sm in r["load_sweep_summary"].items():
+        def f(x, pct=False):
+            if x["median"] is None:
+                return "-"
+            fmt = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:g}")
+            return f"{fmt(x['median'])} ({fmt(x['min'])} - {fmt(x['max'])})"
+
+        lines.append(
+            f"| {float(share):.0%} | {f(sm['p99_ms'])} | {f(sm['p99_over_service'])} | "
+            f"{f(sm['out_fps_over_capacity'])} | {f(sm['drop_rate'], pct=True)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -406,11 +569,18 @@ def plots(r: dict, out: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    loads = [row["load"] * 100 for row in r["load_sweep"]]
+    first = [row for row in r["load_sweep"] if row.get("rep", 0) == 0]  # one sweep as lines, every sweep's p99 as dots
+    loads = [row["load"] * 100 for row in first]
     for q in ("p50", "p90", "p99"):
-        ax.plot(loads, [row["end_to_end"][q] for row in r["load_sweep"]], "o-", label=f"end to end {q}")
+        ax.plot(loads, [row["end_to_end"][q] for row in first], "o-", label=f"end to end {q} (sweep 1)")
+    ax.plot(
+        [row["load"] * 100 for row in r["load_sweep"]],
+        [row["end_to_end"]["p99"] for row in r["load_sweep"]],
+        "k.",
+        label="p99, every sweep",
+    )
     ax2 = ax.twinx()
-    ax2.bar(loads, [100 * (row["drop_rate"] or 0) for row in r["load_sweep"]], width=6, alpha=0.25, color="gray")
+    ax2.bar(loads, [100 * (row["drop_rate"] or 0) for row in first], width=6, alpha=0.25, color="gray")
     ax2.set_ylabel("dropped (% of frames in)")
     ax.set_xlabel("load (% of measured capacity)")
     ax.set_ylabel("latency (ms)")

@@ -1,0 +1,283 @@
+"""One CPU budget for the whole process, from which every thread pool is sized.
+
+On a small CPU every runtime starting its own pool (ONNX Runtime or OpenVINO per engine,
+OpenCV, x264, the decoder) oversubscribes the cores: measured on a 2-core VM, two engines
+with 2 intra-op threads each beside the pipeline's threads ran 2x slower than alone. So the
+pipeline owns the cores:
+
+    budget = CpuBudget.for_process()            # the cores this process may use
+    plan = budget.plan(["semantic", "instance"], schedule="sequential")
+    plan.engine_threads["semantic"]            # intra-op threads of that engine
+    plan.apply()                               # OpenCV's pool, set once
+
+`schedule` is how the engines of one batch share the cores: `sequential` (one after the
+other, each with every core) or `concurrent` (at the same time, each on its share of the
+cores). `choose_schedule` decides it from a measurement at start-up; the report states the
+choice and the measured times (`EngineRunner.describe()`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's cpuset), not the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """How many threads each pool gets. Engines' 0 = 'ask the budget' has been resolved here."""
+
+    cores: int
+    schedule: str  # sequential | concurrent
+    engine_threads: dict[str, int]
+    opencv_threads: int
+    codec_threads: int  # x264 / decoder threads per stream
+    blas_threads: int = 1  # numpy's BLAS (mask assembly's matmul): small products, a pool only spins
+    why: str = ""
+
+    def apply(self) -> None:
+        """Size the process-wide pools that have no per-object setting: OpenCV's and numpy's BLAS.
+
+        OpenBLAS's workers spin between calls; measured on the instance decoder (a 32-wide
+        coefficient x prototype product per frame), its second thread doubled the decoder's CPU
+        time for no gain in wall time."""
+        import cv2
+        from threadpoolctl import threadpool_limits
+
+        cv2.setNumThreads(self.opencv_threads)
+        threadpool_limits(limits=self.blas_threads, user_api="blas")
+
+    def describe(self) -> dict:
+        return {
+            "cores": self.cores,
+            "schedule": self.schedule,
+            "engine_threads": dict(self.engine_threads),
+            "opencv_threads": self.opencv_threads,
+            "codec_threads": self.codec_threads,
+            "blas_threads": self.blas_threads,
+            "why": self.why,
+        }
+
+
+@dataclass(frozen=True)
+class CpuBudget:
+    """`cores` to share among the engines, OpenCV and the codecs."""
+
+    cores: int
+
+    @classmethod
+    def for_process(cls, cores: int = 0) -> CpuBudget:
+        """`cores` = 0: every core this process may use; more than that is capped to it."""
+        have = available_cores()
+        return cls(min(cores, have) if cores > 0 else have)
+
+    def plan(
+        self,
+        tasks: Sequence[str],
+        *,
+        schedule: str = "sequential",
+        requested: dict[str, int] | None = None,
+        opencv_threads: int = 1,
+        why: str = "",
+    ) -> CpuPlan:
+        """Threads per pool. `requested`: threads a config fixed for an engine (0 or absent = from the budget).
+
+        Sequential engines never overlap, so each may use every core; concurrent ones split the
+        cores between them (at least one each). OpenCV runs inside the pipeline's stages, which
+        are already parallel to each other, so its own pool defaults to 1; the codecs get one
+        thread per four cores, at least one, so a 2-core machine encodes on one thread."""
+        if schedule not in ("sequential", "concurrent"):
+            raise ValueError(f"schedule is sequential or concurrent, not {schedule!r}")
+        requested = requested or {}
+        share = self.cores if schedule == "sequential" or not tasks else max(1, self.cores // len(tasks))
+        threads = {t: requested.get(t) or share for t in tasks}
+        return CpuPlan(
+            cores=self.cores,
+            schedule=schedule,
+            engine_threads=threads,
+            opencv_threads=opencv_threads if opencv_threads > 0 else self.cores,
+            codec_threads=max(1, self.cores // 4),
+            why=why,
+        )
+
+
+class EngineRunner:
+    """Runs the engines of one batch: one after the other on the caller's thread (sequential), or
+    each on its own long-lived thread at the same time (concurrent). `run(jobs)` returns the jobs'
+    results in order; an exception in a job is raised in the caller."""
+
+    def __init__(self, schedule: str = "sequential", *, name: str = "engine") -> None:
+        if schedule not in ("sequential", "concurrent"):
+            raise ValueError(f"schedule is sequential or concurrent, not {schedule!r}")
+        self.schedule = schedule
+        self.name = name
+        self._workers: list[_Worker] = []
+
+    def run(self, jobs: Sequence[Callable[[], object]]) -> list:
+        if self.schedule == "sequential" or len(jobs) < 2:
+            return [job() for job in jobs]
+        while len(self._workers) < len(jobs) - 1:
+            self._workers.append(_Worker(f"{self.name}-{len(self._workers) + 1}"))
+        boxes = [w.submit(job) for w, job in zip(self._workers, jobs[1:], strict=False)]
+        first = _call(jobs[0])  # the caller's thread runs one job itself
+        results = [first, *(b.wait() for b in boxes)]
+        for r in results:
+            if isinstance(r, _Failed):
+                raise r.error
+        return results
+
+    def close(self) -> None:
+        for w in self._workers:
+            w.stop()
+        self._workers.clear()
+
+    def __enter__(self) -> EngineRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+def _call(job):
+    try:
+        return job()
+    except BaseException as e:  # handed to the caller, who raises it
+        return _Failed(e)
+
+
+@dataclass
+class _Box:
+    done: threading.Event = field(default_factory=threading.Event)
+    value: object = None
+
+    def wait(self):
+        self.done.wait()
+        return self.value
+
+
+class _Worker:
+    def __init__(self, name: str) -> None:
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._t = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._t.start()
+
+    def submit(self, job) -> _Box:
+        box = _Box()
+        self._q.put((job, box))
+        return box
+
+    def _loop(self) -> None:
+        while (item := self._q.get()) is not None:
+            job, box = item
+            box.value = _call(job)
+            box.done.set()
+
+    def stop(self) -> None:
+        self._q.put(None)
+        self._t.join(timeout=5)
+
+
+def time_schedules(
+    jobs_by_schedule: dict[str, Sequence[Callable[[], object]]], *, rounds: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall ms per round of each schedule's jobs, rounds interleaved so drift hits both alike.
+
+    `jobs_by_schedule`: {"sequential": [engine calls sized for it], "concurrent": [...]}: each
+    schedule's engines are loaded with the threads its plan gives them."""
+    import statistics
+
+    runners = {s: EngineRunner(s, name=f"probe-{s}") for s in jobs_by_schedule}
+    times: dict[str, list[float]] = {s: [] for s in jobs_by_schedule}
+    try:
+        for i in range(warmup + rounds):
+            for s, jobs in jobs_by_schedule.items():
+                t0 = time.perf_counter()
+                runners[s].run(jobs)
+                if i >= warmup:
+                    times[s].append((time.perf_counter() - t0) * 1000)
+    finally:
+        for r in runners.values():
+            r.close()
+    return {s: round(statistics.median(v), 3) for s, v in times.items()}
+
+
+def pick_schedule(ms: dict[str, float], *, margin: float = 0.05) -> tuple[str, str]:
+    """The schedule to use and why: concurrent only when it measured faster by more than `margin`
+    (it costs threads and makes each engine's time noisier, so a tie stays sequential)."""
+    seq, conc = ms.get("sequential"), ms.get("concurrent")
+    if seq is None or conc is None:
+        only = "sequential" if conc is None else "concurrent"
+        return only, f"{only}: the only schedule measured"
+    if conc < seq * (1 - margin):
+        return "concurrent", f"concurrent {conc:.1f} ms vs sequential {seq:.1f} ms per batch at start-up"
+    return "sequential", f"sequential {seq:.1f} ms vs concurrent {conc:.1f} ms per batch at start-up"
+
+
+def plan_engines(
+    budget: CpuBudget,
+    tasks: Sequence[str],
+    open_models: Callable[[dict[str, int]], list],
+    jobs: Callable[[list], Sequence[Callable[[], object]]],
+    *,
+    schedule: str = "auto",
+    requested: dict[str, int] | None = None,
+    opencv_threads: int = 1,
+    close: Callable[[list], None] = lambda models: None,
+    rounds: int = 5,
+) -> tuple[CpuPlan, list, dict[str, float]]:
+    """Open the engines sized for the schedule that runs them fastest on this machine.
+
+    `open_models(threads by task)` loads the engines (entered) with those intra-op threads;
+    `jobs(models)` gives one call per engine that runs a typical batch; `close(models)` frees a set.
+    `schedule` = auto: both schedules are loaded and timed (interleaved rounds), the faster kept
+    and the other closed; with one engine, or a fixed schedule, nothing is timed.
+    Returns the plan (its `why` says what was measured), the kept models and the timings."""
+    if schedule != "auto" or len(tasks) < 2:
+        fixed = "sequential" if schedule == "auto" else schedule
+        plan = budget.plan(tasks, schedule=fixed, requested=requested, opencv_threads=opencv_threads,
+                           why="one engine" if len(tasks) < 2 else "set in the config")
+        plan.apply()
+        return plan, open_models(plan.engine_threads), {}
+    plans = {s: budget.plan(tasks, schedule=s, requested=requested, opencv_threads=opencv_threads)
+             for s in ("sequential", "concurrent")}
+    plans["sequential"].apply()
+    loaded = {"sequential": open_models(plans["sequential"].engine_threads)}
+    if plans["concurrent"].engine_threads == plans["sequential"].engine_threads:
+        loaded["concurrent"] = loaded["sequential"]  # one core: the same engines either way
+    else:
+        try:
+            loaded["concurrent"] = open_models(plans["concurrent"].engine_threads)
+        except BaseException:
+            close(loaded["sequential"])
+            raise
+    try:
+        ms = time_schedules({s: jobs(m) for s, m in loaded.items()}, rounds=rounds)
+    except BaseException:
+        for m in {id(v): v for v in loaded.values()}.values():
+            close(m)
+        raise
+    choice, why = pick_schedule(ms)
+    for s, m in loaded.items():
+        if s != choice and m is not loaded[choice]:
+            close(m)
+    plan = plans[choice]
+    return CpuPlan(**{**plan.__dict__, "why": why}), loaded[choice], ms
+
+
+__all__ = ["CpuBudget", "CpuPlan", "EngineRunner", "available_cores", "pick_schedule", "plan_engines", "time_schedules"]
