@@ -157,6 +157,8 @@ class Bench:
         if fps is not None:
             q["fps"] = f"{fps:.3f}"
         q["frames"] = str(frames if frames is not None else self.b.frames)
+        if self.b.prerender:
+            q["loop"] = str(self.b.prerender)
         return f"{base}?{urlencode(q)}"
 
     def _read_frames(self, n: int) -> list[np.ndarray]:
@@ -406,6 +408,7 @@ class Bench:
             "date": dt.datetime.now().isoformat(timespec="seconds"),
             "machine": machine(self.cfg),
             "source": self.source,
+            "prerender": b.prerender if self.source.startswith("synthetic://") else 0,
             "frames": b.frames,
             "reps": b.reps,
             "engines": engines_desc,
@@ -468,7 +471,9 @@ def markdown(r: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}; engines: "
         + ", ".join(f"{k} {v['card']} on {v['backend']} {v['precision']}" for k, v in r["engines"].items())
-        + f". Source: `{r['source']}`, {r['frames']} frames, {r['reps']} repetitions (median, min-max).",
+        + f". Source: `{r['source']}`"
+        + (f" ({r['prerender']} frames rendered once and replayed)" if r.get("prerender") else "")
+        + f", {r['frames']} frames, {r['reps']} repetitions (median, min-max).",
         "",
         "| variant | frames/s (median) | min - max |",
         "|---|---:|---:|",

@@ -147,6 +147,13 @@ class BenchConfig(Section):
         default_factory=lambda: [0.5, 0.8, 1.0, 1.2, 1.5], description="Live source rates, as shares of capacity."
     )
     load_seconds: float = Field(8.0, gt=0, le=3600, description="Length of each live load run.")
+    prerender: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="synthetic:// sources only: render this many frames once and replay them (loop=K), "
+        "so the pipeline is measured, not the scene generator (0 = render every frame).",
+    )
     sweep_reps: int = Field(3, ge=1, le=20, description="Repetitions of the whole live sweep (spread reported).")
     service_load: float = Field(
         0.1, gt=0, le=0.5, description="Load of the lone-frame run whose e2e p50 is the service time S."

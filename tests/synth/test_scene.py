@@ -88,9 +88,27 @@ def test_source_uri_and_truth():
     assert all(f.truth.full_areas is not None for f in frames)
 
 
+def test_loop_replays_frames_rendered_once_with_pts_running_on():
+    uri = "synthetic://driving?size=160x90&fps=10&seed=3&frames=7"
+    with open_source(uri) as src:
+        rendered = [src.read() for _ in range(3)]
+    with open_source(uri + "&loop=3") as src:
+        looped = []
+        while (f := src.read()) is not None:
+            looped.append(f)
+    assert len(looped) == 7
+    for i, f in enumerate(looped):
+        assert np.array_equal(f.image_bgr, rendered[i % 3].image_bgr)
+        assert np.array_equal(f.truth.label_map, rendered[i % 3].truth.label_map)
+        assert f.pts == pytest.approx(i / 10)  # time goes on: a camera that sees the same road again
+    looped[0].image_bgr[:] = 0  # a stage drawing on one frame leaves the replayed copies alone
+    assert np.array_equal(looped[3].image_bgr, rendered[0].image_bgr)
+
+
 @pytest.mark.parametrize(
     "uri, error",
     [
+        ("synthetic://driving?loop=5000", "loop is 0"),
         ("synthetic://city", "one scene, synthetic://driving"),
         ("synthetic://driving?size=big", "must be numbers"),
         ("synthetic://driving?size=8x8", "16..8192"),
