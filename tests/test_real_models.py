@@ -146,14 +146,19 @@ def test_yolo_seg_masks_match_an_independent_decoder_on_a_letterboxed_udacity_fr
     cap.release()
     assert ok and frame.shape == (540, 960, 3)
     ref = _reference_yolo_seg(frame, conf=0.1)
-    with open_model(str(CARDS / "yolov8n-seg-coco.yaml"), threads=2, conf_threshold=0.1) as model:
+    card = str(CARDS / "yolov8n-seg-coco.yaml")
+    with open_model(card, backend="onnxruntime", threads=2, conf_threshold=0.1) as model:
         (inst,) = model.run([frame])
     assert len(ref) >= 2 and inst.masks.shape == (len(inst), 540, 960)
     assert [lab for lab, *_ in ref] == inst.labels
     for k, (label, score, xyxy, mask) in enumerate(ref):
-        assert abs(inst.score[k] - score) < 0.02, (label, inst.score[k], score)  # preprocessing rounds differently
-        np.testing.assert_allclose(inst.xyxy[k], xyxy, atol=1.5, err_msg=label)
+        # the same engine on the same input: the decoders agree to float rounding on scores and boxes
+        assert abs(inst.score[k] - score) < 1e-4, (label, inst.score[k], score)
+        np.testing.assert_allclose(inst.xyxy[k], xyxy, atol=0.01, err_msg=label)
         got = inst.masks[k]
         assert mask.sum() > 1000, label  # a real mask, not a sliver
         mask_iou = (got & mask).sum() / (got | mask).sum()
-        assert mask_iou > 0.9, (label, mask_iou)  # measured 0.96 and 0.94; 0.26 with the y padding dropped
+        print(label, mask_iou)
+        # masks are sampled differently (warped straight to the frame vs upsampled, cut, resized),
+        # so they differ at the edges: measured 0.95 and 0.94; 0.25 with the y padding dropped
+        assert mask_iou > 0.9, (label, mask_iou)
