@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch missing: the test extra brings its CPU build (pyproject.toml)")
 pytest.importorskip("onnx")
 
 from streamseg.models import open_model  # noqa: E402
