@@ -139,11 +139,8 @@ BANDS = [  # prototype cells on -> frame pixels the mask covers along the padded
 ]
 
 
-@pytest.mark.parametrize("axis", ["y", "x"])
-def test_each_mask_lands_where_its_prototype_band_is_after_the_padding(axis):
-    frame_wh = (128, 64) if axis == "y" else (64, 128)
-    t = ResizeTransform.fit(frame_wh, (64, 64), "letterbox")
-    assert (t.pad_x, t.pad_y) == ((0, 16) if axis == "y" else (16, 0))  # the case this test is about
+def band_case(axis):
+    """Three instances, each box the whole input, instance k "on" in prototype band k across `axis`."""
     nm = len(BANDS)
     protos = np.full((nm, 16, 16), -8.0, np.float32)
     det = np.zeros((4 + 3 + nm, nm), np.float32)
@@ -159,15 +156,40 @@ def test_each_mask_lands_where_its_prototype_band_is_after_the_padding(axis):
         "output0": TensorSpec("output0", (1, 4 + 3 + nm, nm), np.dtype("float32")),
         "output1": TensorSpec("output1", (1, nm, 16, 16), np.dtype("float32")),
     }
-    (inst,) = YoloSegDecoder(card(), specs, {}).decode({"output0": det[None], "output1": protos[None]}, [t])
+    return det, protos, specs
+
+
+def assert_bands(inst, axis, frame_wh):
     w, h = frame_wh
-    np.testing.assert_allclose(inst.xyxy, [[0, 0, w, h]] * nm)  # the padding is cut off the box too
+    np.testing.assert_allclose(inst.xyxy, [[0, 0, w, h]] * len(BANDS))  # the padding is cut off the box too
     assert inst.labels == ["car", "person", "bus"]
     for k, (_, (lo, hi)) in enumerate(BANDS):
         m = inst.masks[k] if axis == "y" else inst.masks[k].T  # rows along the padded axis
         on = np.flatnonzero(m.any(axis=1))
-        assert on.tolist() == list(range(lo, hi)), (k, on)
+        assert on.tolist() == list(range(lo, hi)), (axis, k, on)
         assert m[lo:hi].all()  # whole rows (columns): the other axis has no padding to undo
+
+
+@pytest.mark.parametrize("axis", ["y", "x"])
+def test_each_mask_lands_where_its_prototype_band_is_after_the_padding(axis):
+    frame_wh = (128, 64) if axis == "y" else (64, 128)
+    t = ResizeTransform.fit(frame_wh, (64, 64), "letterbox")
+    assert (t.pad_x, t.pad_y) == ((0, 16) if axis == "y" else (16, 0))  # the case this test is about
+    det, protos, specs = band_case(axis)
+    (inst,) = YoloSegDecoder(card(), specs, {}).decode({"output0": det[None], "output1": protos[None]}, [t])
+    assert_bands(inst, axis, frame_wh)
+
+
+def test_a_batch_of_a_landscape_and_a_portrait_frame_undoes_each_frames_own_padding():
+    det_y, protos_y, specs = band_case("y")
+    det_x, protos_x, _ = band_case("x")
+    specs = {n: TensorSpec(n, (None, *s.shape[1:]), s.dtype) for n, s in specs.items()}
+    transforms = [ResizeTransform.fit((128, 64), (64, 64), "letterbox"), ResizeTransform.fit((64, 128), (64, 64), "letterbox")]
+    outputs = {"output0": np.stack([det_y, det_x]), "output1": np.stack([protos_y, protos_x])}
+    landscape, portrait = YoloSegDecoder(card(), specs, {}).decode(outputs, transforms)
+    assert landscape.masks.shape == (3, 64, 128) and portrait.masks.shape == (3, 128, 64)
+    assert_bands(landscape, "y", (128, 64))
+    assert_bands(portrait, "x", (64, 128))
 
 
 def test_a_mask_in_a_small_box_is_cut_to_the_box_in_both_letterbox_directions():
