@@ -1,6 +1,7 @@
 """Engines alone: backend x precision x batch size, ms per frame and frames/s per model.
 
     python benchmarks/engines.py [--reps 2] [--iters 20] [--out DIR]
+    python benchmarks/engines.py --gate-only [--models synth]    # INT8 gate verdicts, nothing timed
 
 Every figure is put beside ONNX Runtime fp32 at batch 1 for the same model, measured in
 the same run; variants alternate over the repetitions so drift hits them alike. Models:
@@ -135,6 +136,9 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-int8", dest="int8", action="store_false", help="skip the INT8 rows")
     ap.add_argument("--models", default="", help="only models whose name contains this")
+    ap.add_argument(
+        "--gate-only", action="store_true", help="only the INT8 gate's verdicts (accuracy, not timings): int8_gate.json"
+    )
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     models = {k: v for k, v in MODELS.items() if v.is_file() and args.models in k}
@@ -142,6 +146,17 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="streamseg-int8-"))
     int8, verdicts = build_int8_variants(models, tmp, args.threads) if args.int8 else ({}, [])
+    if args.gate_only:  # agreement with fp32 does not depend on how loaded the machine is
+        result = {
+            "benchmark": "engines-int8-gate",
+            "date": dt.date.today().isoformat(),
+            "machine": machine_info(args.threads),
+            "backends_present": backends_present(),
+            "models": {name: str(path.relative_to(ROOT)) for name, path in models.items() if path.is_relative_to(ROOT)},
+            "int8_gate": verdicts,
+        }
+        write_result(result, args.out, "int8_gate.json")
+        return 0
     grid = [(n, (b, p, None), batch) for n, (b, p), batch in itertools.product(models, variants(), batches)]
     grid += [(n, (b, "int8", q), batch) for (n, b, q) in int8 for batch in batches]
     runs: dict[tuple, list[float]] = {}

@@ -59,3 +59,19 @@ def test_backends_present_follow_what_can_be_imported(engines_script, monkeypatc
     monkeypatch.setattr(engines_script, "variants", lambda: [("onnxruntime", "fp32")])
     result = run_main(engines_script, monkeypatch, tmp_path)
     assert result["backends_present"] == present and result["tensorrt"] == tensorrt
+
+
+def test_gate_only_writes_the_verdicts_and_times_nothing(engines_script, monkeypatch, tmp_path):
+    verdict = {"model": "synth-instance (bundled)", "backend": "onnxruntime", "quantizer": "nncf", "refused": "..."}
+    monkeypatch.setattr(engines_script, "build_int8_variants", lambda models, cache, threads: ({}, [verdict]))
+
+    def no_timing(*a, **kw):
+        raise AssertionError("--gate-only timed an engine")
+
+    monkeypatch.setattr(engines_script, "time_one", no_timing)
+    monkeypatch.setattr(sys, "argv", ["engines.py", "--gate-only", "--models", "synth", "--out", str(tmp_path)])
+    assert engines_script.main() == 0
+    result = json.loads((tmp_path / "int8_gate.json").read_text())
+    assert result["benchmark"] == "engines-int8-gate" and result["int8_gate"] == [verdict]
+    assert sorted(result["models"]) == ["synth-instance (bundled)", "synth-semantic (bundled)"]
+    assert not (tmp_path / "engines.json").exists()
