@@ -41,9 +41,15 @@ testdeps:
 		echo "$(TEST_DEBS) missing: the tests that need them will be skipped. To add them: sudo apt-get install $(TEST_DEBS)"; \
 	fi
 
+# The `test` extra brings torch==2.13.0 (the `train` extra) for the training tests. These machines
+# and CI have its CPU build in pip's find-links (/opt/wheels); elsewhere run
+# `make test TORCH_INDEX=https://download.pytorch.org/whl/cpu`, or pip takes PyPI's CUDA build.
+TORCH_INDEX ?=
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+
 $(STAMP): pyproject.toml | $(BIN)/python sysdeps
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,gst]" \
+	$(PIP_INSTALL) -e ".[test]"
+	@$(PIP_INSTALL) -e ".[test,gst]" \
 		|| echo "PyGObject did not build (GStreamer's development packages missing?): running without GStreamer"
 	touch $(STAMP)
 

@@ -1,6 +1,7 @@
 """Engines alone: backend x precision x batch size, ms per frame and frames/s per model.
 
     python benchmarks/engines.py [--reps 2] [--iters 20] [--out DIR]
+    python benchmarks/engines.py --gate-only [--models synth]    # INT8 gate verdicts, nothing timed
 
 Every figure is put beside ONNX Runtime fp32 at batch 1 for the same model, measured in
 the same run; variants alternate over the repetitions so drift hits them alike. Models:
@@ -12,13 +13,15 @@ static quantization and NNCF) for both CPU backends and judged by the accuracy g
 (calibration and gate frames: the udacity clip for the real model, the synthetic scene
 for the bundled ones). A refused model is listed with its agreement and not timed.
 The YOLOv8n-seg file is already INT8 (dynamic quantization) and gets no INT8 row.
-TensorRT rows need an NVIDIA GPU: none here, so none are measured.
+TensorRT is never timed here (CPU backends only); `backends_present` lists the backends
+whose runtime is installed on the machine, not every registered one.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import itertools
 import os
 import statistics
@@ -57,10 +60,13 @@ MODELS = {
 }
 
 
+def backends_present() -> list[str]:
+    """The registered backends whose runtime is installed here (tensorrt is registered everywhere)."""
+    return sorted(name for name, (_, _, runtime) in BACKENDS.items() if importlib.util.find_spec(runtime) is not None)
+
+
 def variants() -> list[tuple[str, str]]:
     out = [("onnxruntime", "fp32")]
-    import importlib.util
-
     if importlib.util.find_spec("openvino"):
         import openvino as ov
 
@@ -102,8 +108,6 @@ def build_int8_variants(models: dict[str, Path], cache_dir: Path, threads: int) 
 
 
 def _has_openvino() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("openvino") is not None
 
 
@@ -132,6 +136,9 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-int8", dest="int8", action="store_false", help="skip the INT8 rows")
     ap.add_argument("--models", default="", help="only models whose name contains this")
+    ap.add_argument(
+        "--gate-only", action="store_true", help="only the INT8 gate's verdicts (accuracy, not timings): int8_gate.json"
+    )
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     models = {k: v for k, v in MODELS.items() if v.is_file() and args.models in k}
@@ -139,6 +146,17 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="streamseg-int8-"))
     int8, verdicts = build_int8_variants(models, tmp, args.threads) if args.int8 else ({}, [])
+    if args.gate_only:  # agreement with fp32 does not depend on how loaded the machine is
+        result = {
+            "benchmark": "engines-int8-gate",
+            "date": dt.date.today().isoformat(),
+            "machine": machine_info(args.threads),
+            "backends_present": backends_present(),
+            "models": {name: str(path.relative_to(ROOT)) for name, path in models.items() if path.is_relative_to(ROOT)},
+            "int8_gate": verdicts,
+        }
+        write_result(result, args.out, "int8_gate.json")
+        return 0
     grid = [(n, (b, p, None), batch) for n, (b, p), batch in itertools.product(models, variants(), batches)]
     grid += [(n, (b, "int8", q), batch) for (n, b, q) in int8 for batch in batches]
     runs: dict[tuple, list[float]] = {}
@@ -171,15 +189,17 @@ def main() -> int:
         print(
             f"{r['model']:<36}{r['backend']:<13}{r['precision']:<18}{r['batch']:>6}{r['ms_per_frame']:>10.2f}{r['fps']:>8.1f}{r['speedup_vs_ort_fp32_b1']:>10.2f}"
         )
+    present = backends_present()
     result = {
         "benchmark": "engines",
         "date": dt.date.today().isoformat(),
         "machine": machine_info(args.threads),
-        "backends_present": sorted(BACKENDS),
+        "backends_present": present,
         "iters": args.iters,
         "rows": rows,
         "int8_gate": verdicts,
-        "tensorrt": "not measured: no NVIDIA GPU on this machine",
+        "tensorrt": "not measured: "
+        + ("this script times the CPU backends only" if "tensorrt" in present else "TensorRT is not installed here"),
     }
     write_result(result, args.out, "engines.json")
     return 0

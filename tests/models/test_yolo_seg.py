@@ -124,3 +124,101 @@ def test_labels_from_ultralytics_metadata():
     assert labels_from_metadata({"names": "{0: 'person', 1: 'bicycle'}"}) == ["person", "bicycle"]
     assert labels_from_metadata({"names": "__import__('os')"}) is None
     assert labels_from_metadata({}) is None
+
+
+# Letterbox un-mapping: a frame that does not fill the square input is padded on one axis,
+# and each mask must come back to the frame with that padding taken off. Frames of 128x64
+# (landscape: 16 px of padding above and below) and 64x128 (portrait: 16 px left and right)
+# go into the 64x64 input at scale 0.5; prototypes are 16x16, one cell per 4 input pixels.
+# Each prototype is "on" in one band of cells across the padded axis; a band of cells
+# [a, b) is input pixels [4a, 4b), frame pixels [(4a - 16) / 0.5, (4b - 16) / 0.5).
+BANDS = [  # prototype cells on -> frame pixels the mask covers along the padded axis
+    ((4, 6), (0, 16)),  # just below the top (or right of the left) padding
+    ((7, 9), (24, 40)),  # the middle
+    ((10, 12), (48, 64)),  # just above the bottom (or left of the right) padding
+]
+
+
+def band_case(axis):
+    """Three instances, each box the whole input, instance k "on" in prototype band k across `axis`."""
+    nm = len(BANDS)
+    protos = np.full((nm, 16, 16), -8.0, np.float32)
+    det = np.zeros((4 + 3 + nm, nm), np.float32)
+    for k, ((a, b), _) in enumerate(BANDS):
+        if axis == "y":
+            protos[k, a:b, :] = 8.0
+        else:
+            protos[k, :, a:b] = 8.0
+        det[0:4, k] = (32, 32, 64, 64)  # each box: the whole input, padding included
+        det[4 + k, k] = 0.9  # one class each, so NMS keeps all three boxes
+        det[4 + 3 + k, k] = 1.0  # instance k uses prototype k only
+    specs = {
+        "output0": TensorSpec("output0", (1, 4 + 3 + nm, nm), np.dtype("float32")),
+        "output1": TensorSpec("output1", (1, nm, 16, 16), np.dtype("float32")),
+    }
+    return det, protos, specs
+
+
+def assert_bands(inst, axis, frame_wh):
+    w, h = frame_wh
+    np.testing.assert_allclose(inst.xyxy, [[0, 0, w, h]] * len(BANDS))  # the padding is cut off the box too
+    assert inst.labels == ["car", "person", "bus"]
+    for k, (_, (lo, hi)) in enumerate(BANDS):
+        m = inst.masks[k] if axis == "y" else inst.masks[k].T  # rows along the padded axis
+        on = np.flatnonzero(m.any(axis=1))
+        assert on.tolist() == list(range(lo, hi)), (axis, k, on)
+        assert m[lo:hi].all()  # whole rows (columns): the other axis has no padding to undo
+
+
+@pytest.mark.parametrize("axis", ["y", "x"])
+def test_each_mask_lands_where_its_prototype_band_is_after_the_padding(axis):
+    frame_wh = (128, 64) if axis == "y" else (64, 128)
+    t = ResizeTransform.fit(frame_wh, (64, 64), "letterbox")
+    assert (t.pad_x, t.pad_y) == ((0, 16) if axis == "y" else (16, 0))  # the case this test is about
+    det, protos, specs = band_case(axis)
+    (inst,) = YoloSegDecoder(card(), specs, {}).decode({"output0": det[None], "output1": protos[None]}, [t])
+    assert_bands(inst, axis, frame_wh)
+
+
+def test_a_batch_of_a_landscape_and_a_portrait_frame_undoes_each_frames_own_padding():
+    det_y, protos_y, specs = band_case("y")
+    det_x, protos_x, _ = band_case("x")
+    specs = {n: TensorSpec(n, (None, *s.shape[1:]), s.dtype) for n, s in specs.items()}
+    transforms = [ResizeTransform.fit((128, 64), (64, 64), "letterbox"), ResizeTransform.fit((64, 128), (64, 64), "letterbox")]
+    outputs = {"output0": np.stack([det_y, det_x]), "output1": np.stack([protos_y, protos_x])}
+    landscape, portrait = YoloSegDecoder(card(), specs, {}).decode(outputs, transforms)
+    assert landscape.masks.shape == (3, 64, 128) and portrait.masks.shape == (3, 128, 64)
+    assert_bands(landscape, "y", (128, 64))
+    assert_bands(portrait, "x", (64, 128))
+
+
+def test_a_mask_in_a_small_box_is_cut_to_the_box_in_both_letterbox_directions():
+    # one prototype "on" in the input's upper-left quadrant (cells 0..8 on both axes = input
+    # 0..32) and a box around the input's centre: the mask is the box's upper-left quarter
+    nm = 2
+    protos = np.full((nm, 16, 16), -8.0, np.float32)
+    protos[0, :8, :8] = 8.0
+    det = np.zeros((4 + 3 + nm, 1), np.float32)
+    det[0:4, 0] = (32, 32, 24, 24)  # input (20, 20, 44, 44)
+    det[4, 0] = 0.9
+    det[4 + 3, 0] = 1.0
+    specs = {
+        "output0": TensorSpec("output0", (1, 9, 1), np.dtype("float32")),
+        "output1": TensorSpec("output1", (1, nm, 16, 16), np.dtype("float32")),
+    }
+    dec = YoloSegDecoder(card(), specs, {})
+    for frame_wh, box, on in [
+        # landscape 128x64, pad_y 16: input x = 0.5 X, input y = 0.5 Y + 16
+        ((128, 64), (40, 8, 88, 56), (slice(8, 32), slice(40, 64))),
+        # portrait 64x128, pad_x 16: input x = 0.5 X + 16, input y = 0.5 Y
+        ((64, 128), (8, 40, 56, 88), (slice(40, 64), slice(8, 32))),
+    ]:
+        t = ResizeTransform.fit(frame_wh, (64, 64), "letterbox")
+        (inst,) = dec.decode({"output0": det[None], "output1": protos[None]}, [t])
+        np.testing.assert_allclose(inst.xyxy[0], box)
+        m = inst.masks[0]
+        rows, cols = on
+        # bilinear sampling rounds the band's inner corner off, so compare its extent
+        assert np.flatnonzero(m.any(axis=1)).tolist() == list(range(rows.start, rows.stop)), frame_wh
+        assert np.flatnonzero(m.any(axis=0)).tolist() == list(range(cols.start, cols.stop)), frame_wh
+        assert m[rows, cols].mean() > 0.97, frame_wh

@@ -1,12 +1,14 @@
 """The training recipe end to end at toy size: render, train a few steps, export ONNX with a
 dynamic batch axis, calibrate, evaluate, write cards that the pipeline loads. Needs the `train`
-extra (PyTorch); skipped without it."""
+extra (PyTorch), which the `test` extra pulls in, so `make test` runs them."""
+
+import functools
 
 import numpy as np
 import pytest
 import yaml
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch missing: the test extra brings its CPU build (pyproject.toml)")
 pytest.importorskip("onnx")
 
 from streamseg.models import open_model  # noqa: E402
@@ -24,7 +26,17 @@ def test_training_steps_are_deterministic_for_a_seed():
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
-def test_recipe_writes_cards_and_models_the_pipeline_runs(tmp_path):
+@pytest.fixture
+def toy_recipe(monkeypatch):
+    """The recipe's own code at toy size: batches of 2 and 2 calibration frames per trial (the
+    recipe's 8 and 30 take ~20 s of this test on 2 cores, and the CLI sets neither)."""
+    calibrate = train.calibrate_semantic
+    monkeypatch.setattr(train, "calibrate_semantic", lambda onnx, card, w, seeds, frames: calibrate(onnx, card, w, seeds, 2))
+    for name in ("train_semantic", "train_instance"):
+        monkeypatch.setattr(train, name, functools.partial(getattr(train, name), batch=2))
+
+
+def test_recipe_writes_cards_and_models_the_pipeline_runs(tmp_path, toy_recipe):
     args = ["--out", str(tmp_path), "--iters", "2", "--train-seeds", "1000", "--per-seed", "2", "--threads", "1"]
     args += ["--eval-seeds", "0", "--eval-frames", "2", "--val-seeds", "900"]
     assert train.main(args) == 0
