@@ -239,7 +239,9 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
         if not self._full_logged:
             self._full_logged = True
             log.warning(
-                "http:%s: %d connections open (the limit): refusing more with 503", self.server_address[1], self.max_clients
+                "http:%s: %d connections open (the limit): refusing more with 503",
+                self.server_address[1],
+                self.max_clients,
             )
         try:
             request.setblocking(False)
@@ -480,8 +482,11 @@ def _make_handler(server: WebServer) -> type[BaseHTTPRequestHandler]:
             """Has the viewer closed its end? (Checked between frames, so a viewer that leaves
             while the stream is paused frees its thread and its place under the cap.)"""
             try:
-                readable, _, _ = select.select([self.connection], [], [], 0)
-                return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                poller = select.poll()  # not select.select: that fails past fd 1023
+                poller.register(self.connection, select.POLLIN)
+                if not poller.poll(0):
+                    return False
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
             except (OSError, ValueError):
                 return True
 
