@@ -43,8 +43,8 @@ class PreviewSink(Sink):
         query = parse_qs(urlsplit(uri).query if "://" in uri else "", keep_blank_values=True)
         unknown = sorted(set(query) - set(self.OPTIONS))
         if unknown:
-            raise SinkError(
-                f"{redact(uri)}: unknown option {unknown[0]!r} (the preview takes {', '.join(self.OPTIONS)})"
+            raise SinkError(  # the query not shown: a mistyped `token=` holds a secret that redact() misses
+                f"{redact(uri).split('?')[0]}: unknown option {unknown[0]!r} (the preview takes {', '.join(self.OPTIONS)})"
             )
         self.max_clients = _number(uri, query, "max_clients", int, max_clients, DEFAULT_MAX_CLIENTS, 1, 100_000)
         self.read_timeout_s = _number(
