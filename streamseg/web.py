@@ -12,6 +12,13 @@ Binds 127.0.0.1 unless told otherwise. With a token, every request must carry it
 (`?token=...`, or `Authorization: Bearer ...`), else 401. Each client is served by its own
 thread that only ever sends the newest frame: a slow or vanished browser skips frames,
 it never holds up the pipeline (whose queue to this sink drops, too).
+
+Hostile or broken clients are bounded before any token is checked: at most `max_clients`
+connections are open at once (MJPEG viewers included); past that a connection gets a 503
+from the accepting thread, no thread of its own. A request must arrive whole within
+`read_timeout_s` of the connection (or of the previous response, on keep-alive), and no
+single read or write may stall longer than that: a half-open socket, a slowloris or a
+viewer that stopped reading loses its connection and its thread.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ import hmac
 import html
 import json
 import logging
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
@@ -145,8 +155,158 @@ def _buckets(values_ms: np.ndarray, weight: int = 1) -> tuple[list[tuple[str, fl
     return buckets, float(v.sum()) * weight
 
 
+DEFAULT_MAX_CLIENTS = 32  # connections open at once, MJPEG viewers included; 503 past it
+DEFAULT_READ_TIMEOUT_S = 10.0  # a request must arrive whole within this; no read or write stalls longer
+
+_BUSY_BODY = b"503: too many connections to this server; retry in a moment\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 2\r\n"
+    b"Connection: close\r\nCache-Control: no-store\r\nContent-Length: %d\r\n\r\n" % len(_BUSY_BODY)
+) + _BUSY_BODY
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a cap on open connections and a deadline on each request.
+
+    The cap is enforced on the accepting thread, before a handler thread exists; the deadline
+    by service_actions() (the serve_forever loop, every poll interval), which shuts down the
+    socket of any connection whose request has not arrived whole in time."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog (stdlib: 5, where a burst of connects waits 1 s for a SYN retry)
+
+    def __init__(self, addr, handler, *, max_clients: int, read_timeout_s: float) -> None:
+        self.max_clients = max_clients
+        self.read_timeout_s = read_timeout_s
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, float | None] = {}  # connection -> request deadline (None: being served)
+        self._cut: set[socket.socket] = set()  # connections shut down at their deadline
+        self._refused: list[tuple[socket.socket, float]] = []  # 503 sent, closed after a short linger
+        self.refused_total = 0
+        self._full_logged = False
+        super().__init__(addr, handler)
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def process_request(self, request, client_address) -> None:
+        with self._lock:
+            full = len(self._open) >= self.max_clients
+            if not full:
+                self._open[request] = time.monotonic() + self.read_timeout_s
+        if full:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)  # its thread
+        except BaseException:
+            self._forget(request)
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request) -> None:
+        with self._lock:
+            self._open.pop(request, None)
+            self._cut.discard(request)
+            if len(self._open) < self.max_clients:
+                self._full_logged = False
+
+    def arm(self, request) -> None:
+        """A request is awaited on this connection: it must arrive whole within the timeout."""
+        with self._lock:
+            if request in self._open:
+                self._open[request] = time.monotonic() + self.read_timeout_s
+
+    def disarm(self, request) -> bool:
+        """The request has arrived: serving it (an MJPEG stream, say) has no deadline of its own.
+        False if the deadline had passed (the socket was shut down, what was read is cut short)."""
+        with self._lock:
+            if request in self._cut:
+                return False
+            if request in self._open:
+                self._open[request] = None
+            return True
+
+    def _refuse(self, request) -> None:
+        self.refused_total += 1
+        if not self._full_logged:
+            self._full_logged = True
+            log.warning(
+                "http:%s: %d connections open (the limit): refusing more with 503",
+                self.server_address[1],
+                self.max_clients,
+            )
+        try:
+            request.setblocking(False)
+            request.send(_BUSY)
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.shutdown_request(request)
+            return
+        # closed a moment later, once the client's request has been read: closing a socket with
+        # unread bytes sends a reset, which could destroy the 503 before the client reads it
+        self._refused.append((request, time.monotonic() + 1.0))
+        while len(self._refused) > 4 * self.max_clients + 16:
+            self.shutdown_request(self._refused.pop(0)[0])
+
+    def service_actions(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [s for s, deadline in self._open.items() if deadline is not None and deadline < now]
+            self._cut.update(late)
+        for s in late:  # wakes the handler's blocked read: it sees end of stream and ends
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        keep = []
+        for s, close_at in self._refused:
+            eof = _drain(s)
+            if eof or close_at < now:
+                self.shutdown_request(s)
+            else:
+                keep.append((s, close_at))
+        self._refused = keep
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._lock:
+            still = list(self._open)
+        for s in still:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for s, _ in self._refused:
+            self.shutdown_request(s)
+        self._refused = []
+
+
+def _drain(s: socket.socket) -> bool:
+    """Read whatever a non-blocking socket has; True at end of stream (or on error)."""
+    try:
+        while True:
+            if not s.recv(65536):
+                return True
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
 class WebServer:
-    """The preview/metrics server on its own threads. `page=False`: /stats and /metrics only."""
+    """The preview/metrics server on its own threads (without `frames`: /stats and /metrics only).
+
+    `max_clients`: connections open at once (MJPEG viewers included), 503 past it;
+    `read_timeout_s`: how long a request may take to arrive, and the longest any read or
+    write may stall."""
 
     def __init__(
         self,
@@ -157,13 +317,20 @@ class WebServer:
         frames: Frames | None = None,
         token: str | None = None,
         title: str = "streamseg",
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
     ) -> None:
+        if max_clients < 1:
+            raise ValueError(f"max_clients must be at least 1, got {max_clients}")
+        if not read_timeout_s > 0:
+            raise ValueError(f"read_timeout_s must be positive, got {read_timeout_s}")
         self.host, self.port = host or "127.0.0.1", port
+        self.max_clients, self.read_timeout_s = max_clients, read_timeout_s
         self.stats = stats
         self.frames = frames
         self.token = token
         self.title = title
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -172,10 +339,13 @@ class WebServer:
 
     def start(self) -> None:
         handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)  # OSError: port taken / bad host
-        self._httpd.daemon_threads = True
+        self._httpd = _BoundedHTTPServer(  # OSError: port taken / bad host
+            (self.host, self.port), handler, max_clients=self.max_clients, read_timeout_s=self.read_timeout_s
+        )
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"http:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.25}, name=f"http:{self.port}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -185,6 +355,16 @@ class WebServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open right now (each has its own thread)."""
+        return self._httpd.open_connections if self._httpd is not None else 0
+
+    @property
+    def refused(self) -> int:
+        """Connections refused with 503 so far (the cap was reached)."""
+        return self._httpd.refused_total if self._httpd is not None else 0
 
     def authorized(self, path_query: str, headers) -> bool:
         if not self.token:
@@ -200,12 +380,25 @@ def _make_handler(server: WebServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "streamseg"
+        timeout = server.read_timeout_s  # per read/write on the socket (StreamRequestHandler.setup)
 
         def log_message(self, fmt, *args) -> None:  # quiet: no access log on stderr
             log.debug("http %s", fmt % args)
 
+        def handle_one_request(self) -> None:
+            self.server.arm(self.connection)  # the request must arrive whole in time
+            super().handle_one_request()
+
+        def parse_request(self) -> bool:
+            ok = super().parse_request()
+            if ok and not self.server.disarm(self.connection):
+                self.close_connection = True  # cut off at its deadline: the headers read are incomplete
+                return False
+            return ok
+
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             if not server.authorized(self.path, self.headers):
+                self.close_connection = True  # a stranger keeps no connection open
                 self._send(401, b"401: this preview needs its token (?token=...)\n", "text/plain; charset=utf-8")
                 return
             path = urlsplit(self.path).path
@@ -264,8 +457,8 @@ def _make_handler(server: WebServer) -> type[BaseHTTPRequestHandler]:
             with frames.cond:
                 frames.watchers += 1
             try:
-                while not frames.closed:
-                    if not frames.wait_newer(sid, seq, timeout=1.0):
+                while not frames.closed and not self._peer_gone():
+                    if not frames.wait_newer(sid, seq, timeout=0.5):
                         continue
                     got = frames.jpeg(sid)
                     if got is None:
@@ -280,10 +473,22 @@ def _make_handler(server: WebServer) -> type[BaseHTTPRequestHandler]:
                     )
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                pass  # the browser went away
+                pass  # the browser went away, or stopped reading for longer than the timeout
             finally:
                 with frames.cond:
                     frames.watchers -= 1
+
+        def _peer_gone(self) -> bool:
+            """Has the viewer closed its end? (Checked between frames, so a viewer that leaves
+            while the stream is paused frees its thread and its place under the cap.)"""
+            try:
+                poller = select.poll()  # not select.select: that fails past fd 1023
+                poller.register(self.connection, select.POLLIN)
+                if not poller.poll(0):
+                    return False
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            except (OSError, ValueError):
+                return True
 
     return Handler
 

@@ -1,6 +1,7 @@
 """`streamseg bench`: its statistics (percentiles, CDFs, spread) and a tiny end-to-end run."""
 
 import json
+import statistics
 
 import numpy as np
 import pytest
@@ -45,29 +46,86 @@ engines:
 bench: {{frames: 12, warmup: 2, reps: 2, batch_sizes: [1, 2], streams: [1, 2], loads: [0.5, 1.5], load_seconds: 1}}
 """
     )
-    r = run_streamseg("bench", "-c", cfg, "--out", tmp_path / "out", cwd=tmp_path)
+    r = run_streamseg("bench", "-c", cfg, "--out", tmp_path / "out")  # from the checkout: its streamseg
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out"
     for name in ("bench.json", "bench.md", "latency_cdf.png", "throughput.png", "latency_vs_load.png"):
         assert (out / name).stat().st_size > 100, name
     res = json.loads((out / "bench.json").read_text())
+    check_bench_report(res, reps=2, frames=12, batch_sizes=[1, 2], streams=[1, 2], loads=[0.5, 1.5], load_seconds=1)
+    check_bench_markdown(res, (out / "bench.md").read_text())
+
+
+def check_bench_report(res, *, reps, frames, batch_sizes, streams, loads, load_seconds):
+    """The bench report's structure and the invariants between its figures (no timing thresholds):
+    spreads agree with their runs, ratios and capacity are what the fps figures give, every
+    sweep point accounts for every frame, every stage is measured."""
+    from streamseg.frames import STAGES
+
+    assert {"decode", "infer", "postprocess", "overlay", "sink"} <= set(STAGES)
+    assert res["frames"] == frames and res["reps"] == reps
+    assert set(res["engines"]) == {"semantic", "instance"}
+    assert res["machine"]["cores"] >= 1 and res["machine"]["engine_threads"] == {"semantic": 1, "instance": 1}
+    # throughput: every variant, each run positive, median/min/max those of its runs
     t = res["throughput_fps"]
-    assert set(t) == {
-        "engines_only",
-        "naive_h264",
-        "pipeline_h264",
-        "pipeline_null_b1_s1",
-        "pipeline_null_b1_s2",
-        "pipeline_null_b2_s1",
-        "pipeline_null_b2_s2",
-    }
-    assert all(len(v["runs"]) == 2 and v["median"] > 0 for v in t.values())
-    assert res["ratios"]["pipeline_null_over_engines_only"] > 0
-    assert [row["load"] for row in res["load_sweep"]] == [0.5, 1.5]
-    assert all(row["accounted"] for row in res["load_sweep"])  # every frame out or counted as dropped
-    assert set(res["latency_cdf_ms"]) >= {"decode", "infer", "end_to_end"}
-    assert res["machine"]["cores"] >= 1 and "engine_threads" in res["machine"]
-    assert "| pipeline / naive loop" in (out / "bench.md").read_text()
+    nulls = {f"pipeline_null_b{b}_s{n}": (b, n) for b in batch_sizes for n in streams}
+    assert set(t) == {"engines_only", "naive_h264", "pipeline_h264", *nulls}
+    for name, v in t.items():
+        runs = v["runs"]
+        assert len(runs) == reps and all(x > 0 for x in runs), name
+        assert v["median"] == pytest.approx(statistics.median(runs), abs=1e-3), name
+        assert (v["min"], v["max"]) == (min(runs), max(runs)), name
+    # ratios: as bench.md defines them, from the runs and medians reported beside them
+    ra, eng = res["ratios"], t["engines_only"]["median"]
+    first = f"pipeline_null_b{batch_sizes[0]}_s{streams[0]}"
+    per_rep = statistics.median(p / q for p, q in zip(t[first]["runs"], t["engines_only"]["runs"], strict=True))
+    assert ra["pipeline_null_over_engines_only"] == pytest.approx(per_rep, rel=0.01, abs=1e-3)
+    best = max(nulls, key=lambda k: t[k]["median"])
+    assert (ra["best_config"]["batch"], ra["best_config"]["streams"]) == nulls[best]
+    assert ra["best_pipeline_null_over_engines_only"] == pytest.approx(t[best]["median"] / eng, rel=0.01, abs=1e-3)
+    h264 = statistics.median(p / q for p, q in zip(t["pipeline_h264"]["runs"], t["naive_h264"]["runs"], strict=True))
+    assert ra["pipeline_h264_over_naive_h264"] == pytest.approx(h264, rel=0.01, abs=1e-3)
+    assert res["engine_ms_per_frame"] == pytest.approx(1000 / eng, rel=0.01, abs=0.01)
+    capacity = t[f"pipeline_null_b{batch_sizes[0]}_s1"]["median"]
+    assert res["capacity_fps"] == pytest.approx(capacity, abs=0.01)
+    # the load sweep: one row per load, paced at that share of the capacity, every frame accounted for
+    rows = res["load_sweep"]
+    assert [row["load"] for row in rows] == loads
+    for row in rows:
+        assert row["source_fps"] == pytest.approx(capacity * row["load"], abs=0.01)
+        assert abs(row["frames_in"] - (capacity * row["load"] * load_seconds + 1)) <= 1  # the frames the source had
+        dropped = sum(row["dropped"].values())
+        assert row["frames_in"] == row["frames_out"] + dropped, row  # in = out + dropped
+        assert row["accounted"] is True and row["frames_out"] > 0
+        assert row["drop_rate"] == pytest.approx(dropped / row["frames_in"], abs=1e-4)
+        e2e = row["end_to_end"]
+        assert 0 <= e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["max"], e2e
+        assert row["p99_over_engine_ms"] == pytest.approx(e2e["p99"] / (1000 / eng), rel=0.01)
+        assert set(row["stages"]) == set(STAGES), row["stages"]  # every stage, measured
+        for stage, v in row["stages"].items():
+            assert v["p50"] is not None and 0 <= v["p50"] <= v["p99"], (stage, v)
+    # the latency CDFs: every stage and end to end, each a CDF over the first null run's frames
+    cdfs = res["latency_cdf_ms"]
+    assert set(cdfs) == {*STAGES, "end_to_end"}
+    for stage, (xs, ys) in cdfs.items():
+        assert xs and len(xs) == len(ys) <= frames, stage
+        assert xs == sorted(xs) and ys == sorted(ys) and ys[-1] == 1.0 and ys[0] > 0, stage
+
+
+def check_bench_markdown(res, md: str):
+    """bench.md shows the figures of bench.json, not others."""
+    for name, v in res["throughput_fps"].items():
+        assert f"| {name} | {v['median']:.1f} | {v['min']:.1f} - {v['max']:.1f} |" in md, name
+    ra = res["ratios"]
+    assert f"| pipeline (null://) / engines only | {ra['pipeline_null_over_engines_only']:.2f} |" in md
+    assert f"| pipeline / naive loop (same H.264 file sink) | {ra['pipeline_h264_over_naive_h264']:.2f} |" in md
+    assert f"(batch {ra['best_config']['batch']}, {ra['best_config']['streams']} streams)" in md
+    assert f"capacity {res['capacity_fps']:.1f} frames/s" in md
+    load_rows = [line for line in md.splitlines() if line.startswith("| ") and "%" in line.split("|")[1]]
+    assert len(load_rows) == len(res["load_sweep"])
+    for line, row in zip(load_rows, res["load_sweep"], strict=True):
+        assert line.startswith(f"| {row['load']:.0%} | {row['source_fps']:.1f} | {row['end_to_end']['p50']} |")
+        assert line.endswith(f"| {row['drop_rate']:.1%} | yes |")
 
 
 def test_bench_mistakes(tmp_path):

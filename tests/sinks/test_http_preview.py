@@ -40,6 +40,7 @@ def preview(tmp_path):
         tmp_path / "report.json",
         "--no-progress",
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's streamseg, whatever the venv installed
     )
     deadline = time.monotonic() + 60
     while True:
