@@ -278,7 +278,7 @@ class Bench:
         }
         self.log(
             f"load {share:.0%} ({fps:.1f} fps): e2e p50 {e2e['p50']} p99 {e2e['p99']} ms, "
-            f"drops {row['drop_rate']:.1%}, out {row['out_fps_over_capacity']} x capacity, "
+            f"drops {row['drop_rate'] or 0:.1%}, out {row['out_fps_over_capacity']} x capacity, "
             f"in = out + dropped: {row['accounted']}"
         )
         return row
@@ -371,7 +371,16 @@ class Bench:
                 ),
                 3,
             ),
-            "best_pipeline_null_over_engines_only": round(best_null[0] / eng, 3),
+            # per repetition, like the ratio above: each run against the engines run beside it
+            "best_pipeline_null_over_engines_only": round(
+                statistics.median(
+                    p / q
+                    for p, q in zip(
+                        runs[f"pipeline_null_b{best_null[1]}_s{best_null[2]}"], runs["engines_only"], strict=True
+                    )
+                ),
+                3,
+            ),
             "best_config": {"batch": best_null[1], "streams": best_null[2]},
             "pipeline_h264_over_naive_h264": round(
                 statistics.median(p / q for p, q in zip(runs["pipeline_h264"], runs["naive_h264"], strict=True)), 3
@@ -509,7 +518,7 @@ def markdown(r: dict) -> str:
         lines.append(
             f"| {row['load']:.0%} (run {row.get('rep', 0) + 1}) | {row['source_fps']:.1f} | {e['p50']} | {e['p90']} | "
             f"{e['p99']} | {row['p99_over_engine_ms']} | {row['p99_over_service']} | {row['out_fps_over_capacity']} | "
-            f"{row['drop_rate']:.1%} | {'yes' if row['accounted'] else 'NO'} |"
+            f"{'-' if row['drop_rate'] is None else format(row['drop_rate'], '.1%')} | {'yes' if row['accounted'] else 'NO'} |"
         )
     lines += [
         "",

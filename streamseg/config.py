@@ -174,6 +174,12 @@ class SinkConfig(Section):
         1000, ge=100, le=60_000, description="Fragmented MP4: at most this much is lost to a crash."
     )
     token: str | None = Field(None, description="http:// preview: every request must carry ?token=THIS.")
+    max_clients: int | None = Field(
+        None, ge=1, le=100_000, description="http:// preview: most connections at once, viewers included (32); 503 past it."
+    )
+    read_timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="http:// preview: a request must arrive whole within this (10 s)."
+    )
 
 
 class MetricsConfig(Section):

@@ -24,9 +24,19 @@ Factory = Callable[[str, str, dict[str, str], Any], T]
 _SECRET_PARAMS = re.compile(r"(?i)([?&](?:token|password|passwd|pass|secret|key|api_key|access_token)=)[^&#]*")
 
 
+_EMBEDDED_CREDS = re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/@!]+):[^\s@!]*@", re.I)
+_SECRET_PROPS = re.compile(
+    r"""(?i)(\b(?:user-pw|password|passwd|proxy-pw|token|secret|key)\s*=\s*)("[^"]*"|'[^']*'|[^\s!"'&#]+)"""
+)
+
+
 def redact(uri: str) -> str:
     """The URI with any password, and any token/password/key query value, replaced by ***,
-    for logs, reports and pages."""
+    for logs, reports and pages. A `gst://` pipeline description is searched as text: the
+    URIs inside it (`location=rtsp://u:pw@cam`) and secret properties (`user-pw=...`)."""
+    if uri[:6].lower() == "gst://":
+        text = _EMBEDDED_CREDS.sub(r"\1:***@", uri)
+        return _SECRET_PROPS.sub(r"\1***", text)  # also ?token=... inside a quoted location
     if "://" not in uri:
         return uri
     scheme, rest = uri.split("://", 1)

@@ -25,7 +25,17 @@ needs_shared_models = pytest.mark.skipif(
 )
 
 
-def run_streamseg(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+def checkout_env(env: dict | None = None) -> dict:
+    """The environment with this checkout first on the import path: a run from another folder
+    (cwd=tmp_path) tests this checkout's streamseg, not whichever one the venv installed."""
+    import os
+
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_streamseg(*args, cwd=None, timeout=300, env=None) -> subprocess.CompletedProcess:
     """`python -m streamseg ARGS` as a user would run it, output captured."""
     return subprocess.run(
         [sys.executable, "-m", "streamseg", *map(str, args)],
@@ -33,6 +43,7 @@ def run_streamseg(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
         text=True,
         cwd=cwd or ROOT,
         timeout=timeout,
+        env=checkout_env(env),
     )
 
 
@@ -44,7 +55,7 @@ def streamseg_popen(*args, cwd=None, env=None) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=checkout_env(env),
     )
 
 

@@ -43,7 +43,8 @@ sources: ["synthetic://driving?size=160x90&fps=30&seed=1"]
 engines:
   semantic: {{card: {tiny / "red.yaml"}, backend: onnxruntime, threads: 1}}
   instance: {{card: {tiny / "yolo.yaml"}, backend: onnxruntime, threads: 1}}
-bench: {{frames: 12, warmup: 2, reps: 2, batch_sizes: [1, 2], streams: [1, 2], loads: [0.5, 1.5], load_seconds: 1}}
+bench: {{frames: 12, warmup: 2, reps: 2, batch_sizes: [1, 2], streams: [1, 2], loads: [0.5, 1.5], load_seconds: 1,
+         sweep_reps: 2}}
 """
     )
     r = run_streamseg("bench", "-c", cfg, "--out", tmp_path / "out")  # from the checkout: its streamseg
@@ -52,11 +53,13 @@ bench: {{frames: 12, warmup: 2, reps: 2, batch_sizes: [1, 2], streams: [1, 2], l
     for name in ("bench.json", "bench.md", "latency_cdf.png", "throughput.png", "latency_vs_load.png"):
         assert (out / name).stat().st_size > 100, name
     res = json.loads((out / "bench.json").read_text())
-    check_bench_report(res, reps=2, frames=12, batch_sizes=[1, 2], streams=[1, 2], loads=[0.5, 1.5], load_seconds=1)
+    check_bench_report(
+        res, reps=2, frames=12, batch_sizes=[1, 2], streams=[1, 2], loads=[0.5, 1.5], load_seconds=1, sweep_reps=2
+    )
     check_bench_markdown(res, (out / "bench.md").read_text())
 
 
-def check_bench_report(res, *, reps, frames, batch_sizes, streams, loads, load_seconds):
+def check_bench_report(res, *, reps, frames, batch_sizes, streams, loads, load_seconds, sweep_reps=1):
     """The bench report's structure and the invariants between its figures (no timing thresholds):
     spreads agree with their runs, ratios and capacity are what the fps figures give, every
     sweep point accounts for every frame, every stage is measured."""
@@ -82,16 +85,36 @@ def check_bench_report(res, *, reps, frames, batch_sizes, streams, loads, load_s
     assert ra["pipeline_null_over_engines_only"] == pytest.approx(per_rep, rel=0.01, abs=1e-3)
     best = max(nulls, key=lambda k: t[k]["median"])
     assert (ra["best_config"]["batch"], ra["best_config"]["streams"]) == nulls[best]
-    assert ra["best_pipeline_null_over_engines_only"] == pytest.approx(t[best]["median"] / eng, rel=0.01, abs=1e-3)
+    best_per_rep = statistics.median(p / q for p, q in zip(t[best]["runs"], t["engines_only"]["runs"], strict=True))
+    assert ra["best_pipeline_null_over_engines_only"] == pytest.approx(best_per_rep, rel=0.01, abs=1e-3)
+    # the machine limit: cores x 1000 / the stages' summed CPU cost, and the pipeline against it
+    costs, lim = res["stage_cpu_ms_per_frame"], res["machine_limit_fps"]
+    assert {"source", "engine.semantic", "engine.instance", "overlay", "encode.h264"} <= set(costs)
+    work = sum(v for k, v in costs.items() if k != "encode.h264")
+    assert lim["null"] == pytest.approx(lim["cores"] * 1000 / work, rel=0.01)
+    assert lim["h264"] == pytest.approx(lim["cores"] * 1000 / (work + costs["encode.h264"]), rel=0.01)
+    assert ra["pipeline_null_over_machine_limit"] == pytest.approx(t[first]["median"] / lim["null"], rel=0.01)
+    assert ra["pipeline_h264_over_machine_limit"] == pytest.approx(t["pipeline_h264"]["median"] / lim["h264"], rel=0.01)
     h264 = statistics.median(p / q for p, q in zip(t["pipeline_h264"]["runs"], t["naive_h264"]["runs"], strict=True))
     assert ra["pipeline_h264_over_naive_h264"] == pytest.approx(h264, rel=0.01, abs=1e-3)
     assert res["engine_ms_per_frame"] == pytest.approx(1000 / eng, rel=0.01, abs=0.01)
     capacity = t[f"pipeline_null_b{batch_sizes[0]}_s1"]["median"]
     assert res["capacity_fps"] == pytest.approx(capacity, abs=0.01)
-    # the load sweep: one row per load, paced at that share of the capacity, every frame accounted for
+    # the load sweep: one row per load and sweep, paced at that share of the capacity, every frame accounted for
     rows = res["load_sweep"]
-    assert [row["load"] for row in rows] == loads
+    assert [row["load"] for row in rows] == loads * sweep_reps
+    assert [row["rep"] for row in rows] == [r for r in range(sweep_reps) for _ in loads]
+    service = res["service_ms"]
+    assert service == res["service_run"]["end_to_end"]["p50"] and service > 0
+    for share in loads:
+        mine = [r for r in rows if r["load"] == share]
+        sm = res["load_sweep_summary"][f"{share:g}"]
+        assert sm["p99_ms"]["runs"] == [r["end_to_end"]["p99"] for r in mine]
+        assert sm["out_fps_over_capacity"]["runs"] == [r["out_fps_over_capacity"] for r in mine]
     for row in rows:
+        assert row["p99_over_service"] == pytest.approx(row["end_to_end"]["p99"] / service, rel=0.01)
+        span = row["frames_in"] / row["source_fps"]
+        assert row["out_fps_over_capacity"] == pytest.approx(row["frames_out"] / span / capacity, rel=0.05)
         assert row["source_fps"] == pytest.approx(capacity * row["load"], abs=0.01)
         assert abs(row["frames_in"] - (capacity * row["load"] * load_seconds + 1)) <= 1  # the frames the source had
         dropped = sum(row["dropped"].values())
@@ -121,10 +144,15 @@ def check_bench_markdown(res, md: str):
     assert f"| pipeline / naive loop (same H.264 file sink) | {ra['pipeline_h264_over_naive_h264']:.2f} |" in md
     assert f"(batch {ra['best_config']['batch']}, {ra['best_config']['streams']} streams)" in md
     assert f"capacity {res['capacity_fps']:.1f} frames/s" in md
-    load_rows = [line for line in md.splitlines() if line.startswith("| ") and "%" in line.split("|")[1]]
+    assert f"| pipeline (null://) / machine limit | {ra['pipeline_null_over_machine_limit']:.2f} |" in md
+    for stage, ms in res["stage_cpu_ms_per_frame"].items():
+        assert f"| {stage} | {ms:.2f} |" in md, stage
+    load_rows = [line for line in md.splitlines() if line.startswith("| ") and "(run " in line.split("|")[1]]
     assert len(load_rows) == len(res["load_sweep"])
     for line, row in zip(load_rows, res["load_sweep"], strict=True):
-        assert line.startswith(f"| {row['load']:.0%} | {row['source_fps']:.1f} | {row['end_to_end']['p50']} |")
+        assert line.startswith(
+            f"| {row['load']:.0%} (run {row['rep'] + 1}) | {row['source_fps']:.1f} | {row['end_to_end']['p50']} |"
+        )
         assert line.endswith(f"| {row['drop_rate']:.1%} | yes |")
 
 

@@ -39,7 +39,14 @@ def _http(uri: str, rest: str, query: dict[str, str], opts=None) -> Sink:
 
     host, port, _ = _host_port(uri, rest, 8080)
     token = query.get("token") or (getattr(opts, "token", None) if opts else None)
-    return PreviewSink(uri, host, port, token)
+    return PreviewSink(
+        uri,
+        host,
+        port,
+        token,
+        max_clients=getattr(opts, "max_clients", None),
+        read_timeout_s=getattr(opts, "read_timeout_s", None),
+    )
 
 
 def _rtsp(uri: str, rest: str, query: dict[str, str], opts=None) -> Sink:
