@@ -105,3 +105,16 @@ def test_registry_takes_new_schemes_like_the_sources(tmp_path):
         assert "testsink://" in str(pytest.raises(SinkError, open_sink, "nope://x").value)
     finally:
         SINKS.unregister("testsink")
+
+
+def test_preview_limits_come_from_a_configs_sink_and_the_uri_wins():
+    from streamseg.config import SinkConfig
+    from streamseg.sinks import open_sink
+
+    opts = SinkConfig(uri="http://127.0.0.1:8080", max_clients=3, read_timeout_s=2.5)
+    sink = open_sink("http://127.0.0.1:8080", opts)
+    assert (sink.max_clients, sink.read_timeout_s) == (3, 2.5)
+    sink = open_sink("http://127.0.0.1:8080?max_clients=5", opts)
+    assert (sink.max_clients, sink.read_timeout_s) == (5, 2.5)
+    sink = open_sink("http://127.0.0.1:8080")
+    assert (sink.max_clients, sink.read_timeout_s) == (32, 10.0)  # the defaults
