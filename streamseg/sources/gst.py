@@ -1,7 +1,8 @@
 """GStreamer sources: files, V4L2 cameras, RTSP, RTP/H.264 and `gst://` pipelines.
 
-Frames are pulled from an appsink as I420 and converted with OpenCV (measured: about
-1.6x faster than GStreamer's videoconvert to BGR). A live frame's capture time is its
+Frames are pulled from an appsink as I420 and converted to BGR as FFmpeg converts them
+(`sources/yuv.py`, the colour matrix and range read from the caps), so this decoder and
+`decoder: opencv` give the same pixels. A live frame's capture time is its
 buffer timestamp on the pipeline clock; GStreamer's system clock and perf_counter_ns()
 are both CLOCK_MONOTONIC, so end-to-end latency includes what happened before decode
 (network, jitter buffer, camera driver).
@@ -25,6 +26,7 @@ import numpy as np
 from streamseg import gst
 from streamseg.errors import SourceError, UserError
 from streamseg.sources.base import Source, SourceFrame
+from streamseg.sources.yuv import DEFAULT_MATRIX, i420_to_bgr
 
 log = logging.getLogger("streamseg")
 
@@ -56,8 +58,22 @@ def prefer_hardware_decoders() -> list[str]:
     return found
 
 
-def to_bgr(data: np.ndarray, fmt: str, w: int, h: int, strides, offsets) -> np.ndarray:
-    """One mapped video buffer -> H x W x 3 BGR uint8 (a copy, the buffer can be released)."""
+def colorimetry(caps) -> tuple[str, bool]:
+    """(matrix, full range) of raw video caps, as FFmpeg would take them: a stream that names
+    no colorimetry is BT.601 limited range (GstVideoInfo would guess BT.709 from 720 lines up)."""
+    _, GstVideo = gst.require()
+    text = caps.get_structure(0).get_string("colorimetry") if caps is not None and caps.get_size() else None
+    c = GstVideo.VideoColorimetry()
+    if not text or not c.from_string(text):
+        return DEFAULT_MATRIX, False
+    M = GstVideo.VideoColorMatrix
+    names = {M.BT601: "bt601", M.BT709: "bt709", M.FCC: "fcc", M.SMPTE240M: "smpte240m", M.BT2020: "bt2020"}
+    return names.get(c.matrix, DEFAULT_MATRIX), c.range == getattr(GstVideo.VideoColorRange, "0_255")
+
+
+def to_bgr(data: np.ndarray, fmt: str, w: int, h: int, strides, offsets, colour=(DEFAULT_MATRIX, False)) -> np.ndarray:
+    """One mapped video buffer -> H x W x 3 BGR uint8 (a copy, the buffer can be released).
+    `colour` is (matrix, full range) of YUV input, see `colorimetry()`."""
 
     def plane(i: int, rows: int, cols: int, channels: int = 1) -> np.ndarray:
         p = data[offsets[i] : offsets[i] + strides[i] * rows].reshape(rows, strides[i])
@@ -65,19 +81,7 @@ def to_bgr(data: np.ndarray, fmt: str, w: int, h: int, strides, offsets) -> np.n
 
     if fmt == "I420":
         cw, ch = (w + 1) // 2, (h + 1) // 2
-        if w % 2 == 0 and h % 2 == 0:
-            if strides[0] == w and strides[1] == cw and offsets[1] == w * h and offsets[2] == w * h + cw * ch:
-                return cv2.cvtColor(data[: w * h * 3 // 2].reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420)
-            packed = np.empty((h * 3 // 2, w), np.uint8)
-            packed[:h] = plane(0, h, w)
-            packed[h:].reshape(-1)[: cw * ch] = plane(1, ch, cw).ravel()
-            packed[h:].reshape(-1)[cw * ch :] = plane(2, ch, cw).ravel()
-            return cv2.cvtColor(packed, cv2.COLOR_YUV2BGR_I420)
-        # odd sizes: upsample chroma ourselves
-        y = plane(0, h, w)
-        u = cv2.resize(plane(1, ch, cw), (w, h), interpolation=cv2.INTER_LINEAR)
-        v = cv2.resize(plane(2, ch, cw), (w, h), interpolation=cv2.INTER_LINEAR)
-        return cv2.cvtColor(cv2.merge([y, u, v]), cv2.COLOR_YUV2BGR)
+        return i420_to_bgr(plane(0, h, w), plane(1, ch, cw), plane(2, ch, cw), *colour)
     if fmt == "BGR":
         return plane(0, h, w, 3).copy()
     if fmt == "RGB":
@@ -121,6 +125,8 @@ class GstSource(Source):
         self._eos = False
         self._cancel = threading.Event()
         self._frames = 0
+        self._caps = None
+        self._colour = (DEFAULT_MATRIX, False)
 
     # lifecycle --------------------------------------------------------------------
     def open(self) -> None:
@@ -221,7 +227,10 @@ class GstSource(Source):
 
     def _convert(self, sample, GstVideo, Gst) -> SourceFrame:
         buf = sample.get_buffer()
-        info = GstVideo.VideoInfo.new_from_caps(sample.get_caps())
+        caps = sample.get_caps()
+        if self._caps is None or not caps.is_equal(self._caps):
+            self._caps, self._colour = caps, colorimetry(caps)
+        info = GstVideo.VideoInfo.new_from_caps(caps)
         fmt = info.finfo.name
         if self.fps is None and info.fps_n > 0 and info.fps_d > 0:
             self.fps = info.fps_n / info.fps_d
@@ -230,7 +239,7 @@ class GstSource(Source):
             raise SourceError(f"{self.redacted}: cannot map a buffer")
         try:
             data = np.frombuffer(mapinfo.data, np.uint8)
-            img = to_bgr(data, fmt, info.width, info.height, list(info.stride), list(info.offset))
+            img = to_bgr(data, fmt, info.width, info.height, list(info.stride), list(info.offset), self._colour)
         finally:
             buf.unmap(mapinfo)
         pts = buf.pts if buf.pts != Gst.CLOCK_TIME_NONE else None
