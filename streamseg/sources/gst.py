@@ -130,19 +130,27 @@ class GstSource(Source):
 
     # lifecycle --------------------------------------------------------------------
     def open(self) -> None:
+        reason = self._open_first()
+        if reason is not None:
+            if not self.live:
+                raise SourceError(f"{self.name} is not a video GStreamer can decode ({reason})")
+            raise SourceError(f"{self.redacted}: cannot open: {reason}")
+
+    def _open_first(self) -> str | None:
+        """Start the pipeline and take its first frame: None when it came, else why not (with
+        `self.error` set when the pipeline reported an error rather than staying silent)."""
+        self.error, self._eos = None, False
         self._start()
         first = self._pull(self.policy.open_timeout_s if self.live else 30.0)
         if first is None:
-            reason = self.error or gst.pop_error(self._pipeline)
-            reason = reason or (
+            self.error = self.error or gst.pop_error(self._pipeline)
+            reason = self.error or (
                 "the stream ended before its first frame"
                 if self._eos
                 else f"no frame within {self.policy.open_timeout_s:g} s"
             )
             self._stop()
-            if not self.live:
-                raise SourceError(f"{self.name} is not a video GStreamer can decode ({reason})")
-            raise SourceError(f"{self.redacted}: cannot open: {reason}")
+            return reason
         self._pending = first
         self.size_wh = (first.image_bgr.shape[1], first.image_bgr.shape[0])
         if not self.live and self.fps:
@@ -150,6 +158,7 @@ class GstSource(Source):
             ok, duration = self._pipeline.query_duration(Gst.Format.TIME)
             if ok and duration > 0:
                 self.frame_count = round(duration / 1e9 * self.fps)  # for progress bars; the file decides
+        return None
 
     def close(self) -> None:
         self._cancel.set()
@@ -354,16 +363,65 @@ def v4l2_source(uri: str, device: str, policy: LivePolicy | None = None) -> GstS
     return GstSource(uri, desc, live=True, policy=policy)
 
 
+class RtspSource(GstSource):
+    """rtspsrc over one lower transport at a time, as players do: the configured one first and,
+    when the server refuses it (VLC's own server serves RTP over UDP only; some cameras and
+    firewalls allow TCP only), the other. The one that worked is logged, kept for reconnects
+    and reported (`transport`)."""
+
+    scheme = "rtsp"
+
+    def __init__(
+        self, uri: str, transports: list[str], latency_ms: int = 100, policy: LivePolicy | None = None
+    ) -> None:
+        super().__init__(uri, "", live=True, policy=policy)
+        self.transports = transports
+        self.latency_ms = int(latency_ms)
+        self.transport = transports[0]
+        self.description = self._description(self.transport)
+
+    def _description(self, transport: str) -> str:
+        # rtspsrc takes the URI with its credentials; only the redacted form is ever shown
+        return (
+            f"rtspsrc name=rtspsrc location={_quote(self.uri)} protocols={transport} latency={self.latency_ms} "
+            f"drop-on-latency=true ! decodebin ! {TAIL}"
+        )
+
+    def open(self) -> None:
+        failed: list[tuple[str, str]] = []
+        for transport in self.transports:
+            self.transport, self.description = transport, self._description(transport)
+            try:
+                reason = self._open_first()
+            except SourceError as e:
+                reason, self.error = str(e).removeprefix(f"{self.redacted}: "), str(e)
+            if reason is None:
+                why = "; ".join(f"{t.upper()} failed: {r}" for t, r in failed)
+                log.info("%s: RTP over %s%s", self.redacted, transport.upper(), f" ({why})" if why else "")
+                return
+            failed.append((transport, reason))
+            if self.error is None:
+                break  # silence, not a refusal: the other transport would only wait as long again
+        if len(failed) > 1 and len({r for _, r in failed}) == 1:
+            tried = " nor ".join(f"transport: {t}" for t, _ in failed) + f" ({failed[0][1]})"
+        else:
+            tried = " nor ".join(f"transport: {t} ({r})" for t, r in failed)
+        raise SourceError(f"{self.redacted}: cannot open with {tried}")
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["transport"] = self.transport
+        return d
+
+
 def rtsp_source(uri: str, transport: str = "tcp", latency_ms: int = 100, policy: LivePolicy | None = None) -> GstSource:
-    protocols = {"tcp": "tcp", "udp": "udp"}.get(transport)
-    if protocols is None:
+    """`transport` (tcp, udp, or auto = tcp) is tried first, the other one when the server refuses it;
+    rtspt:// is RTSP over TCP only."""
+    first = {"auto": "tcp", "tcp": "tcp", "udp": "udp"}.get(transport)
+    if first is None:
         raise SourceError(f"{uri}: transport must be tcp or udp")
-    # rtspsrc takes the URI with its credentials; only the redacted form is ever shown
-    desc = (
-        f"rtspsrc location={_quote(uri)} protocols={protocols} latency={int(latency_ms)} drop-on-latency=true "
-        f"! decodebin ! {TAIL}"
-    )
-    return GstSource(uri, desc, live=True, policy=policy)
+    transports = ["tcp"] if uri.lower().startswith("rtspt://") else [first, "udp" if first == "tcp" else "tcp"]
+    return RtspSource(uri, transports, latency_ms, policy)
 
 
 def rtp_source(uri: str, host: str, port: int, latency_ms: int = 50, policy: LivePolicy | None = None) -> GstSource:
