@@ -390,6 +390,8 @@ class RtspSource(GstSource):
     def open(self) -> None:
         failed: list[tuple[str, str]] = []
         for transport in self.transports:
+            if failed and self._cancel.wait(min(self.policy.initial_delay_s, 1.0)):
+                break  # a server that just refused a session may answer 503 for a moment
             self.transport, self.description = transport, self._description(transport)
             try:
                 reason = self._open_first()

@@ -1,7 +1,8 @@
 """A stand-alone RTSP server for tests that refuses RTP over TCP, as VLC's own server does:
-`python rtsp_udp_server.py PORT MOUNT [udp|mcast]` serves a live test pattern (320x240, 30 fps,
-H.264) at rtsp://127.0.0.1:PORT/MOUNT, over UDP only (`udp`, the default), or over multicast
-only (`mcast`: a unicast client gets neither TCP nor UDP), until killed."""
+`python rtsp_udp_server.py PORT MOUNT [udp|tcp|mcast]` serves a live test pattern (320x240,
+30 fps, H.264) at rtsp://127.0.0.1:PORT/MOUNT, over UDP only (`udp`, the default), over TCP
+only (`tcp`, the reverse case), or over multicast only (`mcast`: a unicast client gets neither
+TCP nor UDP), until killed."""
 
 import sys
 
@@ -27,7 +28,7 @@ def main() -> None:
     )
     factory.set_shared(True)
     trans = GstRtsp.RTSPLowerTrans
-    factory.set_protocols(trans.UDP if kind == "udp" else trans.UDP_MCAST)
+    factory.set_protocols({"udp": trans.UDP, "tcp": trans.TCP, "mcast": trans.UDP_MCAST}[kind])
     if kind == "mcast":
         pool = GstRtspServer.RTSPAddressPool()
         pool.add_range("224.3.0.0", "224.3.0.10", 5000, 5010, 1)

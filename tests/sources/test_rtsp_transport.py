@@ -53,6 +53,16 @@ def test_a_udp_only_server_is_played_over_udp(udp_server, tmp_path, reliability)
     )
 
 
+def test_udp_first_falls_back_to_tcp(udp_server, tmp_path):
+    uri = udp_server("tcp")  # TCP only, and the config asks for UDP first
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sources: [{{uri: '{uri}', transport: udp}}]\nsinks: [null://]\n")
+    r = run_streamseg("run", "-c", cfg, "--max-frames", "10", "--report", tmp_path / "r.json", timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert f"{uri}: RTP over TCP (UDP failed: " in r.stderr, r.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["sources"]["cam0"]["transport"] == "tcp"
+
+
 def test_a_server_refusing_both_transports_is_one_line_naming_transport(udp_server, tmp_path, reliability):
     uri = udp_server("mcast")  # multicast only: a unicast client gets neither
     r = run_streamseg("run", "--source", uri, "--sink", "null://", "--max-frames", "5", timeout=90)
