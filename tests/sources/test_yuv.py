@@ -48,17 +48,19 @@ def test_gstreamer_pixels_are_ffmpegs_on_the_udacity_clip():
 @needs_gst
 @needs_ffmpeg
 @pytest.mark.parametrize(
-    "tags, matrix",
+    "clip, tags, colour",
     [
-        (["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"], "bt709"),
-        ([], "bt601"),  # no colorimetry at 1280x720: FFmpeg takes BT.601, GStreamer would guess BT.709
-        (["-colorspace", "smpte240m"], "smpte240m"),
+        ("c.mp4", ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"], ("bt709", False)),
+        ("c.mp4", [], ("bt601", False)),  # none named at 1280x720: FFmpeg takes BT.601, GStreamer guessed BT.709
+        ("c.mp4", ["-colorspace", "smpte240m"], ("smpte240m", False)),
+        # full range; in MKV, as GStreamer 1.22's MP4 demuxer reports full-range H.264 as limited
+        ("c.mkv", ["-pix_fmt", "yuvj420p", "-colorspace", "bt470bg", "-color_range", "pc"], ("bt601", True)),
     ],
 )
-def test_the_matrix_comes_from_the_stream(tmp_path, tags, matrix):
+def test_the_matrix_and_range_come_from_the_stream(tmp_path, clip, tags, colour):
     from streamseg.sources.gst import file_source
 
-    clip = tmp_path / "c.mp4"
+    clip = tmp_path / clip
     subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-frames:v", "20"]
         + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", *tags, str(clip)],
@@ -67,7 +69,7 @@ def test_the_matrix_comes_from_the_stream(tmp_path, tags, matrix):
     src = file_source(str(clip), str(clip))
     g = frames(src, 3)
     o = frames(FileSource(str(clip), str(clip)), 3)
-    assert src._colour == (matrix, False)
+    assert src._colour == colour
     for a, b in zip(g, o, strict=True):
         assert within_one(a, b) >= 0.999
 
