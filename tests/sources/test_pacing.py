@@ -1,17 +1,15 @@
 """`--mode live` on a recording or the synthetic scene plays it like a camera: one frame per 1/fps."""
 
-import inspect
 import json
 
 import pytest
 
-import streamseg.pipeline
 from streamseg.sources.base import Source
 from streamseg.sources.file import FileSource
 from streamseg.sources.gst import GstSource
 from streamseg.sources.images import ImagesSource
 from streamseg.sources.synthetic import SyntheticSource
-from tests.conftest import run_streamseg
+from tests.conftest import ROOT, run_streamseg
 
 SOURCES = {
     "synthetic": lambda: SyntheticSource("synthetic://driving", fps=15),
@@ -40,7 +38,10 @@ def test_which_sources_the_pipeline_paces(source, mode, paced):
     assert src.paced_in(mode) is paced
 
 
-WIRED = "paced_in(" in inspect.getsource(streamseg.pipeline)
+# wired once the pipeline (wherever its source loop lives) asks the source
+WIRED = any(
+    "paced_in(" in p.read_text() for p in (ROOT / "streamseg").rglob("*.py") if p != ROOT / "streamseg/sources/base.py"
+)
 
 
 @pytest.mark.xfail(not WIRED, reason="pipeline.py _source_loop: pace = s.source.paced_in(s.mode)", strict=False)
