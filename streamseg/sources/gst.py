@@ -15,6 +15,7 @@ tears the pipeline down and builds it again after an exponential backoff, as oft
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class GstSource(Source):
         self._frames = 0
         self._caps = None
         self._colour = (DEFAULT_MATRIX, False)
+        self.full_range_hint: bool | None = None  # what the container says, where GStreamer misreads it
 
     # lifecycle --------------------------------------------------------------------
     def open(self) -> None:
@@ -239,6 +241,8 @@ class GstSource(Source):
         caps = sample.get_caps()
         if self._caps is None or not caps.is_equal(self._caps):
             self._caps, self._colour = caps, colorimetry(caps)
+            if self.full_range_hint is not None:
+                self._colour = (self._colour[0], self.full_range_hint)
         info = GstVideo.VideoInfo.new_from_caps(caps)
         fmt = info.finfo.name
         if self.fps is None and info.fps_n > 0 and info.fps_d > 0:
@@ -353,7 +357,35 @@ def file_source(uri: str, path: str) -> GstSource:
         raise SourceError(f"{p} is empty (0 bytes)")
     prefer_hardware_decoders()
     desc = f"filesrc location={_quote(str(p))} ! decodebin ! {TAIL}"
-    return GstSource(uri, desc, live=False, name=str(p))
+    src = GstSource(uri, desc, live=False, name=str(p))
+    src.full_range_hint = mp4_full_range(p)
+    return src
+
+
+def mp4_full_range(path: Path) -> bool | None:
+    """The full_range_flag of an MP4/MOV's `colr` nclx box, or None (no such box, not MP4).
+    GStreamer 1.22's MP4 demuxer reads that flag from the wrong byte (a full-range file comes out
+    as limited range in its caps), while FFmpeg reads it right."""
+    try:
+        with open(path, "rb") as f:
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return None
+                size, kind = struct.unpack(">I4s", header)
+                if size == 1:
+                    size, skip = struct.unpack(">Q", f.read(8))[0], 16
+                else:
+                    skip = 8
+                if kind == b"moov":
+                    body = f.read(min(size - skip if size else 1 << 26, 1 << 26))
+                    at = body.find(b"colrnclx")
+                    return bool(body[at + 14] >> 7) if 0 <= at and at + 14 < len(body) else None
+                if kind not in (b"ftyp", b"mdat", b"free", b"skip", b"wide", b"uuid", b"pdin", b"meta") or size == 0:
+                    return None  # not ISO-BMFF, or no moov before the end
+                f.seek(size - skip, 1)
+    except (OSError, struct.error):
+        return None
 
 
 def v4l2_source(uri: str, device: str, policy: LivePolicy | None = None) -> GstSource:

@@ -53,8 +53,9 @@ def test_gstreamer_pixels_are_ffmpegs_on_the_udacity_clip():
         ("c.mp4", ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"], ("bt709", False)),
         ("c.mp4", [], ("bt601", False)),  # none named at 1280x720: FFmpeg takes BT.601, GStreamer guessed BT.709
         ("c.mp4", ["-colorspace", "smpte240m"], ("smpte240m", False)),
-        # full range; in MKV, as GStreamer 1.22's MP4 demuxer reports full-range H.264 as limited
         ("c.mkv", ["-pix_fmt", "yuvj420p", "-colorspace", "bt470bg", "-color_range", "pc"], ("bt601", True)),
+        # GStreamer 1.22's MP4 demuxer calls this one limited range: the source reads the box itself
+        ("c.mp4", ["-pix_fmt", "yuvj420p", "-colorspace", "bt470bg", "-color_range", "pc"], ("bt601", True)),
     ],
 )
 def test_the_matrix_and_range_come_from_the_stream(tmp_path, clip, tags, colour):
