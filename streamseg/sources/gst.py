@@ -368,21 +368,24 @@ def mp4_full_range(path: Path) -> bool | None:
     as limited range in its caps), while FFmpeg reads it right."""
     try:
         with open(path, "rb") as f:
+            first = True
             while True:
                 header = f.read(8)
                 if len(header) < 8:
                     return None
                 size, kind = struct.unpack(">I4s", header)
+                skip = 8
                 if size == 1:
                     size, skip = struct.unpack(">Q", f.read(8))[0], 16
-                else:
-                    skip = 8
+                if first and kind not in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin"):
+                    return None  # not ISO-BMFF / QuickTime
+                first = False
                 if kind == b"moov":
                     body = f.read(min(size - skip if size else 1 << 26, 1 << 26))
                     at = body.find(b"colrnclx")
                     return bool(body[at + 14] >> 7) if 0 <= at and at + 14 < len(body) else None
-                if kind not in (b"ftyp", b"mdat", b"free", b"skip", b"wide", b"uuid", b"pdin", b"meta") or size == 0:
-                    return None  # not ISO-BMFF, or no moov before the end
+                if size < skip:  # 0: the box runs to the end of the file; less: malformed
+                    return None
                 f.seek(size - skip, 1)
     except (OSError, struct.error):
         return None

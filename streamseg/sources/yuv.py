@@ -3,7 +3,7 @@
 OpenCV's FFmpeg backend (`decoder: opencv`) converts with libswscale, whose unscaled
 YUV420P -> BGR24 path (x86 SIMD, the one FFmpeg runs on these machines) computes, per pixel,
 
-    y' = (8 * max(Y - 16, 0) * cy) >> 16            (no offset for full range)
+    y' = (8 * (Y - 16) * cy) >> 16                  (no offset for full range)
     R  = sat(y' + ((8 * (V - 128) * vr) >> 16))
     G  = sat(y' + ((8 * (U - 128) * ug) >> 16) + ((8 * (V - 128) * vg) >> 16))
     B  = sat(y' + ((8 * (U - 128) * ub) >> 16))
@@ -11,10 +11,10 @@ YUV420P -> BGR24 path (x86 SIMD, the one FFmpeg runs on these machines) computes
 with each chroma sample shared by its 2 x 2 pixels and the coefficients of the stream's
 colour matrix. OpenCV's own cvtColor rounds differently (off by up to 3, about 1 on
 average). Here the same sums are built from lookup tables: bit-exact against FFmpeg on
-even sizes (measured on the udacity clip and on BT.709, BT.2020, FCC, SMPTE 240M and
-full-range clips), at about 1 ms per 960x540 frame (cvtColor: 0.2 ms). Not followed: the
-primaries conversion FFmpeg 8 adds for BT.2020-primaries streams, and FFmpeg's generic scaler
-for odd sizes (here the last row/column is repeated).
+even sizes (measured on the udacity clip and on BT.709, BT.2020 (BT.709 primaries), FCC,
+SMPTE 240M and full-range clips), at about 1 ms per 960x540 frame (cvtColor: 0.2 ms).
+Not followed: the primaries conversion FFmpeg 8 adds for BT.2020-primaries streams, and
+FFmpeg's generic scaler for odd sizes (here the last row/column is repeated).
 """
 
 from __future__ import annotations
