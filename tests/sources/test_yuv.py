@@ -138,3 +138,29 @@ def test_both_decoders_give_the_same_detections():
             np.testing.assert_allclose(da.score, db.score, atol=0.002, err_msg=f"frame {i}")
             found += len(da)
     assert found >= 20  # cars in every frame or so: the comparison compared something
+
+
+def box(kind: bytes, body: bytes) -> bytes:
+    return (8 + len(body)).to_bytes(4, "big") + kind + body
+
+
+NCLX = b"colrnclx" + bytes([0, 6, 0, 1, 0, 5])
+
+
+@pytest.mark.parametrize(
+    "data, full",
+    [
+        (b"", None),
+        (b"\x00\x00\x00\x04ftyp", None),  # a size smaller than its header
+        (b"RIFF....AVI LIST", None),  # not ISO-BMFF
+        (box(b"ftyp", b"isom") + box(b"mdat", b"x" * 100) + box(b"moov", b"...." + NCLX + b"\x80"), True),
+        (box(b"ftyp", b"isom") + box(b"moov", b"...." + NCLX + b"\x00"), False),
+        (box(b"ftyp", b"isom") + box(b"moov", b"trak"), None),  # no colr: the caps decide
+        (box(b"ftyp", b"isom") + box(b"moov", b"...." + NCLX), None),  # cut short
+    ],
+)
+def test_mp4_range_from_the_colr_box(tmp_path, data, full):
+    from streamseg.sources.gst import mp4_full_range
+
+    (tmp_path / "f.mp4").write_bytes(data)
+    assert mp4_full_range(tmp_path / "f.mp4") is full
