@@ -58,6 +58,13 @@ class Source:
     def cancel(self) -> None:
         """Make a read() blocked on the network or a backoff return soon (the run is stopping)."""
 
+    def paced_in(self, mode: str) -> bool:
+        """Whether the pipeline plays this source's frames at their timestamps in `mode` (a
+        resolved mode: offline, live or realtime). A recording or the synthetic scene asked for
+        `live` or `realtime` behaves like a camera, one frame per 1/fps; a live source is paced
+        by itself, and `offline` takes frames as fast as the engines do."""
+        return mode in ("live", "realtime") and not self.live
+
     def describe(self) -> dict:
         from streamseg.sources import redact
 

@@ -1,7 +1,8 @@
 """GStreamer sources: files, V4L2 cameras, RTSP, RTP/H.264 and `gst://` pipelines.
 
-Frames are pulled from an appsink as I420 and converted with OpenCV (measured: about
-1.6x faster than GStreamer's videoconvert to BGR). A live frame's capture time is its
+Frames are pulled from an appsink as I420 and converted to BGR as FFmpeg converts them
+(`sources/yuv.py`, the colour matrix and range read from the caps), so this decoder and
+`decoder: opencv` give the same pixels. A live frame's capture time is its
 buffer timestamp on the pipeline clock; GStreamer's system clock and perf_counter_ns()
 are both CLOCK_MONOTONIC, so end-to-end latency includes what happened before decode
 (network, jitter buffer, camera driver).
@@ -14,6 +15,7 @@ tears the pipeline down and builds it again after an exponential backoff, as oft
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ import numpy as np
 from streamseg import gst
 from streamseg.errors import SourceError, UserError
 from streamseg.sources.base import Source, SourceFrame
+from streamseg.sources.yuv import DEFAULT_MATRIX, i420_to_bgr
 
 log = logging.getLogger("streamseg")
 
@@ -56,8 +59,22 @@ def prefer_hardware_decoders() -> list[str]:
     return found
 
 
-def to_bgr(data: np.ndarray, fmt: str, w: int, h: int, strides, offsets) -> np.ndarray:
-    """One mapped video buffer -> H x W x 3 BGR uint8 (a copy, the buffer can be released)."""
+def colorimetry(caps) -> tuple[str, bool]:
+    """(matrix, full range) of raw video caps, as FFmpeg would take them: a stream that names
+    no colorimetry is BT.601 limited range (GstVideoInfo would guess BT.709 from 720 lines up)."""
+    _, GstVideo = gst.require()
+    text = caps.get_structure(0).get_string("colorimetry") if caps is not None and caps.get_size() else None
+    c = GstVideo.VideoColorimetry()
+    if not text or not c.from_string(text):
+        return DEFAULT_MATRIX, False
+    M = GstVideo.VideoColorMatrix
+    names = {M.BT601: "bt601", M.BT709: "bt709", M.FCC: "fcc", M.SMPTE240M: "smpte240m", M.BT2020: "bt2020"}
+    return names.get(c.matrix, DEFAULT_MATRIX), c.range == getattr(GstVideo.VideoColorRange, "0_255")
+
+
+def to_bgr(data: np.ndarray, fmt: str, w: int, h: int, strides, offsets, colour=(DEFAULT_MATRIX, False)) -> np.ndarray:
+    """One mapped video buffer -> H x W x 3 BGR uint8 (a copy, the buffer can be released).
+    `colour` is (matrix, full range) of YUV input, see `colorimetry()`."""
 
     def plane(i: int, rows: int, cols: int, channels: int = 1) -> np.ndarray:
         p = data[offsets[i] : offsets[i] + strides[i] * rows].reshape(rows, strides[i])
@@ -65,19 +82,7 @@ def to_bgr(data: np.ndarray, fmt: str, w: int, h: int, strides, offsets) -> np.n
 
     if fmt == "I420":
         cw, ch = (w + 1) // 2, (h + 1) // 2
-        if w % 2 == 0 and h % 2 == 0:
-            if strides[0] == w and strides[1] == cw and offsets[1] == w * h and offsets[2] == w * h + cw * ch:
-                return cv2.cvtColor(data[: w * h * 3 // 2].reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420)
-            packed = np.empty((h * 3 // 2, w), np.uint8)
-            packed[:h] = plane(0, h, w)
-            packed[h:].reshape(-1)[: cw * ch] = plane(1, ch, cw).ravel()
-            packed[h:].reshape(-1)[cw * ch :] = plane(2, ch, cw).ravel()
-            return cv2.cvtColor(packed, cv2.COLOR_YUV2BGR_I420)
-        # odd sizes: upsample chroma ourselves
-        y = plane(0, h, w)
-        u = cv2.resize(plane(1, ch, cw), (w, h), interpolation=cv2.INTER_LINEAR)
-        v = cv2.resize(plane(2, ch, cw), (w, h), interpolation=cv2.INTER_LINEAR)
-        return cv2.cvtColor(cv2.merge([y, u, v]), cv2.COLOR_YUV2BGR)
+        return i420_to_bgr(plane(0, h, w), plane(1, ch, cw), plane(2, ch, cw), *colour)
     if fmt == "BGR":
         return plane(0, h, w, 3).copy()
     if fmt == "RGB":
@@ -121,22 +126,33 @@ class GstSource(Source):
         self._eos = False
         self._cancel = threading.Event()
         self._frames = 0
+        self._caps = None
+        self._colour = (DEFAULT_MATRIX, False)
+        self.full_range_hint: bool | None = None  # what the container says, where GStreamer misreads it
 
     # lifecycle --------------------------------------------------------------------
     def open(self) -> None:
+        reason = self._open_first()
+        if reason is not None:
+            if not self.live:
+                raise SourceError(f"{self.name} is not a video GStreamer can decode ({reason})")
+            raise SourceError(f"{self.redacted}: cannot open: {reason}")
+
+    def _open_first(self) -> str | None:
+        """Start the pipeline and take its first frame: None when it came, else why not (with
+        `self.error` set when the pipeline reported an error rather than staying silent)."""
+        self.error, self._eos = None, False
         self._start()
         first = self._pull(self.policy.open_timeout_s if self.live else 30.0)
         if first is None:
-            reason = self.error or gst.pop_error(self._pipeline)
-            reason = reason or (
+            self.error = self.error or gst.pop_error(self._pipeline)
+            reason = self.error or (
                 "the stream ended before its first frame"
                 if self._eos
                 else f"no frame within {self.policy.open_timeout_s:g} s"
             )
             self._stop()
-            if not self.live:
-                raise SourceError(f"{self.name} is not a video GStreamer can decode ({reason})")
-            raise SourceError(f"{self.redacted}: cannot open: {reason}")
+            return reason
         self._pending = first
         self.size_wh = (first.image_bgr.shape[1], first.image_bgr.shape[0])
         if not self.live and self.fps:
@@ -144,6 +160,7 @@ class GstSource(Source):
             ok, duration = self._pipeline.query_duration(Gst.Format.TIME)
             if ok and duration > 0:
                 self.frame_count = round(duration / 1e9 * self.fps)  # for progress bars; the file decides
+        return None
 
     def close(self) -> None:
         self._cancel.set()
@@ -221,7 +238,12 @@ class GstSource(Source):
 
     def _convert(self, sample, GstVideo, Gst) -> SourceFrame:
         buf = sample.get_buffer()
-        info = GstVideo.VideoInfo.new_from_caps(sample.get_caps())
+        caps = sample.get_caps()
+        if self._caps is None or not caps.is_equal(self._caps):
+            self._caps, self._colour = caps, colorimetry(caps)
+            if self.full_range_hint is not None:
+                self._colour = (self._colour[0], self.full_range_hint)
+        info = GstVideo.VideoInfo.new_from_caps(caps)
         fmt = info.finfo.name
         if self.fps is None and info.fps_n > 0 and info.fps_d > 0:
             self.fps = info.fps_n / info.fps_d
@@ -230,7 +252,7 @@ class GstSource(Source):
             raise SourceError(f"{self.redacted}: cannot map a buffer")
         try:
             data = np.frombuffer(mapinfo.data, np.uint8)
-            img = to_bgr(data, fmt, info.width, info.height, list(info.stride), list(info.offset))
+            img = to_bgr(data, fmt, info.width, info.height, list(info.stride), list(info.offset), self._colour)
         finally:
             buf.unmap(mapinfo)
         pts = buf.pts if buf.pts != Gst.CLOCK_TIME_NONE else None
@@ -335,7 +357,38 @@ def file_source(uri: str, path: str) -> GstSource:
         raise SourceError(f"{p} is empty (0 bytes)")
     prefer_hardware_decoders()
     desc = f"filesrc location={_quote(str(p))} ! decodebin ! {TAIL}"
-    return GstSource(uri, desc, live=False, name=str(p))
+    src = GstSource(uri, desc, live=False, name=str(p))
+    src.full_range_hint = mp4_full_range(p)
+    return src
+
+
+def mp4_full_range(path: Path) -> bool | None:
+    """The full_range_flag of an MP4/MOV's `colr` nclx box, or None (no such box, not MP4).
+    GStreamer 1.22's MP4 demuxer reads that flag from the wrong byte (a full-range file comes out
+    as limited range in its caps), while FFmpeg reads it right."""
+    try:
+        with open(path, "rb") as f:
+            first = True
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return None
+                size, kind = struct.unpack(">I4s", header)
+                skip = 8
+                if size == 1:
+                    size, skip = struct.unpack(">Q", f.read(8))[0], 16
+                if first and kind not in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin"):
+                    return None  # not ISO-BMFF / QuickTime
+                first = False
+                if kind == b"moov":
+                    body = f.read(min(size - skip if size else 1 << 26, 1 << 26))
+                    at = body.find(b"colrnclx")
+                    return bool(body[at + 14] >> 7) if 0 <= at and at + 14 < len(body) else None
+                if size < skip:  # 0: the box runs to the end of the file; less: malformed
+                    return None
+                f.seek(size - skip, 1)
+    except (OSError, struct.error):
+        return None
 
 
 def v4l2_source(uri: str, device: str, policy: LivePolicy | None = None) -> GstSource:
@@ -345,16 +398,67 @@ def v4l2_source(uri: str, device: str, policy: LivePolicy | None = None) -> GstS
     return GstSource(uri, desc, live=True, policy=policy)
 
 
+class RtspSource(GstSource):
+    """rtspsrc over one lower transport at a time, as players do: the configured one first and,
+    when the server refuses it (VLC's own server serves RTP over UDP only; some cameras and
+    firewalls allow TCP only), the other. The one that worked is logged, kept for reconnects
+    and reported (`transport`)."""
+
+    scheme = "rtsp"
+
+    def __init__(
+        self, uri: str, transports: list[str], latency_ms: int = 100, policy: LivePolicy | None = None
+    ) -> None:
+        super().__init__(uri, "", live=True, policy=policy)
+        self.transports = transports
+        self.latency_ms = int(latency_ms)
+        self.transport = transports[0]
+        self.description = self._description(self.transport)
+
+    def _description(self, transport: str) -> str:
+        # rtspsrc takes the URI with its credentials; only the redacted form is ever shown
+        return (
+            f"rtspsrc name=rtspsrc location={_quote(self.uri)} protocols={transport} latency={self.latency_ms} "
+            f"drop-on-latency=true ! decodebin ! {TAIL}"
+        )
+
+    def open(self) -> None:
+        failed: list[tuple[str, str]] = []
+        for transport in self.transports:
+            if failed and self._cancel.wait(min(self.policy.initial_delay_s, 1.0)):
+                break  # a server that just refused a session may answer 503 for a moment
+            self.transport, self.description = transport, self._description(transport)
+            try:
+                reason = self._open_first()
+            except SourceError as e:
+                reason, self.error = str(e).removeprefix(f"{self.redacted}: "), str(e)
+            if reason is None:
+                why = "; ".join(f"{t.upper()} failed: {r}" for t, r in failed)
+                log.info("%s: RTP over %s%s", self.redacted, transport.upper(), f" ({why})" if why else "")
+                return
+            failed.append((transport, reason))
+            if self.error is None:
+                break  # silence, not a refusal: the other transport would only wait as long again
+        if len(failed) > 1 and len({r for _, r in failed}) == 1:
+            tried = " nor ".join(f"transport: {t}" for t, _ in failed) + f" ({failed[0][1]})"
+        else:
+            tried = " nor ".join(f"transport: {t} ({r})" for t, r in failed)
+        raise SourceError(f"{self.redacted}: cannot open with {tried}")
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["transport"] = self.transport
+        return d
+
+
 def rtsp_source(uri: str, transport: str = "tcp", latency_ms: int = 100, policy: LivePolicy | None = None) -> GstSource:
-    protocols = {"tcp": "tcp", "udp": "udp"}.get(transport)
-    if protocols is None:
+    """`transport` (tcp, udp, or auto = tcp) is tried first, the other one when the server refuses it;
+    rtspt:// is RTSP over TCP only."""
+    first = {"auto": "tcp", "tcp": "tcp", "udp": "udp"}.get(transport)
+    if first is None:
         raise SourceError(f"{uri}: transport must be tcp or udp")
-    # rtspsrc takes the URI with its credentials; only the redacted form is ever shown
-    desc = (
-        f"rtspsrc location={_quote(uri)} protocols={protocols} latency={int(latency_ms)} drop-on-latency=true "
-        f"! decodebin ! {TAIL}"
-    )
-    return GstSource(uri, desc, live=True, policy=policy)
+    transports = ["tcp"] if uri.lower().startswith("rtspt://") else [first, "udp" if first == "tcp" else "tcp"]
+    return RtspSource(uri, transports, latency_ms, policy)
 
 
 def rtp_source(uri: str, host: str, port: int, latency_ms: int = 50, policy: LivePolicy | None = None) -> GstSource:
