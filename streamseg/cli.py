@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("dirs", nargs="*", default=["engines"], help="folders holding cards (default: engines)")
     mc = msub.add_parser("check", help="load a card's model and check its inputs and outputs against the card")
     mc.add_argument("cards", nargs="+")
+    mk = msub.add_parser("card", help="write a model card from what an ONNX file says (the first step for your own model)")
+    mk.add_argument("model", metavar="MODEL.onnx")
+    mk.add_argument("-o", "--out", metavar="CARD.yaml", help="write the card here (default: print it)")
+    mk.add_argument("--force", action="store_true", help="overwrite an existing CARD.yaml")
     md = msub.add_parser("make-dynamic", help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)")
     md.add_argument("src", metavar="IN.onnx")
     md.add_argument("dst", metavar="OUT.onnx")
@@ -341,12 +345,32 @@ def cmd_models(args) -> int:
                     f"{path}: ok ({model.card.format}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
                 )
         return 0
+    if args.models_command == "card":
+        from streamseg.models.cardgen import make_card
+
+        if args.out and Path(args.out).exists() and not args.force:
+            raise UserError(f"{args.out} exists; --force overwrites it")
+        text = make_card(args.model, args.out)
+        if not args.out:
+            print(text, end="")
+            return 0
+        from streamseg.sinks.base import check_writable
+
+        check_writable(Path(args.out))
+        Path(args.out).write_text(text)
+        todo = text.count("FILL IN")
+        print(
+            f"wrote {args.out}"
+            + (f"; {todo} FILL IN comment(s) say what the file does not" if todo else "")
+            + f"; then: streamseg models check {args.out}"
+        )
+        return 0
     if args.models_command == "make-dynamic":
         from streamseg.models.make_dynamic import make_dynamic
 
         print(make_dynamic(args.src, args.dst))
         return 0
-    raise UserError("models: say `list`, `check CARD` or `make-dynamic IN.onnx OUT.onnx`")
+    raise UserError("models: say `list`, `check CARD`, `card MODEL.onnx [-o CARD.yaml]` or `make-dynamic IN.onnx OUT.onnx`")
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
