@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="objects less visible than this share (when the source knows it) are not graded (default 0.5)",
     )
+    ev.add_argument(
+        "--merge",
+        action="append",
+        default=[],
+        metavar="GROUP=INTO",
+        help="grade GROUP as INTO, in predictions and ground truth (e.g. lane=road); repeatable",
+    )
     ev.add_argument("--json", metavar="PATH", help="write the metrics here")
 
     engines = sub.add_parser("engines", help="build engines into the cache, or list what it holds")
@@ -404,10 +411,11 @@ def cmd_demo(args) -> int:
 def cmd_eval(args) -> int:
     import yaml
 
-    from streamseg.config import load_config
+    from streamseg.config import EngineConfig, load_config
     from streamseg.evaluate import evaluate
 
-    cards: dict[str, str] = {}
+    engines: dict[str, EngineConfig] = {}  # used as they are: backend, precision, thresholds
+    cache_dir = "engines/cache"
     for path in args.models:
         p = Path(path)
         if not p.is_file():
@@ -417,15 +425,22 @@ def cmd_eval(args) -> int:
         except yaml.YAMLError:
             raise UserError(f"{p}: not valid YAML") from None
         if isinstance(data, dict) and "format" in data and "task" in data:
-            cards[data["task"]] = str(p)
+            engines[str(data["task"])] = EngineConfig(card=str(p))
         else:
             cfg = load_config(p)
+            cache_dir = cfg.engines.cache_dir
             for task in ("semantic", "instance"):
                 ec = getattr(cfg.engines, task)
                 if ec is not None:
-                    cards[task] = ec.card
-    if not cards:
+                    engines[task] = ec
+    if not engines:
         raise UserError("nothing to evaluate: give model cards or a config with engines")
+    merge = {}
+    for item in args.merge:
+        group, sep, into = item.partition("=")
+        if not sep or not group.strip() or not into.strip():
+            raise UserError(f"--merge {item}: say GROUP=INTO, e.g. --merge lane=road")
+        merge[group.strip()] = into.strip()
     sources = list(args.source)
     if args.labels or args.label_map:
         if not (args.labels and args.label_map):
@@ -437,7 +452,14 @@ def cmd_eval(args) -> int:
             sep = "&" if "?" in uri else "?"
             fixed.append(f"{uri}{sep}labels={args.labels}&label_map={args.label_map}")
         sources = fixed
-    result = evaluate(cards, sources, min_area=args.min_area, min_visibility=args.min_visibility)
+    result = evaluate(
+        engines,
+        sources,
+        min_area=args.min_area,
+        min_visibility=args.min_visibility,
+        cache_dir=cache_dir,
+        merge=merge,
+    )
     summary = result.summary()
     if result.frames == 0:
         raise UserError(
@@ -448,6 +470,13 @@ def cmd_eval(args) -> int:
         lines.append(
             "semantic IoU: "
             + "  ".join(f"{g} {v:.3f}" if v is not None else f"{g} -" for g, v in summary["semantic_iou"].items())
+        )
+    if "instance_semantic_iou" in summary:
+        lines.append(
+            "instance model, per pixel (union of its masks): IoU "
+            + "  ".join(
+                f"{g} {v:.3f}" if v is not None else f"{g} -" for g, v in summary["instance_semantic_iou"].items()
+            )
         )
     if "instance" in summary:
         ins = summary["instance"]
