@@ -466,6 +466,11 @@ def cmd_eval(args) -> int:
             "no frame carried ground truth: use synthetic:// sources, or images:// with --labels and --label-map"
         )
     lines = [f"{result.frames} frames with ground truth from {len(sources)} source(s)"]
+    if result.engines:
+        lines.append(
+            "engines: "
+            + "; ".join(f"{t} {d.get('card')} on {d.get('backend')} {d.get('precision')}" for t, d in result.engines.items())
+        )
     if "semantic_iou" in summary:
         lines.append(
             "semantic IoU: "

@@ -254,9 +254,10 @@ class EvalResult:
     frames: int = 0
     frames_without_truth: int = 0
     sources: list[str] = field(default_factory=list)
+    engines: dict = field(default_factory=dict)  # what ran: card, backend, precision per task
 
     def summary(self) -> dict:
-        out: dict = {"frames": self.frames, "sources": self.sources}
+        out: dict = {"frames": self.frames, "sources": self.sources, "engines": self.engines}
         if self.semantic is not None:
             out["semantic_iou"] = {g: (round(v, 4) if v is not None else None) for g, v in self.semantic.iou().items()}
         if self.instance_semantic is not None and self.instance_semantic.frames:
@@ -354,5 +355,9 @@ def evaluate(
         sources=list(sources),
     )
     pipe = Pipeline(cfg, extra_sinks=[EvalSink(result)])
-    pipe.run()
+    report = pipe.run().report
+    result.engines = {
+        t: {k: d.get(k) for k in ("card", "backend", "precision", "inference_precision") if d.get(k) is not None}
+        for t, d in report.get("engines", {}).items()
+    }
     return result
