@@ -80,3 +80,17 @@ def test_streamseg_run_on_the_tensorrt_double(tmp_path, monkeypatch, instance):
     fake.install(monkeypatch)
     assert main(["run", "-c", str(_config(tmp_path, "tensorrt", inst, sem))]) == 0
     _check_outputs(tmp_path, "tensorrt")
+
+
+def test_the_own_model_config_runs_an_export_with_its_written_card(tmp_path, monkeypatch):
+    """configs/own-model.yaml as its comments say: `models card` into cards/, then `run -c`."""
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(tmp_path)  # the config's paths are relative to the folder it runs from
+    src = FORMATS / "yolo26n-seg-e2e-random.onnx"
+    assert main(["models", "card", str(src), "-o", "cards/my-instance.yaml"]) == 0
+    argv = ["run", "-c", str(ROOT / "configs" / "own-model.yaml"), "--backend", "onnxruntime"]
+    assert main([*argv, "--source", "synthetic://driving?size=320x240&frames=3"]) == 0
+    report = json.loads((tmp_path / "out" / "own-model-latency.json").read_text())
+    assert report["frames"]["out"] == 3 and report["engines"]["instance"]["card"] == "yolo26n-seg-e2e-random"
+    assert (tmp_path / "out" / "own-model.mp4").stat().st_size > 0
