@@ -22,21 +22,19 @@ from pathlib import Path
 from streamseg.errors import ModelError
 
 
-def dynamic_input_dims(model_path: Path, input_name: str | None) -> list[int | None] | None:
-    """The input's dims (None = symbolic) when any axis but the batch is symbolic, else None."""
-    import onnx
-
-    try:
-        m = onnx.load(str(model_path), load_external_data=False)
-    except Exception:  # not ONNX (or not readable): the backend's load names the problem
-        return None
+def _image_input(m, input_name: str | None):
+    """The graph input the card feeds (by name, else the only one), or None."""
     init = {i.name for i in m.graph.initializer}
     inputs = [i for i in m.graph.input if i.name not in init]
-    inp = next((i for i in inputs if i.name == input_name), None) if input_name else None
+    if input_name:
+        return next((i for i in inputs if i.name == input_name), None)
+    return inputs[0] if len(inputs) == 1 else None  # several: the card check names the problem
+
+
+def _dynamic_dims(inp) -> list[int | None] | None:
+    """The input's dims (None = symbolic) when any axis but the batch is symbolic, else None."""
     if inp is None:
-        if len(inputs) != 1:
-            return None  # the card check names the problem
-        inp = inputs[0]
+        return None
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
     return dims if len(dims) == 4 and None in dims[1:] else None
 
@@ -93,11 +91,12 @@ def with_input_size(
 
     if model_path.suffix.lower() != ".onnx" or not model_path.is_file():
         return None
-    dynamic = dynamic_input_dims(model_path, input_name) is not None
     try:
         m = onnx.load(str(model_path), load_external_data=False)
-    except Exception:  # the backend's load names the problem
+    except Exception:  # not ONNX, or not readable: the backend's load names the problem
         return None
+    inp = _image_input(m, input_name)
+    dynamic = _dynamic_dims(inp) is not None
     gathers = any(n.op_type == "GatherElements" for n in m.graph.node)
     if not (dynamic or gathers):
         return None
@@ -106,12 +105,9 @@ def with_input_size(
     check_external_data(model_path)  # external data must stay in the model's folder; it is inlined
     onnx.load_external_data_for_model(m, str(model_path.parent))
     if dynamic:
-        init = {i.name for i in m.graph.initializer}
-        inp = next(i for i in m.graph.input if i.name not in init and (input_name is None or i.name == input_name))
         w, h = size_wh
         want = (3, h, w) if layout == "NCHW" else (h, w, 3)
-        dims = inp.type.tensor_type.shape.dim
-        for d, v in zip(list(dims)[1:], want, strict=True):
+        for d, v in zip(list(inp.type.tensor_type.shape.dim)[1:], want, strict=True):
             if d.HasField("dim_value") and d.dim_value != v:
                 raise ModelError(f"{model_path.name}: input {inp.name!r} has {d.dim_value} where the card says {v}")
             d.Clear()
