@@ -84,6 +84,10 @@ class GtInstances:
     areas: np.ndarray  # G
     pixels: list[np.ndarray]  # flat pixel indices per instance
     visibility: np.ndarray | None = None  # G: visible / unoccluded area, when the source knows it
+    # G: a region of the group's pixels without instance ids (Cityscapes' car groups, COCO's
+    # iscrowd): never a miss; a prediction inside one (intersection / prediction area >= the
+    # threshold, as COCO measures crowds) counts neither way
+    crowd: np.ndarray | None = None
 
 
 def gt_instances(
@@ -116,12 +120,31 @@ def gt_instances(
         pixels.append(pix)
         if full_areas is not None:
             vis.append(min(1.0, len(pix) / max(full_areas.get(int(i), len(pix)), 1)))
+    crowd = [False] * len(names)
+    if len(ids) and ids[0] == 0:  # pixels of a group that no instance holds
+        pix0 = order[starts[0] : ends[0]]
+        lab0 = lab_flat[pix0]
+        for li, name in enumerate(labels):
+            if name not in groups:
+                continue
+            pix = pix0[lab0 == li]
+            if not len(pix):
+                continue
+            ys, xs = pix // w, pix % w
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            names.append(name)
+            areas.append(len(pix))
+            pixels.append(pix)
+            crowd.append(True)
+            if full_areas is not None:
+                vis.append(1.0)
     return GtInstances(
         np.array(boxes, np.int64).reshape(-1, 4),
         names,
         np.array(areas, np.int64),
         pixels,
         np.array(vis, np.float64) if full_areas is not None else None,
+        np.array(crowd, bool),
     )
 
 
@@ -141,7 +164,8 @@ def mask_iou_matrix(pred: Instances, gt: GtInstances, shape: tuple[int, int]) ->
             if px1 <= gx0 or px0 >= gx1 or py1 <= gy0 or py0 >= gy1 or pred_area[i] == 0:
                 continue
             inter = int(np.count_nonzero(pred.masks[i][ys, xs]))
-            out[i, j] = inter / (pred_area[i] + gt.areas[j] - inter)
+            crowd = gt.crowd is not None and gt.crowd[j]
+            out[i, j] = inter / pred_area[i] if crowd else inter / (pred_area[i] + gt.areas[j] - inter)
     return out
 
 
@@ -222,13 +246,14 @@ class InstanceMeter:
         for group in self.groups:
             gi = [j for j, n in enumerate(gt.groups) if n == group]
             pi = [i for i, n in enumerate(pred.groups) if n == group]
-            ignored = {
+            crowd = {j for j in gi if gt.crowd is not None and gt.crowd[j]}
+            ignored = crowd | {
                 j
                 for j in gi
                 if gt.areas[j] < self.min_area or (gt.visibility is not None and gt.visibility[j] < self.min_visibility)
             }
             self.graded.add(group, pi, gi, ignored, pred.score, ious)
-            self.every.add(group, pi, gi, set(), pred.score, ious)
+            self.every.add(group, pi, gi, crowd, pred.score, ious)
 
     def summary(self) -> dict:
         g = self.graded

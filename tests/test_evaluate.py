@@ -187,6 +187,9 @@ def _random_scene(rng, shape, n_gt):
             box = ((x0 + x1) / 2, (y0 + y1) / 2), (x1 - x0, y1 - y0), float(rng.integers(0, 180))
             cv2.ellipse(m, box, 1, -1)
         inst[m > 0], lab[m > 0] = k, cls
+    if rng.random() < 0.5:  # a crowd: group pixels without an instance id (Cityscapes' car groups)
+        y, x = int(rng.integers(0, h - 16)), int(rng.integers(0, w - 24))
+        inst[y : y + 16, x : x + 24], lab[y : y + 16, x : x + 24] = 0, int(rng.integers(1, 3))
     return inst, lab
 
 
@@ -247,15 +250,15 @@ def test_mask_ap50_is_pycocotools_ap_at_iou_0_5():
             m = np.zeros(shape[0] * shape[1], bool)
             m[pix] = True
             gt_masks.append(m.reshape(shape))
-        pred = _predictions(rng, gt_masks, gt.groups, shape)
+        pred = _predictions(rng, gt_masks, gt.groups, shape)  # crowds get predictions too: counted neither way
         meter.add(pred, gt, shape)
         images.append({"id": img_id, "height": shape[0], "width": shape[1]})
-        for m, g in zip(gt_masks, gt.groups, strict=True):
+        for m, g, crowd in zip(gt_masks, gt.groups, gt.crowd, strict=True):
             rle = maskutils.encode(np.asfortranarray(m.astype(np.uint8)))
             x0, y0, bw, bh = maskutils.toBbox(rle).tolist()
             anns.append(
                 {"id": len(anns) + 1, "image_id": img_id, "category_id": cat[g], "segmentation": rle,
-                 "area": float(m.sum()), "bbox": [x0, y0, bw, bh], "iscrowd": 0}
+                 "area": float(m.sum()), "bbox": [x0, y0, bw, bh], "iscrowd": int(crowd)}
             )  # fmt: skip
         for k in range(len(pred)):
             rle = maskutils.encode(np.asfortranarray(pred.masks[k].astype(np.uint8)))
@@ -273,7 +276,8 @@ def test_mask_ap50_is_pycocotools_ap_at_iou_0_5():
         ev.accumulate()
     precision = ev.eval["precision"]  # T x R x K x A x M
     ours = meter.summary()["ap50_all"]
-    assert sum(meter.every.n_gt.values()) == len(anns) > 20 and len(dets) > 20
+    crowds = sum(a["iscrowd"] for a in anns)
+    assert sum(meter.every.n_gt.values()) == len(anns) - crowds > 20 and len(dets) > 20 and crowds >= 3
     for k, g in enumerate(groups):
         theirs = float(np.mean(precision[0, :, k, 0, -1]))
         assert ours[g] == pytest.approx(theirs, abs=1e-6), g
