@@ -170,3 +170,16 @@ def test_make_card_refuses_formats_it_cannot_read(tmp_path):
     onnx.save(m2, str(tmp_path / "v.onnx"))
     with pytest.raises(ModelError, match="none of the formats streamseg reads"):
         make_card(tmp_path / "v.onnx")
+
+
+@pytest.mark.skipif(not (SHARED / "models" / "yolov8n-seg-int8-320.onnx").is_file(), reason="../shared/data absent")
+def test_the_card_written_for_the_shared_yolov8n_matches_the_hand_written_fixture(tmp_path):
+    from tests.conftest import CARDS
+
+    written = tmp_path / "y.yaml"
+    written.write_text(make_card(SHARED / "models" / "yolov8n-seg-int8-320.onnx", written))
+    mine, fixture = load_card(written), load_card(CARDS / "yolov8n-seg-coco.yaml")
+    assert mine.model_path == fixture.model_path and mine.input == fixture.input
+    assert {g: sorted(v) for g, v in mine.groups.items()} == {g: sorted(v) for g, v in fixture.groups.items()}
+    assert mine.labels[:8] == ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"]
+    assert mine.end2end is False and "FILL IN" not in written.read_text()
