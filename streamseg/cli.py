@@ -348,8 +348,11 @@ def cmd_models(args) -> int:
                 eng = model.engine
                 ins = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.inputs.items())
                 outs = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.outputs.items())
+                head = {True: "; end-to-end head, no NMS", False: "; anchors head + NMS"}.get(
+                    getattr(model.decoder, "end2end", None), ""
+                )
                 print(
-                    f"{path}: ok ({model.card.format}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
+                    f"{path}: ok ({model.card.format}{head}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
                 )
         return 0
     if args.models_command == "card":

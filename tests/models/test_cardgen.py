@@ -105,6 +105,8 @@ def test_cards_of_the_real_exports_say_what_the_file_says_and_check_passes(tmp_p
     assert ("FILL IN" in text) == (names is None)  # numeric names: no group can be proposed, and it says so
     check = run_streamseg("models", "check", out)
     assert check.returncode == 0 and ": ok (" in check.stdout, check.stderr
+    if "end2end" in expect:
+        assert ("end-to-end head, no NMS" in check.stdout) == expect["end2end"]
 
 
 def test_an_unknown_export_says_what_must_be_filled_in_and_is_never_guessed(tmp_path):
