@@ -168,8 +168,11 @@ def open_model(
         options.setdefault("hint", hint.upper())
     from streamseg.models.fixed_size import with_input_size
 
-    fixed = with_input_size(card.model_path, card.input.name, card.input.layout, card.input.size_wh)
-    path = fixed[0] if fixed else card.model_path  # a dynamic-size export gets the card's H and W
+    fixed = None
+    if name in ("openvino", "tensorrt"):  # a dynamic-size export gets the card's H and W (see fixed_size)
+        inp = card.input
+        fixed = with_input_size(card.model_path, inp.name, inp.layout, inp.size_wh, explicit_gathers=name == "openvino")
+    path = fixed[0] if fixed else card.model_path
     engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
     thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
     model = SegModel(card, engine, backend_reason=why, thresholds=thresholds)

@@ -10,7 +10,8 @@ GatherElements made explicit.
   demands equal sizes and refuses the model. Slicing the data to the indices' size outside
   the axis first is the same computation, which every backend accepts.
 
-The copy is a temporary file, made again on every load (never read back from a cache
+ONNX Runtime runs the user's file as it is (it needs neither); OpenVINO gets both changes,
+TensorRT the input size. The copy is a temporary file, made again on every load (never read back from a cache
 folder, so nothing unchecked is loaded) and deleted with the model.
 """
 
@@ -83,10 +84,11 @@ def _explicit_gather_elements(graph) -> int:
 
 
 def with_input_size(
-    model_path: Path, input_name: str | None, layout: str, size_wh: tuple[int, int]
+    model_path: Path, input_name: str | None, layout: str, size_wh: tuple[int, int], *, explicit_gathers: bool = True
 ) -> tuple[Path, tempfile.TemporaryDirectory] | None:
     """The portable copy of the model (see the module's docstring), or None when the model
-    needs none. Keep the returned folder alive while the engine runs."""
+    needs none (`explicit_gathers`: rewrite GatherElements too). Keep the returned folder
+    alive while the engine runs."""
     import onnx
 
     if model_path.suffix.lower() != ".onnx" or not model_path.is_file():
@@ -97,7 +99,7 @@ def with_input_size(
         return None
     inp = _image_input(m, input_name)
     dynamic = _dynamic_dims(inp) is not None
-    gathers = any(n.op_type == "GatherElements" for n in m.graph.node)
+    gathers = explicit_gathers and any(n.op_type == "GatherElements" for n in m.graph.node)
     if not (dynamic or gathers):
         return None
     from streamseg.models.onnx_check import check_external_data
@@ -112,7 +114,8 @@ def with_input_size(
                 raise ModelError(f"{model_path.name}: input {inp.name!r} has {d.dim_value} where the card says {v}")
             d.Clear()
             d.dim_value = v
-    _explicit_gather_elements(m.graph)
+    if gathers:
+        _explicit_gather_elements(m.graph)
     tmp = tempfile.TemporaryDirectory(prefix="streamseg-model-")
     w, h = size_wh
     out = Path(tmp.name) / f"{model_path.stem}-{w}x{h}.onnx"
