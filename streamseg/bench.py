@@ -181,12 +181,12 @@ class Bench:
 
     def _models(self) -> list:
         """The config's engines, unloaded (enter them to load)."""
-        from streamseg.models import open_model
+        from streamseg.models.configured import open_configured
 
         e = self.cfg.engines
         return [
-            open_model(ec.card, backend=ec.backend, precision=ec.precision, threads=ec.threads, cache_dir=e.cache_dir)
-            for ec in (e.semantic, e.instance)
+            open_configured(ec, task=task, cache_dir=e.cache_dir)
+            for task, ec in (("semantic", e.semantic), ("instance", e.instance))
             if ec is not None
         ]
 

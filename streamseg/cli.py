@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="objects less visible than this share (when the source knows it) are not graded (default 0.5)",
     )
+    ev.add_argument(
+        "--merge",
+        action="append",
+        default=[],
+        metavar="GROUP=INTO",
+        help="grade GROUP as INTO, in predictions and ground truth (e.g. lane=road); repeatable",
+    )
     ev.add_argument("--json", metavar="PATH", help="write the metrics here")
 
     engines = sub.add_parser("engines", help="build engines into the cache, or list what it holds")
@@ -131,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("dirs", nargs="*", default=["engines"], help="folders holding cards (default: engines)")
     mc = msub.add_parser("check", help="load a card's model and check its inputs and outputs against the card")
     mc.add_argument("cards", nargs="+")
+    mk = msub.add_parser("card", help="write a model card from what an ONNX file says (the first step for your own model)")
+    mk.add_argument("model", metavar="MODEL.onnx")
+    mk.add_argument("-o", "--out", metavar="CARD.yaml", help="write the card here (default: print it)")
+    mk.add_argument("--force", action="store_true", help="overwrite an existing CARD.yaml")
     md = msub.add_parser("make-dynamic", help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)")
     md.add_argument("src", metavar="IN.onnx")
     md.add_argument("dst", metavar="OUT.onnx")
@@ -358,16 +369,39 @@ def cmd_models(args) -> int:
                 eng = model.engine
                 ins = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.inputs.items())
                 outs = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.outputs.items())
-                print(
-                    f"{path}: ok ({model.card.format}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
+                head = {True: "; end-to-end head, no NMS", False: "; anchors head + NMS"}.get(
+                    getattr(model.decoder, "end2end", None), ""
                 )
+                print(
+                    f"{path}: ok ({model.card.format}{head}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
+                )
+        return 0
+    if args.models_command == "card":
+        from streamseg.models.cardgen import make_card
+
+        if args.out and Path(args.out).exists() and not args.force:
+            raise UserError(f"{args.out} exists; --force overwrites it")
+        text = make_card(args.model, args.out)
+        if not args.out:
+            print(text, end="")
+            return 0
+        from streamseg.sinks.base import check_writable
+
+        check_writable(Path(args.out))
+        Path(args.out).write_text(text)
+        todo = text.count("FILL IN")
+        print(
+            f"wrote {args.out}"
+            + (f"; {todo} FILL IN comment(s) say what the file does not" if todo else "")
+            + f"; then: streamseg models check {args.out}"
+        )
         return 0
     if args.models_command == "make-dynamic":
         from streamseg.models.make_dynamic import make_dynamic
 
         print(make_dynamic(args.src, args.dst))
         return 0
-    raise UserError("models: say `list`, `check CARD` or `make-dynamic IN.onnx OUT.onnx`")
+    raise UserError("models: say `list`, `check CARD`, `card MODEL.onnx [-o CARD.yaml]` or `make-dynamic IN.onnx OUT.onnx`")
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -401,10 +435,11 @@ def cmd_demo(args) -> int:
 def cmd_eval(args) -> int:
     import yaml
 
-    from streamseg.config import load_config
+    from streamseg.config import EngineConfig, load_config
     from streamseg.evaluate import evaluate
 
-    cards: dict[str, str] = {}
+    engines: dict[str, EngineConfig] = {}  # used as they are: backend, precision, thresholds
+    cache_dir = "engines/cache"
     for path in args.models:
         p = Path(path)
         if not p.is_file():
@@ -414,15 +449,22 @@ def cmd_eval(args) -> int:
         except yaml.YAMLError:
             raise UserError(f"{p}: not valid YAML") from None
         if isinstance(data, dict) and "format" in data and "task" in data:
-            cards[data["task"]] = str(p)
+            engines[str(data["task"])] = EngineConfig(card=str(p))
         else:
             cfg = load_config(p)
+            cache_dir = cfg.engines.cache_dir
             for task in ("semantic", "instance"):
                 ec = getattr(cfg.engines, task)
                 if ec is not None:
-                    cards[task] = ec.card
-    if not cards:
+                    engines[task] = ec
+    if not engines:
         raise UserError("nothing to evaluate: give model cards or a config with engines")
+    merge = {}
+    for item in args.merge:
+        group, sep, into = item.partition("=")
+        if not sep or not group.strip() or not into.strip():
+            raise UserError(f"--merge {item}: say GROUP=INTO, e.g. --merge lane=road")
+        merge[group.strip()] = into.strip()
     sources = list(args.source)
     if args.labels or args.label_map:
         if not (args.labels and args.label_map):
@@ -434,17 +476,36 @@ def cmd_eval(args) -> int:
             sep = "&" if "?" in uri else "?"
             fixed.append(f"{uri}{sep}labels={args.labels}&label_map={args.label_map}")
         sources = fixed
-    result = evaluate(cards, sources, min_area=args.min_area, min_visibility=args.min_visibility)
+    result = evaluate(
+        engines,
+        sources,
+        min_area=args.min_area,
+        min_visibility=args.min_visibility,
+        cache_dir=cache_dir,
+        merge=merge,
+    )
     summary = result.summary()
     if result.frames == 0:
         raise UserError(
             "no frame carried ground truth: use synthetic:// sources, or images:// with --labels and --label-map"
         )
     lines = [f"{result.frames} frames with ground truth from {len(sources)} source(s)"]
+    if result.engines:
+        lines.append(
+            "engines: "
+            + "; ".join(f"{t} {d.get('card')} on {d.get('backend')} {d.get('precision')}" for t, d in result.engines.items())
+        )
     if "semantic_iou" in summary:
         lines.append(
             "semantic IoU: "
             + "  ".join(f"{g} {v:.3f}" if v is not None else f"{g} -" for g, v in summary["semantic_iou"].items())
+        )
+    if "instance_semantic_iou" in summary:
+        lines.append(
+            "instance model, per pixel (union of its masks): IoU "
+            + "  ".join(
+                f"{g} {v:.3f}" if v is not None else f"{g} -" for g, v in summary["instance_semantic_iou"].items()
+            )
         )
     if "instance" in summary:
         ins = summary["instance"]

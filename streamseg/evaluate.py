@@ -3,7 +3,11 @@
 Ground truth travels with each frame (`Frame.truth`): from the synthetic source, or from
 label PNGs next to an `images://` source. Metrics, accumulated over all frames:
 
-- semantic: IoU per group (intersection and union summed over the dataset);
+- semantic: IoU per group (intersection and union summed over the dataset); the instance
+  model's groups are graded the same way too (the union of a frame's instance masks per group),
+  so label sets without instance ids (CamVid-like) grade it;
+- `merge` renames groups on both sides before grading (`lane=road`: datasets label lane
+  paint as road, while a lane head paints over the drivable area);
 - instance: mask AP50 per group (COCO-style 101-point interpolation; predictions matched
   greedily by score to the unmatched ground truth of their group with mask IoU >= 0.5)
   and the mean mask IoU of matched pairs, over the graded objects: at least `min_area`
@@ -15,7 +19,7 @@ label PNGs next to an `images://` source. Metrics, accumulated over all frames:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,27 +31,49 @@ IGNORE = "ignore"
 
 # semantic ------------------------------------------------------------------------------
 class SemanticMeter:
-    def __init__(self) -> None:
+    """IoU per group, intersections and unions summed over the dataset. `merge` renames groups
+    on both sides before grading ({"lane": "road"}: a lane head's paint counts as the road a
+    dataset labels under it)."""
+
+    def __init__(self, merge: dict[str, str] | None = None) -> None:
+        self.merge = dict(merge or {})
         self.inter: dict[str, int] = {}
         self.union: dict[str, int] = {}
         self.frames = 0
 
     def add(self, pred: SemanticResult, gt_names: np.ndarray, gt_labels: list[str]) -> None:
         """`gt_names`: H x W indices into `gt_labels` (group names, or 'ignore')."""
+        self.add_masks({g: pred.group_map == gi for gi, g in enumerate(pred.group_names, start=1)}, gt_names, gt_labels)
+
+    def add_masks(self, masks: dict[str, np.ndarray], gt_names: np.ndarray, gt_labels: list[str]) -> None:
+        """Grade one frame's predicted H x W masks per group (e.g. the union of its instance masks)."""
+        merged: dict[str, np.ndarray] = {}
+        for group, m in masks.items():
+            name = self.merge.get(group, group)
+            merged[name] = m if name not in merged else (merged[name] | m)
+        labels = [self.merge.get(lab, lab) for lab in gt_labels]
         valid = np.ones(gt_names.shape, bool)
-        if IGNORE in gt_labels:
-            valid = gt_names != gt_labels.index(IGNORE)
-        for gi, group in enumerate(pred.group_names, start=1):
-            p = (pred.group_map == gi) & valid
-            g = np.zeros_like(p)
-            if group in gt_labels:
-                g = gt_names == gt_labels.index(group)
+        if IGNORE in labels:
+            valid = ~np.array([lab == IGNORE for lab in labels])[gt_names]
+        for group, m in merged.items():
+            p = m & valid
+            g = np.array([lab == group for lab in labels])[gt_names]
             self.inter[group] = self.inter.get(group, 0) + int(np.count_nonzero(p & g))
             self.union[group] = self.union.get(group, 0) + int(np.count_nonzero(p | g))
         self.frames += 1
 
     def iou(self) -> dict[str, float | None]:
         return {g: (self.inter[g] / self.union[g] if self.union[g] else None) for g in self.inter}
+
+
+def instance_group_masks(pred: Instances, groups: list[str], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Per group, the union of the frame's instance masks: an instance model graded as a semantic one
+    (CamVid-like sets have car and pedestrian pixels but no instance ids)."""
+    out = {g: np.zeros(shape, bool) for g in groups}
+    for k, g in enumerate(pred.groups):
+        if g in out:
+            out[g] |= pred.masks[k]
+    return out
 
 
 # instance --------------------------------------------------------------------------------
@@ -58,6 +84,10 @@ class GtInstances:
     areas: np.ndarray  # G
     pixels: list[np.ndarray]  # flat pixel indices per instance
     visibility: np.ndarray | None = None  # G: visible / unoccluded area, when the source knows it
+    # G: a region of the group's pixels without instance ids (Cityscapes' car groups, COCO's
+    # iscrowd): never a miss; a prediction inside one (intersection / prediction area >= the
+    # threshold, as COCO measures crowds) counts neither way
+    crowd: np.ndarray | None = None
 
 
 def gt_instances(
@@ -90,12 +120,31 @@ def gt_instances(
         pixels.append(pix)
         if full_areas is not None:
             vis.append(min(1.0, len(pix) / max(full_areas.get(int(i), len(pix)), 1)))
+    crowd = [False] * len(names)
+    if len(ids) and ids[0] == 0:  # pixels of a group that no instance holds
+        pix0 = order[starts[0] : ends[0]]
+        lab0 = lab_flat[pix0]
+        for li, name in enumerate(labels):
+            if name not in groups:
+                continue
+            pix = pix0[lab0 == li]
+            if not len(pix):
+                continue
+            ys, xs = pix // w, pix % w
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            names.append(name)
+            areas.append(len(pix))
+            pixels.append(pix)
+            crowd.append(True)
+            if full_areas is not None:
+                vis.append(1.0)
     return GtInstances(
         np.array(boxes, np.int64).reshape(-1, 4),
         names,
         np.array(areas, np.int64),
         pixels,
         np.array(vis, np.float64) if full_areas is not None else None,
+        np.array(crowd, bool),
     )
 
 
@@ -115,7 +164,8 @@ def mask_iou_matrix(pred: Instances, gt: GtInstances, shape: tuple[int, int]) ->
             if px1 <= gx0 or px0 >= gx1 or py1 <= gy0 or py0 >= gy1 or pred_area[i] == 0:
                 continue
             inter = int(np.count_nonzero(pred.masks[i][ys, xs]))
-            out[i, j] = inter / (pred_area[i] + gt.areas[j] - inter)
+            crowd = gt.crowd is not None and gt.crowd[j]
+            out[i, j] = inter / pred_area[i] if crowd else inter / (pred_area[i] + gt.areas[j] - inter)
     return out
 
 
@@ -196,13 +246,14 @@ class InstanceMeter:
         for group in self.groups:
             gi = [j for j, n in enumerate(gt.groups) if n == group]
             pi = [i for i, n in enumerate(pred.groups) if n == group]
-            ignored = {
+            crowd = {j for j in gi if gt.crowd is not None and gt.crowd[j]}
+            ignored = crowd | {
                 j
                 for j in gi
                 if gt.areas[j] < self.min_area or (gt.visibility is not None and gt.visibility[j] < self.min_visibility)
             }
             self.graded.add(group, pi, gi, ignored, pred.score, ious)
-            self.every.add(group, pi, gi, set(), pred.score, ious)
+            self.every.add(group, pi, gi, crowd, pred.score, ious)
 
     def summary(self) -> dict:
         g = self.graded
@@ -223,15 +274,24 @@ class InstanceMeter:
 class EvalResult:
     semantic: SemanticMeter | None
     instance: InstanceMeter | None
+    instance_semantic: SemanticMeter | None = None  # the instance model's groups graded per pixel
+    merge: dict[str, str] = field(default_factory=dict)
     frames: int = 0
     frames_without_truth: int = 0
     sources: list[str] = field(default_factory=list)
+    engines: dict = field(default_factory=dict)  # what ran: card, backend, precision per task
 
     def summary(self) -> dict:
-        out: dict = {"frames": self.frames, "sources": self.sources}
+        out: dict = {"frames": self.frames, "sources": self.sources, "engines": self.engines}
         if self.semantic is not None:
             out["semantic_iou"] = {g: (round(v, 4) if v is not None else None) for g, v in self.semantic.iou().items()}
-        if self.instance is not None:
+        if self.instance_semantic is not None and self.instance_semantic.frames:
+            out["instance_semantic_iou"] = {
+                g: (round(v, 4) if v is not None else None) for g, v in self.instance_semantic.iou().items()
+            }
+        if self.merge:
+            out["merge"] = dict(self.merge)
+        if self.instance is not None and self.instance.frames:
             s = self.instance.summary()
             for key in ("ap50", "ap50_all"):
                 s[key] = {g: (round(v, 4) if v is not None else None) for g, v in s[key].items()}
@@ -263,31 +323,46 @@ class EvalSink(Sink):
         r.frames += 1
         if r.semantic is not None and frame.semantic is not None:
             r.semantic.add(frame.semantic, truth.label_map, truth.labels)
-        if r.instance is not None and frame.instances is not None and truth.instance_map is not None:
-            gt = gt_instances(
-                truth.instance_map, truth.label_map, truth.labels, set(r.instance.groups), truth.full_areas
-            )
-            r.instance.add(frame.instances, gt, truth.label_map.shape)
+        if frame.instances is None:
+            return
+        shape = truth.label_map.shape
+        inst = frame.instances
+        if r.merge:
+            inst = replace(inst, groups=[r.merge.get(g, g) if g else g for g in inst.groups])
+        if r.instance_semantic is not None:
+            groups = sorted({g for g in inst.groups if g} | set(r.instance.groups if r.instance else []))
+            r.instance_semantic.add_masks(instance_group_masks(inst, groups, shape), truth.label_map, truth.labels)
+        if r.instance is not None and truth.instance_map is not None:
+            labels = [r.merge.get(lab, lab) for lab in truth.labels]
+            gt = gt_instances(truth.instance_map, truth.label_map, labels, set(r.instance.groups), truth.full_areas)
+            r.instance.add(inst, gt, shape)
 
 
 def evaluate(
-    cards: dict[str, str],
+    engines: dict,
     sources: list[str],
     *,
     min_area: int = 1024,
     min_visibility: float = 0.5,
-    threads: int = 0,
     batch: int = 4,
+    cache_dir: str | None = "engines/cache",
+    merge: dict[str, str] | None = None,
 ) -> EvalResult:
-    """Run the pipeline (offline, no overlay) over `sources` with the given cards and grade every frame."""
-    from streamseg.config import validate_config
+    """Run the pipeline (offline, no overlay) over `sources` and grade every frame.
+
+    `engines`: task -> the typed engine config (`EngineConfig`: card, backend, precision,
+    thresholds), used as it is, or a card path (the defaults of a run). `merge`: group
+    renames applied to predictions and ground truth before grading (`{"lane": "road"}`)."""
+    from streamseg.config import EngineConfig, validate_config
     from streamseg.models import load_card
     from streamseg.pipeline import Pipeline
 
+    typed = {t: (ec if isinstance(ec, EngineConfig) else EngineConfig(card=str(ec))) for t, ec in engines.items()}
+    merge = dict(merge or {})
     cfg = validate_config(
         {
             "sources": [{"uri": u, "mode": "offline"} for u in sources],
-            "engines": {task: {"card": c, "threads": threads} for task, c in cards.items()},
+            "engines": {**{t: ec.model_dump() for t, ec in typed.items()}, "cache_dir": cache_dir},
             "pipeline": {"batch": {"max_size": batch, "max_wait_ms": 0}},
             "overlay": {"enabled": False},
             "tracking": {"enabled": False},  # grade the model's own detections, every one of them
@@ -295,13 +370,19 @@ def evaluate(
         }
     )
     inst_groups = None
-    if "instance" in cards:
-        inst_groups = list(load_card(cards["instance"]).groups)
+    if "instance" in typed:
+        inst_groups = list(dict.fromkeys(merge.get(g, g) for g in load_card(typed["instance"].card).groups))
     result = EvalResult(
-        SemanticMeter() if "semantic" in cards else None,
+        SemanticMeter(merge) if "semantic" in typed else None,
         InstanceMeter(inst_groups, min_area, min_visibility=min_visibility) if inst_groups else None,
+        instance_semantic=SemanticMeter(merge) if inst_groups else None,
+        merge=merge,
         sources=list(sources),
     )
     pipe = Pipeline(cfg, extra_sinks=[EvalSink(result)])
-    pipe.run()
+    report = pipe.run().report
+    result.engines = {
+        t: {k: d.get(k) for k in ("card", "backend", "precision", "inference_precision") if d.get(k) is not None}
+        for t, d in report.get("engines", {}).items()
+    }
     return result

@@ -69,6 +69,7 @@ def test_bundled_models_quality_on_held_out_seeds(tmp_path):
         (["eval", SEM, "--source", "{video}"], "no frame carried ground truth"),
         (["eval", SEM, "--source", "synthetic://driving", "--labels", "x"], "--labels and --label-map go together"),
         (["eval", "{tmp}/none.yaml", "--source", "synthetic://driving"], "no such file"),
+        (["eval", SEM, "--source", "synthetic://driving", "--merge", "lane"], "say GROUP=INTO"),
     ],
 )
 def test_eval_mistakes(tmp_path, video, args, error):
@@ -108,3 +109,69 @@ def test_eval_with_label_pngs(tmp_path):
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["frames"] == 3
     assert m["semantic_iou"]["road"] > 0.8  # jpeg and 640x360 cost a little
+
+
+def test_eval_uses_the_configs_engines_as_they_are(tmp_path):
+    """Backend, precision and thresholds of the config, not `auto` and the card's defaults
+    (before, `streamseg eval configs/demo.yaml` ran OpenVINO although the config says onnxruntime)."""
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(
+        f"engines:\n"
+        f"  semantic: {{card: {SEM}, backend: onnxruntime, threads: 1}}\n"
+        f"  instance: {{card: {INS}, backend: onnxruntime, threads: 1, conf_threshold: 1.0}}\n"
+        f"  cache_dir: null\n"
+    )
+    r = streamseg("eval", cfg, "--source", "synthetic://driving?size=640x360&frames=2&seed=3", "--json", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert {t: e["backend"] for t, e in m["engines"].items()} == {"semantic": "onnxruntime", "instance": "onnxruntime"}
+    assert m["instance"]["predictions"] == {"car": 0, "person": 0}  # conf_threshold 1.0: nothing passes
+    assert m["instance"]["ground_truth"]["car"] > 0
+    assert "on onnxruntime fp32" in r.stdout
+
+
+# scene label -> Cityscapes label id (the scene's lane paint is `road` in Cityscapes)
+CITYSCAPES_ID = {"road": 7, "lane": 7, "sidewalk": 8, "building": 11, "vegetation": 21, "sky": 23, "person": 24, "car": 26}
+
+
+def test_eval_on_a_cityscapes_style_label_set(tmp_path):
+    """*_leftImg8bit.png images, *_gtFine_labelIds.png and 16-bit *_gtFine_instanceIds.png
+    (class id * 1000 + instance index), one YAML label map for both; lane merged into road."""
+    from streamseg.synth.scene import LABELS, DrivingScene
+
+    scene = DrivingScene((640, 360), 30, 12)
+    img_dir, gt_dir = tmp_path / "leftImg8bit", tmp_path / "gtFine"
+    img_dir.mkdir()
+    gt_dir.mkdir()
+    objects = 0
+    for i in range(3):
+        img, label, inst = scene.render(i * 5)
+        key = f"synth_{i:06d}_000019"
+        cv2.imwrite(str(img_dir / f"{key}_leftImg8bit.png"), img)
+        ids = np.zeros(label.shape, np.uint16)
+        for li, name in enumerate(LABELS):
+            ids[label == li] = CITYSCAPES_ID.get(name, 0)
+        cv2.imwrite(str(gt_dir / f"{key}_gtFine_labelIds.png"), ids.astype(np.uint8))
+        for name in ("car", "person"):
+            cls = CITYSCAPES_ID[name]
+            objs = [o for o in np.unique(inst[label == LABELS.index(name)]) if o > 0]
+            for index, o in enumerate(objs):  # index 0 is a valid instance in Cityscapes
+                ids[(inst == o) & (label == LABELS.index(name))] = cls * 1000 + index
+            objects += sum(int(((inst == o) & (label == LABELS.index(name))).sum() >= 1024) for o in objs)
+        cv2.imwrite(str(gt_dir / f"{key}_gtFine_instanceIds.png"), ids)
+    (tmp_path / "cityscapes.yaml").write_text(
+        "labels: {7: road, 8: sidewalk, 24: person, 25: person, 26: car, 27: car, 28: car}\ndefault: background\n"
+    )
+    r = streamseg(
+        "eval", SEM, INS, "--source", f"images://{img_dir}", "--labels", gt_dir,
+        "--label-map", tmp_path / "cityscapes.yaml", "--merge", "lane=road", "--json", tmp_path / "m.json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["frames"] == 3 and m["merge"] == {"lane": "road"}
+    assert "lane" not in m["semantic_iou"] and m["semantic_iou"]["road"] > 0.9
+    assert set(m["instance_semantic_iou"]) == {"car", "person"} and m["instance_semantic_iou"]["car"] > 0.7
+    ins = m["instance"]
+    assert ins["ground_truth"]["car"] + ins["ground_truth"]["person"] == objects > 0  # from the instance ids
+    assert ins["ap50"]["car"] > 0.5
+    assert "instance model, per pixel" in r.stdout

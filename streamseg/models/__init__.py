@@ -6,6 +6,8 @@ A new output format is a decoder module with the same shape as `semantic.py` /
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from streamseg.backends import Engine, create_engine, resolve_backend
@@ -47,6 +49,8 @@ class SegModel:
             self.engine.load()
             if self.decoder is None:
                 self._bind()
+            if getattr(self.decoder, "needs_probe", False):
+                self._probe()
         except BaseException:
             self.engine.close()
             raise
@@ -78,6 +82,15 @@ class SegModel:
             if not hasattr(self.decoder, "set_thresholds"):
                 raise ModelError(f"{card.name}: thresholds apply to instance models only")
             self.decoder.set_thresholds(**self.thresholds)
+
+    def _probe(self) -> None:
+        """Outputs with dynamic shapes: run one grey frame, so a card that does not fit the file
+        fails here, before any frame is read, rather than on the first batch."""
+        w, h = self.card.input.size_wh
+        n = self.engine.max_batch or 1
+        x, transforms = self.prepare([np.full((h, w, 3), 114, np.uint8)] * n)
+        self._check_outputs(outs := self.engine.infer({self.input_name: x}), n)
+        self.decoder.decode(outs, transforms)
 
     def run(self, images_bgr: list[np.ndarray]):
         """Convenience: preprocess, infer and decode in one call (the pipeline times them separately)."""
@@ -153,9 +166,19 @@ def open_model(
     options = dict(engine_options or {})
     if hint and name == "openvino":  # latency | throughput: OpenVINO's performance hint
         options.setdefault("hint", hint.upper())
-    engine = create_engine(name, card.model_path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
+    from streamseg.models.fixed_size import with_input_size
+
+    fixed = None
+    if name in ("openvino", "tensorrt"):  # a dynamic-size export gets the card's H and W (see fixed_size)
+        inp = card.input
+        fixed = with_input_size(card.model_path, inp.name, inp.layout, inp.size_wh, explicit_gathers=name == "openvino")
+    path = fixed[0] if fixed else card.model_path
+    engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
     thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
-    return SegModel(card, engine, backend_reason=why, thresholds=thresholds)
+    model = SegModel(card, engine, backend_reason=why, thresholds=thresholds)
+    if fixed:
+        weakref.finalize(model, fixed[1].cleanup)
+    return model
 
 
 __all__ = ["DECODERS", "ModelCard", "SegModel", "load_card", "open_model"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +65,11 @@ class ModelCard(_Strict):
         default_factory=dict, description="Overlay group -> labels drawn as it (road, lane, car, person, ...)."
     )
     keep_ungrouped: bool = Field(False, description="yolo-seg: keep instances whose class is in no group.")
+    end2end: bool | None = Field(
+        None,
+        description="yolo-seg: the head is end-to-end (YOLO26: [B, K, 6+nm] = x1, y1, x2, y2, score, class, "
+        "coefficients; top-k inside, no NMS); null = from the file's `end2end` metadata or its output shape.",
+    )
     thresholds: Thresholds = Thresholds()
     training: dict | None = Field(None, description="How the model was made and what it measured (free form).")
 
@@ -77,6 +83,8 @@ class ModelCard(_Strict):
             raise ValueError("semantic-logits needs `heads` (output name and channel labels)")
         if self.format in ("semantic-argmax", "yolo-seg") and self.labels is None:
             raise ValueError(f"{self.format} needs `labels`")
+        if self.end2end is not None and self.format != "yolo-seg":
+            raise ValueError("end2end applies to yolo-seg cards only")
         return self
 
     @property
@@ -91,6 +99,32 @@ class ModelCard(_Strict):
     @property
     def group_names(self) -> list[str]:
         return list(self.groups)
+
+
+def labels_from_metadata(metadata: dict[str, str]) -> list[str] | None:
+    """Class names from an Ultralytics export's `names` metadata ("{0: 'person', ...}")."""
+    raw = metadata.get("names")
+    if not raw:
+        return None
+    try:
+        names = ast.literal_eval(raw)  # a literal dict; never eval
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
+        return [str(names[i]) for i in range(len(names))] if set(names) == set(range(len(names))) else None
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    return None
+
+
+def resolve_labels(card: ModelCard, metadata: dict[str, str]) -> list[str]:
+    """The card's labels, reading the model's `names` metadata for `labels: from_model`."""
+    if card.labels != "from_model":
+        return list(card.labels or [])
+    labels = labels_from_metadata(metadata)
+    if labels is None:
+        raise ModelError(f"{card.name}: labels: from_model, but the ONNX file has no readable `names` metadata")
+    return labels
 
 
 def load_card(path: str | Path) -> ModelCard:

@@ -14,7 +14,7 @@ import numpy as np
 from streamseg.backends.base import TensorSpec
 from streamseg.errors import ModelError
 from streamseg.frames import SemanticResult
-from streamseg.models.card import ModelCard
+from streamseg.models.card import ModelCard, resolve_labels
 from streamseg.models.preprocess import ResizeTransform
 
 
@@ -98,10 +98,11 @@ class SemanticLogitsDecoder(_SemanticDecoder):
 
 
 class SemanticArgmaxDecoder(_SemanticDecoder):
-    """One N x H x W (or N x 1 x H x W) output of class ids."""
+    """One N x H x W (or N x 1 x H x W) output of class ids (YOLO26-sem exports give uint8 ids;
+    `labels: from_model` reads their `names`)."""
 
     def __init__(self, card: ModelCard, outputs: dict[str, TensorSpec], metadata: dict[str, str]) -> None:
-        self.labels = list(card.labels)
+        self.labels = resolve_labels(card, metadata)
         name = card.output or (next(iter(outputs)) if len(outputs) == 1 else None)
         if name is None:
             raise ModelError(f"{card.name}: the model has several outputs {sorted(outputs)}; set `output` in the card")

@@ -1,4 +1,4 @@
-"""Decoder for YOLOv8/YOLO11 segmentation exports (`yolo-seg`).
+"""Decoder for Ultralytics segmentation exports (`yolo-seg`): YOLOv8/YOLO11 and YOLO26.
 
 Outputs: detections [B, 4 + nc + nm, N] (cx, cy, w, h in input pixels, nc class
 scores already through a sigmoid, nm mask coefficients) and prototypes
@@ -6,11 +6,13 @@ scores already through a sigmoid, nm mask coefficients) and prototypes
 then build each mask as sigmoid(coefficients @ prototypes), sampled straight into
 the instance's box at frame resolution: one affine warp per instance maps frame
 pixels to prototype cells, which crops to the box and undoes the letterbox at once.
+
+YOLO26's end-to-end head gives [B, K, 6 + nm] instead (x1, y1, x2, y2 in input pixels,
+score, class, coefficients; K = the model's own top-k, no NMS needed): thresholds,
+masks and crop are the same.
 """
 
 from __future__ import annotations
-
-import ast
 
 import cv2
 import numpy as np
@@ -18,7 +20,8 @@ import numpy as np
 from streamseg.backends.base import TensorSpec
 from streamseg.errors import ModelError
 from streamseg.frames import Instances
-from streamseg.models.card import ModelCard
+from streamseg.models.card import ModelCard, resolve_labels
+from streamseg.models.card import labels_from_metadata as labels_from_metadata  # re-exported
 from streamseg.models.preprocess import ResizeTransform
 
 
@@ -64,31 +67,32 @@ def nms_xyxy(
     return np.asarray(keep, np.int64)
 
 
-def labels_from_metadata(metadata: dict[str, str]) -> list[str] | None:
-    """Class names from an Ultralytics export's `names` metadata ("{0: 'person', ...}")."""
-    raw = metadata.get("names")
-    if not raw:
+def _meta_bool(metadata: dict[str, str], key: str) -> bool | None:
+    v = str(metadata.get(key, "")).strip().lower()
+    return {"true": True, "1": True, "false": False, "0": False}.get(v)
+
+
+def head_from_shape(det_shape, nc: int, nm: int | None) -> bool | None:
+    """True: an end-to-end head [B, K, 6+nm]; False: anchors [B, 4+nc+nm, N]; None: the shape does not say."""
+    if len(det_shape) != 3 or nm is None:
         return None
-    try:
-        names = ast.literal_eval(raw)  # a literal dict; never eval
-    except (ValueError, SyntaxError):
-        return None
-    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
-        return [str(names[i]) for i in range(len(names))] if set(names) == set(range(len(names))) else None
-    if isinstance(names, list):
-        return [str(n) for n in names]
+    anchors = det_shape[1] is not None and det_shape[1] == 4 + nc + nm
+    e2e = det_shape[2] is not None and det_shape[2] == 6 + nm
+    if anchors != e2e:
+        return e2e
     return None
 
 
 class YoloSegDecoder:
+    """Both YOLO segmentation heads: anchors [B, 4+nc+nm, N] (YOLOv8, YOLO11; NMS here) and
+    end-to-end [B, K, 6+nm] (YOLO26's default export: top-k inside the model, no NMS).
+    Which one: the card's `end2end`, else the file's `end2end` metadata, else the output's
+    shape (at bind time when static, else at the first batch); a card that contradicts the
+    file is an error naming both."""
+
     def __init__(self, card: ModelCard, outputs: dict[str, TensorSpec], metadata: dict[str, str]) -> None:
         self.card = card
-        if card.labels == "from_model":
-            labels = labels_from_metadata(metadata)
-            if labels is None:
-                raise ModelError(f"{card.name}: labels: from_model, but the ONNX file has no readable `names` metadata")
-        else:
-            labels = list(card.labels)
+        labels = resolve_labels(card, metadata)
         self.labels = labels
         self.det_name = card.outputs.detections or self._by_rank(outputs, 3)
         self.proto_name = card.outputs.protos or self._by_rank(outputs, 4)
@@ -98,16 +102,14 @@ class YoloSegDecoder:
         det, proto = outputs[self.det_name].shape, outputs[self.proto_name].shape
         if len(det) != 3 or len(proto) != 4:
             raise ModelError(
-                f"{card.name}: yolo-seg needs detections [B, 4+nc+nm, N] and prototypes [B, nm, h, w]; "
-                f"the model gives {self.det_name} {det} and {self.proto_name} {proto}"
-            )
-        nm = proto[1]
-        if det[1] is not None and nm is not None and det[1] != 4 + len(labels) + nm:
-            raise ModelError(
-                f"{card.name}: output {self.det_name!r} has {det[1]} rows, but 4 box values + {len(labels)} labels "
-                f"+ {nm} mask coefficients make {4 + len(labels) + nm}"
+                f"{card.name}: yolo-seg needs detections [B, 4+nc+nm, N] (or end-to-end [B, K, 6+nm]) and "
+                f"prototypes [B, nm, h, w]; the model gives {self.det_name} {det} and {self.proto_name} {proto}"
             )
         self.nc = len(labels)
+        self.nm = proto[1]
+        self.end2end = self._head_kind(det, metadata)
+        if None not in (*det[1:], self.nm):
+            self.check_shapes(det, proto)  # static shapes: the card is checked now, not at the first batch
         self.output_names = [self.det_name, self.proto_name]
         self.group_of_class: list[str | None] = [None] * self.nc
         for group, members in card.groups.items():
@@ -123,6 +125,66 @@ class YoloSegDecoder:
         self.conf, self.iou, self.max_det = th.conf, th.iou, th.max_detections
         self.mask_logit = float(np.log(th.mask / (1 - th.mask)))
         self.input_wh = card.input.size_wh
+
+    @property
+    def needs_probe(self) -> bool:
+        """The outputs' shapes are dynamic where the card is checked: one batch must show them."""
+        return self.end2end is None or self.nm is None
+
+    def _head_kind(self, det_shape, metadata: dict[str, str]) -> bool | None:
+        name = self.card.name
+        said = {
+            "the card": self.card.end2end,
+            "the file's end2end metadata": _meta_bool(metadata, "end2end"),
+            f"the output shape {self.det_name} {tuple(det_shape)}": head_from_shape(det_shape, self.nc, self.nm),
+        }
+        known = {k: v for k, v in said.items() if v is not None}
+        if len(set(known.values())) > 1:
+            raise ModelError(
+                f"{name}: "
+                + ", ".join(f"{k} says {'end-to-end' if v else 'anchors + NMS'}" for k, v in known.items())
+                + "; fix the card's end2end (true: YOLO26 end-to-end [B, K, 6+nm]; false: [B, 4+nc+nm, N])"
+            )
+        return next(iter(known.values()), None)
+
+    def _check_anchor_rows(self, rows: int) -> None:
+        if rows != 4 + self.nc + self.nm:
+            raise ModelError(
+                f"{self.card.name}: output {self.det_name!r} has {rows} rows, but 4 box values + {self.nc} labels "
+                f"+ {self.nm} mask coefficients make {4 + self.nc + self.nm} (an end-to-end head would be "
+                f"[B, K, {6 + self.nm}])"
+            )
+
+    def check_shapes(self, det_shape: tuple[int, ...], proto_shape: tuple[int, ...]) -> None:
+        """Check a batch's actual outputs against the card (and settle the head kind once)."""
+        nm = proto_shape[1]
+        if self.nm is None:
+            self.nm = nm
+        elif nm != self.nm:
+            raise ModelError(f"{self.card.name}: prototypes have {nm} channels, expected {self.nm}")
+        kind = head_from_shape(det_shape, self.nc, nm)
+        if self.end2end is None:
+            if kind is None and det_shape[1] == 4 + self.nc + nm:  # both fit: only the card can say
+                raise ModelError(
+                    f"{self.card.name}: output {self.det_name!r} {tuple(det_shape)} fits both YOLO heads; "
+                    "set end2end: true or false in the card"
+                )
+            if kind is None:  # neither fits: most often labels that do not match an anchors head
+                self._check_anchor_rows(det_shape[1])
+            self.end2end = kind
+        elif self.end2end and det_shape[2] != 6 + nm:
+            raise ModelError(
+                f"{self.card.name}: the card says end2end: true ([B, K, 6+{nm}]), but output {self.det_name!r} "
+                f"is {tuple(det_shape)}"
+                + ("; it is an anchors head: set end2end: false" if kind is False else "")
+            )
+        elif not self.end2end:
+            if kind is True:
+                raise ModelError(
+                    f"{self.card.name}: output {self.det_name!r} is {tuple(det_shape)}, an end-to-end head "
+                    f"[B, K, 6+{nm}], but the card says end2end: false"
+                )
+            self._check_anchor_rows(det_shape[1])
 
     def set_thresholds(self, conf: float | None = None, iou: float | None = None, max_det: int | None = None) -> None:
         if conf is not None:
@@ -143,7 +205,22 @@ class YoloSegDecoder:
 
     def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]) -> list[Instances]:
         det, protos = outputs[self.det_name], outputs[self.proto_name]
-        return [self._decode_one(det[i], protos[i], t) for i, t in enumerate(transforms)]
+        self.check_shapes(det.shape, protos.shape)
+        one = self._decode_end2end if self.end2end else self._decode_one
+        return [one(det[i], protos[i], t) for i, t in enumerate(transforms)]
+
+    def _decode_end2end(self, pred: np.ndarray, protos: np.ndarray, t: ResizeTransform) -> Instances:
+        """K x (x1, y1, x2, y2, score, class, coefficients...): already the model's top-k, no NMS."""
+        score = pred[:, 4]
+        cls = np.rint(pred[:, 5]).astype(np.int64)
+        valid = (cls >= 0) & (cls < self.nc)
+        cls = np.where(valid, cls, 0)
+        cand = np.flatnonzero((score > self.conf) & valid & self.keep_class[cls])
+        if cand.size == 0:
+            return Instances.empty(t.src_wh)
+        keep = cand[np.argsort(-score[cand], kind="stable")[: self.max_det]]
+        xyxy = t.to_src_xyxy(pred[keep, :4])
+        return self._instances(pred[keep, 6:], protos, xyxy, cls[keep], score[keep], t)
 
     def _decode_one(self, pred: np.ndarray, protos: np.ndarray, t: ResizeTransform) -> Instances:
         nc = self.nc
@@ -159,13 +236,15 @@ class YoloSegDecoder:
         keep = cand[kept]
         xyxy = t.to_src_xyxy(xyxy_in[kept])
         coefs = pred[4 + nc :, keep].T  # K x nm
-        masks = self._masks(coefs, protos, xyxy, t)
-        class_id = cls[keep].astype(np.int32)
+        return self._instances(coefs, protos, xyxy, cls[keep], conf[keep], t)
+
+    def _instances(self, coefs, protos, xyxy, cls, score, t: ResizeTransform) -> Instances:
+        class_id = cls.astype(np.int32)
         return Instances(
             xyxy=xyxy.astype(np.float32),
-            masks=masks,
+            masks=self._masks(coefs, protos, xyxy, t),
             class_id=class_id,
-            score=conf[keep].astype(np.float32),
+            score=score.astype(np.float32),
             labels=[self.labels[c] for c in class_id],
             groups=[self.group_of_class[c] for c in class_id],
         )

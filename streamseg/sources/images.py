@@ -62,20 +62,54 @@ class ImagesSource(Source):
         return None
 
     def _truth(self, image_file: Path, shape_hw: tuple[int, int]) -> GroundTruth | None:
-        """The label PNG with the image's file name (any image suffix), mapped to groups."""
+        """The label PNG with the image's file name (any image suffix), mapped to groups; with a
+        Cityscapes-style `*_instanceIds.png` beside it, the instances too."""
         if self._lut is None:
             return None
-        for cand in [self.labels_dir / (image_file.stem + ".png"), *self.labels_dir.glob(image_file.stem + ".*")]:
-            if cand.is_file():
-                lab = cv2.imread(str(cand), cv2.IMREAD_UNCHANGED)
-                if lab is None:
-                    return None
-                if lab.ndim == 3:
-                    lab = lab[..., 0]
-                if lab.shape != shape_hw:
-                    lab = cv2.resize(lab, shape_hw[::-1], interpolation=cv2.INTER_NEAREST)
-                return GroundTruth(self._lut[np.clip(lab, 0, 255).astype(np.uint8)], None, self._names)
+        semantic, instances = find_label_files(self.labels_dir, image_file)
+        lab = _read_label(semantic, shape_hw) if semantic else None
+        inst = _read_label(instances, shape_hw) if instances else None
+        if lab is None and inst is None:
+            return None
+        instance_map = None
+        if inst is not None:
+            class_ids, instance_map = cityscapes_instances(inst)
+            if lab is None:
+                lab = class_ids
+        return GroundTruth(self._lut[np.clip(lab, 0, 255).astype(np.uint8)], instance_map, self._names)
+
+
+def find_label_files(labels_dir: Path, image_file: Path) -> tuple[Path | None, Path | None]:
+    """(semantic label PNG, instance-id PNG) for an image. Semantic: the image's name with any
+    image suffix, or Cityscapes' `<key>_gtFine_labelIds.png`; instances: `<key>_gtFine_instanceIds.png`
+    or `<key>_instanceIds.png`, where `key` is the name without Cityscapes' `_leftImg8bit`."""
+    stem = image_file.stem
+    key = stem[: -len("_leftImg8bit")] if stem.endswith("_leftImg8bit") else stem
+    semantic = [labels_dir / f"{stem}.png", *sorted(labels_dir.glob(f"{stem}.*"))]
+    semantic += [labels_dir / f"{key}_gtFine_labelIds.png", labels_dir / f"{key}_labelIds.png"]
+    instance = [labels_dir / f"{key}_gtFine_instanceIds.png", labels_dir / f"{key}_instanceIds.png"]
+    pick = lambda cands: next((c for c in cands if c.is_file()), None)  # noqa: E731
+    return pick(semantic), pick(instance)
+
+
+def _read_label(path: Path, shape_hw: tuple[int, int]) -> np.ndarray | None:
+    lab = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # 8- or 16-bit ids, as written
+    if lab is None:
         return None
+    if lab.ndim == 3:
+        lab = lab[..., 0]
+    if lab.shape != shape_hw:
+        lab = cv2.resize(lab, shape_hw[::-1], interpolation=cv2.INTER_NEAREST)
+    return lab
+
+
+def cityscapes_instances(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cityscapes `instanceIds`: id >= 1000 is an object (class id = id // 1000, instance = id % 1000),
+    id < 1000 a class id without instances (stuff, or a crowd). Returns (class ids, instance map;
+    0 = no instance, else the id itself, unique per object)."""
+    ids = ids.astype(np.int32)
+    objects = ids >= 1000
+    return np.where(objects, ids // 1000, ids), np.where(objects, ids, 0).astype(np.int32)
 
 
 def load_label_map(path: Path) -> tuple[np.ndarray, list[str]]:

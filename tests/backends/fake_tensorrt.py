@@ -199,6 +199,7 @@ class DataType(enum.Enum):
     FLOAT = np.float32
     INT64 = np.int64
     INT32 = np.int32
+    UINT8 = np.uint8  # TensorRT 10 takes uint8 network I/O (YOLO26-sem's class ids)
 
 
 def nptype(dt):
@@ -209,6 +210,7 @@ _ONNX_TO_TRT = {
     onnx.TensorProto.FLOAT: DataType.FLOAT,
     onnx.TensorProto.INT64: DataType.INT64,
     onnx.TensorProto.INT32: DataType.INT32,
+    onnx.TensorProto.UINT8: DataType.UINT8,
 }
 
 

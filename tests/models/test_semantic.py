@@ -113,3 +113,30 @@ def test_argmax_format():
 def test_card_that_does_not_fit(kw, specs, error):
     with pytest.raises(ModelError, match=error):
         SemanticLogitsDecoder(logits_card(**kw), specs, {})
+
+
+def test_argmax_labels_from_model_read_the_exports_names_uint8_ids_letterboxed():
+    """YOLO26-sem: [B, H, W] uint8 class ids, names in the metadata, letterboxed input."""
+    card = ModelCard.model_validate(
+        dict(
+            name="sem",
+            file="s.onnx",
+            task="semantic",
+            format="semantic-argmax",
+            input={"size_wh": [8, 8], "resize": "letterbox"},
+            labels="from_model",
+            groups={"road": ["road"], "car": ["car", "truck"]},
+        )
+    )
+    specs = {"output0": TensorSpec("output0", (None, None, None), np.dtype("uint8"))}
+    dec = SemanticArgmaxDecoder(card, specs, {"names": "{0: 'road', 1: 'sidewalk', 2: 'car', 3: 'truck'}"})
+    assert dec.labels == ["road", "sidewalk", "car", "truck"]
+    ids = np.zeros((1, 8, 8), np.uint8)
+    ids[0, 2:6, :4] = 2  # car, left half of the content rows
+    ids[0, 2:6, 4:] = 3  # truck: the same group
+    t = ResizeTransform.fit((16, 8), (8, 8), "letterbox")  # 16x8 frame: rows 2..5 are the frame
+    (res,) = dec.decode({"output0": ids}, [t])
+    assert res.label_map.shape == (8, 16)
+    assert (res.group_map == res.group_names.index("car") + 1).all()  # padding cut away: all car
+    with pytest.raises(ModelError, match="no readable `names` metadata"):
+        SemanticArgmaxDecoder(card, specs, {})
