@@ -44,6 +44,7 @@ class Frame:
     # pipeline bookkeeping: sinks still to handle this frame, and when one last wrote it
     sinks_pending: int = field(default=0, repr=False)
     written_ns: int | None = field(default=None, repr=False)
+    sink_drop: tuple[int, str] | None = field(default=None, repr=False)  # (sink index, reason) of the first sink that dropped it
 
     def __post_init__(self) -> None:
         img = self.image_bgr

@@ -25,6 +25,7 @@ files are finalized and the report is complete.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -64,10 +65,22 @@ class _Stream:
 
 @dataclass
 class _SinkSlot:
+    """One sink behind its queue, with its own ledger: offered = written + sum(dropped)."""
+
+    index: int
     sink: Sink
     queue: BoundedQueue
     failed: str | None = None
-    dropped: int = 0
+    offered: int = 0
+    written: int = 0
+    dropped: collections.Counter = field(default_factory=collections.Counter)  # reason -> frames
+
+    @property
+    def label(self) -> str:
+        return redact(self.sink.uri)
+
+    def ledger(self) -> dict:
+        return {"offered": self.offered, "written": self.written, "dropped": dict(sorted(self.dropped.items()))}
 
 
 @dataclass
@@ -208,7 +221,7 @@ class Pipeline:
             sink.attach(self)
             sink.open(infos)
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
-            slot = _SinkSlot(sink, None)  # type: ignore[arg-type]
+            slot = _SinkSlot(len(self.slots), sink, None)  # type: ignore[arg-type]
             slot.queue = BoundedQueue(
                 depth, policy, name=f"sink:{uri}", on_drop=lambda f, s=slot: self._sink_dropped(s, f)
             )
@@ -469,7 +482,10 @@ class Pipeline:
                 f.stamp("overlay")
                 f.sinks_pending = len(self.slots)
                 f.written_ns = None
+                f.sink_drop = None
                 for slot in self.slots:
+                    with self._done_lock:
+                        slot.offered += 1
                     slot.queue.put(f)
         finally:
             for slot in self.slots:
@@ -481,33 +497,40 @@ class Pipeline:
             if slot.failed is None:
                 try:
                     slot.sink.write(f)
-                    self._sink_done(f, written=True)
+                    self._sink_done(slot, f)
                     continue
                 except Exception as e:
                     slot.failed = f"{type(e).__name__}: {e}"
-                    self._errors.append(f"sink {slot.sink.uri} failed: {slot.failed}")
-                    log.error("sink %s failed, it gets no more frames: %s", slot.sink.uri, slot.failed)
-            self._sink_done(f, written=False, reason="sink_failed")
+                    self._errors.append(f"sink {slot.label} failed: {slot.failed}")
+                    log.error("sink %s failed, it gets no more frames: %s", slot.label, slot.failed)
+            self._sink_done(slot, f, dropped="sink_failed")
 
     def _sink_dropped(self, slot: _SinkSlot, f: Frame) -> None:
-        slot.dropped += 1
-        self._sink_done(f, written=False, reason="sink_queue")
+        """The sink's queue pushed `f` out (a lossy queue, full): the frame is finished for that sink."""
+        self._sink_done(slot, f, dropped="sink_queue")
 
-    def _sink_done(self, f: Frame, *, written: bool, reason: str = "") -> None:
-        """One sink is through with `f`; the last one records the frame (or its drop)."""
+    def _sink_done(self, slot: _SinkSlot, f: Frame, *, dropped: str | None = None) -> None:
+        """One sink is through with `f` (wrote it, or `dropped` it for that reason). The last one
+        finishes the frame: `out` when every sink wrote it, else dropped with the reason of the
+        first sink (in config order) that did not, as `<reason>:<sink uri>`."""
         now = time.perf_counter_ns()
         with self._done_lock:
-            if written:
+            if dropped is None:
+                slot.written += 1
                 f.written_ns = now
+            else:
+                slot.dropped[dropped] += 1
+                if f.sink_drop is None or slot.index < f.sink_drop[0]:
+                    f.sink_drop = (slot.index, f"{dropped}:{slot.label}")
             f.sinks_pending -= 1
             last = f.sinks_pending == 0
         if not last:
             return
-        if f.written_ns is not None:
+        if f.sink_drop is None:
             f.stamp("sink", f.written_ns)
             self.recorder.frame_out(f)
         else:
-            self.recorder.drop(f, reason)
+            self.recorder.drop(f, f.sink_drop[1])
         f.image_bgr = f.overlay_bgr = f.truth = None  # free the pixels early; results stay
 
     # live figures (preview page, /stats, /metrics) -------------------------------------------
@@ -587,7 +610,8 @@ class Pipeline:
                 redact(slot.sink.uri): {
                     **slot.sink.describe(),
                     "uri": redact(slot.sink.uri),
-                    "dropped": slot.dropped,
+                    "frames": slot.ledger(),
+                    "dropped": sum(slot.dropped.values()),
                     "error": slot.failed,
                 }
                 for slot in self.slots
