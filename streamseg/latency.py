@@ -89,6 +89,8 @@ class LatencyRecorder:
         self.frames_in_by_stream: collections.Counter = collections.Counter()
         self.dropped: collections.Counter = collections.Counter()
         self.decode_errors = 0
+        self._open: set[tuple[str, int]] = set()  # frames in and not yet out or dropped
+        self.finished_twice = 0  # a bug if ever > 0: a frame reported out/dropped a second time
         self.first_capture_ns: int | None = None
         self.last_done_ns: int | None = None
         self._recent = collections.deque(maxlen=window)  # (done_ns, e2e_ms, stage ms) for the HUD
@@ -99,6 +101,7 @@ class LatencyRecorder:
         with self._lock:
             self.frames_in += 1
             self.frames_in_by_stream[frame.stream_id] += 1
+            self._open.add((frame.stream_id, frame.seq))
             if self.first_capture_ns is None or frame.capture_ns < self.first_capture_ns:
                 self.first_capture_ns = frame.capture_ns
             self.stream_first_ns.setdefault(frame.stream_id, frame.capture_ns)
@@ -107,9 +110,35 @@ class LatencyRecorder:
         with self._lock:
             self.decode_errors += n
 
-    def drop(self, frame: Frame | None, reason: str) -> None:
+    def _finish(self, frame: Frame) -> bool:
+        """Close `frame`'s entry in the ledger (lock held); False when it was already closed."""
+        key = (frame.stream_id, frame.seq)
+        if key in self._open:
+            self._open.discard(key)
+            return True
+        self.finished_twice += 1
+        return False
+
+    def drop(self, frame: Frame, reason: str) -> None:
         with self._lock:
-            self.dropped[reason] += 1
+            if self._finish(frame):
+                self.dropped[reason] += 1
+
+    @property
+    def in_flight(self) -> int:
+        """Frames taken in and not yet out or dropped."""
+        with self._lock:
+            return len(self._open)
+
+    def drop_in_flight(self, reason: str) -> int:
+        """Count every frame still in flight as dropped for `reason` (the run is over: frames
+        that never finished, e.g. after an abort, are not left out of the ledger). Returns how many."""
+        with self._lock:
+            n = len(self._open)
+            if n:
+                self.dropped[reason] += n
+                self._open.clear()
+            return n
 
     def frame_out(self, frame: Frame) -> None:
         """A frame every sink has handled: its stamps are complete."""
@@ -117,6 +146,8 @@ class LatencyRecorder:
         done = frame.stamps["sink"]
         e2e = (done - frame.capture_ns) / 1e6
         with self._lock:
+            if not self._finish(frame):
+                return
             for stage, v in ms.items():
                 self.stages[stage].append(v)
             self.e2e.append(e2e)

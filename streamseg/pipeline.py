@@ -170,10 +170,21 @@ class Pipeline:
                 for t in threads:
                     t.join(timeout=5)
             # leaving the ExitStack closes sinks (finalizing files), models and sources
+        self._close_ledger()
         report = self.last_report = self.report()
         if self._fatal is not None and not isinstance(self._fatal, KeyboardInterrupt):
             raise self._fatal
         return RunResult(report, list(self._errors), self.interrupted)
+
+    def _close_ledger(self) -> None:
+        """Every thread is done: a frame still in flight was cut off by an abort (a second signal,
+        a crashed stage) and counts as dropped `aborted`; on any other path none may be left."""
+        if self._fatal is not None:
+            self.recorder.drop_in_flight("aborted")
+        elif n := self.recorder.drop_in_flight("lost"):
+            log.error("%d frame(s) were neither written nor dropped (counted as dropped: lost)", n)
+        if self.recorder.finished_twice:
+            log.error("%d frame(s) were finished twice (counted once)", self.recorder.finished_twice)
 
     def _open_sources(self, stack: contextlib.ExitStack) -> None:
         ids = set()
