@@ -114,6 +114,9 @@ class SemanticResult:
         return {name: float(counts[i + 1]) / total for i, name in enumerate(self.group_names)}
 
 
+NO_TRACK = -1  # track_id of a detection that belongs to no track (yet)
+
+
 @dataclass
 class Instances:
     """Detected objects of one frame, in the frame's pixel coordinates.
@@ -127,7 +130,7 @@ class Instances:
     score: np.ndarray  # K float32
     labels: list[str]  # K class names
     groups: list[str | None]  # K overlay groups (car, person, ...) or None
-    track_id: np.ndarray | None = None  # K int64, filled by a tracker
+    track_id: np.ndarray | None = None  # K int64, filled by a tracker; NO_TRACK: in no track (yet)
 
     def __post_init__(self) -> None:
         k = len(self.xyxy)

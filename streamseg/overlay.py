@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from streamseg.config import OverlayConfig
-from streamseg.frames import Frame
+from streamseg.frames import NO_TRACK, Frame
 
 # RGB, close to the Cityscapes palette where Cityscapes has the class.
 DEFAULT_COLORS_RGB: dict[str, tuple[int, int, int]] = {
@@ -29,6 +29,7 @@ DEFAULT_COLORS_RGB: dict[str, tuple[int, int, int]] = {
 _FALLBACK_RGB = [(0, 200, 200), (255, 150, 0), (150, 255, 0), (200, 0, 255), (0, 255, 150)]
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+UNTRACKED_BGR = (170, 170, 170)  # a detection in no track (yet): neutral grey, no ID
 
 
 # one colour per pipeline stage in the HUD's latency bar (BGR)
@@ -60,7 +61,7 @@ class Overlay:
     resolution and are upsampled bilinearly to the frame (smooth edges); the per-pixel
     work is one multiply and one add on uint8. Instances
     are blended inside their boxes in their track's colour, outlined and labelled
-    (`car 0.91 #12`). A legend names the groups on screen; the HUD shows fps, end-to-end
+    (`car 0.91 #12`); a detection in no track (yet) is drawn too, grey, without a number. A legend names the groups on screen; the HUD shows fps, end-to-end
     p50/p99 and a bar of the recent per-stage p50 latencies.
     """
 
@@ -168,7 +169,12 @@ class Overlay:
                 continue
             group = inst.groups[k]
             tid = int(inst.track_id[k]) if inst.track_id is not None else None
-            color = id_color_bgr(tid) if tid is not None and self.cfg.id_colors else self.color_bgr(group)
+            if tid == NO_TRACK:  # tracking on, but in no track yet: drawn, in a neutral colour, unnumbered
+                color, tid = UNTRACKED_BGR, None
+            elif tid is not None and self.cfg.id_colors:
+                color = id_color_bgr(tid)
+            else:
+                color = self.color_bgr(group)
             region = out[by0:by1, bx0:bx1]
             mask = inst.masks[k, by0:by1, bx0:bx1]
             if mask.any():

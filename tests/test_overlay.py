@@ -83,6 +83,17 @@ def test_track_ids_colour_and_label_instances():
     assert id_color_bgr(12) != id_color_bgr(13)
 
 
+def test_detection_in_no_track_is_drawn_in_a_neutral_colour():
+    from streamseg.frames import NO_TRACK
+    from streamseg.overlay import UNTRACKED_BGR
+
+    f = scene()
+    f.semantic = None
+    f.instances.track_id = np.array([NO_TRACK])
+    out = Overlay(OverlayConfig(hud=False, legend=False, labels=False, contours=False, alpha={"car": 1.0})).draw(f)
+    np.testing.assert_array_equal(out[10, 50], UNTRACKED_BGR)
+
+
 def test_legend_and_stage_bar():
     f = scene(w=400, h=240)
     f.instances = None
