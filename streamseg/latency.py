@@ -106,6 +106,13 @@ class LatencyRecorder:
                 self.first_capture_ns = frame.capture_ns
             self.stream_first_ns.setdefault(frame.stream_id, frame.capture_ns)
 
+    def skipped(self, stream_id: str, n: int, reason: str) -> None:
+        """`n` frames of a stream passed over before they entered the pipeline: in, and dropped."""
+        with self._lock:
+            self.frames_in += n
+            self.frames_in_by_stream[stream_id] += n
+            self.dropped[reason] += n
+
     def decode_error(self, n: int = 1) -> None:
         with self._lock:
             self.decode_errors += n

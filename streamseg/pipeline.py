@@ -51,6 +51,8 @@ from streamseg.tracking import SemanticSmoother, Tracker
 
 log = logging.getLogger("streamseg")
 
+LOSSY_SINK_DEPTH = 2  # a sink whose queue drops holds at most this many frames: its latency stays bounded
+
 
 @dataclass
 class _Stream:
@@ -234,7 +236,10 @@ class Pipeline:
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
             slot = _SinkSlot(len(self.slots), sink, None)  # type: ignore[arg-type]
             slot.queue = BoundedQueue(
-                depth, policy, name=f"sink:{uri}", on_drop=lambda f, s=slot: self._sink_dropped(s, f)
+                depth if policy == "block" else min(depth, LOSSY_SINK_DEPTH),
+                policy,
+                name=f"sink:{redact(uri)}",
+                on_drop=lambda f, s=slot: self._sink_dropped(s, f),
             )
             self.slots.append(slot)
             self._queues.append(slot.queue)
@@ -258,10 +263,11 @@ class Pipeline:
         self.batcher = Batcher(
             {s.id: s.queue for s in self.streams}, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000
         )
-        self.overlay_queue = BoundedQueue(max(2, pc.batch.max_size * 2), "block", name="overlay")
+        live = self.mode != "offline"  # live hand-offs hold one item: a frame waits in one place only
+        self.overlay_queue = BoundedQueue(1 if live else max(2, pc.batch.max_size * 2), "block", name="overlay")
         self._queues.append(self.overlay_queue)
         # engine outputs wait here for decoding: the engines start the next batch meanwhile
-        self.post_queue = BoundedQueue(2, "block", name="postprocess")
+        self.post_queue = BoundedQueue(1 if live else 2, "block", name="postprocess")
         self._queues.append(self.post_queue)
         self.overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
         self._draw = any(slot.sink.needs_pixels for slot in self.slots)
@@ -321,14 +327,50 @@ class Pipeline:
             self.on_progress(self.recorder.frames_out, self.recorder.live(max_age_s=0))
 
     # stages ------------------------------------------------------------------------------
+    @staticmethod
+    def _paced(s: _Stream) -> bool:
+        """Is this stream played at its own rate by us (a recording behaving as a camera)?
+        The one place that decides it."""
+        return s.mode == "realtime"
+
+    def _skipped(self, s: _Stream, n: int) -> None:
+        """`n` frames became due while the engines were busy: passed over before they were
+        decoded into the pipeline (no preprocess, no inference), counted in and dropped."""
+        if n > 0:
+            self.recorder.skipped(s.id, n, "queue_full")
+            s.frames += n
+
     def _source_loop(self, s: _Stream) -> None:
+        """Read, stamp and hand over one stream's frames. A paced stream is pulled: its next
+        frame is read only when the engines took the last one, and frames that fell due
+        meanwhile are passed over unread (`skip`) or unprocessed, so no work is spent on a
+        frame that would be dropped. A live camera is read as fast as it delivers; its
+        queue keeps the newest."""
         src, q = s.source, s.queue
         limit = self.cfg.max_frames
-        pace = s.mode == "realtime"
+        pace = self._paced(s)
+        period_ns = int(1e9 / src.fps) if src.fps else None
+        skip = getattr(src, "skip", None)  # sources that can pass over frames without rendering them
         t0 = None
+        waited = (0, 0)  # the last wait for the engines: (began, ended), perf_counter_ns
+        handed = True  # a frame was handed over since that wait
+        read_ns = 0.0  # how long a read takes (moving average): passing over frames by reading them
+        # pays only for a source faster than its own rate
         errors_seen = 0
         try:
             while not self._stop.is_set() and (limit is None or s.frames < limit):
+                if pace and handed:
+                    w0 = time.perf_counter_ns()
+                    q.wait_empty()
+                    waited, handed = (w0, time.perf_counter_ns()), False
+                    if t0 is not None and skip is not None and period_ns:
+                        # every frame due before the newest one would only be dropped: pass them over
+                        n = (waited[1] - t0) // period_ns - s.frames
+                        if limit is not None:
+                            n = min(n, limit - s.frames)
+                        if n > 0 and (k := skip(n)) > 0:
+                            self._skipped(s, k)
+                            continue  # (fewer than n: the stream's end; the read below says so)
                 t_cap = time.perf_counter_ns()
                 try:
                     sf = src.read()
@@ -338,13 +380,19 @@ class Pipeline:
                     break
                 if sf is None:
                     break
+                read_ns = 0.8 * read_ns + 0.2 * (time.perf_counter_ns() - t_cap) if read_ns else float(time.perf_counter_ns() - t_cap)
                 if pace:
                     # a recording played at its own rate: the frame is "captured" at its due time
                     if t0 is None:
                         t0 = t_cap - int(sf.pts * 1e9)
                     due = t0 + int(sf.pts * 1e9)
-                    wait = (due - time.perf_counter_ns()) / 1e9
-                    if wait > 0 and self._stop.wait(wait):
+                    now = time.perf_counter_ns()
+                    # the next frame fell due before the engines were ready: a camera would have
+                    # replaced this one by now (a source behind its own rate is never passed over)
+                    if period_ns and due + period_ns <= waited[1] and read_ns < period_ns:
+                        self._skipped(s, 1)
+                        continue
+                    if due > now and self._stop.wait((due - now) / 1e9):
                         break
                     t_cap = due
                 elif sf.capture_ns is not None:
@@ -357,6 +405,7 @@ class Pipeline:
                 self.recorder.frame_in(frame)
                 s.frames += 1
                 q.put(frame)
+                handed = True
         finally:
             if src.decode_errors != errors_seen:
                 self.recorder.decode_error(src.decode_errors - errors_seen)
@@ -369,10 +418,12 @@ class Pipeline:
         (its upload overlapping n's compute) before batch n is collected and decoded."""
         models = list(self.models.items())
         overlap = all(m.engine.overlaps for _, m in models)
+        wait = self.mode == "offline"
         pending = None
         try:
             while True:
-                batch = self.batcher.next_batch(block=pending is None)
+                # live: with the engines idle, waiting for batch-mates would only add latency
+                batch = self.batcher.next_batch(block=pending is None, wait=wait or pending is not None)
                 if not batch:  # None: the end; []: nothing waiting, so finish what is in flight
                     if pending is not None:
                         self._finish_batch(*pending)
@@ -633,6 +684,9 @@ class Pipeline:
                 "live_queue_depth": self.cfg.pipeline.live_queue_depth,
                 "max_frames": self.cfg.max_frames,
                 "overlay_drawn": getattr(self, "_draw", None),
+            },
+            "queues": {
+                q.name: {"depth": q.maxsize, "policy": q.policy, "high_water": q.high_water} for q in self._queues
             },
             "errors": list(self._errors),
         }

@@ -42,8 +42,8 @@ def test_stops_at_random_moments_always_balance_the_ledger(tiny, tmp_path):
             assert led["offered"] == led["written"] + sum(led["dropped"].values()), (uri, where)
         lines = (tmp_path / f"r{i}.jsonl").read_text().splitlines()
         assert len(lines) == rep["sinks"][str(tmp_path / f"r{i}.jsonl")]["written"], where
-        if mode == "offline":
-            assert fr["dropped"] == {} and fr["out"] == fr["in"], where
+        if mode == "offline":  # nothing dropped but what the lossy preview let go; the file has every frame
+            assert set(fr["dropped"]) <= {"sink_queue:null://preview"} and len(lines) == fr["in"], where
     assert seen_interrupted >= 12  # most runs really were stopped mid-way
 
 
