@@ -266,3 +266,16 @@ def test_live_ledger_per_sink_matches_what_each_sink_wrote(tiny, tmp_path):
     assert fr["out"] == len(both) == rep["latency_ms"]["end_to_end"]["count"]
     assert fr["in"] == 60 and fr["in"] == fr["out"] + sum(fr["dropped"].values())
     assert fr["dropped"].get(f"sink_queue:{tmp_path / 'slow.jsonl'}", 0) >= 60 - len(written[str(tmp_path / "slow.jsonl")]) - fr["dropped"].get("queue_full", 0)
+
+
+def test_report_has_processing_latency_beside_end_to_end(tiny, video):
+    """Offline runs queue frames ahead of the engines on purpose: `processing` (from leaving the
+    stream queue to written) is reported beside end-to-end, and the stages account for the gap."""
+    cfg = config(tiny, [str(video)], ["null://"], pipeline={"queue_depth": 8})
+    rep = Pipeline(cfg).run().report
+    lat = rep["latency_ms"]
+    assert lat["processing"]["count"] == rep["frames"]["out"] == 30
+    st = lat["stages"]
+    gap = lat["end_to_end"]["mean"] - lat["processing"]["mean"]
+    assert gap == pytest.approx(st["decode"]["mean"] + st["queue"]["mean"], rel=1e-2, abs=0.01)
+    assert lat["processing"]["max"] <= lat["end_to_end"]["max"]

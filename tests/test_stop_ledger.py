@@ -4,6 +4,7 @@ import random
 import threading
 
 from streamseg.pipeline import Pipeline
+from streamseg.stages import PostprocessStage
 from streamseg.sinks.null import NullSink
 from tests.conftest import make_video
 from tests.test_pipeline import config
@@ -70,7 +71,7 @@ def test_crashed_stage_still_leaves_a_balanced_report(tiny, tmp_path, video, mon
         if f.seq == 10:
             raise RuntimeError("bug in a stage")
 
-    monkeypatch.setattr(Pipeline, "_temporal", crash)
+    monkeypatch.setattr(PostprocessStage, "temporal", crash)
     cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl")])
     pipe = Pipeline(cfg)
     try:
