@@ -52,7 +52,7 @@ from streamseg.stages import (
 
 log = logging.getLogger("streamseg")
 
-LOSSY_SINK_DEPTH = 2  # a sink whose queue drops holds at most this many frames: its latency stays bounded
+LOSSY_SINK_DEPTH = 2  # a lossy sink (preview, stream) holds at most this many frames: its latency stays bounded
 
 
 @dataclass
@@ -174,7 +174,7 @@ class Pipeline:
             stage = SinkStage(len(self.sinks), sink, sc, self.fanout, self.errors)
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
             stage.queue = self._queue(
-                depth if policy == "block" else min(depth, LOSSY_SINK_DEPTH),
+                depth if sink.lossless else min(depth, LOSSY_SINK_DEPTH),  # a file may absorb a hiccup
                 policy,
                 stage.name,
                 on_drop=stage.queue_dropped,
