@@ -8,8 +8,8 @@
                                   --sink queue (one per sink)-->  sink threads: SinkStage
 
 Every queue is bounded. In `offline` mode they block, so nothing is dropped; live and
-realtime streams keep their newest frame instead (a paced stream is pulled, so it reads
-only what the engines will take), hand-offs between stages hold one item, and every sink
+realtime streams keep their newest frame instead (a paced source that can skip is pulled,
+so it renders only what the engines will take), hand-offs between stages hold one item, and every sink
 queue in a live run (and a lossy sink's queue always) drops its oldest frame, so latency
 stays bounded and every drop is counted. Frames of one stream leave in the order they
 came: one thread per stage, FIFO queues.

@@ -84,11 +84,12 @@ def paced(mode: str, source: Source) -> bool:
 class SourceStage(Stage):
     """Reads one stream: `process()` gives its next Frame (stamped `decode`) or None at the end.
 
-    A paced stream is pulled: `wait_ready` (the runner's: the stream's hand-off is empty) is
-    called before each read, and frames that fell due meanwhile are passed over before they
-    are decoded into the pipeline (unrendered where the source can `skip`), counted in and
-    dropped `queue_full`, so no work is spent on a frame that would be dropped. A live camera
-    is read as fast as it delivers; its queue keeps the newest."""
+    A paced stream whose source can `skip` frames unrendered (the synthetic scene) is pulled:
+    `wait_ready` (the runner's: the stream's hand-off is empty) is called before each read,
+    and the frames that fell due meanwhile are skipped, counted in and dropped `queue_full`:
+    no work is spent on a frame that would be dropped. Any other paced stream is read at its
+    rate and its queue keeps the newest (a compressed stream must decode every frame anyway;
+    what its queue drops was never preprocessed). A live camera is read as it delivers."""
 
     def __init__(
         self,
@@ -104,22 +105,15 @@ class SourceStage(Stage):
         self.name = f"source:{stream_id}"
         self.recorder, self.errors, self.limit = recorder, errors, max_frames
         self.paced = paced(mode, source)
+        self._skip = getattr(source, "skip", None)  # skip(n) -> frames passed over unrendered
+        self._period_ns = int(1e9 / source.fps) if source.fps else None
+        self.pulled = self.paced and self._skip is not None and self._period_ns is not None
         self.frames = 0  # frames taken in so far (the next frame's seq)
         self.error: str | None = None
         self.wait_ready: Callable[[], None] = lambda: None
         self.stopping: threading.Event = threading.Event()
-        self._period_ns = int(1e9 / source.fps) if source.fps else None
-        self._skip = getattr(source, "skip", None)  # sources that pass over frames without rendering them
-        self._t0: int | None = None
-        self._waited = (0, 0)  # the last wait for the engines: (began, ended), perf_counter_ns
-        self._handed = True  # a frame was handed over since that wait
-        self._read_ns = 0.0  # moving average of a read: passing over by reading pays only when fast
+        self._t0: int | None = None  # perf_counter_ns() at which pts 0 is due
         self._errors_seen = 0
-
-    def _pass_over(self, n: int) -> None:
-        if n > 0:
-            self.recorder.skipped(self.id, n, "queue_full")
-            self.frames += n
 
     def count_decode_errors(self) -> None:
         n = self.source.decode_errors - self._errors_seen
@@ -127,56 +121,49 @@ class SourceStage(Stage):
             self.recorder.decode_error(n)
             self._errors_seen += n
 
+    def _skip_to_newest_due(self) -> None:
+        """Pulled streams: the engines are ready; every frame due before the newest due one
+        would only be dropped, so it is skipped unrendered (and counted)."""
+        n = (time.perf_counter_ns() - self._t0) // self._period_ns - self.frames
+        if self.limit is not None:
+            n = min(n, self.limit - self.frames)
+        if n > 0 and (k := self._skip(n)) > 0:
+            self.recorder.skipped(self.id, k, "queue_full")
+            self.frames += k
+
     def process(self) -> Frame | None:
-        src, period = self.source, self._period_ns
-        while not self.stopping.is_set() and (self.limit is None or self.frames < self.limit):
-            if self.paced and self._handed:
-                w0 = time.perf_counter_ns()
-                self.wait_ready()
-                self._waited, self._handed = (w0, time.perf_counter_ns()), False
-                if self._t0 is not None and self._skip is not None and period:
-                    # every frame due before the newest one would only be dropped: pass them over
-                    n = (self._waited[1] - self._t0) // period - self.frames
-                    if self.limit is not None:
-                        n = min(n, self.limit - self.frames)
-                    if n > 0 and (k := self._skip(n)) > 0:
-                        self._pass_over(k)
-                        continue  # (fewer than n: the stream's end; the read says so)
-            t_cap = time.perf_counter_ns()
-            try:
-                sf = src.read()
-            except UserError as e:
-                self.error = str(e)
-                self.errors.add(f"source {self.id}: {e}")
+        if self.pulled:
+            self.wait_ready()
+            if self._t0 is not None:
+                self._skip_to_newest_due()
+        if self.stopping.is_set() or (self.limit is not None and self.frames >= self.limit):
+            return None
+        t_cap = time.perf_counter_ns()
+        try:
+            sf = self.source.read()
+        except UserError as e:
+            self.error = str(e)
+            self.errors.add(f"source {self.id}: {e}")
+            return None
+        if sf is None:
+            return None
+        if self.paced:
+            # a recording played at its own rate: the frame is "captured" at its due time
+            if self._t0 is None:
+                self._t0 = t_cap - int(sf.pts * 1e9)
+            due = self._t0 + int(sf.pts * 1e9)
+            now = time.perf_counter_ns()
+            if due > now and self.stopping.wait((due - now) / 1e9):
                 return None
-            if sf is None:
-                return None
-            took = time.perf_counter_ns() - t_cap
-            self._read_ns = 0.8 * self._read_ns + 0.2 * took if self._read_ns else float(took)
-            if self.paced:
-                # a recording played at its own rate: the frame is "captured" at its due time
-                if self._t0 is None:
-                    self._t0 = t_cap - int(sf.pts * 1e9)
-                due = self._t0 + int(sf.pts * 1e9)
-                # the next frame fell due before the engines were ready: a camera would have
-                # replaced this one by now (a source behind its own rate is never passed over)
-                if period and due + period <= self._waited[1] and self._read_ns < period:
-                    self._pass_over(1)
-                    continue
-                now = time.perf_counter_ns()
-                if due > now and self.stopping.wait((due - now) / 1e9):
-                    return None
-                t_cap = due
-            elif sf.capture_ns is not None:
-                t_cap = sf.capture_ns
-            frame = Frame(self.id, self.frames, sf.pts, sf.image_bgr, t_cap, truth=sf.truth)
-            frame.stamp("decode")
-            self.count_decode_errors()
-            self.recorder.frame_in(frame)
-            self.frames += 1
-            self._handed = True
-            return frame
-        return None
+            t_cap = due
+        elif sf.capture_ns is not None:
+            t_cap = sf.capture_ns
+        frame = Frame(self.id, self.frames, sf.pts, sf.image_bgr, t_cap, truth=sf.truth)
+        frame.stamp("decode")
+        self.count_decode_errors()
+        self.recorder.frame_in(frame)
+        self.frames += 1
+        return frame
 
 
 # inference -------------------------------------------------------------------------------------
