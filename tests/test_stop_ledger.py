@@ -81,3 +81,30 @@ def test_crashed_stage_still_leaves_a_balanced_report(tiny, tmp_path, video, mon
     fr = pipe.last_report["frames"]
     assert fr["dropped"].get("aborted", 0) >= 1
     assert fr["in"] == fr["out"] + sum(fr["dropped"].values())
+
+
+def test_stops_of_pulled_streams_balance_the_ledger(tiny, tmp_path, monkeypatch):
+    """The same for a paced source that skips frames unrendered (pulled by the engines)."""
+    from streamseg.sources.synthetic import SyntheticSource
+
+    def skip(self, n):
+        k = min(n, self.frame_count - self._i)
+        self._i += k
+        return k
+
+    monkeypatch.setattr(SyntheticSource, "skip", skip, raising=False)
+    rng = random.Random(99)
+    for i in range(8):
+        cfg = config(
+            tiny,
+            [{"uri": "synthetic://driving?size=64x48&fps=200&frames=400&seed=4", "mode": "realtime"}],
+            [str(tmp_path / f"p{i}.jsonl")],
+        )
+        pipe = Pipeline(cfg, extra_sinks=[_Preview("null://preview")])
+        timer = threading.Timer(rng.uniform(0.0, 0.8), pipe.stop)
+        timer.start()
+        rep = pipe.run().report
+        timer.cancel()
+        fr = rep["frames"]
+        assert fr["in"] == fr["out"] + sum(fr["dropped"].values()), (i, fr)
+        assert "lost" not in fr["dropped"] and "aborted" not in fr["dropped"], (i, fr)
