@@ -93,6 +93,7 @@ class Pipeline:
         self.models: dict[str, SegModel] = {}
         self.sinks: list[SinkStage] = []
         self.post_stage: PostprocessStage | None = None
+        self.infer_stage: InferStage | None = None
         self.overlay_stage: OverlayStage | None = None
         self.interrupted = False
         self.last_report: dict | None = None
@@ -309,6 +310,12 @@ class Pipeline:
             s.queue.put(f)
 
     # live figures (preview page, /stats, /metrics) and the report: streamseg.report ----------
+    @property
+    def parts(self) -> list:
+        """The stages, in the order a frame passes them."""
+        rest = [self.infer_stage, self.post_stage, self.overlay_stage] if self.overlay_stage else []
+        return [*self.streams, *rest, *self.sinks]
+
     def live_stats(self) -> dict:
         return reports.live_stats(self)
 

@@ -3,7 +3,8 @@ source) and the Prometheus samples, built from a pipeline's recorder and stages.
 
 The report's schema is ARCHITECTURE.md's "Latency report" (latency.LatencyRecorder.report)
 plus: mode, interrupted, sources, sinks (each with its ledger `frames {offered, written,
-dropped}`), config, queues (depth, policy, most held), errors, flicker, tracks.
+dropped}`), config, queues (depth, policy, most held), parts (thread needs), errors,
+flicker, tracks.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def build_report(pipe: Pipeline) -> dict:
             "overlay_drawn": pipe.overlay_stage.draw if pipe.overlay_stage else None,
         },
         "queues": {q.name: {"depth": q.maxsize, "policy": q.policy, "high_water": q.high_water} for q in pipe.queues},
+        # each part's thread needs: its own threads, and those its libraries start
+        "parts": {p.name: {"threads": p.threads, "pool_threads": p.pool_threads()} for p in pipe.parts},
         "errors": list(pipe.errors.messages),
     }
     post = pipe.post_stage
