@@ -198,14 +198,16 @@ class Pipeline:
                 drop = lambda f: self.recorder.drop(f, "queue_full")  # noqa: E731
                 s.queue = self._queue(pc.live_queue_depth, "drop_oldest", f"stream:{s.id}", cond=cond, on_drop=drop)
             s.wait_ready = s.queue.wait_empty
-        self.batcher = Batcher({s.id: s.queue for s in self.streams}, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)
+        queues = {s.id: s.queue for s in self.streams}
+        self.batcher = Batcher(queues, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)
         live = self.mode != "offline"  # live hand-offs hold one item: a frame waits in one place only
         # engine outputs wait in post_queue for decoding: the engines start the next batch meanwhile
         self.post_queue = self._queue(1 if live else 2, "block", "postprocess")
         self.overlay_queue = self._queue(1 if live else max(2, pc.batch.max_size * 2), "block", "overlay")
 
         self.infer_stage = InferStage(self.cfg.engines, self.models, self.recorder, self.errors)
-        self.post_stage = PostprocessStage(self.models, self.cfg.tracking, self.cfg.smoothing, self.recorder, self.errors)
+        cfg = self.cfg
+        self.post_stage = PostprocessStage(self.models, cfg.tracking, cfg.smoothing, self.recorder, self.errors)
         overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
         overlay.show_processing = not live  # offline: the queue wait in front of the engines is no latency of ours
         if "instance" in self.models:

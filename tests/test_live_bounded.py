@@ -58,7 +58,8 @@ def test_overloaded_realtime_run_renders_only_frames_it_processes(tiny, tmp_path
     assert q["stream:cam0"]["high_water"] <= 1
     assert q["postprocess"]["high_water"] <= 1 and q["overlay"]["high_water"] <= 1
     assert q["sink:null://preview"]["depth"] == LOSSY_SINK_DEPTH and q["sink:null://preview"]["high_water"] <= 2
-    assert set(rep["parts"]) == {"source:cam0", "infer", "postprocess", "overlay", f"sink:{tmp_path / 'r.jsonl'}", "sink:null://preview"}
+    sinks = {f"sink:{tmp_path / 'r.jsonl'}", "sink:null://preview"}
+    assert set(rep["parts"]) == {"source:cam0", "infer", "postprocess", "overlay"} | sinks
     assert rep["parts"]["infer"] == {"threads": 1, "pool_threads": 1}  # the semantic engine's one intra-op thread
 
 
