@@ -7,6 +7,9 @@ its first frame, whichever comes first, and never reorders a stream's frames.
 It runs on the inference thread (called when the engine is free) rather than a
 thread of its own: a batch is formed at the last moment, so a live stream's batch
 holds the newest frames, not those that were newest when the engine got busy.
+`wait=False` closes a batch with what is there as soon as it holds a frame: the
+pipeline asks that in live mode when the engines are idle, where waiting for
+batch-mates would only add latency.
 """
 
 from __future__ import annotations
@@ -63,15 +66,16 @@ class Batcher:
                 batch.append(item)
                 progress = True
 
-    def next_batch(self, block: bool = True) -> list[Frame] | None:
+    def next_batch(self, block: bool = True, wait: bool = True) -> list[Frame] | None:
         """The next batch, or None once every stream has ended and is empty.
-        With block=False, an empty list when no frame is waiting right now."""
+        With block=False, an empty list when no frame is waiting right now; with wait=False,
+        no waiting for batch-mates (up to max_size of the frames waiting now)."""
         batch: list[Frame] = []
         deadline = None
         with self.cond:
             while True:
                 self._take_round(batch)
-                if len(batch) >= self.max_size or (batch and not self._open):
+                if len(batch) >= self.max_size or (batch and (not self._open or not wait)):
                     break
                 if not batch:
                     if not self._open:

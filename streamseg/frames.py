@@ -39,11 +39,13 @@ class Frame:
     stamps: dict[str, int] = field(default_factory=dict)
     semantic: SemanticResult | None = None
     instances: Instances | None = None
-    overlay_bgr: np.ndarray | None = None
+    overlay_bgr: np.ndarray | None = None  # the image with its results drawn (when a sink shows pixels)
     truth: object | None = None  # GroundTruth from sources that know it (synthetic)
-    # pipeline bookkeeping: sinks still to handle this frame, and when one last wrote it
+    # the sinks' bookkeeping: sinks still to handle this frame, when one last wrote it, and
+    # (sink index, reason) of the first sink (in config order) that did not write it
     sinks_pending: int = field(default=0, repr=False)
     written_ns: int | None = field(default=None, repr=False)
+    sink_drop: tuple[int, str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         img = self.image_bgr
@@ -113,6 +115,9 @@ class SemanticResult:
         return {name: float(counts[i + 1]) / total for i, name in enumerate(self.group_names)}
 
 
+NO_TRACK = -1  # track_id of a detection that belongs to no track (yet)
+
+
 @dataclass
 class Instances:
     """Detected objects of one frame, in the frame's pixel coordinates.
@@ -126,7 +131,7 @@ class Instances:
     score: np.ndarray  # K float32
     labels: list[str]  # K class names
     groups: list[str | None]  # K overlay groups (car, person, ...) or None
-    track_id: np.ndarray | None = None  # K int64, filled by a tracker
+    track_id: np.ndarray | None = None  # K int64, filled by a tracker; NO_TRACK: in no track (yet)
 
     def __post_init__(self) -> None:
         k = len(self.xyxy)
@@ -172,10 +177,22 @@ class Instances:
 
 
 @dataclass(eq=False)
+class EngineWork:
+    """One engine's part of a batch in flight: from submit to decoded results."""
+
+    task: str  # semantic | instance
+    transforms: list  # one ResizeTransform per frame (frame <-> model coordinates)
+    ticket: object = None  # the engine's handle between submit and collect
+    outputs: dict[str, np.ndarray] | None = None  # raw engine outputs, once collected
+
+
+@dataclass(eq=False)
 class Batch:
-    """Frames the batcher grouped for one engine call, possibly from several streams."""
+    """Frames the batcher grouped for one engine call, possibly from several streams, and the
+    work in flight for them: one EngineWork per engine, in the order the engines run."""
 
     frames: list[Frame]
+    work: list[EngineWork] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -2,13 +2,14 @@
 
 Report schema (ARCHITECTURE.md "Latency report"):
   frames {in, out, dropped {reason: n}, decode_errors}, fps,
-  latency_ms {end_to_end {p50,p90,p99,max,mean}, stages {<stage>: {...}}},
+  latency_ms {end_to_end {p50,p90,p99,max,mean}, processing {...}, stages {<stage>: {...}}},
   streams {<id>: {frames_out, fps, end_to_end}}, engines {semantic, instance}
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -16,6 +17,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from streamseg.frames import STAGES, Frame
+
+log = logging.getLogger("streamseg")
 
 PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
 
@@ -81,6 +84,9 @@ class LatencyRecorder:
         self._lock = threading.Lock()
         self.stages = {s: _Series() for s in STAGES}
         self.e2e = _Series()
+        # from leaving the stream queue (taken by the batcher) to written: the pipeline's own
+        # time, without the wait in front of the engines that offline runs pile up
+        self.processing = _Series()
         self.done_ns = _Series()  # when each frame came out, in the same order as the series above
         self.per_stream: dict[str, _Series] = {}
         self.stream_first_ns: dict[str, int] = {}
@@ -89,6 +95,8 @@ class LatencyRecorder:
         self.frames_in_by_stream: collections.Counter = collections.Counter()
         self.dropped: collections.Counter = collections.Counter()
         self.decode_errors = 0
+        self._open: set[tuple[str, int]] = set()  # frames in and not yet out or dropped
+        self.finished_twice = 0  # a bug if ever > 0: a frame reported out/dropped a second time
         self.first_capture_ns: int | None = None
         self.last_done_ns: int | None = None
         self._recent = collections.deque(maxlen=window)  # (done_ns, e2e_ms, stage ms) for the HUD
@@ -99,32 +107,81 @@ class LatencyRecorder:
         with self._lock:
             self.frames_in += 1
             self.frames_in_by_stream[frame.stream_id] += 1
+            self._open.add((frame.stream_id, frame.seq))
             if self.first_capture_ns is None or frame.capture_ns < self.first_capture_ns:
                 self.first_capture_ns = frame.capture_ns
             self.stream_first_ns.setdefault(frame.stream_id, frame.capture_ns)
+
+    def skipped(self, stream_id: str, n: int, reason: str) -> None:
+        """`n` frames of a stream passed over before they entered the pipeline: in, and dropped."""
+        with self._lock:
+            self.frames_in += n
+            self.frames_in_by_stream[stream_id] += n
+            self.dropped[reason] += n
 
     def decode_error(self, n: int = 1) -> None:
         with self._lock:
             self.decode_errors += n
 
-    def drop(self, frame: Frame | None, reason: str) -> None:
+    def _finish(self, frame: Frame) -> bool:
+        """Close `frame`'s entry in the ledger (lock held); False when it was already closed."""
+        key = (frame.stream_id, frame.seq)
+        if key in self._open:
+            self._open.discard(key)
+            return True
+        self.finished_twice += 1
+        return False
+
+    def drop(self, frame: Frame, reason: str) -> None:
         with self._lock:
-            self.dropped[reason] += 1
+            if self._finish(frame):
+                self.dropped[reason] += 1
+
+    def close_ledger(self, *, aborted: bool) -> None:
+        """The run is over: a frame still in flight was cut off by an abort (a second signal, a
+        crashed stage) and counts as dropped `aborted`; on any other path none may be left
+        (one would be a bug: logged, and counted `lost`). So in = out + dropped, always."""
+        if aborted:
+            self.drop_in_flight("aborted")
+        elif n := self.drop_in_flight("lost"):
+            log.error("%d frame(s) were neither written nor dropped (counted as dropped: lost)", n)
+        if self.finished_twice:
+            log.error("%d frame(s) were finished twice (counted once)", self.finished_twice)
+
+    @property
+    def in_flight(self) -> int:
+        """Frames taken in and not yet out or dropped."""
+        with self._lock:
+            return len(self._open)
+
+    def drop_in_flight(self, reason: str) -> int:
+        """Count every frame still in flight as dropped for `reason` (the run is over: frames
+        that never finished, e.g. after an abort, are not left out of the ledger). Returns how many."""
+        with self._lock:
+            n = len(self._open)
+            if n:
+                self.dropped[reason] += n
+                self._open.clear()
+            return n
 
     def frame_out(self, frame: Frame) -> None:
         """A frame every sink has handled: its stamps are complete."""
         ms = frame.stage_ms()
         done = frame.stamps["sink"]
         e2e = (done - frame.capture_ns) / 1e6
+        proc = (done - frame.stamps.get("queue", frame.capture_ns)) / 1e6
         with self._lock:
+            if not self._finish(frame):
+                return
             for stage, v in ms.items():
                 self.stages[stage].append(v)
             self.e2e.append(e2e)
+            self.processing.append(proc)
             self.done_ns.append(float(done))
             self.per_stream.setdefault(frame.stream_id, _Series()).append(e2e)
             self.stream_last_ns[frame.stream_id] = done
             self.last_done_ns = done if self.last_done_ns is None else max(self.last_done_ns, done)
-            self._recent.append((done, e2e, ms))
+            self._recent.append((done, e2e, ms, proc))
 
     # views -------------------------------------------------------------------------
     @property
@@ -142,8 +199,17 @@ class LatencyRecorder:
         with self._lock:
             recent = list(self._recent)
         if not recent:
-            return {"fps": None, "p50": None, "p99": None, "stages": {}, "stages_p99": {}}
+            return {
+                "fps": None,
+                "p50": None,
+                "p99": None,
+                "processing_p50": None,
+                "processing_p99": None,
+                "stages": {},
+                "stages_p99": {},
+            }
         vals = np.fromiter((r[1] for r in recent), np.float64)
+        proc = np.fromiter((r[3] for r in recent), np.float64)
         span = (recent[-1][0] - recent[0][0]) / 1e9
         fps = (len(recent) - 1) / span if span > 0 else None
         per = np.array([[r[2].get(s, 0.0) for s in STAGES] for r in recent])
@@ -152,6 +218,8 @@ class LatencyRecorder:
             "fps": fps,
             "p50": float(np.percentile(vals, 50)),
             "p99": float(np.percentile(vals, 99)),
+            "processing_p50": float(np.percentile(proc, 50)),
+            "processing_p99": float(np.percentile(proc, 99)),
             "stages": {s: float(v) for s, v in zip(STAGES, p50, strict=True)},
             "stages_p99": {s: float(v) for s, v in zip(STAGES, p99, strict=True)},
         }
@@ -223,6 +291,7 @@ class LatencyRecorder:
                 "wall_s": round(wall, 3),
                 "latency_ms": {
                     "end_to_end": self.e2e.summary(),
+                    "processing": self.processing.summary(),
                     "stages": {s: self.stages[s].summary() for s in STAGES},
                 },
                 "streams": streams,
@@ -253,6 +322,8 @@ def format_summary(report: dict) -> str:
     for stage, s in report["latency_ms"]["stages"].items():
         lines.append(row(stage, s))
     lines.append(row("end_to_end", report["latency_ms"]["end_to_end"]))
+    if "processing" in report["latency_ms"]:
+        lines.append(row("processing", report["latency_ms"]["processing"]))
     for task, e in report.get("engines", {}).items():
         lines.append(
             f"{task}: {e.get('card')} on {e.get('backend')} {e.get('precision')} (batch mean {e.get('batch_mean')})"

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from streamseg.config import OverlayConfig
-from streamseg.frames import Frame
+from streamseg.frames import NO_TRACK, Frame
 
 # RGB, close to the Cityscapes palette where Cityscapes has the class.
 DEFAULT_COLORS_RGB: dict[str, tuple[int, int, int]] = {
@@ -29,6 +29,7 @@ DEFAULT_COLORS_RGB: dict[str, tuple[int, int, int]] = {
 _FALLBACK_RGB = [(0, 200, 200), (255, 150, 0), (150, 255, 0), (200, 0, 255), (0, 255, 150)]
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+UNTRACKED_BGR = (170, 170, 170)  # a detection in no track (yet): neutral grey, no ID
 
 
 # one colour per pipeline stage in the HUD's latency bar (BGR)
@@ -58,10 +59,11 @@ class Overlay:
     Semantic groups are blended in one pass: premultiplied colour and the image's
     remaining weight come from look-up tables indexed by the group map at the model's
     resolution and are upsampled bilinearly to the frame (smooth edges); the per-pixel
-    work is one multiply and one add on uint8. Instances
-    are blended inside their boxes in their track's colour, outlined and labelled
-    (`car 0.91 #12`). A legend names the groups on screen; the HUD shows fps, end-to-end
-    p50/p99 and a bar of the recent per-stage p50 latencies.
+    work is one multiply and one add on uint8. Instances are blended inside their boxes in
+    their track's colour, outlined and labelled (`car 0.91 #12`); a detection in no track
+    (yet) is drawn too, grey, without a number. A legend names the groups on screen; the
+    HUD shows fps, end-to-end p50/p99 (offline runs: processing p50/p99 too) and a bar of
+    the recent per-stage p50 latencies.
     """
 
     def __init__(self, cfg: OverlayConfig | None = None, *, stats: Callable[[], dict] | None = None) -> None:
@@ -71,6 +73,9 @@ class Overlay:
         self._luts: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._legends: dict[tuple[str, ...], np.ndarray] = {}
         self.instance_groups: frozenset[str] = frozenset(("car", "person"))  # set from the instance card
+        # offline runs: also the latency from leaving the stream queue (end to end there includes
+        # the wait in front of the engines that an offline run piles up on purpose)
+        self.show_processing = False
 
     def color_bgr(self, group: str | None) -> tuple[int, int, int]:
         key = group or "?"
@@ -168,7 +173,12 @@ class Overlay:
                 continue
             group = inst.groups[k]
             tid = int(inst.track_id[k]) if inst.track_id is not None else None
-            color = id_color_bgr(tid) if tid is not None and self.cfg.id_colors else self.color_bgr(group)
+            if tid == NO_TRACK:  # tracking on, but in no track yet: drawn, in a neutral colour, unnumbered
+                color, tid = UNTRACKED_BGR, None
+            elif tid is not None and self.cfg.id_colors:
+                color = id_color_bgr(tid)
+            else:
+                color = self.color_bgr(group)
             region = out[by0:by1, bx0:bx1]
             mask = inst.masks[k, by0:by1, bx0:bx1]
             if mask.any():
@@ -205,6 +215,8 @@ class Overlay:
         parts = [f"{frame.stream_id} #{frame.seq}"]
         if s.get("fps"):
             parts.append(f"{s['fps']:.1f} fps")
+        if self.show_processing and s.get("processing_p50") is not None:
+            parts.append(f"processing p50 {s['processing_p50']:.0f} ms  p99 {s['processing_p99']:.0f} ms")
         if s.get("p50") is not None:
             parts.append(f"e2e p50 {s['p50']:.0f} ms  p99 {s['p99']:.0f} ms")
         bottom = _label(out, "  |  ".join(parts), (8, 8), (40, 40, 40), scale=0.55, below=True)

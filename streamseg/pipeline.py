@@ -1,73 +1,58 @@
-"""The pipeline: sources -> batcher -> inference -> overlay -> sinks, in threads.
+"""The pipeline: wires the stages (streamseg.stages) with bounded queues and threads.
 
     source thread (one per stream)  --stream queue-->  inference thread
-        decode, stamp                   (block or         batcher.next_batch(): round robin,
-                                        drop oldest)      max_size / max_wait
-                                                          preprocess, engines
-                                  --postprocess queue-->  postprocess thread
-                                                          decode outputs, track, smooth
-                                  --overlay queue-->  overlay thread
-                                                          draw masks + HUD
-                                  --sink queue (one per sink)-->  sink threads
-                                                          write; the last sink to finish a
-                                                          frame records its latency
+        SourceStage                     (block, or keep   Batcher.next_batch() -> InferStage
+                                        the newest)
+                                  --postprocess queue-->  postprocess thread: PostprocessStage
+                                  --overlay queue-->  overlay thread: OverlayStage
+                                  --sink queue (one per sink)-->  sink threads: SinkStage
 
-Every queue is bounded. In `offline` mode they block, so nothing is dropped; live
-and realtime streams drop their oldest queued frame instead, and so do all sink
-queues in a live run (and a non-lossless sink's queue always), so latency stays
-bounded and every drop is counted. Frames of one stream leave in the order they
-came: one inference, one postprocess and one overlay thread, FIFO queues.
+Every queue is bounded. In `offline` mode they block, so nothing is dropped; live and
+realtime streams keep their newest frame instead (a paced source that can skip is pulled,
+so it renders only what the engines will take), hand-offs between stages hold one item, and every sink
+queue in a live run (and a lossy sink's queue always) drops its oldest frame, so latency
+stays bounded and every drop is counted. Frames of one stream leave in the order they
+came: one thread per stage, FIFO queues.
 
-Stopping (end of sources, max_frames, stop() from a signal handler) ends the
-sources; everything already decoded drains through, and the sinks are closed, so
-files are finalized and the report is complete.
+Stopping (end of sources, max_frames, stop() from a signal handler) ends the sources;
+everything already decoded drains through, and the sinks are closed, so files are
+finalized and the report is complete. On any stop path in = out + dropped: frames an
+abort cut off count as dropped `aborted`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
-import numpy as np
 
+from streamseg import report as reports
 from streamseg.batching import Batcher
-from streamseg.config import Config, SinkConfig, SourceConfig
+from streamseg.config import Config, SinkConfig
 from streamseg.errors import UserError
-from streamseg.frames import Frame
 from streamseg.latency import LatencyRecorder
 from streamseg.models import SegModel, open_model
 from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink
-from streamseg.sources import Source, open_source, redact
-from streamseg.tracking import SemanticSmoother, Tracker
+from streamseg.sources import Source, open_source
+from streamseg.stages import (
+    ErrorLog,
+    InferStage,
+    OverlayStage,
+    PostprocessStage,
+    SinkFanout,
+    SinkStage,
+    SourceStage,
+)
 
 log = logging.getLogger("streamseg")
 
-
-@dataclass
-class _Stream:
-    id: str
-    cfg: SourceConfig
-    source: Source
-    mode: str  # offline | live | realtime
-    queue: BoundedQueue | None = None
-    frames: int = 0
-    error: str | None = None
-
-
-@dataclass
-class _SinkSlot:
-    sink: Sink
-    queue: BoundedQueue
-    failed: str | None = None
-    dropped: int = 0
+LOSSY_SINK_DEPTH = 2  # a lossy sink (preview, stream) holds at most this many frames: its latency stays bounded
 
 
 @dataclass
@@ -99,17 +84,17 @@ class Pipeline:
         self.on_progress = on_progress
         self.extra_sinks = list(extra_sinks or [])  # sink objects made by the caller (eval)
         self.recorder = LatencyRecorder()
+        self.errors = ErrorLog()
+        self.fanout = SinkFanout(self.recorder)
         self._stop = threading.Event()
-        self._done_lock = threading.Lock()
-        self._errors: list[str] = []
-        self._reported_errors: set[str] = set()
-        self.trackers: dict[str, Tracker] = {}  # per stream, made on first use (inference thread only)
-        self.smoothers: dict[str, SemanticSmoother] = {}
         self._fatal: BaseException | None = None
-        self._queues: list[BoundedQueue] = []
-        self.streams: list[_Stream] = []
+        self.queues: list[BoundedQueue] = []
+        self.streams: list[SourceStage] = []
         self.models: dict[str, SegModel] = {}
-        self.slots: list[_SinkSlot] = []
+        self.sinks: list[SinkStage] = []
+        self.post_stage: PostprocessStage | None = None
+        self.infer_stage: InferStage | None = None
+        self.overlay_stage: OverlayStage | None = None
         self.interrupted = False
         self.last_report: dict | None = None
 
@@ -140,14 +125,13 @@ class Pipeline:
 
     # run ----------------------------------------------------------------------------
     def run(self) -> RunResult:
-        cfg = self.cfg
-        if cfg.pipeline.cv_threads:
-            cv2.setNumThreads(cfg.pipeline.cv_threads)
+        if self.cfg.pipeline.cv_threads:
+            cv2.setNumThreads(self.cfg.pipeline.cv_threads)
         with contextlib.ExitStack() as stack:
             self._open_sources(stack)
-            self._open_models(stack)
+            self.models = open_models(self.cfg, stack)
             self._open_sinks(stack)
-            self._start_metrics_server(stack)
+            start_metrics_server(self.cfg.metrics.prometheus, self, stack)
             threads = self._start_threads()
             try:
                 self._wait(threads)
@@ -157,10 +141,11 @@ class Pipeline:
                 for t in threads:
                     t.join(timeout=5)
             # leaving the ExitStack closes sinks (finalizing files), models and sources
+        self.recorder.close_ledger(aborted=self._fatal is not None)
         report = self.last_report = self.report()
         if self._fatal is not None and not isinstance(self._fatal, KeyboardInterrupt):
             raise self._fatal
-        return RunResult(report, list(self._errors), self.interrupted)
+        return RunResult(report, list(self.errors.messages), self.interrupted)
 
     def _open_sources(self, stack: contextlib.ExitStack) -> None:
         ids = set()
@@ -171,91 +156,72 @@ class Pipeline:
             ids.add(sid)
             src = open_source(sc.uri, sc)
             stack.enter_context(src)
-            self.streams.append(_Stream(sid, sc, src, resolve_mode(sc.mode, src)))
+            mode = resolve_mode(sc.mode, src)
+            self.streams.append(SourceStage(sid, sc, src, mode, self.recorder, self.errors, self.cfg.max_frames))
         for s in self.streams:
+            s.stopping = self._stop
             if s.mode == "realtime" and s.source.live:
                 raise UserError(f"{s.cfg.uri}: realtime pacing is for recordings; a live source is paced by itself")
-
-    def _open_models(self, stack: contextlib.ExitStack) -> None:
-        for task in ("semantic", "instance"):
-            ec = getattr(self.cfg.engines, task)
-            if ec is None:
-                continue
-            model = open_model(
-                ec.card,
-                backend=ec.backend,
-                precision=ec.precision,
-                threads=ec.threads,
-                task=task,
-                conf_threshold=ec.conf_threshold,
-                iou_threshold=ec.iou_threshold,
-                max_detections=ec.max_detections,
-                cache_dir=self.cfg.engines.cache_dir,
-                hint=ec.hint,
-            )
-            stack.enter_context(model)
-            self.models[task] = model
-            d = model.describe()
-            log.info("%s engine: %s on %s %s (%s)", task, d["card"], d["backend"], d["precision"], d["why"])
 
     def _open_sinks(self, stack: contextlib.ExitStack) -> None:
         infos = {s.id: StreamInfo(s.id, s.source.fps, s.source.size_wh) for s in self.streams}
         configs = list(self.cfg.sinks) or ([] if self.extra_sinks else [SinkConfig(uri="null://")])
         depth = self.cfg.pipeline.queue_depth
-        for sink in [open_sink(sc.uri, sc) for sc in configs] + self.extra_sinks:
-            uri = sink.uri
+        made = [(open_sink(sc.uri, sc), sc) for sc in configs] + [(s, None) for s in self.extra_sinks]
+        for sink, sc in made:
             stack.enter_context(sink)
             sink.attach(self)
             sink.open(infos)
+            stage = SinkStage(len(self.sinks), sink, sc, self.fanout, self.errors)
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
-            slot = _SinkSlot(sink, None)  # type: ignore[arg-type]
-            slot.queue = BoundedQueue(
-                depth, policy, name=f"sink:{uri}", on_drop=lambda f, s=slot: self._sink_dropped(s, f)
+            stage.queue = self._queue(
+                depth if sink.lossless else min(depth, LOSSY_SINK_DEPTH),  # a file may absorb a hiccup
+                policy,
+                stage.name,
+                on_drop=stage.queue_dropped,
             )
-            self.slots.append(slot)
-            self._queues.append(slot.queue)
+            self.sinks.append(stage)
 
     # threads --------------------------------------------------------------------------
+    def _queue(self, depth: int, policy: str, name: str, **kw) -> BoundedQueue:
+        q = BoundedQueue(depth, policy, name=name, **kw)  # type: ignore[arg-type]
+        self.queues.append(q)
+        return q
+
     def _start_threads(self) -> list[threading.Thread]:
         pc = self.cfg.pipeline
         cond = threading.Condition(threading.RLock())
         for s in self.streams:
             if s.mode == "offline":
-                s.queue = BoundedQueue(pc.queue_depth, "block", name=f"stream:{s.id}", cond=cond)
+                s.queue = self._queue(pc.queue_depth, "block", f"stream:{s.id}", cond=cond)
             else:
-                s.queue = BoundedQueue(
-                    pc.live_queue_depth,
-                    "drop_oldest",
-                    name=f"stream:{s.id}",
-                    cond=cond,
-                    on_drop=lambda f: self.recorder.drop(f, "queue_full"),
-                )
-            self._queues.append(s.queue)
-        self.batcher = Batcher(
-            {s.id: s.queue for s in self.streams}, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000
-        )
-        self.overlay_queue = BoundedQueue(max(2, pc.batch.max_size * 2), "block", name="overlay")
-        self._queues.append(self.overlay_queue)
-        # engine outputs wait here for decoding: the engines start the next batch meanwhile
-        self.post_queue = BoundedQueue(2, "block", name="postprocess")
-        self._queues.append(self.post_queue)
-        self.overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
-        self._draw = any(slot.sink.needs_pixels for slot in self.slots)
-        if "instance" in self.models:
-            self.overlay.instance_groups = frozenset(g for g in self.models["instance"].card.groups)
+                drop = lambda f: self.recorder.drop(f, "queue_full")  # noqa: E731
+                s.queue = self._queue(pc.live_queue_depth, "drop_oldest", f"stream:{s.id}", cond=cond, on_drop=drop)
+            s.wait_ready = s.queue.wait_empty
+        queues = {s.id: s.queue for s in self.streams}
+        self.batcher = Batcher(queues, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)
+        live = self.mode != "offline"  # live hand-offs hold one item: a frame waits in one place only
+        # engine outputs wait in post_queue for decoding: the engines start the next batch meanwhile
+        self.post_queue = self._queue(1 if live else 2, "block", "postprocess")
+        self.overlay_queue = self._queue(1 if live else max(2, pc.batch.max_size * 2), "block", "overlay")
 
-        threads = [
-            threading.Thread(target=self._guard(self._source_loop, s), name=f"source-{s.id}") for s in self.streams
-        ]
-        threads.append(threading.Thread(target=self._guard(self._inference_loop), name="inference"))
-        threads.append(threading.Thread(target=self._guard(self._postprocess_loop), name="postprocess"))
-        threads.append(threading.Thread(target=self._guard(self._overlay_loop), name="overlay"))
-        threads += [
-            threading.Thread(target=self._guard(self._sink_loop, slot), name=f"sink-{i}")
-            for i, slot in enumerate(self.slots)
-        ]
+        self.infer_stage = InferStage(self.cfg.engines, self.models, self.recorder, self.errors)
+        cfg = self.cfg
+        self.post_stage = PostprocessStage(self.models, cfg.tracking, cfg.smoothing, self.recorder, self.errors)
+        overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
+        overlay.show_processing = not live  # offline: the queue wait in front of the engines is no latency of ours
+        if "instance" in self.models:
+            overlay.instance_groups = frozenset(self.models["instance"].card.groups)
+        draw = any(s.sink.needs_pixels for s in self.sinks)
+        self.overlay_stage = OverlayStage(self.cfg.overlay, overlay, draw, pc.cv_threads)
+
+        work = [(f"source-{s.id}", self._source_loop, s) for s in self.streams]
+        work.append(("inference", self._inference_loop))
+        work.append(("postprocess", self._stage_loop, self.post_stage, self.post_queue, self.overlay_queue.put))
+        work.append(("overlay", self._stage_loop, self.overlay_stage, self.overlay_queue, self._to_sinks))
+        work += [(f"sink-{i}", self._stage_loop, s, s.queue, None) for i, s in enumerate(self.sinks)]
+        threads = [threading.Thread(target=self._guard(fn, *a), name=name, daemon=True) for name, fn, *a in work]
         for t in threads:
-            t.daemon = True
             t.start()
         return threads
 
@@ -278,7 +244,7 @@ class Pipeline:
         self._stop.set()
         for s in self.streams:
             s.source.cancel()
-        for q in self._queues:
+        for q in self.queues:
             q.cancel()
 
     def _wait(self, threads: list[threading.Thread]) -> None:
@@ -296,318 +262,111 @@ class Pipeline:
         if self.on_progress is not None:
             self.on_progress(self.recorder.frames_out, self.recorder.live(max_age_s=0))
 
-    # stages ------------------------------------------------------------------------------
-    def _source_loop(self, s: _Stream) -> None:
-        src, q = s.source, s.queue
-        limit = self.cfg.max_frames
-        pace = s.mode == "realtime"
-        t0 = None
-        errors_seen = 0
+    # the loops: each feeds one stage from its queue and passes what it gives on --------------
+    def _source_loop(self, s: SourceStage) -> None:
         try:
-            while not self._stop.is_set() and (limit is None or s.frames < limit):
-                t_cap = time.perf_counter_ns()
-                try:
-                    sf = src.read()
-                except UserError as e:
-                    s.error = str(e)
-                    self._errors.append(f"source {s.id}: {e}")
-                    break
-                if sf is None:
-                    break
-                if pace:
-                    # a recording played at its own rate: the frame is "captured" at its due time
-                    if t0 is None:
-                        t0 = t_cap - int(sf.pts * 1e9)
-                    due = t0 + int(sf.pts * 1e9)
-                    wait = (due - time.perf_counter_ns()) / 1e9
-                    if wait > 0 and self._stop.wait(wait):
-                        break
-                    t_cap = due
-                elif sf.capture_ns is not None:
-                    t_cap = sf.capture_ns
-                frame = Frame(s.id, s.frames, sf.pts, sf.image_bgr, t_cap, truth=sf.truth)
-                frame.stamp("decode")
-                if src.decode_errors != errors_seen:
-                    self.recorder.decode_error(src.decode_errors - errors_seen)
-                    errors_seen = src.decode_errors
-                self.recorder.frame_in(frame)
-                s.frames += 1
-                q.put(frame)
+            while (frame := s.process()) is not None:
+                s.queue.put(frame)
         finally:
-            if src.decode_errors != errors_seen:
-                self.recorder.decode_error(src.decode_errors - errors_seen)
+            s.count_decode_errors()
             with contextlib.suppress(Cancelled):
-                q.put(END)
+                s.queue.put(END)
 
     def _inference_loop(self) -> None:
-        """Batches through preprocess, inference and decode. When every engine runs on a device
-        stream (`overlaps`), one batch stays in flight: batch n+1 is prepared and submitted
-        (its upload overlapping n's compute) before batch n is collected and decoded."""
-        models = list(self.models.items())
-        overlap = all(m.engine.overlaps for _, m in models)
-        pending = None
+        stage, wait = self.infer_stage, self.mode == "offline"
         try:
             while True:
-                batch = self.batcher.next_batch(block=pending is None)
-                if not batch:  # None: the end; []: nothing waiting, so finish what is in flight
-                    if pending is not None:
-                        self._finish_batch(*pending)
-                        pending = None
-                    if batch is None:
-                        break
-                    continue
-                submitted = self._submit_batch(batch, models)
-                if pending is not None:
-                    self._finish_batch(*pending)
-                    pending = None
-                if submitted is not None:
-                    if overlap:
-                        pending = submitted
-                    else:
-                        self._finish_batch(*submitted)
+                # live: with the engines idle, waiting for batch-mates would only add latency
+                frames = self.batcher.next_batch(block=not stage.in_flight, wait=wait or stage.in_flight)
+                done = stage.process(frames) if frames else stage.flush()  # []: nothing waiting: finish
+                for batch in done:
+                    self.post_queue.put(batch)
+                if frames is None:
+                    break
         finally:
             with contextlib.suppress(Cancelled):
                 self.post_queue.put(END)
 
-    def _postprocess_loop(self) -> None:
-        """Decode engine outputs, track, smooth: on its own thread, so the engines are not kept
-        waiting for it. One thread, FIFO: each stream's order is kept."""
+    def _stage_loop(self, stage, inq: BoundedQueue, out: Callable | None) -> None:
+        """Feed `stage` from `inq` until END; pass each result (or each of a list) to `out`."""
         try:
-            while (item := self.post_queue.get()) is not END:
-                self._decode_batch(*item)
+            while (item := inq.get()) is not END:
+                res = stage.process(item)
+                if out is not None and res is not None:
+                    for r in res if isinstance(res, list) else (res,):
+                        out(r)
         finally:
-            with contextlib.suppress(Cancelled):
-                self.overlay_queue.put(END)
-
-    def _engine_error(self, batch: list[Frame], e: Exception) -> None:
-        """One bad batch must not end the run: its frames are dropped with the reason, once logged."""
-        msg = f"{type(e).__name__}: {e}"
-        with self._done_lock:  # inference and postprocess threads both report here
-            first = msg not in self._reported_errors
-            self._reported_errors.add(msg)
-            if first:
-                self._errors.append(f"engine error (frames dropped): {msg}")
-        if first:
-            log.error("engine error, dropping %d frame(s): %s", len(batch), msg)
-        for f in batch:
-            self.recorder.drop(f, "engine_error")
-
-    def _submit_batch(self, batch: list[Frame], models):
-        images = [f.image_bgr for f in batch]
-        tickets = []
-        try:
-            prepared = [m.prepare(images) for _, m in models]
-            t = time.perf_counter_ns()
-            for f in batch:
-                f.stamp("preprocess", t)
-            for (_, m), (x, _) in zip(models, prepared, strict=True):
-                tickets.append(m.submit(x))
-        except Exception as e:
-            for (_, m), tk in zip(models, tickets, strict=False):  # free what the other engines hold
-                with contextlib.suppress(Exception):
-                    m.collect(tk)
-            self._engine_error(batch, e)
-            return None
-        return batch, models, prepared, tickets
-
-    def _finish_batch(self, batch: list[Frame], models, prepared, tickets) -> None:
-        """Collect a submitted batch's outputs and pass them on for decoding."""
-        try:
-            outputs = [m.collect(tk) for (_, m), tk in zip(models, tickets, strict=True)]
-        except Exception as e:
-            self._engine_error(batch, e)
-            return
-        t = time.perf_counter_ns()
-        for f in batch:
-            f.stamp("infer", t)
-        self.post_queue.put((batch, models, prepared, outputs))
-
-    def _decode_batch(self, batch: list[Frame], models, prepared, outputs) -> None:
-        try:
-            results = [m.decode(o, tr) for (_, m), o, (_, tr) in zip(models, outputs, prepared, strict=True)]
-        except Exception as e:
-            self._engine_error(batch, e)
-            return
-        for (task, _), res in zip(models, results, strict=True):
-            for f, r in zip(batch, res, strict=True):
-                setattr(f, "semantic" if task == "semantic" else "instances", r)
-        for f in batch:  # in each stream's order: the batcher never reorders a stream
-            self._temporal(f)
-        t = time.perf_counter_ns()
-        for f in batch:
-            f.stamp("postprocess", t)
-            self.overlay_queue.put(f)
-
-    def _temporal(self, f: Frame) -> None:
-        """Track instances and smooth the semantic map, per stream (part of postprocess)."""
-        tc = self.cfg.tracking
-        if f.instances is not None and tc.enabled:
-            tracker = self.trackers.get(f.stream_id)
-            if tracker is None:
-                tracker = self.trackers[f.stream_id] = Tracker(high=tc.high_score, match_iou=tc.iou, max_age=tc.max_age)
-            f.instances = tracker.update(f.instances, f.seq)
-        sem = f.semantic
-        if sem is not None:
-            smoother = self.smoothers.get(f.stream_id)
-            if smoother is None:
-                smoother = self.smoothers[f.stream_id] = SemanticSmoother(self.cfg.smoothing.frames)
-            small = sem.small_group_map if sem.small_group_map is not None else sem.group_map
-            shown = smoother.smooth(small)
-            if shown is not small:
-                h, w = sem.group_map.shape
-                full = shown if shown.shape == (h, w) else cv2.resize(shown, (w, h), interpolation=cv2.INTER_NEAREST)
-                f.semantic = dataclasses.replace(
-                    sem, group_map=full, small_group_map=shown if sem.small_group_map is not None else None
-                )
-            smoother.measure(shown)
-
-    def _overlay_loop(self) -> None:
-        try:
-            while (f := self.overlay_queue.get()) is not END:
-                if self._draw:  # no sink shows pixels (null://, jsonl): nothing to draw for
-                    f.overlay_bgr = self.overlay.draw(f)
-                f.stamp("overlay")
-                f.sinks_pending = len(self.slots)
-                f.written_ns = None
-                for slot in self.slots:
-                    slot.queue.put(f)
-        finally:
-            for slot in self.slots:
+            if out is not None:
                 with contextlib.suppress(Cancelled):
-                    slot.queue.put(END)
+                    out(END)
 
-    def _sink_loop(self, slot: _SinkSlot) -> None:
-        while (f := slot.queue.get()) is not END:
-            if slot.failed is None:
-                try:
-                    slot.sink.write(f)
-                    self._sink_done(f, written=True)
-                    continue
-                except Exception as e:
-                    slot.failed = f"{type(e).__name__}: {e}"
-                    self._errors.append(f"sink {slot.sink.uri} failed: {slot.failed}")
-                    log.error("sink %s failed, it gets no more frames: %s", slot.sink.uri, slot.failed)
-            self._sink_done(f, written=False, reason="sink_failed")
-
-    def _sink_dropped(self, slot: _SinkSlot, f: Frame) -> None:
-        slot.dropped += 1
-        self._sink_done(f, written=False, reason="sink_queue")
-
-    def _sink_done(self, f: Frame, *, written: bool, reason: str = "") -> None:
-        """One sink is through with `f`; the last one records the frame (or its drop)."""
-        now = time.perf_counter_ns()
-        with self._done_lock:
-            if written:
-                f.written_ns = now
-            f.sinks_pending -= 1
-            last = f.sinks_pending == 0
-        if not last:
+    def _to_sinks(self, f) -> None:
+        """Hand a frame (or END) to every sink's queue."""
+        if f is END:
+            for s in self.sinks:
+                with contextlib.suppress(Cancelled):
+                    s.queue.put(END)
             return
-        if f.written_ns is not None:
-            f.stamp("sink", f.written_ns)
-            self.recorder.frame_out(f)
-        else:
-            self.recorder.drop(f, reason)
-        f.image_bgr = f.overlay_bgr = f.truth = None  # free the pixels early; results stay
+        self.fanout.offer(f)
+        for s in self.sinks:
+            s.queue.put(f)
 
-    # live figures (preview page, /stats, /metrics) -------------------------------------------
-    def _start_metrics_server(self, stack: contextlib.ExitStack) -> None:
-        addr = self.cfg.metrics.prometheus
-        if not addr:
-            return
-        from streamseg.web import WebServer
-
-        host, _, port = addr.rpartition(":")
-        if not port.isdigit():
-            raise UserError(f"metrics.prometheus: expected HOST:PORT, got {addr!r}")
-        server = WebServer(host or "127.0.0.1", int(port), self)
-        try:
-            server.start()
-        except OSError as e:
-            raise UserError(f"metrics.prometheus: cannot listen on {addr}: {e.strerror or e}") from None
-        stack.callback(server.stop)
-        log.info("Prometheus metrics at %smetrics", server.url)
+    # live figures (preview page, /stats, /metrics) and the report: streamseg.report ----------
+    @property
+    def parts(self) -> list:
+        """The stages, in the order a frame passes them."""
+        rest = [self.infer_stage, self.post_stage, self.overlay_stage] if self.overlay_stage else []
+        return [*self.streams, *rest, *self.sinks]
 
     def live_stats(self) -> dict:
-        live = self.recorder.live()
-        counts = self.recorder.counts()
-        return {
-            "fps": live["fps"],
-            "end_to_end": {"p50": live["p50"], "p99": live["p99"]},
-            "stages": {s: {"p50": live["stages"].get(s), "p99": live["stages_p99"].get(s)} for s in live["stages"]},
-            "frames": {
-                "in": sum(counts["frames_in"].values()),
-                "out": sum(counts["frames_out"].values()),
-                "dropped": counts["dropped"],
-                "decode_errors": counts["decode_errors"],
-            },
-            "streams": {
-                s.id: {
-                    "uri": s.source.describe().get("uri", ""),
-                    "frames_in": counts["frames_in"].get(s.id, 0),
-                    "frames_out": counts["frames_out"].get(s.id, 0),
-                    "reconnects": getattr(s.source, "reconnects", 0),
-                }
-                for s in self.streams
-            },
-            "engines": {
-                task: f"{m.card.name} on {m.engine.backend} {m.engine.precision}" for task, m in self.models.items()
-            },
-        }
+        return reports.live_stats(self)
 
     def metric_samples(self) -> dict:
-        counts = self.recorder.counts()
-        samples = self.recorder.samples()
-        return {
-            **counts,
-            "reconnects": {s.id: getattr(s.source, "reconnects", 0) for s in self.streams},
-            "fps": self.recorder.live()["fps"],
-            "stages": {k: v for k, v in samples.items() if k != "end_to_end"},
-            "end_to_end": samples["end_to_end"],
-            "sample_stride": self.recorder.sample_stride,
-        }
+        return reports.metric_samples(self)
 
-    # report -------------------------------------------------------------------------------
     def report(self) -> dict:
-        engines = {task: m.describe() for task, m in self.models.items()}
-        extra = {
-            "mode": self.mode if self.streams else None,
-            "interrupted": self.interrupted,
-            "sources": {
-                s.id: {
-                    **s.source.describe(),
-                    "mode": s.mode,
-                    "frames": s.frames,
-                    "decode_errors": s.source.decode_errors,
-                    "error": s.error,
-                }
-                for s in self.streams
-            },
-            "sinks": {
-                redact(slot.sink.uri): {
-                    **slot.sink.describe(),
-                    "uri": redact(slot.sink.uri),
-                    "dropped": slot.dropped,
-                    "error": slot.failed,
-                }
-                for slot in self.slots
-            },
-            "config": {
-                "batch": self.cfg.pipeline.batch.model_dump(),
-                "queue_depth": self.cfg.pipeline.queue_depth,
-                "live_queue_depth": self.cfg.pipeline.live_queue_depth,
-                "max_frames": self.cfg.max_frames,
-                "overlay_drawn": getattr(self, "_draw", None),
-            },
-            "errors": list(self._errors),
-        }
-        flicker = {sid: sm.flicker for sid, sm in self.smoothers.items() if sm.flicker is not None}
-        if flicker:
-            extra["flicker"] = {
-                "smoothing_frames": self.cfg.smoothing.frames,
-                "mean": round(float(np.mean(list(flicker.values()))), 5),
-                "streams": {k: round(v, 5) for k, v in flicker.items()},
-            }
-        if self.trackers:
-            extra["tracks"] = {sid: t.started for sid, t in self.trackers.items()}
-        return self.recorder.report(engines, extra)
+        return reports.build_report(self)
+
+
+def open_models(cfg: Config, stack: contextlib.ExitStack) -> dict[str, SegModel]:
+    """The configured engines, loaded (closed when `stack` is)."""
+    models = {}
+    for task in ("semantic", "instance"):
+        ec = getattr(cfg.engines, task)
+        if ec is None:
+            continue
+        model = open_model(
+            ec.card,
+            backend=ec.backend,
+            precision=ec.precision,
+            threads=ec.threads,
+            task=task,
+            conf_threshold=ec.conf_threshold,
+            iou_threshold=ec.iou_threshold,
+            max_detections=ec.max_detections,
+            cache_dir=cfg.engines.cache_dir,
+            hint=ec.hint,
+        )
+        stack.enter_context(model)
+        models[task] = model
+        d = model.describe()
+        log.info("%s engine: %s on %s %s (%s)", task, d["card"], d["backend"], d["precision"], d["why"])
+    return models
+
+
+def start_metrics_server(addr: str | None, provider, stack: contextlib.ExitStack) -> None:
+    """`metrics.prometheus: HOST:PORT`: /metrics and /stats for the run's duration."""
+    if not addr:
+        return
+    from streamseg.web import WebServer
+
+    host, _, port = addr.rpartition(":")
+    if not port.isdigit():
+        raise UserError(f"metrics.prometheus: expected HOST:PORT, got {addr!r}")
+    server = WebServer(host or "127.0.0.1", int(port), provider)
+    try:
+        server.start()
+    except OSError as e:
+        raise UserError(f"metrics.prometheus: cannot listen on {addr}: {e.strerror or e}") from None
+    stack.callback(server.stop)
+    log.info("Prometheus metrics at %smetrics", server.url)

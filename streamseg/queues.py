@@ -51,6 +51,7 @@ class BoundedQueue:
         self._on_drop = on_drop
         self._cancelled = False
         self.dropped = 0
+        self.high_water = 0  # the most items it ever held (behaviour checks: live queues stay short)
         self.ended = False  # END was put
 
     def __len__(self) -> int:
@@ -76,6 +77,8 @@ class BoundedQueue:
             self._items.append(item)
             if item is END:
                 self.ended = True
+            elif len(self._items) > self.high_water:
+                self.high_water = len(self._items)
             self.cond.notify_all()
         if dropped is not None and self._on_drop is not None:
             self._on_drop(dropped)
@@ -87,6 +90,13 @@ class BoundedQueue:
                 raise TimeoutError
             self._check_cancelled()
             return self._pop()
+
+    def wait_empty(self) -> None:
+        """Block until every item put so far has been taken (a producer that makes its next item
+        only when the consumer is ready: nothing is made to be dropped)."""
+        with self.cond:
+            self.cond.wait_for(lambda: not self._items or self._cancelled)
+            self._check_cancelled()
 
     def get_nowait(self) -> Any:
         """Take the oldest item, or return None when empty."""

@@ -13,6 +13,10 @@ motion model, one tracker per stream:
    turns at it); a track unseen for `max_age` frames ends, so an object hidden for a
    moment keeps its ID when it comes back.
 
+Every detection is kept: one that belongs to no track (a low-score detection that continues
+none, or a duplicate) gets `track_id` NO_TRACK (-1; `null` in the jsonl, a neutral colour in
+the overlay), so tracking never hides what the detector found above `conf_threshold`.
+
 SemanticSmoother: a per-pixel majority vote over the last `frames` group maps at model
 resolution (vectorized), and the flicker measure that shows what it does: the share of
 pixels whose group changes from one frame to the next.
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamseg.frames import Instances
+from streamseg.frames import NO_TRACK, Instances
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -135,10 +139,9 @@ class Tracker:
                 self.tracks.append(_Track(self._next_id, int(inst.class_id[d]), boxes[d], f))
                 ids[d] = self._next_id
                 self._next_id += 1
-        keep = ids > 0  # a low-score detection that continues no track, or a duplicate, is left out
-        out = inst[keep] if not keep.all() else inst
-        out.track_id = ids[keep]
-        return out
+        ids[ids == 0] = NO_TRACK  # a low-score detection that continues no track, or a duplicate
+        inst.track_id = ids
+        return inst
 
 
 class SemanticSmoother:

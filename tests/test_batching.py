@@ -93,3 +93,13 @@ def test_ended_stream_does_not_hold_the_batch():
     assert ids(b.next_batch()) == [("a", 0)]
     assert time.monotonic() - t0 < 1.0
     assert b.next_batch() is None and b.exhausted
+
+
+def test_no_wait_closes_the_batch_with_what_is_there():
+    """Engines idle in a live run: the batch goes with the frames waiting now, not after max_wait."""
+    queues, b = make(["a", "b"], 4, 30.0)
+    queues["a"].put(frame("a", 0))
+    queues["b"].put(frame("b", 0))
+    queues["b"].put(frame("b", 1))
+    assert ids(b.next_batch(wait=False)) == [("a", 0), ("b", 0), ("b", 1)]  # a 30 s max_wait did not hold it
+    assert b.next_batch(block=False, wait=False) == []

@@ -83,6 +83,17 @@ def test_track_ids_colour_and_label_instances():
     assert id_color_bgr(12) != id_color_bgr(13)
 
 
+def test_detection_in_no_track_is_drawn_in_a_neutral_colour():
+    from streamseg.frames import NO_TRACK
+    from streamseg.overlay import UNTRACKED_BGR
+
+    f = scene()
+    f.semantic = None
+    f.instances.track_id = np.array([NO_TRACK])
+    out = Overlay(OverlayConfig(hud=False, legend=False, labels=False, contours=False, alpha={"car": 1.0})).draw(f)
+    np.testing.assert_array_equal(out[10, 50], UNTRACKED_BGR)
+
+
 def test_legend_and_stage_bar():
     f = scene(w=400, h=240)
     f.instances = None
@@ -168,3 +179,17 @@ def test_memory_does_not_grow_with_the_number_of_tracks_seen():
     finally:
         tracemalloc.stop()
     assert grown < 256 * 1024, f"overlay kept {grown / 2**20:.1f} MiB after 300 tracks"
+
+
+def test_hud_shows_processing_latency_when_asked():
+    f = scene(w=640, h=240)
+    f.instances = None
+    f.semantic = None
+    stats = {"fps": 20.0, "p50": 1000.0, "p99": 1800.0, "processing_p50": 40.0, "processing_p99": 60.0, "stages": {}}
+    cfg = OverlayConfig(labels=False, contours=False, legend=False)
+    plain = Overlay(cfg, stats=lambda: stats)
+    proc = Overlay(cfg, stats=lambda: stats)
+    proc.show_processing = True
+    a, b = plain.draw(f), proc.draw(f)
+    width = lambda img: int(np.flatnonzero((img[8:30] != f.image_bgr[8:30]).any(axis=(0, 2))).max())  # noqa: E731
+    assert width(b) > width(a) + 100  # the HUD line grew by the processing figures

@@ -9,6 +9,7 @@ from streamseg.config import validate_config
 from streamseg.frames import STAGES
 from streamseg.pipeline import Pipeline
 from streamseg.sinks.jsonl import JsonlSink
+from streamseg.sinks.null import NullSink
 from tests.conftest import make_video
 
 SUMMARY_KEYS = {"p50", "p90", "p99", "max", "mean", "count"}
@@ -169,9 +170,13 @@ def test_failing_sink_does_not_stop_the_others(tiny, tmp_path, video, monkeypatc
     monkeypatch.setattr(JsonlSink, "write_impl", failing)
     cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl"), str(tmp_path / "o.mp4")])
     rep = Pipeline(cfg).run().report
-    assert rep["frames"]["out"] == 30
-    sink = rep["sinks"][str(tmp_path / "r.jsonl")]
+    # out = written by every sink; the 25 the failed sink could not take are counted drops
+    jl = str(tmp_path / "r.jsonl")
+    assert rep["frames"]["out"] == 5 and rep["frames"]["dropped"] == {f"sink_failed:{jl}": 25}
+    sink = rep["sinks"][jl]
     assert "No space left" in sink["error"] and sink["written"] == 5
+    assert sink["frames"] == {"offered": 30, "written": 5, "dropped": {"sink_failed": 25}}
+    assert rep["sinks"][str(tmp_path / "o.mp4")]["frames"] == {"offered": 30, "written": 30, "dropped": {}}
     assert len(jsonl(tmp_path / "r.jsonl")) == 5  # what was written before the failure is readable
     cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
@@ -213,3 +218,67 @@ def test_images_source_with_mixed_sizes(tiny, tmp_path):
     assert [r["size_wh"] for r in lines] == [[64, 48], [33, 71], [128, 20]]
     for r in lines:
         assert r["groups"]["road"] == pytest.approx(0.25, abs=0.08)
+
+
+class _SlowJsonl(JsonlSink):
+    """A results file on a slow disk: each line takes `delay` seconds."""
+
+    def __init__(self, path, delay):
+        super().__init__(str(path), str(path))
+        self.delay = delay
+
+    def write_impl(self, frame):
+        time.sleep(self.delay)
+        super().write_impl(frame)
+
+
+class _Seen(NullSink):
+    """null:// that remembers which frames it got."""
+
+    def __init__(self):
+        super().__init__("null://seen")
+        self.seqs = []
+
+    def write_impl(self, frame):
+        self.seqs.append(frame.seq)
+
+
+def test_live_ledger_per_sink_matches_what_each_sink_wrote(tiny, tmp_path):
+    """A slow sink beside a fast one in a live run: each sink's ledger is what it really wrote,
+    and a frame the slow sink dropped is not `out` at the top level (it is a counted drop)."""
+    v = make_video(tmp_path / "fast.mp4", n=60, fps=200)
+    cfg = config(tiny, [{"uri": str(v), "mode": "realtime"}], [], pipeline={"batch": {"max_size": 1}})
+    cfg.engines.instance = None
+    slow, fast = _SlowJsonl(tmp_path / "slow.jsonl", 0.03), _Seen()
+    rep = Pipeline(cfg, extra_sinks=[slow, fast]).run().report
+    fr = rep["frames"]
+    slow_uri = str(tmp_path / "slow.jsonl")
+    written = {slow_uri: [r["seq"] for r in jsonl(tmp_path / "slow.jsonl")], "null://seen": fast.seqs}
+    assert len(written[str(tmp_path / "slow.jsonl")]) < 40  # the slow sink really dropped frames
+    for uri, seqs in written.items():
+        led = rep["sinks"][uri]["frames"]
+        assert led["written"] == len(seqs) == rep["sinks"][uri]["written"]
+        assert led["offered"] == led["written"] + sum(led["dropped"].values())
+        assert set(led["dropped"]) <= {"sink_queue"}
+        assert rep["sinks"][uri]["dropped"] == sum(led["dropped"].values())
+        assert led["offered"] == fr["in"] - sum(n for r, n in fr["dropped"].items() if not r.startswith("sink_"))
+    # top level: out = frames every sink wrote; the rest are drops, each counted once
+    both = set(written[str(tmp_path / "slow.jsonl")]) & set(fast.seqs)
+    assert fr["out"] == len(both) == rep["latency_ms"]["end_to_end"]["count"]
+    assert fr["in"] == 60 and fr["in"] == fr["out"] + sum(fr["dropped"].values())
+    # every frame the slow sink did not write is a drop (its own, or an earlier one)
+    # (the slow sink comes first: a frame it did not write is dropped under its name)
+    assert fr["dropped"][f"sink_queue:{slow_uri}"] == rep["sinks"][slow_uri]["frames"]["offered"] - len(written[slow_uri])
+
+
+def test_report_has_processing_latency_beside_end_to_end(tiny, video):
+    """Offline runs queue frames ahead of the engines on purpose: `processing` (from leaving the
+    stream queue to written) is reported beside end-to-end, and the stages account for the gap."""
+    cfg = config(tiny, [str(video)], ["null://"], pipeline={"queue_depth": 8})
+    rep = Pipeline(cfg).run().report
+    lat = rep["latency_ms"]
+    assert lat["processing"]["count"] == rep["frames"]["out"] == 30
+    st = lat["stages"]
+    gap = lat["end_to_end"]["mean"] - lat["processing"]["mean"]
+    assert gap == pytest.approx(st["decode"]["mean"] + st["queue"]["mean"], rel=1e-2, abs=0.01)
+    assert lat["processing"]["max"] <= lat["end_to_end"]["max"]

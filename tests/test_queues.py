@@ -67,3 +67,23 @@ def test_cancel_releases_a_blocked_producer():
     q.cancel()
     t.join(2)
     assert errors == ["cancelled"]
+
+
+def test_high_water_and_wait_empty():
+    q = BoundedQueue(3, "drop_oldest")
+    for i in range(5):
+        q.put(i)
+    assert q.high_water == 3
+    taken = []
+
+    def consume():
+        time.sleep(0.05)
+        while q.get_nowait() is not None:
+            taken.append(1)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    q.wait_empty()  # returns once the consumer took everything
+    assert len(q) == 0
+    t.join(2)
+    assert len(taken) == 3

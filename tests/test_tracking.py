@@ -5,7 +5,7 @@ import pytest
 
 from streamseg.config import validate_config
 from streamseg.evaluate import gt_instances, mask_iou_matrix
-from streamseg.frames import Instances
+from streamseg.frames import NO_TRACK, Instances
 from streamseg.pipeline import Pipeline
 from streamseg.sinks.base import Sink
 from streamseg.tracking import SemanticSmoother, Tracker, greedy_match, iou_matrix, majority
@@ -51,7 +51,8 @@ def test_low_score_detections_continue_tracks_but_start_none():
     t = Tracker()
     t.update(boxes_instances([[0, 0, 20, 20]], [0.9]), 0)
     out = t.update(boxes_instances([[1, 0, 21, 20], [100, 100, 120, 120]], [0.35, 0.35]), 1)
-    assert out.track_id.tolist() == [1] and len(out) == 1  # the lone low-score box is left out
+    assert out.track_id.tolist() == [1, NO_TRACK] and len(out) == 2  # the lone low-score box: kept, in no track
+    assert t.started == 1
 
 
 def test_classes_never_share_a_track():
@@ -90,7 +91,7 @@ class _Collect(Sink):
         if len(frame.instances):
             iou = mask_iou_matrix(frame.instances, gt, truth.label_map.shape)
             for i, j in greedy_match(iou, 0.5):
-                if gt.areas[j] >= 1024:
+                if gt.areas[j] >= 1024 and frame.instances.track_id[i] != NO_TRACK:
                     gid = int(np.unique(truth.instance_map.ravel()[gt.pixels[j]])[0])
                     ids.append((gid, int(frame.instances.track_id[i])))
         self.frames.append(ids)
@@ -121,3 +122,63 @@ def test_ground_truth_cars_keep_their_ids_over_100_frames():
     # 25 of 686 with the current one (its far-car boxes jitter more; the tracker is unchanged)
     assert switches <= 0.04 * matches
     assert len(longest) >= 80 and len(set(longest)) == 1  # the car seen longest keeps one ID throughout
+
+
+def _run_jsonl(tiny, tmp_path, name, tracking):
+    import json
+
+    from tests.conftest import make_video
+
+    v = make_video(tmp_path / "v.mp4", n=12)
+    cfg = validate_config(
+        {
+            "sources": [str(v)],
+            "sinks": [str(tmp_path / f"{name}.jsonl"), str(tmp_path / f"{name}.mp4")],
+            "engines": {"instance": {"card": str(tiny / "yolo.yaml"), "threads": 1, "backend": "onnxruntime"}},
+            "tracking": tracking,
+            "metrics": {"progress": False, "summary": False},
+        }
+    )
+    Pipeline(cfg).run()
+    return [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+
+
+def test_tracking_keeps_detections_that_are_in_no_track(tiny, tmp_path):
+    """Detections below tracking.high_score start no track, yet they stay in the results, with
+    track_id null (the tiny model finds car 0.9, person 0.7, bus 0.6 in every frame)."""
+    on = _run_jsonl(tiny, tmp_path, "on", {"high_score": 0.8})
+    off = _run_jsonl(tiny, tmp_path, "off", {"enabled": False})
+    assert len(on) == len(off) == 12
+    for a, b in zip(on, off, strict=True):
+        assert [i["label"] for i in a["instances"]] == [i["label"] for i in b["instances"]] == ["car", "person", "bus"]
+        assert [i["track_id"] for i in a["instances"]] == [1, None, None]
+        assert all("track_id" not in i for i in b["instances"])
+
+
+def test_shared_yolo_on_the_udacity_clip_lists_the_same_detections_tracked_or_not(tmp_path):
+    """The shared YOLOv8n-seg on real footage: tracking adds IDs and hides nothing."""
+    import json
+
+    from tests.conftest import CARDS, UDACITY, YOLO
+
+    if not (YOLO.is_file() and UDACITY.is_file()):
+        pytest.skip("../shared/data model or clip not present")
+    runs = {}
+    for name, tracking in (("on", {}), ("off", {"enabled": False})):
+        cfg = validate_config(
+            {
+                "sources": [str(UDACITY)],
+                "sinks": [str(tmp_path / f"{name}.jsonl")],
+                "engines": {"instance": {"card": str(CARDS / "yolov8n-seg-coco.yaml"), "backend": "onnxruntime"}},
+                "tracking": tracking,
+                "max_frames": 10,
+                "metrics": {"progress": False, "summary": False},
+            }
+        )
+        Pipeline(cfg).run()
+        runs[name] = [json.loads(x)["instances"] for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    assert len(runs["on"]) == len(runs["off"]) == 10
+    for a, b in zip(runs["on"], runs["off"], strict=True):
+        assert [(i["label"], i["xyxy"]) for i in a] == [(i["label"], i["xyxy"]) for i in b]
+    ids = [i["track_id"] for f in runs["on"] for i in f]
+    assert sum(t is not None for t in ids) > 0.5 * len(ids) > 0

@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from streamseg.errors import SinkError
-from streamseg.frames import Frame
+from streamseg.frames import NO_TRACK, Frame
 from streamseg.sinks.base import Sink, StreamInfo, check_writable
+
+
+def _track_id(tid) -> int | None:
+    return None if tid == NO_TRACK else int(tid)
 
 
 def frame_record(frame: Frame) -> dict:
@@ -34,7 +38,8 @@ def frame_record(frame: Frame) -> dict:
                 "score": round(float(inst.score[k]), 4),
                 "xyxy": [round(float(v), 1) for v in inst.xyxy[k]],
                 "mask_area": int(areas[k]),
-                **({"track_id": int(inst.track_id[k])} if inst.track_id is not None else {}),
+                # null: tracking is on but this detection is in no track (yet)
+                **({"track_id": _track_id(inst.track_id[k])} if inst.track_id is not None else {}),
             }
             for k in range(len(inst))
         ]

@@ -1,0 +1,112 @@
+"""What a run says about itself: the final report, the live figures (/stats, the HUD's
+source) and the Prometheus samples, built from a pipeline's recorder and stages.
+
+The report's schema is ARCHITECTURE.md's "Latency report" (latency.LatencyRecorder.report)
+plus: mode, interrupted, sources, sinks (each with its ledger `frames {offered, written,
+dropped}`), config, queues (depth, policy, most held), parts (thread needs), errors,
+flicker, tracks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from streamseg.pipeline import Pipeline
+
+
+def build_report(pipe: Pipeline) -> dict:
+    engines = {task: m.describe() for task, m in pipe.models.items()}
+    extra = {
+        "mode": pipe.mode if pipe.streams else None,
+        "interrupted": pipe.interrupted,
+        "sources": {
+            s.id: {
+                **s.source.describe(),
+                "mode": s.mode,
+                "frames": s.frames,
+                "decode_errors": s.source.decode_errors,
+                "error": s.error,
+            }
+            for s in pipe.streams
+        },
+        "sinks": {
+            s.label: {
+                **s.sink.describe(),
+                "uri": s.label,
+                "frames": (ledger := s.ledger()),
+                "dropped": sum(ledger["dropped"].values()),
+                "error": s.failed,
+            }
+            for s in pipe.sinks
+        },
+        "config": {
+            "batch": pipe.cfg.pipeline.batch.model_dump(),
+            "queue_depth": pipe.cfg.pipeline.queue_depth,
+            "live_queue_depth": pipe.cfg.pipeline.live_queue_depth,
+            "max_frames": pipe.cfg.max_frames,
+            "overlay_drawn": pipe.overlay_stage.draw if pipe.overlay_stage else None,
+        },
+        "queues": {q.name: {"depth": q.maxsize, "policy": q.policy, "high_water": q.high_water} for q in pipe.queues},
+        # each part's thread needs: its own threads, and those its libraries start
+        "parts": {p.name: {"threads": p.threads, "pool_threads": p.pool_threads()} for p in pipe.parts},
+        "errors": list(pipe.errors.messages),
+    }
+    post = pipe.post_stage
+    if post is not None:
+        flicker = {sid: sm.flicker for sid, sm in post.smoothers.items() if sm.flicker is not None}
+        if flicker:
+            extra["flicker"] = {
+                "smoothing_frames": pipe.cfg.smoothing.frames,
+                "mean": round(float(np.mean(list(flicker.values()))), 5),
+                "streams": {k: round(v, 5) for k, v in flicker.items()},
+            }
+        if post.trackers:
+            extra["tracks"] = {sid: t.started for sid, t in post.trackers.items()}
+    return pipe.recorder.report(engines, extra)
+
+
+def live_stats(pipe: Pipeline) -> dict:
+    """The figures of the last moments, for /stats and the preview page."""
+    live = pipe.recorder.live()
+    counts = pipe.recorder.counts()
+    return {
+        "fps": live["fps"],
+        "end_to_end": {"p50": live["p50"], "p99": live["p99"]},
+        "processing": {"p50": live.get("processing_p50"), "p99": live.get("processing_p99")},
+        "stages": {s: {"p50": live["stages"].get(s), "p99": live["stages_p99"].get(s)} for s in live["stages"]},
+        "frames": {
+            "in": sum(counts["frames_in"].values()),
+            "out": sum(counts["frames_out"].values()),
+            "dropped": counts["dropped"],
+            "decode_errors": counts["decode_errors"],
+        },
+        "streams": {
+            s.id: {
+                "uri": s.source.describe().get("uri", ""),
+                "frames_in": counts["frames_in"].get(s.id, 0),
+                "frames_out": counts["frames_out"].get(s.id, 0),
+                "reconnects": getattr(s.source, "reconnects", 0),
+            }
+            for s in pipe.streams
+        },
+        "engines": {
+            task: f"{m.card.name} on {m.engine.backend} {m.engine.precision}" for task, m in pipe.models.items()
+        },
+    }
+
+
+def metric_samples(pipe: Pipeline) -> dict:
+    """Counters and latency samples for Prometheus /metrics."""
+    rec = pipe.recorder
+    samples = rec.samples()
+    return {
+        **rec.counts(),
+        "reconnects": {s.id: getattr(s.source, "reconnects", 0) for s in pipe.streams},
+        "fps": rec.live()["fps"],
+        "stages": {k: v for k, v in samples.items() if k not in ("end_to_end", "processing")},
+        "end_to_end": samples["end_to_end"],
+        "sample_stride": rec.sample_stride,
+    }

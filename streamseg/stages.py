@@ -1,0 +1,408 @@
+"""The pipeline's stages: each a part with a name, its typed config section, its thread needs
+and one verb, `process`. pipeline.py wires them with queues and threads and knows no stage's
+insides; every stage stamps the frames it finishes (frames.STAGES), so per-stage latency
+falls out of the design.
+
+    SourceStage (one per stream)  process() -> Frame | None            read, pace, stamp decode
+    (Batcher: round robin over the stream queues; stamps queue and batch_wait)
+    InferStage                    process(frames) -> [Batch]           preprocess, engines
+    PostprocessStage              process(Batch) -> [Frame]            decode, track, smooth
+    OverlayStage                  process(Frame) -> Frame              draw masks and HUD
+    SinkStage (one per sink)      process(Frame) -> None               write; its ledger
+
+`threads` is how many threads the runner gives a stage: one each, since each keeps
+per-stream state or order. `pool_threads()` is what the stage's libraries start on their
+own (engine intra-op threads, OpenCV), for sizing a CPU budget.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import cv2
+
+from streamseg.config import EnginesConfig, OverlayConfig, SinkConfig, SmoothingConfig, SourceConfig, TrackingConfig
+from streamseg.errors import UserError
+from streamseg.frames import Batch, EngineWork, Frame
+from streamseg.latency import LatencyRecorder
+from streamseg.models import SegModel
+from streamseg.overlay import Overlay
+from streamseg.queues import BoundedQueue
+from streamseg.sinks import Sink
+from streamseg.sources import Source, redact
+from streamseg.tracking import SemanticSmoother, Tracker
+
+log = logging.getLogger("streamseg")
+
+
+class Stage:
+    """A part of the pipeline: a name, a config section, thread needs, one verb."""
+
+    name = "stage"
+    threads = 1  # threads the runner gives it (one: each stage keeps per-stream order or state)
+    queue: BoundedQueue | None = None  # the runner's queue in front of it, where it has one of its own
+
+    def pool_threads(self) -> int:
+        """Threads the stage's libraries start of their own (0: none)."""
+        return 0
+
+    def process(self, *args):
+        raise NotImplementedError
+
+
+class ErrorLog:
+    """Run errors for the report (each message once) shared by the stages."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[str] = []
+        self._seen: set[str] = set()
+
+    def add(self, msg: str) -> bool:
+        """Record `msg`; False when it was recorded before."""
+        with self.lock:
+            if msg in self._seen:
+                return False
+            self._seen.add(msg)
+            self.messages.append(msg)
+            return True
+
+
+# sources -------------------------------------------------------------------------------------
+def paced(mode: str, source: Source) -> bool:
+    """Is a stream in `mode` played at its own rate by us (a recording behaving as a camera)?
+    The one place that decides it."""
+    return mode == "realtime"
+
+
+class SourceStage(Stage):
+    """Reads one stream: `process()` gives its next Frame (stamped `decode`) or None at the end.
+
+    A paced stream whose source can `skip` frames unrendered (the synthetic scene) is pulled:
+    `wait_ready` (the runner's: the stream's hand-off is empty) is called before each read,
+    and the frames that fell due meanwhile are skipped, counted in and dropped `queue_full`:
+    no work is spent on a frame that would be dropped. Any other paced stream is read at its
+    rate and its queue keeps the newest (a compressed stream must decode every frame anyway;
+    what its queue drops was never preprocessed). A live camera is read as it delivers."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        cfg: SourceConfig,
+        source: Source,
+        mode: str,
+        recorder: LatencyRecorder,
+        errors: ErrorLog,
+        max_frames: int | None = None,
+    ) -> None:
+        self.id, self.cfg, self.source, self.mode = stream_id, cfg, source, mode
+        self.name = f"source:{stream_id}"
+        self.recorder, self.errors, self.limit = recorder, errors, max_frames
+        self.paced = paced(mode, source)
+        self._skip = getattr(source, "skip", None)  # skip(n) -> frames passed over unrendered
+        self._period_ns = int(1e9 / source.fps) if source.fps else None
+        self.pulled = self.paced and self._skip is not None and self._period_ns is not None
+        self.frames = 0  # frames taken in so far (the next frame's seq)
+        self.error: str | None = None
+        self.wait_ready: Callable[[], None] = lambda: None
+        self.stopping: threading.Event = threading.Event()
+        self._t0: int | None = None  # perf_counter_ns() at which pts 0 is due
+        self._errors_seen = 0
+
+    def count_decode_errors(self) -> None:
+        n = self.source.decode_errors - self._errors_seen
+        if n:
+            self.recorder.decode_error(n)
+            self._errors_seen += n
+
+    def _skip_to_newest_due(self) -> None:
+        """Pulled streams: the engines are ready; every frame due before the newest due one
+        would only be dropped, so it is skipped unrendered (and counted)."""
+        n = (time.perf_counter_ns() - self._t0) // self._period_ns - self.frames
+        if self.limit is not None:
+            n = min(n, self.limit - self.frames)
+        if n > 0 and (k := self._skip(n)) > 0:
+            self.recorder.skipped(self.id, k, "queue_full")
+            self.frames += k
+
+    def process(self) -> Frame | None:
+        if self.pulled:
+            self.wait_ready()
+            if self._t0 is not None:
+                self._skip_to_newest_due()
+        if self.stopping.is_set() or (self.limit is not None and self.frames >= self.limit):
+            return None
+        t_cap = time.perf_counter_ns()
+        try:
+            sf = self.source.read()
+        except UserError as e:
+            self.error = str(e)
+            self.errors.add(f"source {self.id}: {e}")
+            return None
+        if sf is None:
+            return None
+        if self.paced:
+            # a recording played at its own rate: the frame is "captured" at its due time
+            if self._t0 is None:
+                self._t0 = t_cap - int(sf.pts * 1e9)
+            due = self._t0 + int(sf.pts * 1e9)
+            now = time.perf_counter_ns()
+            if due > now and self.stopping.wait((due - now) / 1e9):
+                return None
+            t_cap = due
+        elif sf.capture_ns is not None:
+            t_cap = sf.capture_ns
+        frame = Frame(self.id, self.frames, sf.pts, sf.image_bgr, t_cap, truth=sf.truth)
+        frame.stamp("decode")
+        self.count_decode_errors()
+        self.recorder.frame_in(frame)
+        self.frames += 1
+        return frame
+
+
+# inference -------------------------------------------------------------------------------------
+class InferStage(Stage):
+    """Preprocess a batch for every engine and run them: `process(frames)` -> the batches whose
+    outputs are in (stamped `preprocess`, `infer`). When every engine runs on a device stream
+    (`overlaps`), one batch stays in flight: batch n+1 is prepared and submitted (its upload
+    overlapping n's compute) before batch n is collected; `flush()` collects it. A failing
+    batch's frames are dropped `engine_error` and the run goes on."""
+
+    name = "infer"
+
+    def __init__(
+        self, cfg: EnginesConfig, models: dict[str, SegModel], recorder: LatencyRecorder, errors: ErrorLog
+    ) -> None:
+        self.cfg = cfg
+        self.models = list(models.items())
+        self.recorder, self.errors = recorder, errors
+        self.overlap = bool(self.models) and all(m.engine.overlaps for _, m in self.models)
+        self._pending: Batch | None = None
+
+    def pool_threads(self) -> int:
+        return sum(getattr(self.cfg, task).threads for task, _ in self.models)
+
+    @property
+    def in_flight(self) -> bool:
+        return self._pending is not None
+
+    def process(self, frames: list[Frame]) -> list[Batch]:
+        submitted = self._submit(Batch(frames))
+        done = self.flush()
+        if submitted is not None:
+            if self.overlap:
+                self._pending = submitted
+            else:
+                done += self._collect(submitted)
+        return done
+
+    def flush(self) -> list[Batch]:
+        """Collect the batch in flight, if any."""
+        pending, self._pending = self._pending, None
+        return self._collect(pending) if pending is not None else []
+
+    def _submit(self, batch: Batch) -> Batch | None:
+        images = [f.image_bgr for f in batch.frames]
+        try:
+            prepared = [m.prepare(images) for _, m in self.models]
+            t = time.perf_counter_ns()
+            for f in batch.frames:
+                f.stamp("preprocess", t)
+            for (task, m), (x, transforms) in zip(self.models, prepared, strict=True):
+                batch.work.append(EngineWork(task, transforms, ticket=m.submit(x)))
+        except Exception as e:
+            for (_, m), w in zip(self.models, batch.work, strict=False):  # free what the other engines hold
+                with contextlib.suppress(Exception):
+                    m.collect(w.ticket)
+            drop_engine_error(batch.frames, e, self.recorder, self.errors)
+            return None
+        return batch
+
+    def _collect(self, batch: Batch) -> list[Batch]:
+        try:
+            for (_, m), w in zip(self.models, batch.work, strict=True):
+                w.outputs = m.collect(w.ticket)
+                w.ticket = None
+        except Exception as e:
+            drop_engine_error(batch.frames, e, self.recorder, self.errors)
+            return []
+        t = time.perf_counter_ns()
+        for f in batch.frames:
+            f.stamp("infer", t)
+        return [batch]
+
+
+def drop_engine_error(frames: list[Frame], e: Exception, recorder: LatencyRecorder, errors: ErrorLog) -> None:
+    """One bad batch must not end the run: its frames are dropped with the reason, once logged."""
+    msg = f"{type(e).__name__}: {e}"
+    if errors.add(f"engine error (frames dropped): {msg}"):
+        log.error("engine error, dropping %d frame(s): %s", len(frames), msg)
+    for f in frames:
+        recorder.drop(f, "engine_error")
+
+
+# postprocess ----------------------------------------------------------------------------------
+class PostprocessStage(Stage):
+    """Decode engine outputs into each frame's typed results, track instances and smooth the
+    semantic map per stream: `process(batch)` -> its frames, in order (stamped `postprocess`)."""
+
+    name = "postprocess"
+
+    def __init__(
+        self,
+        models: dict[str, SegModel],
+        tracking: TrackingConfig,
+        smoothing: SmoothingConfig,
+        recorder: LatencyRecorder,
+        errors: ErrorLog,
+    ) -> None:
+        self.models = dict(models)
+        self.tracking, self.smoothing = tracking, smoothing
+        self.recorder, self.errors = recorder, errors
+        self.trackers: dict[str, Tracker] = {}  # per stream, made on first use
+        self.smoothers: dict[str, SemanticSmoother] = {}
+
+    def process(self, batch: Batch) -> list[Frame]:
+        try:
+            results = [(w.task, self.models[w.task].decode(w.outputs, w.transforms)) for w in batch.work]
+        except Exception as e:
+            drop_engine_error(batch.frames, e, self.recorder, self.errors)
+            return []
+        for task, res in results:
+            for f, r in zip(batch.frames, res, strict=True):
+                if task == "semantic":
+                    f.semantic = r
+                else:
+                    f.instances = r
+        for f in batch.frames:  # in each stream's order: the batcher never reorders a stream
+            self.temporal(f)
+        t = time.perf_counter_ns()
+        for f in batch.frames:
+            f.stamp("postprocess", t)
+        return batch.frames
+
+    def temporal(self, f: Frame) -> None:
+        """Track instances and smooth the semantic map of one frame, per stream."""
+        tc = self.tracking
+        if f.instances is not None and tc.enabled:
+            tracker = self.trackers.get(f.stream_id)
+            if tracker is None:
+                tracker = self.trackers[f.stream_id] = Tracker(high=tc.high_score, match_iou=tc.iou, max_age=tc.max_age)
+            f.instances = tracker.update(f.instances, f.seq)
+        sem = f.semantic
+        if sem is not None:
+            smoother = self.smoothers.get(f.stream_id)
+            if smoother is None:
+                smoother = self.smoothers[f.stream_id] = SemanticSmoother(self.smoothing.frames)
+            small = sem.small_group_map if sem.small_group_map is not None else sem.group_map
+            shown = smoother.smooth(small)
+            if shown is not small:
+                h, w = sem.group_map.shape
+                full = shown if shown.shape == (h, w) else cv2.resize(shown, (w, h), interpolation=cv2.INTER_NEAREST)
+                f.semantic = dataclasses.replace(
+                    sem, group_map=full, small_group_map=shown if sem.small_group_map is not None else None
+                )
+            smoother.measure(shown)
+
+
+# overlay ---------------------------------------------------------------------------------------
+class OverlayStage(Stage):
+    """Draw each frame's results for the sinks that show pixels: `process(frame)` -> the frame
+    with `overlay_bgr` (stamped `overlay`); nothing is drawn when no sink shows pixels."""
+
+    name = "overlay"
+
+    def __init__(self, cfg: OverlayConfig, overlay: Overlay, draw: bool, cv_threads: int = 0) -> None:
+        self.cfg, self.overlay, self.draw, self.cv_threads = cfg, overlay, draw, cv_threads
+
+    def pool_threads(self) -> int:
+        return self.cv_threads
+
+    def process(self, f: Frame) -> Frame:
+        if self.draw:
+            f.overlay_bgr = self.overlay.draw(f)
+        f.stamp("overlay")
+        return f
+
+
+# sinks ---------------------------------------------------------------------------------------------
+class SinkFanout:
+    """Hands each frame to every sink and finishes it when the last one is through: `out` when
+    every sink wrote it, else dropped under the reason of the first sink (config order) that did
+    not, as `<reason>:<sink>`; then its pixels are freed."""
+
+    def __init__(self, recorder: LatencyRecorder) -> None:
+        self.recorder = recorder
+        self.sinks: list[SinkStage] = []
+        self.lock = threading.Lock()
+
+    def offer(self, f: Frame) -> None:
+        """`f` is about to be put to every sink's queue."""
+        f.sinks_pending = len(self.sinks)
+        f.written_ns = None
+        f.sink_drop = None
+        with self.lock:
+            for s in self.sinks:
+                s.offered += 1
+
+    def done(self, sink: SinkStage, f: Frame, dropped: str | None = None) -> None:
+        """`sink` is through with `f`: wrote it, or `dropped` it for that reason."""
+        now = time.perf_counter_ns()
+        with self.lock:
+            if dropped is None:
+                sink.written += 1
+                f.written_ns = now
+            else:
+                sink.dropped[dropped] += 1
+                if f.sink_drop is None or sink.index < f.sink_drop[0]:
+                    f.sink_drop = (sink.index, f"{dropped}:{sink.label}")
+            f.sinks_pending -= 1
+            last = f.sinks_pending == 0
+        if not last:
+            return
+        if f.sink_drop is None:
+            f.stamp("sink", f.written_ns)
+            self.recorder.frame_out(f)
+        else:
+            self.recorder.drop(f, f.sink_drop[1])
+        f.image_bgr = f.overlay_bgr = f.truth = None  # free the pixels early; results stay
+
+
+class SinkStage(Stage):
+    """One sink behind its own queue: `process(frame)` writes it. Its ledger: offered = written +
+    sum(dropped) (`sink_queue`: its lossy queue was full; `sink_failed`: the sink had failed)."""
+
+    def __init__(self, index: int, sink: Sink, cfg: SinkConfig | None, fanout: SinkFanout, errors: ErrorLog) -> None:
+        self.index, self.sink, self.cfg, self.fanout, self.errors = index, sink, cfg, fanout, errors
+        self.label = redact(sink.uri)
+        self.name = f"sink:{self.label}"
+        self.failed: str | None = None
+        self.offered = self.written = 0
+        self.dropped: collections.Counter = collections.Counter()
+        fanout.sinks.append(self)
+
+    def process(self, f: Frame) -> None:
+        if self.failed is None:
+            try:
+                self.sink.write(f)
+                self.fanout.done(self, f)
+                return
+            except Exception as e:
+                self.failed = f"{type(e).__name__}: {e}"
+                self.errors.add(f"sink {self.label} failed: {self.failed}")
+                log.error("sink %s failed, it gets no more frames: %s", self.label, self.failed)
+        self.fanout.done(self, f, "sink_failed")
+
+    def queue_dropped(self, f: Frame) -> None:
+        """Its lossy queue pushed `f` out: the frame is finished for this sink."""
+        self.fanout.done(self, f, "sink_queue")
+
+    def ledger(self) -> dict:
+        with self.fanout.lock:
+            return {"offered": self.offered, "written": self.written, "dropped": dict(sorted(self.dropped.items()))}
