@@ -196,12 +196,11 @@ class Bench:
         Process CPU time (`time.process_time`: every thread, so an engine's intra-op pool and
         the encoder's threads count), not wall time: what the stage costs the machine, which is
         what bounds a pipeline that keeps every core busy."""
+        from streamseg.cpu import CpuBudget
         from streamseg.frames import Frame
         from streamseg.overlay import Overlay
         from streamseg.sinks import StreamInfo, open_sink
         from streamseg.sources import open_source
-
-        from streamseg.cpu import CpuBudget
 
         # the pools as the pipeline sizes them, so a stage costs here what it costs there
         CpuBudget(self.cores).plan([m.task for m in models], opencv_threads=self.cfg.pipeline.cv_threads).apply()

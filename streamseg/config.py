@@ -63,16 +63,24 @@ class PipelineConfig(Section):
     batch: BatchConfig = BatchConfig()
     queue_depth: int = Field(8, ge=1, le=10_000, description="Per-stream and per-sink queue length (offline).")
     live_queue_depth: int = Field(
-        2, ge=1, le=10_000, description="Per-stream queue length for live/realtime sources: small keeps latency low."
+        1, ge=1, le=10_000, description="Per-stream queue length for live/realtime sources: small keeps latency low."
     )
-    cv_threads: int = Field(1, ge=0, le=256, description="OpenCV's own thread pool size (0 = OpenCV default).")
+    cv_threads: int = Field(1, ge=0, le=256, description="OpenCV's own thread pool size (0 = the CPU budget).")
+    cpu_cores: int = Field(
+        0, ge=0, le=4096, description="The CPU budget every thread pool is sized from (0 = the cores this process may use)."
+    )
+    engine_schedule: Literal["auto", "sequential", "concurrent"] = Field(
+        "auto",
+        description="How the engines of one batch share the cores: one after the other with every core each, side by "
+        "side on a share each, or auto: both timed at start-up and the faster kept (stated in the report).",
+    )
 
 
 class EngineConfig(Section):
     card: str = Field(description="Path to the model card (engines/*.yaml).")
     backend: BackendName = Field("auto", description="Inference runtime; auto picks the best one present.")
     precision: Precision = Field("fp32", description="Compute precision asked of the backend.")
-    threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 = number of CPU cores.")
+    threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 = from the pipeline's CPU budget.")
     hint: Literal["latency", "throughput"] = Field(
         "latency", description="OpenVINO performance hint: one request fast (latency) or many in parallel (throughput)."
     )

@@ -45,6 +45,7 @@ class CpuPlan:
     codec_threads: int  # x264 / decoder threads per stream
     blas_threads: int = 1  # numpy's BLAS (mask assembly's matmul): small products, a pool only spins
     why: str = ""
+    measured_ms: dict[str, float] = field(default_factory=dict)  # per batch, each schedule timed at start-up
 
     def apply(self) -> None:
         """Size the process-wide pools that have no per-object setting: OpenCV's and numpy's BLAS.
@@ -67,6 +68,7 @@ class CpuPlan:
             "codec_threads": self.codec_threads,
             "blas_threads": self.blas_threads,
             "why": self.why,
+            "measured_ms": dict(self.measured_ms),
         }
 
 
@@ -277,7 +279,7 @@ def plan_engines(
         if s != choice and m is not loaded[choice]:
             close(m)
     plan = plans[choice]
-    return CpuPlan(**{**plan.__dict__, "why": why}), loaded[choice], ms
+    return CpuPlan(**{**plan.__dict__, "why": why, "measured_ms": ms}), loaded[choice], ms
 
 
 __all__ = ["CpuBudget", "CpuPlan", "EngineRunner", "available_cores", "pick_schedule", "plan_engines", "time_schedules"]

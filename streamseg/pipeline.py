@@ -23,19 +23,24 @@ abort cut off count as dropped `aborted`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cv2
+import numpy as np
 
 from streamseg import report as reports
+from streamseg.backends import resolve_backend
 from streamseg.batching import Batcher
 from streamseg.config import Config, SinkConfig
+from streamseg.cpu import CpuBudget, CpuPlan, EngineRunner, plan_engines
 from streamseg.errors import UserError
 from streamseg.latency import LatencyRecorder
-from streamseg.models import SegModel, open_model
+from streamseg.models import SegModel
+from streamseg.models.configured import open_configured
 from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink
@@ -97,6 +102,10 @@ class Pipeline:
         self.overlay_stage: OverlayStage | None = None
         self.interrupted = False
         self.last_report: dict | None = None
+        self.cpu_plan: CpuPlan | None = None
+        self.engine_runner = EngineRunner("sequential")
+        self.thread_cpu_s: dict[str, float] = {}  # each stage thread's CPU time (thread_time)
+        self._cpu0 = 0.0
 
     # control -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -125,13 +134,15 @@ class Pipeline:
 
     # run ----------------------------------------------------------------------------
     def run(self) -> RunResult:
-        if self.cfg.pipeline.cv_threads:
-            cv2.setNumThreads(self.cfg.pipeline.cv_threads)
         with contextlib.ExitStack() as stack:
             self._open_sources(stack)
-            self.models = open_models(self.cfg, stack)
+            sizes = [s.source.size_wh for s in self.streams if s.source.size_wh]
+            self.models, self.cpu_plan = open_models(self.cfg, stack, sizes[0] if sizes else None)
+            stack.callback(self.engine_runner.close)
+            self.engine_runner.schedule = self.cpu_plan.schedule
             self._open_sinks(stack)
             start_metrics_server(self.cfg.metrics.prometheus, self, stack)
+            self._cpu0 = time.process_time()  # the run's CPU from here: start-up (loading, probing) apart
             threads = self._start_threads()
             try:
                 self._wait(threads)
@@ -205,7 +216,7 @@ class Pipeline:
         self.post_queue = self._queue(1 if live else 2, "block", "postprocess")
         self.overlay_queue = self._queue(1 if live else max(2, pc.batch.max_size * 2), "block", "overlay")
 
-        self.infer_stage = InferStage(self.cfg.engines, self.models, self.recorder, self.errors)
+        self.infer_stage = InferStage(self.cfg.engines, self.models, self.recorder, self.errors, self.engine_runner)
         cfg = self.cfg
         self.post_stage = PostprocessStage(self.models, cfg.tracking, cfg.smoothing, self.recorder, self.errors)
         overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
@@ -229,6 +240,7 @@ class Pipeline:
         """Run a stage; an unexpected exception aborts the whole pipeline instead of hanging it."""
 
         def run():
+            t0 = time.thread_time()
             try:
                 fn(*args)
             except Cancelled:
@@ -237,6 +249,8 @@ class Pipeline:
                 if self._fatal is None:
                     self._fatal = e
                 self._cancel_all()
+            finally:
+                self.thread_cpu_s[threading.current_thread().name] = time.thread_time() - t0
 
         return run
 
@@ -328,30 +342,59 @@ class Pipeline:
         return reports.build_report(self)
 
 
-def open_models(cfg: Config, stack: contextlib.ExitStack) -> dict[str, SegModel]:
-    """The configured engines, loaded (closed when `stack` is)."""
+def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tuple[dict[str, SegModel], CpuPlan]:
+    """The configured engines, loaded (closed when `stack` is), their threads sized from the CPU
+    budget for the schedule that measured faster here (`frame_wh`: the frames they will see)."""
+    tasks = [t for t in ("semantic", "instance") if getattr(cfg.engines, t) is not None]
+    confs = {t: getattr(cfg.engines, t) for t in tasks}
+    schedule = cfg.pipeline.engine_schedule
+    if schedule == "auto" and any(resolve_backend(c.backend, c.precision)[0] == "tensorrt" for c in confs.values()):
+        schedule = "sequential"  # a GPU's engines overlap on its streams; the CPU cores are not theirs
+
+    def open_set(threads: dict[str, int]) -> list[SegModel]:
+        opened: list[SegModel] = []
+        try:
+            for t in tasks:
+                model = open_configured(
+                    confs[t].model_copy(update={"threads": threads[t]}), task=t, cache_dir=cfg.engines.cache_dir
+                )
+                model.__enter__()
+                opened.append(model)
+        except BaseException:
+            close_set(opened)
+            raise
+        return opened
+
+    def close_set(ms: list[SegModel]) -> None:
+        for m in ms:
+            with contextlib.suppress(Exception):
+                m.__exit__(None, None, None)
+
+    def jobs(ms: list[SegModel]):
+        w, h = frame_wh or (640, 360)
+        grey = np.full((h, w, 3), 114, np.uint8)
+        return [functools.partial(m.infer, m.prepare([grey])[0]) for m in ms]
+
+    plan, opened, ms = plan_engines(
+        CpuBudget.for_process(cfg.pipeline.cpu_cores),
+        tasks,
+        open_set,
+        jobs,
+        schedule=schedule,
+        requested={t: c.threads for t, c in confs.items()},
+        opencv_threads=cfg.pipeline.cv_threads,
+        close=close_set,
+    )
     models = {}
-    for task in ("semantic", "instance"):
-        ec = getattr(cfg.engines, task)
-        if ec is None:
-            continue
-        model = open_model(
-            ec.card,
-            backend=ec.backend,
-            precision=ec.precision,
-            threads=ec.threads,
-            task=task,
-            conf_threshold=ec.conf_threshold,
-            iou_threshold=ec.iou_threshold,
-            max_detections=ec.max_detections,
-            cache_dir=cfg.engines.cache_dir,
-            hint=ec.hint,
-        )
-        stack.enter_context(model)
-        models[task] = model
+    for t, model in zip(tasks, opened, strict=True):
+        model.batches = model.frames = model.engine.calls = model.engine.frames = 0  # the probe's runs are not the run's
+        stack.callback(model.__exit__, None, None, None)
+        models[t] = model
         d = model.describe()
-        log.info("%s engine: %s on %s %s (%s)", task, d["card"], d["backend"], d["precision"], d["why"])
-    return models
+        log.info("%s engine: %s on %s %s (%s)", t, d["card"], d["backend"], d["precision"], d["why"])
+    if len(tasks) > 1:
+        log.info("engines run %s: %s", plan.schedule, plan.why)
+    return models, plan
 
 
 def start_metrics_server(addr: str | None, provider, stack: contextlib.ExitStack) -> None:

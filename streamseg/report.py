@@ -17,6 +17,25 @@ if TYPE_CHECKING:
     from streamseg.pipeline import Pipeline
 
 
+def cpu_per_frame(pipe: Pipeline) -> dict[str, float]:
+    """CPU ms per frame read, per stage thread (its own thread CPU time), and what the libraries'
+    own pools used beside them (engines' intra-op threads, the codecs): the process's CPU time
+    less the stage threads'. Next to the stages' latency, it says where the cores went."""
+    import time
+
+    n = max(1, pipe.recorder.frames_in)
+    names = {"inference": "preprocess+infer (calling thread)"}
+    out = {}
+    for thread, s in sorted(pipe.thread_cpu_s.items()):
+        out[names.get(thread, thread)] = round(s * 1000 / n, 3)
+    total = (time.process_time() - pipe._cpu0) * 1000 / n if pipe._cpu0 else 0.0
+    out["library pools (engines' intra-op threads, codecs)"] = round(
+        max(0.0, total - sum(out.values())), 3
+    )
+    out["total"] = round(total, 3)
+    return out
+
+
 def build_report(pipe: Pipeline) -> dict:
     engines = {task: m.describe() for task, m in pipe.models.items()}
     extra = {
@@ -52,6 +71,9 @@ def build_report(pipe: Pipeline) -> dict:
         "queues": {q.name: {"depth": q.maxsize, "policy": q.policy, "high_water": q.high_water} for q in pipe.queues},
         # each part's thread needs: its own threads, and those its libraries start
         "parts": {p.name: {"threads": p.threads, "pool_threads": p.pool_threads()} for p in pipe.parts},
+        # one CPU budget sized every pool; the engines' schedule as measured at start-up
+        "cpu": pipe.cpu_plan.describe() if pipe.cpu_plan else None,
+        "cpu_ms_per_frame": cpu_per_frame(pipe),
         "errors": list(pipe.errors.messages),
     }
     post = pipe.post_stage

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from collections.abc import Callable
 import cv2
 
 from streamseg.config import EnginesConfig, OverlayConfig, SinkConfig, SmoothingConfig, SourceConfig, TrackingConfig
+from streamseg.cpu import EngineRunner
 from streamseg.errors import UserError
 from streamseg.frames import Batch, EngineWork, Frame
 from streamseg.latency import LatencyRecorder
@@ -77,8 +79,8 @@ class ErrorLog:
 # sources -------------------------------------------------------------------------------------
 def paced(mode: str, source: Source) -> bool:
     """Is a stream in `mode` played at its own rate by us (a recording behaving as a camera)?
-    The one place that decides it."""
-    return mode == "realtime"
+    The one place that decides it: the source knows whether it brings its own rate."""
+    return source.paced_in(mode)
 
 
 class SourceStage(Stage):
@@ -177,16 +179,27 @@ class InferStage(Stage):
     name = "infer"
 
     def __init__(
-        self, cfg: EnginesConfig, models: dict[str, SegModel], recorder: LatencyRecorder, errors: ErrorLog
+        self,
+        cfg: EnginesConfig,
+        models: dict[str, SegModel],
+        recorder: LatencyRecorder,
+        errors: ErrorLog,
+        runner: EngineRunner | None = None,
     ) -> None:
         self.cfg = cfg
         self.models = list(models.items())
         self.recorder, self.errors = recorder, errors
         self.overlap = bool(self.models) and all(m.engine.overlaps for _, m in self.models)
         self._pending: Batch | None = None
+        # the engines of one batch one after the other, or side by side (streamseg.cpu decides)
+        self.runner = runner or EngineRunner("sequential")
+
+    @property
+    def threads(self) -> int:
+        return 1 + (len(self.models) - 1 if self.runner.schedule == "concurrent" else 0)
 
     def pool_threads(self) -> int:
-        return sum(getattr(self.cfg, task).threads for task, _ in self.models)
+        return sum(getattr(m.engine, "threads", 0) or 0 for _, m in self.models)
 
     @property
     def in_flight(self) -> bool:
@@ -214,8 +227,10 @@ class InferStage(Stage):
             t = time.perf_counter_ns()
             for f in batch.frames:
                 f.stamp("preprocess", t)
-            for (task, m), (x, transforms) in zip(self.models, prepared, strict=True):
-                batch.work.append(EngineWork(task, transforms, ticket=m.submit(x)))
+            jobs = [functools.partial(m.submit, x) for (_, m), (x, _) in zip(self.models, prepared, strict=True)]
+            tickets = self.runner.run(jobs)
+            for (task, _), (_, transforms), ticket in zip(self.models, prepared, tickets, strict=True):
+                batch.work.append(EngineWork(task, transforms, ticket=ticket))
         except Exception as e:
             for (_, m), w in zip(self.models, batch.work, strict=False):  # free what the other engines hold
                 with contextlib.suppress(Exception):

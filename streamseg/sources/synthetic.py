@@ -78,6 +78,13 @@ class SyntheticSource(Source):
         self._i = 0
         self._cache = _rendered(self.size_wh, self.fps, self.seed, min(self.loop, self.frame_count), self.scene)
 
+    def skip(self, n: int) -> int:
+        """Pass over the next `n` frames without rendering them (a paced run that fell behind);
+        returns how many there were."""
+        k = max(0, min(n, self.frame_count - self._i))
+        self._i += k
+        return k
+
     def read(self) -> SourceFrame | None:
         if self._i >= self.frame_count:
             return None
