@@ -25,11 +25,6 @@ def test_overloaded_realtime_run_renders_only_frames_it_processes(tiny, tmp_path
         counts["rendered"] += f is not None
         return f
 
-    def skip(self, n):  # pass over frames without rendering them
-        k = min(n, self.frame_count - self._i)
-        self._i += k
-        return k
-
     def counting_prepare(self, images):
         counts["prepared"] += len(images)
         return prepare(self, images)
@@ -39,7 +34,6 @@ def test_overloaded_realtime_run_renders_only_frames_it_processes(tiny, tmp_path
         return infer(self, feeds)
 
     monkeypatch.setattr(SyntheticSource, "read", counting_read)
-    monkeypatch.setattr(SyntheticSource, "skip", skip, raising=False)
     monkeypatch.setattr(SegModel, "prepare", counting_prepare)
     monkeypatch.setattr(OnnxRuntimeEngine, "infer_impl", slow_infer)
     cfg = config(

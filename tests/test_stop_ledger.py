@@ -97,12 +97,7 @@ def test_stops_of_pulled_streams_balance_the_ledger(tiny, tmp_path, monkeypatch)
     """The same for a paced source that skips frames unrendered (pulled by the engines)."""
     from streamseg.sources.synthetic import SyntheticSource
 
-    def skip(self, n):
-        k = min(n, self.frame_count - self._i)
-        self._i += k
-        return k
-
-    monkeypatch.setattr(SyntheticSource, "skip", skip, raising=False)
+    assert hasattr(SyntheticSource, "skip")  # the product's own skip, not a test's
     rng = random.Random(99)
     for i in range(8):
         cfg = config(

@@ -9,7 +9,7 @@ from streamseg.sources.file import FileSource
 from streamseg.sources.gst import GstSource
 from streamseg.sources.images import ImagesSource
 from streamseg.sources.synthetic import SyntheticSource
-from tests.conftest import ROOT, run_streamseg
+from tests.conftest import run_streamseg
 
 SOURCES = {
     "synthetic": lambda: SyntheticSource("synthetic://driving", fps=15),
@@ -38,13 +38,6 @@ def test_which_sources_the_pipeline_paces(source, mode, paced):
     assert src.paced_in(mode) is paced
 
 
-# wired once the pipeline (wherever its source loop lives) asks the source
-WIRED = any(
-    "paced_in(" in p.read_text() for p in (ROOT / "streamseg").rglob("*.py") if p != ROOT / "streamseg/sources/base.py"
-)
-
-
-@pytest.mark.xfail(not WIRED, reason="pipeline.py _source_loop: pace = s.source.paced_in(s.mode)", strict=False)
 def test_live_mode_on_the_synthetic_scene_comes_at_its_rate(tiny, tmp_path):
     fps, n = 15, 30  # two seconds of footage
     cfg = tmp_path / "c.yaml"
