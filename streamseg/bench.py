@@ -230,7 +230,10 @@ class Bench:
             results = [m.decode(o, tr)[0] for o, (_, tr) in zip(outputs, prepared, strict=True)]
             costs[f"postprocess.{m.task}"] = per_frame(t0)
             for f, r in zip(frames, results, strict=True):
-                setattr(f, "semantic" if m.task == "semantic" else "instances", r)
+                if m.task == "semantic":
+                    f.semantic = r
+                else:
+                    f.instances = r
         overlay = Overlay(self.cfg.overlay)
         overlay.draw(frames[0])
         t0 = cpu()
@@ -301,7 +304,10 @@ class Bench:
                     f = Frame("s0", count, sf.pts, sf.image_bgr, time.perf_counter_ns())
                     for m in models:
                         (res,) = m.run([sf.image_bgr])
-                        setattr(f, "semantic" if m.task == "semantic" else "instances", res)
+                        if m.task == "semantic":
+                            f.semantic = res
+                        else:
+                            f.instances = res
                     f.overlay_bgr = overlay.draw(f)
                     sink.write(f)
                     count += 1

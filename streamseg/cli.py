@@ -166,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"streamseg: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("streamseg: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
 
 
 def cmd_fleet(args) -> int:
@@ -270,7 +270,7 @@ def run_config(cfg) -> int:
     def on_signal(signum, _frame):
         signals.append(signum)
         if pipe.interrupted:
-            raise KeyboardInterrupt  # a second signal: stop waiting for the drain
+            raise _SecondSignal(signum)  # a second signal: stop waiting for the drain
         log.warning("%s: stopping, finishing frames in flight", signal.Signals(signum).name)
         pipe.stop()
 
@@ -290,10 +290,15 @@ def run_config(cfg) -> int:
     if cfg.metrics.plot:
         from streamseg.plots import latency_plot
 
-        latency_plot(
-            pipe.recorder.series(), cfg.metrics.plot, title=f"{report['frames']['out']} frames, {report['fps']:.1f} fps"
-        )
-        print(f"latency plot: {cfg.metrics.plot}")
+        try:
+            latency_plot(
+                pipe.recorder.series(),
+                cfg.metrics.plot,
+                title=f"{report['frames']['out']} frames, {report['fps']:.1f} fps",
+            )
+            print(f"latency plot: {cfg.metrics.plot}")
+        except OSError as e:
+            print(f"streamseg: error: cannot write the plot {cfg.metrics.plot}: {e.strerror or e}", file=sys.stderr)
     if cfg.metrics.summary:
         print(format_summary(report))
         if report_path is not None and saved:
@@ -307,6 +312,14 @@ def run_config(cfg) -> int:
         print("streamseg: error: no frame came out; see the errors above", file=sys.stderr)
         return 1
     return 0
+
+
+class _SecondSignal(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM during the drain: the run aborts; the exit code names the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _save_report(path: Path, report: dict) -> bool:
@@ -379,7 +392,7 @@ def cmd_models(args) -> int:
     if args.models_command == "card":
         from streamseg.models.cardgen import make_card
 
-        if args.out and Path(args.out).exists() and not args.force:
+        if args.out and (Path(args.out).exists() or Path(args.out).is_symlink()) and not args.force:
             raise UserError(f"{args.out} exists; --force overwrites it")
         text = make_card(args.model, args.out)
         if not args.out:

@@ -37,8 +37,9 @@ from streamseg.models import SegModel
 from streamseg.overlay import Overlay
 from streamseg.queues import BoundedQueue
 from streamseg.sinks import Sink
-from streamseg.sources import Source, redact
+from streamseg.sources import Source
 from streamseg.tracking import SemanticSmoother, Tracker
+from streamseg.uris import redact
 
 log = logging.getLogger("streamseg")
 

@@ -24,7 +24,8 @@ Factory = Callable[[str, str, dict[str, str], Any], T]
 _SECRET_PARAMS = re.compile(r"(?i)([?&](?:token|password|passwd|pass|secret|key|api_key|access_token)=)[^&#]*")
 
 
-_EMBEDDED_CREDS = re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/@!]+):[^\s@!]*@", re.I)
+# userinfo runs to the last @ of the URI (a password may hold @), which ends at a space, ! or quote
+_EMBEDDED_CREDS = re.compile(r"""([a-z][a-z0-9+.-]*://[^\s:/@!"']+):[^\s!"']*@(?=[^\s@!"']*(?:[\s!"']|$))""", re.I)
 _SECRET_PROPS = re.compile(
     r"""(?i)(\b(?:user-pw|password|passwd|proxy-pw|token|secret|key)\s*=\s*)("[^"]*"|'[^']*'|[^\s!"'&#]+)"""
 )

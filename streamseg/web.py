@@ -258,14 +258,14 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
 
     def service_actions(self) -> None:
         now = time.monotonic()
-        with self._lock:
+        with self._lock:  # checked and cut under the lock: a request that arrives meanwhile is not cut
             late = [s for s, deadline in self._open.items() if deadline is not None and deadline < now]
             self._cut.update(late)
-        for s in late:  # wakes the handler's blocked read: it sees end of stream and ends
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            for s in late:  # wakes the handler's blocked read: it sees end of stream and ends
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         keep = []
         for s, close_at in self._refused:
             eof = _drain(s)

@@ -93,6 +93,10 @@ def test_redact_hides_passwords_and_tokens(uri, shown):
             'gst://souphttpsrc location="https://cam/live?token=hunter2" ! decodebin ! appsink',
             'gst://souphttpsrc location="https://cam/live?token=***" ! decodebin ! appsink',
         ),
+        (
+            "gst://rtspsrc location=rtsp://u:p@ss@cam/x ! decodebin ! appsink",  # an @ in the password
+            "gst://rtspsrc location=rtsp://u:***@cam/x ! decodebin ! appsink",
+        ),
         ("gst://videotestsrc ! appsink", "gst://videotestsrc ! appsink"),
     ],
 )

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from streamseg.errors import SinkError
 from streamseg.frames import Frame
 from streamseg.sinks.base import Sink, StreamInfo
-from streamseg.sources import redact
+from streamseg.uris import redact
 from streamseg.web import DEFAULT_MAX_CLIENTS, DEFAULT_READ_TIMEOUT_S, Frames, StatsProvider, WebServer
 
 log = logging.getLogger("streamseg")

@@ -66,7 +66,7 @@ class Source:
         return mode in ("live", "realtime") and not self.live
 
     def describe(self) -> dict:
-        from streamseg.sources import redact
+        from streamseg.uris import redact
 
         return {
             "uri": redact(self.uri),

@@ -456,8 +456,12 @@ def rtsp_source(uri: str, transport: str = "tcp", latency_ms: int = 100, policy:
     rtspt:// is RTSP over TCP only."""
     first = {"auto": "tcp", "tcp": "tcp", "udp": "udp"}.get(transport)
     if first is None:
-        raise SourceError(f"{uri}: transport must be tcp or udp")
-    transports = ["tcp"] if uri.lower().startswith("rtspt://") else [first, "udp" if first == "tcp" else "tcp"]
+        raise SourceError(f"{uri}: transport must be tcp, udp or auto (tcp first), not {transport!r}")
+    if uri.lower().startswith("rtspt://"):
+        if first == "udp":
+            raise SourceError(f"{uri}: rtspt:// is RTSP over TCP; transport: udp contradicts it (use rtsp://)")
+        return RtspSource(uri, ["tcp"], latency_ms, policy)
+    transports = [first, "udp" if first == "tcp" else "tcp"]
     return RtspSource(uri, transports, latency_ms, policy)
 
 

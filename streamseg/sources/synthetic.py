@@ -28,7 +28,7 @@ def _rendered(size_wh, fps, seed, n: int, scene) -> list[tuple]:
     key = (tuple(size_wh), fps, seed, n)
     if key not in _last_rendered:
         _last_rendered.clear()
-        _last_rendered[key] = [scene.render(i) for i in range(n)]
+        _last_rendered[key] = [(*scene.render(i), scene.full_areas()) for i in range(n)]
     return _last_rendered[key]
 
 
@@ -69,6 +69,8 @@ class SyntheticSource(Source):
             raise SourceError(f"{uri}: size must be 16..8192 per side, fps > 0, frames >= 1")
         if not 0 <= loop <= 1000:
             raise SourceError(f"{uri}: loop is 0 (render every frame) or 1..1000 frames rendered once and replayed")
+        if min(loop, frames) * w * h * 8 > 2 << 30:  # image 3 + labels 1 + instance ids 4 bytes a pixel
+            raise SourceError(f"{uri}: loop={loop} at {w}x{h} would hold over 2 GiB of frames; replay fewer")
         return cls(uri, (w, h), fps, seed, frames, loop)
 
     def open(self) -> None:
@@ -91,9 +93,9 @@ class SyntheticSource(Source):
         from streamseg.synth.scene import LABELS
 
         if self._cache:
-            img, label, inst = self._cache[self._i % len(self._cache)]
+            img, label, inst, areas = self._cache[self._i % len(self._cache)]
             img = img.copy()  # downstream stages may draw on it
-            truth = GroundTruth(label, inst, LABELS, None)
+            truth = GroundTruth(label, inst, LABELS, areas)
         else:
             img, label, inst = self.scene.render(self._i)
             truth = GroundTruth(label, inst, LABELS, self.scene.full_areas())

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from streamseg import gst
+from streamseg.errors import SourceError
 from tests.conftest import ROOT, free_port, run_streamseg
 
 pytestmark = pytest.mark.skipif(not gst.available(), reason="GStreamer/PyGObject not installed")
@@ -82,4 +83,6 @@ def test_transport_order():
 
     assert rtsp_source("rtsp://h/x").transports == ["tcp", "udp"]
     assert rtsp_source("rtsp://h/x", "udp").transports == ["udp", "tcp"]
-    assert rtsp_source("rtspt://h/x", "udp").transports == ["tcp"]  # rtspt:// is TCP by definition
+    assert rtsp_source("rtspt://h/x").transports == ["tcp"]  # rtspt:// is TCP by definition
+    with pytest.raises(SourceError, match="rtspt:// is RTSP over TCP"):
+        rtsp_source("rtspt://h/x", "udp")  # a contradiction is said, not ignored
