@@ -97,8 +97,8 @@ class _FakeModel:
 
     def run(self):
         # a model that gains only sqrt(threads) from more threads, as small models do: two side
-        # by side on a thread each (10 ms) beat two one after the other on two threads (2 x 7 ms)
-        time.sleep(0.010 / self.threads**0.5)
+        # by side on a thread each (50 ms) beat two one after the other on two threads (2 x 35 ms)
+        time.sleep(0.05 / self.threads**0.5)
 
 
 def test_plan_engines_measures_both_schedules_keeps_the_faster_and_closes_the_other():
