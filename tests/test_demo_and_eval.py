@@ -30,19 +30,24 @@ def test_bundled_models_are_small_and_dynamic_batch():
 
 
 def test_short_demo_run(tmp_path):
+    """The demo runs as a camera would: paced at the source's rate (10 frames/s), a frame the
+    machine cannot take in time dropped and counted, every frame out in every output."""
     r = streamseg("demo", "--max-frames", 24, "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out"
     rep = json.loads((out / "demo-latency.json").read_text())
-    assert rep["frames"]["in"] == rep["frames"]["out"] == 24 and rep["frames"]["dropped"] == {}
-    assert len((out / "demo.jsonl").read_text().splitlines()) == 24
+    fr = rep["frames"]
+    assert fr["in"] == 24 and fr["in"] == fr["out"] + sum(fr["dropped"].values())
+    assert fr["out"] >= 12, fr  # a loaded 2-core machine keeps up with most of 10 frames/s
+    assert rep["mode"] == "realtime" and rep["sources"]["synthetic"]["mode"] == "realtime"
+    assert len((out / "demo.jsonl").read_text().splitlines()) == fr["out"]
     cap = cv2.VideoCapture(str(out / "demo.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == fr["out"]
     png = cv2.imread(str(out / "demo-latency.png"))
     assert png is not None and png.shape[0] > 200
     lines = [json.loads(x) for x in (out / "demo.jsonl").read_text().splitlines()]
     assert np.mean([x["groups"]["road"] for x in lines]) > 0.15
-    assert sum(len(x["instances"]) for x in lines) > 24
+    assert sum(len(x["instances"]) for x in lines) > len(lines)
 
 
 def test_bundled_models_quality_on_held_out_seeds(tmp_path):
