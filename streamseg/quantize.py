@@ -192,7 +192,8 @@ def build_int8(
         q_name, quantize = quantizer, QUANTIZERS[quantizer]
     else:
         q_name, quantize = getattr(quantizer, "__name__", "custom"), quantizer
-    ref = open_model(card_path, backend=backend, precision="fp32", threads=threads)
+    # the quantizer works on the model itself, fed by the numpy preprocessing (its calibration frames)
+    ref = open_model(card_path, backend=backend, precision="fp32", threads=threads, fuse=False)
     images = read_frames(calib_uri, 2 * frames)
     calib_imgs, gate_imgs = images[0::2], images[1::2] or images[:1]
     with ref:
