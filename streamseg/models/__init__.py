@@ -42,7 +42,7 @@ class SegModel:
         *,
         backend_reason: str = "",
         thresholds: dict | None = None,
-        fused_decoder=None,
+        fused_host=None,
         workdir: Path | None = None,
     ) -> None:
         self.card = card
@@ -50,8 +50,8 @@ class SegModel:
         self.engine = engine
         self.backend_reason = backend_reason
         self.decoder = None
-        self.fused = fused_decoder is not None  # the engine runs the fused graph (models/fuse.py)
-        self._fused_decoder = fused_decoder
+        self.fused = fused_host is not None  # the engine runs the fused graph (models/fuse.py)
+        self._fused = fused_host
         self._workdir = workdir  # where the fused graph was written; removed on exit
         self.preprocess = Preprocessor.for_input(card.input)
         self.batches = 0
@@ -84,7 +84,7 @@ class SegModel:
             if _fuse.FRAMES not in eng.inputs:
                 raise ModelError(f"{card.name}: the fused engine has no input {_fuse.FRAMES!r} (it has {sorted(eng.inputs)})")
             self.input_name, self.input_dtype = _fuse.FRAMES, np.dtype(np.uint8)
-            self.decoder = self._fused_decoder
+            self.decoder = self._fused
             return
         name = check_input(card, eng.inputs)
         self.input_name = name
@@ -104,7 +104,7 @@ class SegModel:
         """The engine's input for a batch, and how each frame maps to the model input.
         Fused: the frames themselves (stacked) and the resize tables, no pixel work."""
         if self.fused:
-            return _fuse.frames_batch(images_bgr, self.card.input.size_wh, self.card.input.resize)
+            return self._fused.prepare(images_bgr)
         x, transforms = self.preprocess(images_bgr)
         if x.dtype != self.input_dtype:
             x = x.astype(self.input_dtype)
@@ -149,6 +149,7 @@ class SegModel:
         return {
             **self.engine.describe(),
             "fused": self.fused,
+            "resize_in_graph": self._fused.resize_in_graph if self.fused else None,
             "card": self.card.name,
             "why": self.backend_reason,
             "batch_mean": round(self.frames / self.batches, 3) if self.batches else 0.0,
@@ -187,11 +188,13 @@ def open_model(
     engine_options: dict | None = None,
     hint: str | None = None,
     fuse: bool | None = None,
+    resize_in_graph: bool | None = None,
 ) -> SegModel:
     """Load a card and make its (unloaded) model; enter it to load the engine.
     `engine_options` go to the backend's engine as they are (e.g. TensorRT's max_batch, calibration).
     `fuse`: run the fused graph (pre- and postprocessing inside the engine); None = the measured
-    default for the backend (models/fuse.py FUSE_DEFAULT)."""
+    default for the backend (models/fuse.py FUSE_DEFAULT). `resize_in_graph`: whether that graph
+    resizes the frames itself (None: models/fuse.py RESIZE_IN_GRAPH for the backend)."""
     card = load_card(card_path)
     if task is not None and card.task != task:
         raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
@@ -203,12 +206,14 @@ def open_model(
     if fuse is None:
         fuse = _fuse.FUSE_DEFAULT.get(name, False)
     if fuse:
-        return _open_fused(card, name, why, precision, threads, cache_dir, options, thresholds)
+        if resize_in_graph is None:
+            resize_in_graph = _fuse.RESIZE_IN_GRAPH.get(name, True)
+        return _open_fused(card, name, why, precision, threads, cache_dir, options, thresholds, resize_in_graph)
     engine = create_engine(name, card.model_path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
     return SegModel(card, engine, backend_reason=why, thresholds=thresholds)
 
 
-def _open_fused(card, name, why, precision, threads, cache_dir, options, thresholds) -> SegModel:
+def _open_fused(card, name, why, precision, threads, cache_dir, options, thresholds, resize_in_graph) -> SegModel:
     """Build the card's fused graph (from the gated INT8 model for int8) and an engine on it."""
     import onnx
 
@@ -231,12 +236,16 @@ def _open_fused(card, name, why, precision, threads, cache_dir, options, thresho
         if not hasattr(decoder, "set_thresholds"):
             raise ModelError(f"{card.name}: thresholds apply to instance models only")
         decoder.set_thresholds(**given)
-    fused = _fuse.build_fused(card, core, decoder)
+    fused = _fuse.build_fused(card, core, decoder, resize_in_graph=resize_in_graph)
     workdir = Path(tempfile.mkdtemp(prefix="streamseg-fused-"))
     path = fused.save(workdir / f"{card.name}.fused.onnx")
     engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
     return SegModel(
-        card, engine, backend_reason=why, fused_decoder=_fuse.host_decoder(card, decoder), workdir=workdir
+        card,
+        engine,
+        backend_reason=why,
+        fused_host=_fuse.FusedHost(card, decoder, resize_in_graph),
+        workdir=workdir,
     )
 
 

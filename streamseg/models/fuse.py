@@ -39,7 +39,7 @@ from streamseg.backends.base import TensorSpec
 from streamseg.errors import ModelError
 from streamseg.frames import Instances, SemanticResult
 from streamseg.models.card import ModelCard
-from streamseg.models.preprocess import RESIZE_ROWS, ResizeTransform, resize_tables
+from streamseg.models.preprocess import RESIZE_ROWS, Preprocessor, ResizeTransform, resize_tables
 
 FRAMES = "frames"
 RESIZE_X, RESIZE_Y = "resize_x", "resize_y"
@@ -113,16 +113,21 @@ class FusedModel:
     model: onnx.ModelProto
     task: str
     outputs: tuple[str, ...]
+    resize_in_graph: bool = True
 
     def save(self, path: str | Path) -> Path:
         onnx.save(self.model, str(path))
         return Path(path)
 
 
-def build_fused(card: ModelCard, core_path: str | Path, decoder) -> FusedModel:
+def build_fused(card: ModelCard, core_path: str | Path, decoder, *, resize_in_graph: bool = True) -> FusedModel:
     """The card's model at `core_path` (fp32, or the gated INT8 QDQ copy) with its preprocessing
     and postprocessing around it. `decoder` is the card's numpy decoder, already given its
-    thresholds: the graph reads labels, class filter and thresholds from it."""
+    thresholds: the graph reads labels, class filter and thresholds from it.
+
+    resize_in_graph: the graph takes frames at capture size and resizes them itself (the GPU
+    graph); False: it takes frames OpenCV already resized/letterboxed to the input size, uint8
+    BGR (measured faster on CPU backends, whose integer kernels are slow)."""
     model = onnx.load(str(core_path))
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < 12:
@@ -139,7 +144,7 @@ def build_fused(card: ModelCard, core_path: str | Path, decoder) -> FusedModel:
     batch = in_vi.type.tensor_type.shape.dim[0]
     fixed_batch = batch.dim_value if batch.HasField("dim_value") and batch.dim_value > 0 else None
 
-    _preprocess(b, card, in_name, in_type)
+    _preprocess(b, card, in_name, in_type, resize_in_graph)
     if card.task == "semantic":
         out_vis = _semantic_post(b, card, decoder, outs)
         task_outputs = ("label_map",)
@@ -157,78 +162,82 @@ def build_fused(card: ModelCard, core_path: str | Path, decoder) -> FusedModel:
     del g.input[:]
     n = fixed_batch if fixed_batch is not None else "batch"
     dw, dh = card.input.size_wh
-    g.input.extend(
-        [
+    if resize_in_graph:
+        frame_inputs = [
             helper.make_tensor_value_info(FRAMES, TensorProto.UINT8, [n, "height", "width", 3]),
             helper.make_tensor_value_info(RESIZE_X, TensorProto.INT32, [n, RESIZE_ROWS, dw]),
             helper.make_tensor_value_info(RESIZE_Y, TensorProto.INT32, [n, RESIZE_ROWS, dh]),
-            *kept,
         ]
-    )
+    else:
+        frame_inputs = [helper.make_tensor_value_info(FRAMES, TensorProto.UINT8, [n, dh, dw, 3])]
+    g.input.extend([*frame_inputs, *kept])
     del g.output[:]
     g.output.extend(out_vis(n))
     # intermediate shape annotations of the old outputs may now be wrong for no one: drop them
     del g.value_info[:]
     model.doc_string = f"streamseg fused graph for card {card.name}: uint8 BGR frames in, {', '.join(task_outputs)} out"
     onnx.checker.check_model(model)
-    return FusedModel(model, card.task, task_outputs)
+    return FusedModel(model, card.task, task_outputs, resize_in_graph)
 
 
-def _preprocess(b: _Builder, card: ModelCard, in_name: str, in_type: int) -> None:
-    """frames uint8 NHWC BGR + resize tables -> the model's input tensor, named as the model's input.
+def _preprocess(b: _Builder, card: ModelCard, in_name: str, in_type: int, resize_in_graph: bool) -> None:
+    """frames uint8 NHWC BGR (+ resize tables) -> the model's input tensor, named as the model's input.
 
     The resize is cv2's own fixed-point arithmetic, from the tables `resize_tables` makes on the
     host for each capture size: two Gathers per axis and int32 multiplies, so the fused graph feeds
-    the model the very pixels `Preprocessor` does (bit for bit, checked in the tests)."""
+    the model the very pixels `Preprocessor` does (bit for bit where OpenCV downscales, checked in
+    the tests). Letterbox padding: columns/rows outside the content have zero weights, and the
+    pad grey is added after the cast."""
     spec = card.input
-    pad = spec.pad_value
+    if resize_in_graph:
 
-    def row(table: str, i: int, shape: list[int]) -> str:
-        first = b.op("Gather", [table, b.const(0, np.int64)], axis=0)  # the batch shares one size
-        return b.op("Reshape", [b.op("Gather", [first, b.const(i, np.int64)], axis=0), b.const(shape, np.int64)])
+        def row(table: str, i: int, shape: list[int]) -> str:
+            first = b.op("Gather", [table, b.const(0, np.int64)], axis=0)  # the batch shares one size
+            return b.op("Reshape", [b.op("Gather", [first, b.const(i, np.int64)], axis=0), b.const(shape, np.int64)])
 
-    f = b.op("Cast", [FRAMES], to=TensorProto.INT32)  # N, H, W, 3
-    x0, x1 = (b.op("Reshape", [row(RESIZE_X, i, [-1]), b.const([-1], np.int64)]) for i in (0, 1))
-    a0, a1 = (row(RESIZE_X, i, [1, 1, -1, 1]) for i in (2, 3))
-    h = b.op(
-        "Add",
-        [
-            b.op("Mul", [b.op("Gather", [f, x0], axis=2), a0]),
-            b.op("Mul", [b.op("Gather", [f, x1], axis=2), a1]),
-        ],
-    )
-    h = b.op("Div", [h, b.const(16, np.int32)])  # N, H, dw, 3 (values >= 0: Div is >> 4)
-    y0, y1 = (row(RESIZE_Y, i, [-1]) for i in (0, 1))
-    b0, b1 = (row(RESIZE_Y, i, [1, -1, 1, 1]) for i in (2, 3))
-    k = b.const(65536, np.int32)
-    v = b.op(
-        "Add",
-        [
-            b.op("Div", [b.op("Mul", [b.op("Gather", [h, y0], axis=1), b0]), k]),
-            b.op("Div", [b.op("Mul", [b.op("Gather", [h, y1], axis=1), b1]), k]),
-        ],
-    )
-    v = b.op("Div", [b.op("Add", [v, b.const(2, np.int32)]), b.const(4, np.int32)])  # N, dh, dw, 3
-    zero = b.const(0, np.int32)
-    inside = b.op(
-        "And",
-        [
-            b.op("Greater", [row(RESIZE_Y, 4, [1, -1, 1, 1]), zero]),
-            b.op("Greater", [row(RESIZE_X, 4, [1, 1, -1, 1]), zero]),
-        ],
-    )
-    v = b.op("Where", [inside, v, b.const(pad, np.int32)])
+        f = b.op("Cast", [FRAMES], to=TensorProto.INT32)  # N, H, W, 3
+        x0, x1 = (row(RESIZE_X, i, [-1]) for i in (0, 1))
+        a0, a1 = (row(RESIZE_X, i, [1, 1, -1, 1]) for i in (2, 3))
+        h = b.op(
+            "Add",
+            [
+                b.op("Mul", [b.op("Gather", [f, x0], axis=2), a0]),
+                b.op("Mul", [b.op("Gather", [f, x1], axis=2), a1]),
+            ],
+        )
+        h = b.op("Div", [h, b.const(16, np.int32)])  # N, H, dw, 3 (values >= 0: Div is >> 4)
+        y0, y1 = (row(RESIZE_Y, i, [-1]) for i in (0, 1))
+        b0, b1 = (row(RESIZE_Y, i, [1, -1, 1, 1]) for i in (2, 3))
+        k = b.const(65536, np.int32)
+        v = b.op(
+            "Add",
+            [
+                b.op("Div", [b.op("Mul", [b.op("Gather", [h, y0], axis=1), b0]), k]),
+                b.op("Div", [b.op("Mul", [b.op("Gather", [h, y1], axis=1), b1]), k]),
+            ],
+        )
+        v = b.op("Div", [b.op("Add", [v, b.const(2, np.int32)]), b.const(4, np.int32)])  # N, dh, dw, 3
+        v = b.op("Transpose", [v], perm=[0, 3, 1, 2])  # N, 3, dh, dw
+        x = b.op("Cast", [v], to=TensorProto.FLOAT)
+        if spec.resize == "letterbox":  # outside the content v is 0: add the pad grey there
+            inside = b.op(
+                "Mul",
+                [row(RESIZE_Y, 4, [1, 1, -1, 1]), row(RESIZE_X, 4, [1, 1, 1, -1])],
+            )  # 1, 1, dh, dw: 1 inside
+            outside = b.op("Cast", [b.op("Sub", [b.const(1, np.int32), inside])], to=TensorProto.FLOAT)
+            x = b.op("Add", [x, b.op("Mul", [outside, b.const(float(spec.pad_value), np.float32)])])
+    else:
+        x = b.op("Cast", [b.op("Transpose", [FRAMES], perm=[0, 3, 1, 2])], to=TensorProto.FLOAT)
     if spec.color == "rgb":
-        v = b.op("Gather", [v, b.const([2, 1, 0], np.int64)], axis=3)
-    x = b.op("Cast", [v], to=TensorProto.FLOAT)
+        x = b.op("Gather", [x, b.const([2, 1, 0], np.int64)], axis=1)
     std = np.asarray(spec.std, np.float32)
-    mul = (spec.scale / std).astype(np.float32)
-    add = (-np.asarray(spec.mean, np.float32) / std).astype(np.float32)
-    x = b.op("Mul", [x, b.const(mul)])  # per channel, on the last axis
+    mul = (spec.scale / std).astype(np.float32).reshape(1, 3, 1, 1)
+    add = (-np.asarray(spec.mean, np.float32) / std).astype(np.float32).reshape(1, 3, 1, 1)
+    x = b.op("Mul", [x, b.const(mul)])
     if np.any(add != 0):
         x = b.op("Add", [x, b.const(add)])
-    if spec.layout == "NCHW":
-        x = b.op("Transpose", [x], perm=[0, 3, 1, 2])
+    if spec.layout == "NHWC":
+        x = b.op("Transpose", [x], perm=[0, 2, 3, 1])
     b.nodes.append(helper.make_node("Cast", [x], [in_name], name=b.name("Cast"), to=in_type))
     b.pre_count = len(b.nodes)
 
@@ -373,6 +382,9 @@ def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec
 # which backends run fused by default: measured (benchmarks/fused.py, results under
 # benchmarks/results/); TensorRT: the point of fusing, though never yet measured on a GPU
 FUSE_DEFAULT = {"onnxruntime": True, "openvino": True, "tensorrt": False}
+# where the fused graph's resize runs, per backend: in the graph on the GPU; with OpenCV before the
+# graph on the CPU backends (their int32 kernels made the in-graph resize slower: benchmarks/fused.py)
+RESIZE_IN_GRAPH = {"onnxruntime": False, "openvino": False, "tensorrt": True}
 
 
 # host side ---------------------------------------------------------------------------------
@@ -523,7 +535,28 @@ def host_decoder(card: ModelCard, decoder):
     return FusedSemanticDecoder(decoder) if card.task == "semantic" else FusedYoloDecoder(decoder)
 
 
-__all__ = ["FRAMES", "FrameGroups", "FusedModel", "build_fused", "core_specs", "frames_batch", "host_decoder"]
+class FusedHost:
+    """What stays on the host around a fused graph: stacking (or, for a graph without the resize,
+    OpenCV-resizing) the frames, and the cheap per-instance decoding."""
+
+    def __init__(self, card: ModelCard, decoder, resize_in_graph: bool) -> None:
+        self.card = card
+        self.resize_in_graph = resize_in_graph
+        self.decoder = host_decoder(card, decoder)
+        self.output_names = self.decoder.output_names
+        self._pre = None if resize_in_graph else Preprocessor.for_input(card.input)
+
+    def prepare(self, images_bgr: list[np.ndarray]):
+        if self.resize_in_graph:
+            return frames_batch(images_bgr, self.card.input.size_wh, self.card.input.resize)
+        buf, transforms = self._pre.fit(images_bgr)
+        return {FRAMES: buf}, transforms
+
+    def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]):
+        return self.decoder.decode(outputs, transforms)
+
+
+__all__ = ["FRAMES", "FrameGroups", "FusedHost", "FusedModel", "build_fused", "core_specs", "frames_batch", "host_decoder"]
 
 
 def compare_results(task: str, ref: list, new: list, mask_iou: float = 0.99) -> dict:

@@ -128,15 +128,21 @@ class Preprocessor:
             pad_value=spec.pad_value,
         )
 
-    def __call__(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
+    def fit(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
+        """The frames resized/letterboxed into the input size: uint8 N x h x w x 3, still BGR."""
         w, h = self.size_wh
-        n = len(images_bgr)
-        buf = np.empty((n, h, w, 3), np.uint8)
+        buf = np.empty((len(images_bgr), h, w, 3), np.uint8)
         transforms = []
         for i, img in enumerate(images_bgr):
             t = ResizeTransform.fit((img.shape[1], img.shape[0]), (w, h), self.resize)
             t.apply(img, self.pad_value, out=buf[i])
             transforms.append(t)
+        return buf, transforms
+
+    def __call__(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
+        w, h = self.size_wh
+        n = len(images_bgr)
+        buf, transforms = self.fit(images_bgr)
         if self.color == "rgb":
             buf = buf[..., ::-1]
         if self.layout == "NCHW":

@@ -72,7 +72,7 @@ def test_fused_preprocessing_is_bit_exact_with_opencv(tmp_path, dst, resize, src
 def test_a_batch_of_mixed_sizes_runs_one_group_per_size(tiny):
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in ((128, 96), (100, 75), (128, 96))]
-    with open_model(str(tiny / "red.yaml"), backend="onnxruntime", threads=1, fuse=True) as fused:
+    with open_model(str(tiny / "red.yaml"), backend="onnxruntime", threads=1, fuse=True, resize_in_graph=True) as fused:
         assert fused.fused
         together = fused.run(images)
         alone = [fused.run([im])[0] for im in images]
@@ -80,8 +80,9 @@ def test_a_batch_of_mixed_sizes_runs_one_group_per_size(tiny):
         np.testing.assert_array_equal(a.label_map, b.label_map)
 
 
+@pytest.mark.parametrize("in_graph", [True, False])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_fused_yolo_seg_matches_numpy_nms_filter_and_masks(tmp_path, backend):
+def test_fused_yolo_seg_matches_numpy_nms_filter_and_masks(tmp_path, backend, in_graph):
     """Class-aware NMS, the score threshold, the class filter (ungrouped classes dropped) and
     max_detections, on a model whose outputs are known (tests/models_factory.yolo_case)."""
     det, protos = mf.yolo_case()
@@ -95,7 +96,10 @@ def test_fused_yolo_seg_matches_numpy_nms_filter_and_masks(tmp_path, backend):
     for max_det in (None, 1):
         with (
             open_model(str(tmp_path / "y.yaml"), backend=backend, threads=1, fuse=False, max_detections=max_det) as a,
-            open_model(str(tmp_path / "y.yaml"), backend=backend, threads=1, fuse=True, max_detections=max_det) as b,
+            open_model(
+                str(tmp_path / "y.yaml"), backend=backend, threads=1, fuse=True, max_detections=max_det,
+                resize_in_graph=in_graph,
+            ) as b,
         ):
             ref, new = a.run([image, image]), b.run([image, image])
         for r, n in zip(ref, new, strict=True):
@@ -111,8 +115,11 @@ def test_fuse_false_keeps_todays_path_and_the_default_is_fused_on_cpu(tiny):
         assert m.prepare([np.zeros((48, 64, 3), np.uint8)])[0].dtype == np.float32
     with open_model(str(tiny / "red.yaml"), backend="onnxruntime", threads=1) as m:
         assert m.fused
-        feeds, _ = m.prepare([np.zeros((48, 64, 3), np.uint8)])
+        feeds, _ = m.prepare([np.zeros((96, 128, 3), np.uint8)])  # resized by OpenCV to the input size
         assert feeds["frames"].dtype == np.uint8 and feeds["frames"].shape == (1, 48, 64, 3)
+    with open_model(str(tiny / "red.yaml"), backend="onnxruntime", threads=1, fuse=True, resize_in_graph=True) as m:
+        feeds, _ = m.prepare([np.zeros((96, 128, 3), np.uint8)])  # the frame itself
+        assert feeds["frames"].shape == (1, 96, 128, 3)
 
 
 def test_config_takes_fuse_per_engine():
@@ -144,11 +151,12 @@ def _demo(n: int) -> list[np.ndarray]:
         return [f.image_bgr for f in iter(src.read, None)]
 
 
-def _agree(card: str, backend: str, frames: list[np.ndarray]) -> dict:
+def _agree(card: str, backend: str, frames: list[np.ndarray], in_graph: bool) -> dict:
     with (
         open_model(card, backend=backend, threads=1, fuse=False) as a,
-        open_model(card, backend=backend, threads=1, fuse=True) as b,
+        open_model(card, backend=backend, threads=1, fuse=True, resize_in_graph=in_graph) as b,
     ):
+        assert b.fused and b.describe()["resize_in_graph"] is in_graph
         return compare_results(a.task, [a.run([f])[0] for f in frames], [b.run([f])[0] for f in frames])
 
 
@@ -160,19 +168,25 @@ def _check(task: str, stats: dict) -> None:
         assert stats["min_mask_iou"] >= 0.99, stats
 
 
+# in_graph: the GPU graph (frames at capture size); False: OpenCV resizes, the graph does the rest
+VARIANTS = [pytest.param(True, id="resize-in-graph"), pytest.param(False, id="host-resize")]
+
+
 @needs_shared_models
 @pytest.mark.skipif(not UDACITY.is_file(), reason="../shared/data/video not present")
+@pytest.mark.parametrize("in_graph", VARIANTS)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("card", ["twinlitenet-bdd.yaml", "yolov8n-seg-coco.yaml"])
-def test_shared_models_fused_agree_with_numpy_on_udacity(backend, card):
+def test_shared_models_fused_agree_with_numpy_on_udacity(backend, card, in_graph):
     """A subset of the clip (benchmarks/fused.py runs all 221 frames)."""
     path = str(CARDS / card)
-    _check(load_card(path).task, _agree(path, backend, _udacity(3, 70)))
+    _check(load_card(path).task, _agree(path, backend, _udacity(2, 100), in_graph))
 
 
+@pytest.mark.parametrize("in_graph", VARIANTS)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("card", ["synth-semantic.yaml", "synth-instance.yaml"])
-def test_bundled_models_fused_agree_with_numpy_on_the_demo_scene_and_udacity(backend, card):
+def test_bundled_models_fused_agree_with_numpy_on_the_demo_scene_and_udacity(backend, card, in_graph):
     path = str(ROOT / "engines" / card)
-    frames = _demo(2) + (_udacity(1, 1) if UDACITY.is_file() else [])
-    _check(load_card(path).task, _agree(path, backend, frames))
+    frames = _demo(1) + (_udacity(1, 1) if UDACITY.is_file() else [])
+    _check(load_card(path).task, _agree(path, backend, frames, in_graph))
