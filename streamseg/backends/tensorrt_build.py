@@ -53,9 +53,11 @@ class BuildSettings:
 
 def strongly_typed_flag(trt) -> int | None:
     """create_network's flag bits for a strongly typed network, or None where TensorRT has none."""
-    flags = getattr(trt, "NetworkDefinitionCreationFlag", None)
-    st = getattr(flags, "STRONGLY_TYPED", None) if flags is not None else None
-    return None if st is None else 1 << int(st)
+    if not hasattr(trt, "NetworkDefinitionCreationFlag") or not hasattr(
+        trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"
+    ):
+        return None
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
 def has_qdq(onnx_path: str | Path) -> bool:
