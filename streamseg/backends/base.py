@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamseg.backends.onnx_files import check_external_data
 from streamseg.errors import BackendError
 
 
@@ -73,8 +74,6 @@ class Engine:
     def load(self) -> None:
         if not self._loaded:
             if self.model_path.suffix.lower() == ".onnx":
-                from streamseg.models.onnx_check import check_external_data
-
                 check_external_data(self.model_path)
             self.load_impl()
             self._loaded = True

@@ -225,7 +225,7 @@ def _open_fused(card, name, why, precision, threads, cache_dir, options, thresho
         # TensorRT takes the Q/DQ model the CPU quantizer made and ONNX Runtime gated
         core = gated_int8(cache, card.model_path, name if name in ("onnxruntime", "openvino") else "onnxruntime")
         options["prequantized"] = True
-    from streamseg.models.onnx_check import check_external_data
+    from streamseg.backends.onnx_files import check_external_data
 
     check_external_data(core)  # also: a file that is no ONNX model is one clear line
     ins, outs, meta = _fuse.core_specs(onnx.load(str(core), load_external_data=False))
