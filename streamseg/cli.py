@@ -124,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     md = msub.add_parser("make-dynamic", help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)")
     md.add_argument("src", metavar="IN.onnx")
     md.add_argument("dst", metavar="OUT.onnx")
+    gc = sub.add_parser(
+        "gpu-check",
+        help="on a GPU machine: install TensorRT, build fp16/int8 plans, run tests/gpu and the pipeline; one JSON",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="everything short of a GPU, against the TensorRT test double")
+    gc.add_argument("--out", default="out/gpu-check.json", help="the JSON written (default: out/gpu-check.json)")
+    gc.add_argument("--models", default=None, help="comma-separated subset of the four models (default: all)")
+    gc.add_argument("--api", type=int, choices=(10, 11), default=11, help="--dry-run: which TensorRT the double models")
+    gc.add_argument("--frames", type=int, default=None, help="frames per clip (default 64; 4 with --dry-run)")
+    gc.add_argument("--no-tests", action="store_true", help="skip running tests/gpu")
     return p
 
 
@@ -151,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "fleet":
             return cmd_fleet(args)
+        if args.command == "gpu-check":
+            from streamseg.gpucheck import main as gpu_check
+
+            return gpu_check(args)
         build_parser().print_help()
         return 2
     except UserError as e:

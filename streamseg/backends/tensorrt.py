@@ -30,7 +30,7 @@ import logging
 import numpy as np
 
 from streamseg.backends.base import Engine, TensorSpec
-from streamseg.backends.tensorrt_build import DEFAULT_FRAME_HW, PRECISIONS, BuildSettings, build_plan
+from streamseg.backends.tensorrt_build import DEFAULT_FRAME_HW, PRECISIONS, BuildSettings, build_plan, strongly_typed_flag
 from streamseg.errors import BackendError
 
 log = logging.getLogger("streamseg")
@@ -314,6 +314,7 @@ class TensorRtEngine(Engine):
         path = self.cache.lookup(key)  # refuses a plan whose bytes changed
         if path is not None:
             self.cached = "hit"
+            self.build_info = {"strongly_typed": strongly_typed_flag(trt) is not None}  # as it was built here
             return path.read_bytes()
         log.info(
             "building TensorRT plan for %s (%s, %s); this takes a while and is cached",

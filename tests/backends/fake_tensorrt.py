@@ -15,6 +15,7 @@ numpy views over it); device memory is a dict of bytearrays.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import enum
 import itertools
@@ -374,6 +375,8 @@ class Builder:
         plan = {
             "fake_plan": True,
             "onnx": network.path,
+            # a real plan holds the whole network: the double keeps the ONNX bytes, not a path that may go
+            "onnx_b64": base64.b64encode(open(network.path, "rb").read()).decode(),
             "strongly_typed": network.strongly_typed,
             "precision": network.precision,
             "flags": sorted(names),
@@ -382,7 +385,8 @@ class Builder:
             "outputs": [(t.name, t.shape, t.dtype.name) for t in network.outputs],
             "version": __version__,
         }
-        BUILDS.append(json.loads(json.dumps({**plan, "timing_cache": config.timing is not None})))
+        record = {k: v for k, v in plan.items() if k != "onnx_b64"}
+        BUILDS.append(json.loads(json.dumps({**record, "timing_cache": config.timing is not None})))
         return json.dumps(plan).encode()
 
 
@@ -407,7 +411,10 @@ class _Engine:
         self.io += [(n, tuple(s), DataType[d], TensorIOMode.OUTPUT) for n, s, d in plan["outputs"]]
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(plan["onnx"], so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(base64.b64decode(plan["onnx_b64"]), so, providers=["CPUExecutionProvider"])
+        self.declared_outputs = {
+            o.name: tuple(d if isinstance(d, int) and d > 0 else None for d in o.shape) for o in self.session.get_outputs()
+        }
 
     @property
     def num_io_tensors(self):
@@ -452,6 +459,11 @@ class _Context:
         return True
 
     def _output_shapes(self):
+        declared = self.engine.declared_outputs
+        if all(d is not None for shape in declared.values() for d in shape[1:]):
+            # fixed outputs (a fused graph's): the batch follows the inputs', as TensorRT infers it
+            n = next(iter(self.input_shapes.values()))[0]
+            return {k: (n, *shape[1:]) for k, shape in declared.items()}
         feeds = {
             n: np.zeros(s, self.engine.get_tensor_dtype(n).value) for n, s in self.input_shapes.items()
         }
