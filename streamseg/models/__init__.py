@@ -238,7 +238,8 @@ def _open_fused(card, name, why, precision, threads, cache_dir, options, thresho
         decoder.set_thresholds(**given)
     fused = _fuse.build_fused(card, core, decoder, resize_in_graph=resize_in_graph)
     workdir = Path(tempfile.mkdtemp(prefix="streamseg-fused-"))
-    path = fused.save(workdir / f"{card.name}.fused.onnx")
+    # named as the model: engines report and refuse things by the file name the user knows
+    path = fused.save(workdir / card.model_path.name)
     engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
     return SegModel(
         card,
