@@ -227,8 +227,11 @@ def _preprocess(b: _Builder, card: ModelCard, in_name: str, in_type: int, resize
             outside = b.op("Cast", [b.op("Sub", [b.const(1, np.int32), inside])], to=TensorProto.FLOAT)
             x = b.op("Add", [x, b.op("Mul", [outside, b.const(float(spec.pad_value), np.float32)])])
     else:
-        x = b.op("Cast", [b.op("Transpose", [FRAMES], perm=[0, 3, 1, 2])], to=TensorProto.FLOAT)
-    if spec.color == "rgb":
+        x = b.op("Transpose", [FRAMES], perm=[0, 3, 1, 2])
+        if spec.color == "rgb":  # on the uint8 planes: a quarter of the bytes
+            x = b.op("Gather", [x, b.const([2, 1, 0], np.int64)], axis=1)
+        x = b.op("Cast", [x], to=TensorProto.FLOAT)
+    if spec.color == "rgb" and resize_in_graph:
         x = b.op("Gather", [x, b.const([2, 1, 0], np.int64)], axis=1)
     std = np.asarray(spec.std, np.float32)
     mul = (spec.scale / std).astype(np.float32).reshape(1, 3, 1, 1)
@@ -249,6 +252,16 @@ def _semantic_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, Tensor
             scores = out_name
             if outs[out_name].dtype != np.float32:
                 scores = b.op("Cast", [scores], to=TensorProto.FLOAT)
+            if len(lut) == 2 and lut[0] == 0:
+                # two channels, the first saying nothing: channel 1 wins where it is strictly larger
+                # (numpy's rule, and ArgMax's first maximum); cheaper than ArgMax + a table
+                win = b.op("Greater", [b.slice(scores, 1, 2, 1), b.slice(scores, 0, 1, 1)])  # N, 1, h, w
+                win = b.op("Reshape", [win, _squeeze1(b, win)])
+                if result is None:
+                    result = b.op("Mul", [b.op("Cast", [win], to=TensorProto.INT32), b.const(int(lut[1]), np.int32)])
+                else:
+                    result = b.op("Where", [win, b.const(int(lut[1]), np.int32), result])
+                continue
             idx = b.op("ArgMax", [scores], axis=1, keepdims=0)  # first maximum, as numpy
             lab = b.op("Gather", [b.const(lut.astype(np.int32)), idx], axis=0)
             result = lab if result is None else b.op("Where", [b.op("Greater", [lab, b.const(0, np.int32)]), lab, result])
@@ -264,7 +277,7 @@ def _semantic_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, Tensor
             "And",
             [b.op("Greater", [ids, b.const(-1, np.int32)]), b.op("Less", [ids, b.const(len(decoder.labels), np.int32)])],
         )
-        result = b.op("Where", [ok, ids, b.const(0, np.int32)])
+        result = b.op("Mul", [ids, b.op("Cast", [ok], to=TensorProto.INT32)])  # out-of-range ids -> 0
     b.nodes.append(helper.make_node("Cast", [result], ["label_map"], name=b.name("Cast"), to=TensorProto.UINT8))
     return lambda n: [helper.make_tensor_value_info("label_map", TensorProto.UINT8, [n, "h", "w"])]
 
