@@ -204,7 +204,7 @@ def open_model(
         options.setdefault("hint", hint.upper())
     thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
     if fuse is None:
-        fuse = _fuse.FUSE_DEFAULT.get(name, False)
+        fuse = _fuse.FUSE_DEFAULT.get(name, {}).get(card.task, False)
     if fuse:
         if resize_in_graph is None:
             resize_in_graph = _fuse.RESIZE_IN_GRAPH.get(name, True)

@@ -392,9 +392,14 @@ def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec
     return vis
 
 
-# which backends run fused by default: measured (benchmarks/fused.py, results under
-# benchmarks/results/); TensorRT: the point of fusing, though never yet measured on a GPU
-FUSE_DEFAULT = {"onnxruntime": True, "openvino": True, "tensorrt": True}
+# which engines run fused by default, per backend and task: measured on the CPU backends
+# (benchmarks/fused.py, results under benchmarks/results/: fused where it was not slower);
+# TensorRT: fused, the point of fusing, though never yet measured on a GPU
+FUSE_DEFAULT = {
+    "onnxruntime": {"semantic": False, "instance": True},
+    "openvino": {"semantic": True, "instance": True},
+    "tensorrt": {"semantic": True, "instance": True},
+}
 # where the fused graph's resize runs, per backend: in the graph on the GPU; with OpenCV before the
 # graph on the CPU backends (their int32 kernels made the in-graph resize slower: benchmarks/fused.py)
 RESIZE_IN_GRAPH = {"onnxruntime": False, "openvino": False, "tensorrt": True}

@@ -109,11 +109,18 @@ def test_fused_yolo_seg_matches_numpy_nms_filter_and_masks(tmp_path, backend, in
             np.testing.assert_array_equal(n.masks, r.masks)
 
 
-def test_fuse_false_keeps_todays_path_and_the_default_is_fused_on_cpu(tiny):
+def test_fuse_false_keeps_todays_path_and_the_default_follows_the_measurement(tiny):
+    from streamseg.models.fuse import FUSE_DEFAULT
+
     with open_model(str(tiny / "red.yaml"), backend="onnxruntime", threads=1, fuse=False) as m:
         assert not m.fused and m.describe()["fused"] is False
         assert m.prepare([np.zeros((48, 64, 3), np.uint8)])[0].dtype == np.float32
-    with open_model(str(tiny / "red.yaml"), backend="onnxruntime", threads=1) as m:
+    for backend in BACKENDS:
+        for card, task in (("red.yaml", "semantic"), ("yolo.yaml", "instance")):
+            with open_model(str(tiny / card), backend=backend, threads=1) as m:
+                assert m.fused is FUSE_DEFAULT[backend][task]
+    assert any(FUSE_DEFAULT[b][t] for b in BACKENDS for t in ("semantic", "instance"))  # fused on a CPU backend
+    with open_model(str(tiny / "red.yaml"), backend="openvino", threads=1, fuse=True) as m:
         assert m.fused
         feeds, _ = m.prepare([np.zeros((96, 128, 3), np.uint8)])  # resized by OpenCV to the input size
         assert feeds["frames"].dtype == np.uint8 and feeds["frames"].shape == (1, 48, 64, 3)
