@@ -563,6 +563,13 @@ class FusedHost:
         self.decoder = host_decoder(card, decoder)
         self.output_names = self.decoder.output_names
         self._pre = None if resize_in_graph else Preprocessor.for_input(card.input)
+        self.numpy_decoder = decoder
+
+    def __getattr__(self, name: str):
+        # labels, groups, thresholds...: what callers read off a decoder, from the card's numpy one
+        if name.startswith("_") or name == "numpy_decoder":
+            raise AttributeError(name)
+        return getattr(self.numpy_decoder, name)
 
     def prepare(self, images_bgr: list[np.ndarray]):
         if self.resize_in_graph:
