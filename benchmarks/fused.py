@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
 import sys
 import time
@@ -66,8 +67,45 @@ def per_frame_ms(model, frames) -> float:
     return (time.perf_counter() - t0) * 1000 / len(frames)
 
 
+def render(result: dict) -> str:
+    """fused.md: the table of a fused.json."""
+    lines = [
+        f"# Fused graphs vs the numpy path ({result['date']}, {result['machine'].get('cpu', '?')})",
+        "",
+        result["note"] + ".",
+        f"Batch 1, {result['settings']['frames_timed']} udacity frames per round, {result['settings']['repeats']} rounds, "
+        f"{result['settings']['threads']} engine thread(s); ms per frame = preprocess + infer + decode; median (min..max).",
+        "",
+        "| backend | model | unfused ms | fused (resize in graph) ms | fused, OpenCV resize ms | fused/unfused | host-resize/unfused |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        ms = r["ms_per_frame"]
+
+        def cell(k, ms=ms):
+            return f"{ms[k]['median']:.1f} ({ms[k]['min']:.1f}..{ms[k]['max']:.1f})"
+
+        lines.append(
+            f"| {r['backend']} | {r['model']} | {cell('unfused')} | {cell('fused')} | {cell('fused_host_resize')} "
+            f"| {r['over_unfused']['fused']:.2f} | {r['over_unfused']['fused_host_resize']:.2f} |"
+        )
+    lines += ["", "Agreement with the numpy path, every frame (semantic: pixels with the same class; instance: frames "
+              "whose instances match one to one, same class, mask IoU >= 0.99):", "",
+              "| backend | model | clip / path | frames | agreement |", "|---|---|---|---:|---|"]
+    for r in result["rows"]:
+        for clip, a in r["agreement"].items():
+            if r["task"] == "semantic":
+                agree = f"{a['pixels_agree']:.6f} of pixels (worst frame {a['worst_frame']:.6f})"
+            else:
+                agree = (f"{a['frames_match']}/{a['frames']} frames, {a['instances']} instances, "
+                         f"{a['unmatched']} unmatched, min mask IoU {a['min_mask_iou']:.4f}")
+            lines.append(f"| {r['backend']} | {r['model']} | {clip} | {a['frames']} | {agree} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--render", default=None, help="only write fused.md beside this fused.json")
     ap.add_argument("--frames-timed", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--demo-frames", type=int, default=60)
@@ -75,6 +113,10 @@ def main() -> int:
     ap.add_argument("--backends", default="onnxruntime,openvino")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.render:
+        src = Path(args.render)
+        (src.parent / "fused.md").write_text(render(json.loads(src.read_text())))
+        return 0
     clips = {"demo-1280x720": demo_frames(args.demo_frames)}
     if UDACITY.is_file():
         clips["udacity-960x540"] = udacity_frames()
@@ -128,7 +170,8 @@ def main() -> int:
         "settings": vars(args),
         "rows": rows,
     }
-    write_result(result, args.out, "fused.json")
+    path = write_result(result, args.out, "fused.json")
+    (path.parent / "fused.md").write_text(render(result))
     return 0
 
 

@@ -195,7 +195,8 @@ def _preprocess(b: _Builder, card: ModelCard, in_name: str, in_type: int, resize
             first = b.op("Gather", [table, b.const(0, np.int64)], axis=0)  # the batch shares one size
             return b.op("Reshape", [b.op("Gather", [first, b.const(i, np.int64)], axis=0), b.const(shape, np.int64)])
 
-        f = b.op("Cast", [FRAMES], to=TensorProto.INT32)  # N, H, W, 3
+        # uint8 -> float -> int32: TensorRT casts uint8 only to and from floating point
+        f = b.op("Cast", [b.op("Cast", [FRAMES], to=TensorProto.FLOAT)], to=TensorProto.INT32)  # N, H, W, 3
         x0, x1 = (row(RESIZE_X, i, [-1]) for i in (0, 1))
         a0, a1 = (row(RESIZE_X, i, [1, 1, -1, 1]) for i in (2, 3))
         h = b.op(
@@ -278,6 +279,7 @@ def _semantic_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, Tensor
             [b.op("Greater", [ids, b.const(-1, np.int32)]), b.op("Less", [ids, b.const(len(decoder.labels), np.int32)])],
         )
         result = b.op("Mul", [ids, b.op("Cast", [ok], to=TensorProto.INT32)])  # out-of-range ids -> 0
+    result = b.op("Cast", [result], to=TensorProto.FLOAT)  # to uint8 through float, as TensorRT casts it
     b.nodes.append(helper.make_node("Cast", [result], ["label_map"], name=b.name("Cast"), to=TensorProto.UINT8))
     return lambda n: [helper.make_tensor_value_info("label_map", TensorProto.UINT8, [n, "h", "w"])]
 
@@ -307,12 +309,13 @@ def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec
     half = b.op("Div", [wh, b.const(2.0, np.float32)])
     boxes = b.op("Concat", [b.op("Sub", [xy, half]), b.op("Add", [xy, half])], axis=2)  # N, A, 4 xyxy
     scores = b.slice(det, 4, 4 + nc, 1)  # N, nc, A
-    cls = b.op("ArgMax", [scores], axis=1, keepdims=1)  # N, 1, A: first maximum, as numpy
+    # int32 indices throughout: what TensorRT computes indices in
+    cls = b.op("Cast", [b.op("ArgMax", [scores], axis=1, keepdims=1)], to=TensorProto.INT32)  # N, 1, A: first max
     conf = b.op("GatherElements", [scores, cls], axis=1)  # N, 1, A
-    keep = b.op("Gather", [b.const(decoder.keep_class.astype(bool)), cls], axis=0)
-    conf = b.op("Where", [keep, conf, b.const(0.0, np.float32)])
+    keep = b.op("Gather", [b.const(decoder.keep_class.astype(np.float32)), cls], axis=0)
+    conf = b.op("Where", [b.op("Greater", [keep, b.const(0.5, np.float32)]), conf, b.const(0.0, np.float32)])
     # each anchor competes in its own best class only (one candidate per anchor, as in numpy)
-    onehot = b.op("Equal", [b.const(np.arange(nc, dtype=np.int64).reshape(1, nc, 1)), cls])
+    onehot = b.op("Equal", [b.const(np.arange(nc, dtype=np.int32).reshape(1, nc, 1)), cls])
     nms_scores = b.op("Where", [onehot, conf, b.const(0.0, np.float32)])  # N, nc, A
     selected = b.op(
         "NonMaxSuppression",
@@ -340,7 +343,7 @@ def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec
     index = b.op("Min", [index, a_last])  # empty slots point at a real anchor; masked below
     gidx = b.op("Reshape", [index, b.const([0, 0, 1], np.int64)])  # N, M, 1
     sel_boxes = b.op("GatherND", [boxes, gidx], batch_dims=1)  # N, M, 4
-    cls_flat = b.op("Cast", [b.op("Reshape", [cls, b.const([0, -1], np.int64)])], to=TensorProto.INT32)
+    cls_flat = b.op("Reshape", [cls, b.const([0, -1], np.int64)])
     sel_cls = b.op("GatherND", [cls_flat, gidx], batch_dims=1)
     coefs = b.op("Transpose", [b.slice(det, 4 + nc, 4 + nc + nm, 1)], perm=[0, 2, 1])  # N, A, nm
     sel_coefs = b.op("GatherND", [coefs, gidx], batch_dims=1)  # N, M, nm
