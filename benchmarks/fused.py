@@ -112,10 +112,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--backends", default="onnxruntime,openvino")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--agreement-frames", type=int, default=None, help="check only the first N frames of each clip")
+    ap.add_argument("--name", default="fused", help="result file stem (fused.json / fused.md)")
     args = ap.parse_args()
     if args.render:
         src = Path(args.render)
-        (src.parent / "fused.md").write_text(render(json.loads(src.read_text())))
+        src.with_suffix(".md").write_text(render(json.loads(src.read_text())))
         return 0
     clips = {"demo-1280x720": demo_frames(args.demo_frames)}
     if UDACITY.is_file():
@@ -133,6 +135,7 @@ def main() -> int:
                 paths = {"unfused": a, "fused": b, "fused_host_resize": c}
                 row = {"model": name, "backend": backend, "task": a.task, "agreement": {}}
                 for clip, frames in clips.items():
+                    frames = frames[: args.agreement_frames]
                     ref = [a.run([f])[0] for f in frames]
                     for label in ("fused", "fused_host_resize"):
                         new = [paths[label].run([f])[0] for f in frames]
@@ -170,8 +173,8 @@ def main() -> int:
         "settings": vars(args),
         "rows": rows,
     }
-    path = write_result(result, args.out, "fused.json")
-    (path.parent / "fused.md").write_text(render(result))
+    path = write_result(result, args.out, f"{args.name}.json")
+    (path.parent / f"{args.name}.md").write_text(render(result))
     return 0
 
 
