@@ -10,11 +10,11 @@ and `decode` does the cheap per-instance rest. The pipeline calls the same metho
 
 from __future__ import annotations
 
-import numpy as np
-
 import shutil
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from streamseg.backends import Engine, create_engine, resolve_backend
 from streamseg.backends.base import Done
@@ -69,20 +69,27 @@ class SegModel:
                 self._bind()
         except BaseException:
             self.engine.close()
+            self._remove_workdir()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.engine.close()
+        self._remove_workdir()
+
+    def _remove_workdir(self) -> None:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def _bind(self) -> None:
         """Check the card against the loaded model and build the decoder."""
         card, eng = self.card, self.engine
         if self.fused:
             if _fuse.FRAMES not in eng.inputs:
-                raise ModelError(f"{card.name}: the fused engine has no input {_fuse.FRAMES!r} (it has {sorted(eng.inputs)})")
+                raise ModelError(
+                    f"{card.name}: the fused engine has no input {_fuse.FRAMES!r} (it has {sorted(eng.inputs)})"
+                )
             self.input_name, self.input_dtype = _fuse.FRAMES, np.dtype(np.uint8)
             self.decoder = self._fused
             return
@@ -239,8 +246,12 @@ def _open_fused(card, name, why, precision, threads, cache_dir, options, thresho
     fused = _fuse.build_fused(card, core, decoder, resize_in_graph=resize_in_graph)
     workdir = Path(tempfile.mkdtemp(prefix="streamseg-fused-"))
     # named as the model: engines report and refuse things by the file name the user knows
-    path = fused.save(workdir / card.model_path.name)
-    engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
+    try:
+        path = fused.save(workdir / card.model_path.name)
+        engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     return SegModel(
         card,
         engine,
