@@ -15,6 +15,11 @@ model it reduces the outputs to compact fixed-shape tensors:
   (coefficients @ prototypes at prototype resolution, cropped to the box plus a 3-cell
   margin, the most the host's bilinear sampling into the frame reads), `count` int32 [N].
 
+The in-graph resize is cv2's own fixed-point arithmetic from host-made tables (bit-exact wherever
+OpenCV downscales, which every capture size in the project's data does; a frame smaller than the
+model input differs by one grey level on under 1% of values). On the CPU backends the measured
+default resizes with OpenCV before the graph instead (`RESIZE_IN_GRAPH`).
+
 What stays on the host is per-instance and cheap: mapping boxes to the frame and warping
 each mask's logits into its box at frame resolution (the same code path as the numpy
 decoder, so the two agree), and the semantic crop and nearest-neighbour resize.
