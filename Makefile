@@ -16,7 +16,7 @@ GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-go
 # preview page, ffmpeg/ffprobe for files and RTSP/RTP streams, promtool (prometheus) for /metrics.
 TEST_DEBS := chromium ffmpeg prometheus
 
-.PHONY: test demo replay bench train lint clean sysdeps testdeps
+.PHONY: test demo replay bench train lint clean sysdeps testdeps gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,12 @@ replay: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/streamseg bench --out out/bench
+
+# on a GPU machine: TensorRT plans, tests/gpu, pipeline throughput, one JSON (out/gpu-check.json).
+# A lean install (the tensorrt extra and pytest, not the CPU test extras) keeps a bare machine under 8 minutes.
+gpu-check: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[tensorrt]" "pytest>=8"
+	$(BIN)/streamseg gpu-check --out out/gpu-check.json
 
 # retrain the bundled models (PyTorch CPU build)
 train: $(STAMP)

@@ -145,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     md = msub.add_parser("make-dynamic", help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)")
     md.add_argument("src", metavar="IN.onnx")
     md.add_argument("dst", metavar="OUT.onnx")
+    gc = sub.add_parser(
+        "gpu-check",
+        help="on a GPU machine: install TensorRT, build fp16/int8 plans, run tests/gpu and the pipeline; one JSON",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="everything short of a GPU, against the TensorRT test double")
+    gc.add_argument("--out", default="out/gpu-check.json", help="the JSON written (default: out/gpu-check.json)")
+    gc.add_argument("--models", default=None, help="comma-separated subset of the four models (default: all)")
+    gc.add_argument("--api", type=int, choices=(10, 11), default=11, help="--dry-run: which TensorRT the double models")
+    gc.add_argument("--frames", type=int, default=None, help="frames per clip (default 64; 4 with --dry-run)")
+    gc.add_argument("--no-tests", action="store_true", help="skip running tests/gpu")
+    gc.set_defaults(handler=cmd_gpu_check)
     return p
 
 
@@ -169,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print("streamseg: interrupted", file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
+
+
+def cmd_gpu_check(args) -> int:
+    from streamseg.gpucheck import main as gpu_check
+
+    return gpu_check(args)
 
 
 def cmd_fleet(args) -> int:
@@ -377,7 +394,7 @@ def cmd_models(args) -> int:
         return 0
     if args.models_command == "check":
         for path in args.cards:
-            model = open_model(path)
+            model = open_model(path, fuse=False)  # the model's own inputs and outputs
             with model:
                 eng = model.engine
                 ins = ", ".join(f"{n} {list(s.shape)}" for n, s in eng.inputs.items())

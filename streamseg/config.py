@@ -87,6 +87,11 @@ class EngineConfig(Section):
     conf_threshold: float | None = Field(None, ge=0, le=1, description="Instance score threshold (card default).")
     iou_threshold: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold (card default).")
     max_detections: int | None = Field(None, ge=1, le=10_000, description="Instances kept per frame (card default).")
+    fuse: bool | None = Field(
+        None,
+        description="Run the fused graph: resize, colour, normalization, argmax / NMS and mask assembly inside the "
+        "engine (models/fuse.py); false = the numpy/OpenCV path; null = the measured default for the backend.",
+    )
 
 
 class EnginesConfig(Section):

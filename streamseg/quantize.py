@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamseg.backends.cache import int8_cache_key  # noqa: F401  (where the gated model is kept; re-exported)
 from streamseg.errors import ModelError, UserError
 
 
@@ -47,21 +48,6 @@ def calibration_batches(card_path: str, uri: str, frames: int, batch: int) -> li
     name = card.input.name or "images"
     images = read_frames(uri, frames)
     return [{name: pre(images[i : i + batch])[0]} for i in range(0, len(images), max(1, batch))]
-
-
-def int8_cache_key(model_path, backend: str):
-    """Where the engine cache keeps the gated INT8 model of `model_path` for `backend`."""
-    from streamseg.backends.cache import CacheKey, sha256_file
-
-    if backend == "openvino":
-        import openvino as ov
-
-        version = ov.__version__
-    else:
-        import onnxruntime as ort
-
-        version = ort.__version__
-    return CacheKey(sha256_file(model_path), backend, version, "cpu", "int8", (("format", "qdq"),))
 
 
 def quantize_nncf(model_path: Path, input_name: str, calib: list[np.ndarray], out_path: Path) -> None:
@@ -192,7 +178,8 @@ def build_int8(
         q_name, quantize = quantizer, QUANTIZERS[quantizer]
     else:
         q_name, quantize = getattr(quantizer, "__name__", "custom"), quantizer
-    ref = open_model(card_path, backend=backend, precision="fp32", threads=threads)
+    # the quantizer works on the model itself, fed by the numpy preprocessing (its calibration frames)
+    ref = open_model(card_path, backend=backend, precision="fp32", threads=threads, fuse=False)
     images = read_frames(calib_uri, 2 * frames)
     calib_imgs, gate_imgs = images[0::2], images[1::2] or images[:1]
     with ref:

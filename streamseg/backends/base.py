@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamseg.backends.onnx_files import check_external_data
 from streamseg.errors import BackendError
 
 
@@ -28,11 +29,14 @@ class TensorSpec:
         return self.shape[0] if self.shape and self.shape[0] is not None else None
 
 
-class _Done:
+class Done:
     """A submitted batch that is already finished (backends that run on the caller's thread)."""
 
     def __init__(self, outputs: dict[str, np.ndarray]) -> None:
         self.outputs = outputs
+
+
+_Done = Done
 
 
 class Engine:
@@ -70,8 +74,6 @@ class Engine:
     def load(self) -> None:
         if not self._loaded:
             if self.model_path.suffix.lower() == ".onnx":
-                from streamseg.models.onnx_check import check_external_data
-
                 check_external_data(self.model_path)
             self.load_impl()
             self._loaded = True
@@ -115,11 +117,11 @@ class Engine:
             self.frames += next(iter(feeds.values())).shape[0]
             self.calls += 1
             return self.submit_impl(feeds)
-        return _Done(self.infer(feeds))
+        return Done(self.infer(feeds))
 
     def collect(self, ticket) -> dict[str, np.ndarray]:
         """The outputs of a submitted batch, waiting for them if need be."""
-        return ticket.outputs if isinstance(ticket, _Done) else self.collect_impl(ticket)
+        return ticket.outputs if isinstance(ticket, Done) else self.collect_impl(ticket)
 
     def fits_one_run(self, n: int) -> bool:
         step = self.max_batch

@@ -135,11 +135,22 @@ class EngineCache:
         ]
 
 
+def int8_cache_key(model_path, backend: str) -> CacheKey:
+    """Where the engine cache keeps the gated INT8 (Q/DQ) model of `model_path` for `backend`
+    (onnxruntime or openvino: the runtime it was judged on, whose version is in the key)."""
+    if backend == "openvino":
+        import openvino as ov
+
+        version = ov.__version__
+    else:
+        import onnxruntime as ort
+
+        version = ort.__version__
+    return CacheKey(sha256_file(model_path), backend, version, "cpu", "int8", (("format", "qdq"),))
+
+
 def gated_int8(cache: EngineCache | None, model_path, backend: str) -> Path:
     """The INT8 model that passed the accuracy gate for `backend`, or a BackendError saying how to build it."""
-    from streamseg.errors import BackendError
-    from streamseg.quantize import int8_cache_key
-
     found = cache.lookup(int8_cache_key(model_path, backend)) if cache is not None else None
     if found is None:
         raise BackendError(

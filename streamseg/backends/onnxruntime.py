@@ -30,9 +30,12 @@ def _spec(arg) -> TensorSpec:
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
-    def __init__(self, model_path, *, precision: str = "fp32", threads: int = 0, cache=None) -> None:
+    def __init__(
+        self, model_path, *, precision: str = "fp32", threads: int = 0, cache=None, prequantized: bool = False
+    ) -> None:
         super().__init__(model_path, precision=precision, threads=threads)
         self.cache = cache
+        self.prequantized = prequantized  # int8: model_path already is the gated Q/DQ model (a fused graph of it)
         self.run_path = self.model_path  # the file actually run (the INT8 one for int8)
 
     def load_impl(self) -> None:
@@ -42,7 +45,7 @@ class OnnxRuntimeEngine(Engine):
             raise BackendError(
                 f"the onnxruntime backend runs fp32, or int8 models built by `streamseg engines build`; not {self.precision}"
             )
-        if self.precision == "int8":
+        if self.precision == "int8" and not self.prequantized:
             self.run_path = gated_int8(self.cache, self.model_path, "onnxruntime")
         threads = self.threads or os.cpu_count() or 1
         so = ort.SessionOptions()

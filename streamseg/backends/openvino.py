@@ -31,9 +31,17 @@ class OpenVinoEngine(Engine):
     backend = "openvino"
 
     def __init__(
-        self, model_path, *, precision: str = "fp32", threads: int = 0, hint: str = "LATENCY", cache=None
+        self,
+        model_path,
+        *,
+        precision: str = "fp32",
+        threads: int = 0,
+        hint: str = "LATENCY",
+        cache=None,
+        prequantized: bool = False,
     ) -> None:
         super().__init__(model_path, precision=precision, threads=threads)
+        self.prequantized = prequantized  # int8: model_path already is the gated Q/DQ model (a fused graph of it)
         self.hint = hint
         self.cache = cache  # an EngineCache, or None to compile every time
         self.cached: str | None = None  # "hit" / "built" when a cache is used
@@ -50,7 +58,7 @@ class OpenVinoEngine(Engine):
             )
         if self.precision == "bf16" and "BF16" not in caps:
             raise BackendError("precision bf16 asked for, but this CPU has no bf16 support")
-        if self.precision == "int8":
+        if self.precision == "int8" and not self.prequantized:
             self.run_path = gated_int8(self.cache, self.model_path, "openvino")
         threads = self.threads or os.cpu_count() or 1
         try:

@@ -2,16 +2,25 @@
 
 A new output format is a decoder module with the same shape as `semantic.py` /
 `yolo_seg.py`, registered in DECODERS.
+
+Fused (`fuse=True`, models/fuse.py): the engine runs one graph that holds the preprocessing and
+the pixel-heavy postprocessing too; `prepare` then only stacks the frames (uint8, capture size)
+and `decode` does the cheap per-instance rest. The pipeline calls the same methods either way.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import weakref
+from pathlib import Path
 
 import numpy as np
 
 from streamseg.backends import Engine, create_engine, resolve_backend
+from streamseg.backends.base import Done
 from streamseg.errors import ModelError
+from streamseg.models import fuse as _fuse
 from streamseg.models.card import ModelCard, load_card
 from streamseg.models.preprocess import Preprocessor, ResizeTransform
 from streamseg.models.semantic import SemanticArgmaxDecoder, SemanticLogitsDecoder
@@ -28,13 +37,23 @@ class SegModel:
     """A loaded model: preprocess frames, run the engine, decode results. A context manager."""
 
     def __init__(
-        self, card: ModelCard, engine: Engine, *, backend_reason: str = "", thresholds: dict | None = None
+        self,
+        card: ModelCard,
+        engine: Engine,
+        *,
+        backend_reason: str = "",
+        thresholds: dict | None = None,
+        fused_host=None,
+        workdir: Path | None = None,
     ) -> None:
         self.card = card
         self.thresholds = {k: v for k, v in (thresholds or {}).items() if v is not None}
         self.engine = engine
         self.backend_reason = backend_reason
         self.decoder = None
+        self.fused = fused_host is not None  # the engine runs the fused graph (models/fuse.py)
+        self._fused = fused_host
+        self._workdir = workdir  # where the fused graph was written; removed on exit
         self.preprocess = Preprocessor.for_input(card.input)
         self.batches = 0
         self.frames = 0
@@ -53,28 +72,31 @@ class SegModel:
                 self._probe()
         except BaseException:
             self.engine.close()
+            self._remove_workdir()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.engine.close()
+        self._remove_workdir()
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def _bind(self) -> None:
         """Check the card against the loaded model and build the decoder."""
         card, eng = self.card, self.engine
-        name = card.input.name or (next(iter(eng.inputs)) if len(eng.inputs) == 1 else None)
-        if name is None:
-            raise ModelError(f"{card.name}: the model has inputs {sorted(eng.inputs)}; set input.name in the card")
-        if name not in eng.inputs:
-            raise ModelError(f"{card.name}: the model has no input {name!r} (it has {sorted(eng.inputs)})")
-        shape = eng.inputs[name].shape
-        w, h = card.input.size_wh
-        expect = (3, h, w) if card.input.layout == "NCHW" else (h, w, 3)
-        if len(shape) != 4 or any(d is not None and d != e for d, e in zip(shape[1:], expect, strict=True)):
-            raise ModelError(
-                f"{card.name}: the model's input {name!r} is {shape}, the card says "
-                f"{card.input.layout} {w}x{h} ({('N',) + expect})"
-            )
+        if self.fused:
+            if _fuse.FRAMES not in eng.inputs:
+                raise ModelError(
+                    f"{card.name}: the fused engine has no input {_fuse.FRAMES!r} (it has {sorted(eng.inputs)})"
+                )
+            self.input_name, self.input_dtype = _fuse.FRAMES, np.dtype(np.uint8)
+            self.decoder = self._fused
+            return
+        name = check_input(card, eng.inputs)
         self.input_name = name
         self.input_dtype = eng.inputs[name].dtype
         self.decoder = DECODERS[card.format](card, eng.outputs, eng.metadata)
@@ -98,6 +120,10 @@ class SegModel:
         return self.decode(self.infer(x), transforms)
 
     def prepare(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
+        """The engine's input for a batch, and how each frame maps to the model input.
+        Fused: the frames themselves (stacked) and the resize tables, no pixel work."""
+        if self.fused:
+            return self._fused.prepare(images_bgr)
         x, transforms = self.preprocess(images_bgr)
         if x.dtype != self.input_dtype:
             x = x.astype(self.input_dtype)
@@ -105,14 +131,18 @@ class SegModel:
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         self.batches += 1
-        self.frames += len(x)
-        return self.engine.infer({self.input_name: x})
+        self.frames += _batch_len(x)
+        if isinstance(x, _fuse.FrameGroups):
+            return x.merge([self.engine.infer(feeds) for _, feeds in x.groups])
+        return self.engine.infer(x if isinstance(x, dict) else {self.input_name: x})
 
     def submit(self, x: np.ndarray):
         """Start inference (see Engine.submit); `collect` the ticket for the outputs."""
+        if isinstance(x, _fuse.FrameGroups):  # frames of several sizes: one run per size, now
+            return Done(self.infer(x))
         self.batches += 1
-        self.frames += len(x)
-        return self.engine.submit({self.input_name: x})
+        self.frames += _batch_len(x)
+        return self.engine.submit(x if isinstance(x, dict) else {self.input_name: x})
 
     def collect(self, ticket) -> dict[str, np.ndarray]:
         return self.engine.collect(ticket)
@@ -137,10 +167,30 @@ class SegModel:
     def describe(self) -> dict:
         return {
             **self.engine.describe(),
+            "fused": self.fused,
+            "resize_in_graph": self._fused.resize_in_graph if self.fused else None,
             "card": self.card.name,
             "why": self.backend_reason,
             "batch_mean": round(self.frames / self.batches, 3) if self.batches else 0.0,
         }
+
+
+def check_input(card: ModelCard, inputs: dict) -> str:
+    """The model input the card feeds, after checking its shape against the card."""
+    name = card.input.name or (next(iter(inputs)) if len(inputs) == 1 else None)
+    if name is None:
+        raise ModelError(f"{card.name}: the model has inputs {sorted(inputs)}; set input.name in the card")
+    if name not in inputs:
+        raise ModelError(f"{card.name}: the model has no input {name!r} (it has {sorted(inputs)})")
+    shape = inputs[name].shape
+    w, h = card.input.size_wh
+    expect = (3, h, w) if card.input.layout == "NCHW" else (h, w, 3)
+    if len(shape) != 4 or any(d is not None and d != e for d, e in zip(shape[1:], expect, strict=True)):
+        raise ModelError(
+            f"{card.name}: the model's input {name!r} is {shape}, the card says "
+            f"{card.input.layout} {w}x{h} ({('N',) + expect})"
+        )
+    return name
 
 
 def open_model(
@@ -156,9 +206,14 @@ def open_model(
     cache_dir: str | None = None,
     engine_options: dict | None = None,
     hint: str | None = None,
+    fuse: bool | None = None,
+    resize_in_graph: bool | None = None,
 ) -> SegModel:
     """Load a card and make its (unloaded) model; enter it to load the engine.
-    `engine_options` go to the backend's engine as they are (e.g. TensorRT's max_batch, calibration)."""
+    `engine_options` go to the backend's engine as they are (e.g. TensorRT's max_batch, calibration).
+    `fuse`: run the fused graph (pre- and postprocessing inside the engine); None = the measured
+    default for the backend (models/fuse.py FUSE_DEFAULT). `resize_in_graph`: whether that graph
+    resizes the frames itself (None: models/fuse.py RESIZE_IN_GRAPH for the backend)."""
     card = load_card(card_path)
     if task is not None and card.task != task:
         raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
@@ -166,6 +221,7 @@ def open_model(
     options = dict(engine_options or {})
     if hint and name == "openvino":  # latency | throughput: OpenVINO's performance hint
         options.setdefault("hint", hint.upper())
+    thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
     from streamseg.models.fixed_size import with_input_size
 
     fixed = None
@@ -173,12 +229,72 @@ def open_model(
         inp = card.input
         fixed = with_input_size(card.model_path, inp.name, inp.layout, inp.size_wh, explicit_gathers=name == "openvino")
     path = fixed[0] if fixed else card.model_path
-    engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
-    thresholds = {"conf": conf_threshold, "iou": iou_threshold, "max_det": max_detections}
-    model = SegModel(card, engine, backend_reason=why, thresholds=thresholds)
+    model = None
+    if fuse is not False and (fuse or _fuse.FUSE_DEFAULT.get(name, {}).get(card.task, False)):
+        if resize_in_graph is None:
+            resize_in_graph = _fuse.RESIZE_IN_GRAPH.get(name, True)
+        try:
+            model = _open_fused(card, path, name, why, precision, threads, cache_dir, options, thresholds, resize_in_graph)
+        except _fuse.NotFusable:
+            if fuse:  # asked for: say why not
+                raise
+            # the default: a format the fused graphs do not cover yet runs the numpy path
+    if model is None:
+        engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
+        model = SegModel(card, engine, backend_reason=why, thresholds=thresholds)
     if fixed:
         weakref.finalize(model, fixed[1].cleanup)
     return model
+
+
+def _open_fused(card, path, name, why, precision, threads, cache_dir, options, thresholds, resize_in_graph) -> SegModel:
+    """Build the card's fused graph (from the gated INT8 model for int8) and an engine on it.
+    `path`: the model to fuse (the card's file, or its fixed-size copy for OpenVINO/TensorRT)."""
+    import onnx
+
+    core = path
+    if precision == "int8":
+        from streamseg.backends.cache import EngineCache, gated_int8
+
+        cache = EngineCache(cache_dir) if cache_dir is not None else None
+        # TensorRT takes the Q/DQ model the CPU quantizer made and ONNX Runtime gated
+        core = gated_int8(cache, card.model_path, name if name in ("onnxruntime", "openvino") else "onnxruntime")
+        options["prequantized"] = True
+    from streamseg.backends.onnx_files import check_external_data
+
+    check_external_data(core)  # also: a file that is no ONNX model is one clear line
+    ins, outs, meta = _fuse.core_specs(onnx.load(str(core), load_external_data=False))
+    check_input(card, ins)
+    decoder = DECODERS[card.format](card, outs, meta)
+    if card.format == "yolo-seg" and getattr(decoder, "end2end", False) is not False:
+        raise _fuse.NotFusable(f"{card.name}: cannot fuse YOLO26's end-to-end head yet (it runs unfused)")
+    given = {k: v for k, v in thresholds.items() if v is not None}
+    if given:
+        if not hasattr(decoder, "set_thresholds"):
+            raise ModelError(f"{card.name}: thresholds apply to instance models only")
+        decoder.set_thresholds(**given)
+    fused = _fuse.build_fused(card, core, decoder, resize_in_graph=resize_in_graph)
+    workdir = Path(tempfile.mkdtemp(prefix="streamseg-fused-"))
+    # named as the model: engines report and refuse things by the file name the user knows
+    try:
+        path = fused.save(workdir / card.model_path.name)
+        engine = create_engine(name, path, precision=precision, threads=threads, cache_dir=cache_dir, **options)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return SegModel(
+        card,
+        engine,
+        backend_reason=why,
+        fused_host=_fuse.FusedHost(card, decoder, resize_in_graph),
+        workdir=workdir,
+    )
+
+
+def _batch_len(x) -> int:
+    if isinstance(x, dict):
+        return len(x[_fuse.FRAMES])
+    return len(x)
 
 
 __all__ = ["DECODERS", "ModelCard", "SegModel", "load_card", "open_model"]

@@ -21,6 +21,7 @@ def open_configured(
         iou_threshold=ec.iou_threshold,
         max_detections=ec.max_detections,
         hint=ec.hint,
+        fuse=ec.fuse,
         cache_dir=cache_dir,
         engine_options=engine_options,
     )

@@ -6,6 +6,7 @@ padding), so decoders can map boxes and masks back to the frame exactly.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -127,15 +128,21 @@ class Preprocessor:
             pad_value=spec.pad_value,
         )
 
-    def __call__(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
+    def fit(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
+        """The frames resized/letterboxed into the input size: uint8 N x h x w x 3, still BGR."""
         w, h = self.size_wh
-        n = len(images_bgr)
-        buf = np.empty((n, h, w, 3), np.uint8)
+        buf = np.empty((len(images_bgr), h, w, 3), np.uint8)
         transforms = []
         for i, img in enumerate(images_bgr):
             t = ResizeTransform.fit((img.shape[1], img.shape[0]), (w, h), self.resize)
             t.apply(img, self.pad_value, out=buf[i])
             transforms.append(t)
+        return buf, transforms
+
+    def __call__(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[ResizeTransform]]:
+        w, h = self.size_wh
+        n = len(images_bgr)
+        buf, transforms = self.fit(images_bgr)
         if self.color == "rgb":
             buf = buf[..., ::-1]
         if self.layout == "NCHW":
@@ -148,3 +155,57 @@ class Preprocessor:
         else:
             x = buf.astype(self.dtype) * self._mul + self._add
         return x, transforms
+
+
+# tables for resizing inside a fused graph ----------------------------------------------------
+RESIZE_ROWS = 5  # index0, index1, weight0, weight1, inside (0 = letterbox padding)
+
+
+def _linear_axis(ssize: int, dsize: int, out_size: int, offset: int) -> np.ndarray:
+    """cv2.INTER_LINEAR's source indices and 11-bit weights along one axis (OpenCV's resizeGeneric:
+    float coordinates from a double scale, weights rounded separately), placed at `offset` in a
+    row of `out_size` (the letterbox canvas)."""
+    t = np.zeros((RESIZE_ROWS, out_size), np.int32)
+    scale = 1.0 / (dsize / ssize)
+    fx = ((np.arange(dsize) + 0.5) * scale - 0.5).astype(np.float32)
+    sx = np.floor(fx).astype(np.int64)
+    fx = (fx - sx).astype(np.float32)
+    low = sx < 0
+    fx[low], sx[low] = 0, 0
+    high = sx >= ssize - 1
+    fx[high], sx[high] = 0, ssize - 1
+    sl = slice(offset, offset + dsize)
+    t[0, sl] = sx
+    t[1, sl] = np.minimum(sx + 1, ssize - 1)
+    t[2, sl] = np.rint((np.float32(1) - fx) * 2048)
+    t[3, sl] = np.rint(fx * 2048)
+    t[4, sl] = 1
+    return t
+
+
+def resize_tables(t: ResizeTransform) -> tuple[np.ndarray, np.ndarray]:
+    """Integer tables (x: 5 x dst_w, y: 5 x dst_h) with which a graph of Gathers and integer
+    arithmetic reproduces `ResizeTransform.apply` (cv2.resize INTER_LINEAR on uint8) bit for bit:
+    out = ((((H0 >> 4) * b0) >> 16) + (((H1 >> 4) * b1) >> 16) + 2) >> 2 with
+    H = S0 * a0 + S1 * a1, OpenCV's vectorised fixed-point path. An exact 2x downscale is
+    OpenCV's area-average path instead, (sum of 4 + 2) >> 2, which the same formula gives with
+    a = 16 and b = 65536."""
+    return _tables_cached(t.src_wh, t.dst_wh, t.content_wh, t.pad_x, t.pad_y)
+
+
+@functools.lru_cache(maxsize=64)
+def _tables_cached(src_wh, dst_wh, content_wh, pad_x, pad_y) -> tuple[np.ndarray, np.ndarray]:
+    (sw, sh), (dw, dh), (cw, ch) = src_wh, dst_wh, content_wh
+    area = sw == 2 * cw and sh == 2 * ch
+    tx = _linear_axis(sw, cw, dw, pad_x)
+    ty = _linear_axis(sh, ch, dh, pad_y)
+    if area:
+        for tab, n, off in ((tx, cw, pad_x), (ty, ch, pad_y)):
+            sl = slice(off, off + n)
+            tab[0, sl] = 2 * np.arange(n)
+            tab[1, sl] = 2 * np.arange(n) + 1
+        tx[2:4, pad_x : pad_x + cw] = 16
+        ty[2:4, pad_y : pad_y + ch] = 65536
+    tx.setflags(write=False)
+    ty.setflags(write=False)
+    return tx, ty

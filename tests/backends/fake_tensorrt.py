@@ -1,4 +1,9 @@
-"""Test doubles of `tensorrt` (10.x API surface) and cuda-python's runtime bindings.
+"""Test doubles of `tensorrt` (the 10.x and the 11.x API surface) and cuda-python's runtime bindings.
+
+`install(monkeypatch, api=10 | 11)` models one release line: 11 has no BuilderFlag.FP16/INT8,
+no EXPLICIT_BATCH and no INT8 calibrator. Every name the double offers exists in the real
+bindings of the version it models (tests/backends/test_trt_api.py checks it against the
+snapshots in tests/backends/tensorrt_names/).
 
 They check what a real GPU run depends on - builder flags and profiles, tensor names,
 shapes within the profile, every tensor bound to device memory big enough for it,
@@ -10,6 +15,7 @@ numpy views over it); device memory is a dict of bytearrays.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import enum
 import itertools
@@ -20,7 +26,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-__version__ = "10.99.0-fake"
+__version__ = "10.16.1.11"
+API = 10
 
 
 # cuda-python runtime --------------------------------------------------------------------
@@ -185,9 +192,28 @@ class MemoryPoolType(enum.Enum):
     WORKSPACE = 0
 
 
-class BuilderFlag(enum.Enum):
+class BuilderFlag10(enum.Enum):
     FP16 = 0
     INT8 = 1
+    TF32 = 7
+
+
+class BuilderFlag11(enum.Enum):  # weak-typing flags removed
+    TF32 = 7
+    DEBUG = 10
+
+
+class NetworkDefinitionCreationFlag10(enum.IntEnum):
+    EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 1
+
+
+class NetworkDefinitionCreationFlag11(enum.IntEnum):
+    STRONGLY_TYPED = 1
+
+
+BuilderFlag = BuilderFlag10
+NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag10
 
 
 class TensorIOMode(enum.Enum):
@@ -197,9 +223,12 @@ class TensorIOMode(enum.Enum):
 
 class DataType(enum.Enum):
     FLOAT = np.float32
-    INT64 = np.int64
+    HALF = np.float16
+    INT8 = np.int8
     INT32 = np.int32
-    UINT8 = np.uint8  # TensorRT 10 takes uint8 network I/O (YOLO26-sem's class ids)
+    INT64 = np.int64
+    UINT8 = np.uint8
+    BOOL = np.bool_
 
 
 def nptype(dt):
@@ -208,10 +237,22 @@ def nptype(dt):
 
 _ONNX_TO_TRT = {
     onnx.TensorProto.FLOAT: DataType.FLOAT,
+    onnx.TensorProto.FLOAT16: DataType.HALF,
+    onnx.TensorProto.INT8: DataType.INT8,
     onnx.TensorProto.INT64: DataType.INT64,
     onnx.TensorProto.INT32: DataType.INT32,
     onnx.TensorProto.UINT8: DataType.UINT8,
+    onnx.TensorProto.BOOL: DataType.BOOL,
 }
+
+
+def _graph_precision(m) -> str:
+    """What a strongly typed build of this ONNX runs in: its Q/DQ nodes, its fp16 tensors, else fp32."""
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer):
+        return "fp16"
+    return "fp32"
 
 
 class _Tensor:
@@ -223,10 +264,12 @@ class _Tensor:
 
 
 class _Network:
-    def __init__(self) -> None:
+    def __init__(self, strongly_typed: bool) -> None:
         self.inputs: list[_Tensor] = []
         self.outputs: list[_Tensor] = []
         self.path = None
+        self.strongly_typed = strongly_typed
+        self.precision = None
 
     @property
     def num_inputs(self):
@@ -248,7 +291,9 @@ class OnnxParser:
             self.errors.append(f"cannot read: {e}")
             return False
         self.network.path = path
-        self.network.inputs = [_Tensor(v) for v in m.graph.input]
+        self.network.precision = _graph_precision(m)
+        inits = {i.name for i in m.graph.initializer}
+        self.network.inputs = [_Tensor(v) for v in m.graph.input if v.name not in inits]
         self.network.outputs = [_Tensor(v) for v in m.graph.output]
         return True
 
@@ -282,7 +327,6 @@ class _Config:
         self.flags: set = set()
         self.pools: dict = {}
         self.profiles: list[_Profile] = []
-        self.int8_calibrator = None
         self.timing = None
 
     def set_memory_pool_limit(self, pool, n):
@@ -313,8 +357,9 @@ class Builder:
         pass
 
     def create_network(self, flags=0):
-        assert flags == 0, "TensorRT 10 networks are explicit-batch; no flags needed"
-        return _Network()
+        st = 1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        assert flags in (0, st), "explicit batch is implied since TensorRT 10; STRONGLY_TYPED is the one flag used"
+        return _Network(strongly_typed=API >= 11 or flags == st)
 
     def create_builder_config(self):
         return _Config()
@@ -324,28 +369,24 @@ class Builder:
 
     def build_serialized_network(self, network, config):
         assert len(config.profiles) == 1
-        if BuilderFlag.INT8 in config.flags:
-            cal = config.int8_calibrator
-            assert cal is not None, "INT8 without a calibrator"
-            names = [t.name for t in network.inputs]
-            batches = 0
-            while cal.get_batch(names) is not None:
-                batches += 1
-            cal.write_calibration_cache(b"fake-calibration-table")
-        else:
-            batches = 0
+        names = {f.name for f in config.flags}
+        if network.strongly_typed:  # as TensorRT: types come from the graph, precision flags are an error
+            assert not names & {"FP16", "INT8", "BF16", "FP8"}, "precision flags on a strongly typed network"
         plan = {
             "fake_plan": True,
             "onnx": network.path,
-            "flags": sorted(f.name for f in config.flags),
+            # a real plan holds the whole network: the double keeps the ONNX bytes, not a path that may go
+            "onnx_b64": base64.b64encode(open(network.path, "rb").read()).decode(),
+            "strongly_typed": network.strongly_typed,
+            "precision": network.precision,
+            "flags": sorted(names),
             "profile": {k: v for k, v in config.profiles[0].shapes.items()},
             "inputs": [(t.name, t.shape, t.dtype.name) for t in network.inputs],
             "outputs": [(t.name, t.shape, t.dtype.name) for t in network.outputs],
             "version": __version__,
         }
-        BUILDS.append(
-            json.loads(json.dumps({**plan, "calibration_batches": batches, "timing_cache": config.timing is not None}))
-        )
+        record = {k: v for k, v in plan.items() if k != "onnx_b64"}
+        BUILDS.append(json.loads(json.dumps({**record, "timing_cache": config.timing is not None})))
         return json.dumps(plan).encode()
 
 
@@ -370,7 +411,10 @@ class _Engine:
         self.io += [(n, tuple(s), DataType[d], TensorIOMode.OUTPUT) for n, s, d in plan["outputs"]]
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(plan["onnx"], so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(base64.b64decode(plan["onnx_b64"]), so, providers=["CPUExecutionProvider"])
+        self.declared_outputs = {
+            o.name: tuple(d if isinstance(d, int) and d > 0 else None for d in o.shape) for o in self.session.get_outputs()
+        }
 
     @property
     def num_io_tensors(self):
@@ -415,7 +459,14 @@ class _Context:
         return True
 
     def _output_shapes(self):
-        feeds = {n: np.zeros(s, np.float32) for n, s in self.input_shapes.items()}
+        declared = self.engine.declared_outputs
+        if all(d is not None for shape in declared.values() for d in shape[1:]):
+            # fixed outputs (a fused graph's): the batch follows the inputs', as TensorRT infers it
+            n = next(iter(self.input_shapes.values()))[0]
+            return {k: (n, *shape[1:]) for k, shape in declared.items()}
+        feeds = {
+            n: np.zeros(s, self.engine.get_tensor_dtype(n).value) for n, s in self.input_shapes.items()
+        }
         outs = self.engine.session.run(None, feeds)
         return {o.name: r.shape for o, r in zip(self.engine.session.get_outputs(), outs, strict=True)}
 
@@ -454,36 +505,39 @@ class _Context:
         return True
 
 
-class IInt8EntropyCalibrator2:
-    def __init__(self) -> None:
-        pass
-
-
 CUDA = FakeCuda()
+VERSIONS = {10: "10.16.1.11", 11: "11.4.0.106"}
+# what `import tensorrt` offers; tests/backends/test_trt_api.py checks each against the real bindings
+MODULE_NAMES = (
+    "__version__",
+    "Logger",
+    "Builder",
+    "OnnxParser",
+    "Runtime",
+    "MemoryPoolType",
+    "BuilderFlag",
+    "NetworkDefinitionCreationFlag",
+    "TensorIOMode",
+    "DataType",
+    "nptype",
+)
 
 
-def install(monkeypatch, **cuda_kwargs) -> types.ModuleType:
-    """Put the fakes where `import tensorrt` and `from cuda.bindings import runtime` find them."""
-    global CUDA
+def install(monkeypatch, api: int = 10, version: str | None = None, **cuda_kwargs) -> types.ModuleType:
+    """Put the fakes where `import tensorrt` and `from cuda.bindings import runtime` find them,
+    modelling TensorRT `api` (10 or 11)."""
+    global CUDA, API, BuilderFlag, NetworkDefinitionCreationFlag, __version__
     CUDA = FakeCuda(**cuda_kwargs)
     BUILDS.clear()
+    API = api
+    __version__ = version or VERSIONS[api]
+    BuilderFlag = BuilderFlag10 if api == 10 else BuilderFlag11
+    NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag10 if api == 10 else NetworkDefinitionCreationFlag11
     import importlib.machinery
 
     trt = types.ModuleType("tensorrt")
     trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
-    for name in (
-        "__version__",
-        "Logger",
-        "Builder",
-        "OnnxParser",
-        "Runtime",
-        "MemoryPoolType",
-        "BuilderFlag",
-        "TensorIOMode",
-        "DataType",
-        "nptype",
-        "IInt8EntropyCalibrator2",
-    ):
+    for name in MODULE_NAMES:
         setattr(trt, name, globals()[name])
     runtime = types.ModuleType("cuda.bindings.runtime")
     for name in dir(CUDA):

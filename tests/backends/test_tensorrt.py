@@ -3,6 +3,8 @@
 What these cannot show - real kernels, real timings, real INT8 accuracy - is in tests/gpu/.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,9 +20,10 @@ def feed(n):
     return {"images": x}
 
 
-@pytest.fixture
-def trt(monkeypatch):
-    return fake.install(monkeypatch)
+@pytest.fixture(params=[10, 11], ids=["trt10", "trt11"])
+def trt(monkeypatch, request):
+    """The double of TensorRT 10.x, then of 11.x: every test using it runs on both."""
+    return fake.install(monkeypatch, api=request.param)
 
 
 def test_build_profile_bindings_stream_and_results(trt, tiny, tmp_path):
@@ -29,6 +32,7 @@ def test_build_profile_bindings_stream_and_results(trt, tiny, tmp_path):
         (build,) = fake.BUILDS
         assert build["profile"]["images"] == [[1, 3, 48, 64], [4, 3, 48, 64], [8, 3, 48, 64]]
         assert build["flags"] == [] and build["timing_cache"]
+        assert build["strongly_typed"] and build["precision"] == "fp32"
         assert eng.inputs["images"].shape == (None, 3, 48, 64) and eng.max_batch is None
         with create_engine("onnxruntime", tiny / "red.onnx", threads=1) as ref:
             for n in (1, 3, 8, 11):  # 11 > profile max: two chunks
@@ -47,57 +51,100 @@ def test_build_profile_bindings_stream_and_results(trt, tiny, tmp_path):
     assert len(cache.entries()) == 1
 
 
-def test_plan_cache_keys_gpu_version_precision_and_refuses_tampering(monkeypatch, tiny, tmp_path):
-    fake.install(monkeypatch)
+@pytest.mark.parametrize("api", [10, 11])
+def test_plan_cache_keys_gpu_version_precision_and_refuses_tampering(monkeypatch, tiny, tmp_path, api):
+    fake.install(monkeypatch, api=api)
     cache_dir = tmp_path / "cache"
     with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
         assert e.cached == "built"
     with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
         assert e.cached == "hit" and len(fake.BUILDS) == 1
     with create_engine("tensorrt", tiny / "red.onnx", precision="fp16", cache_dir=cache_dir) as e:
-        assert e.cached == "built" and fake.BUILDS[-1]["flags"] == ["FP16"]
-    fake.install(monkeypatch, name=b"Fake A100", cc=(8, 0))  # another GPU: another plan
+        # strongly typed: FP16 comes from an FP16 copy of the graph, not from a builder flag
+        assert e.cached == "built" and fake.BUILDS[-1]["flags"] == [] and fake.BUILDS[-1]["precision"] == "fp16"
+    fake.install(monkeypatch, api=api, name=b"Fake A100", cc=(8, 0))  # another GPU: another plan
     with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
         assert e.cached == "built"
     entries = EngineCache(cache_dir).entries()
     assert {e["device"] for e in entries} == {"Fake RTX 4090 sm8.9", "Fake A100 sm8.0"}
-    plan = cache_dir / entries[-1]["file"]
+    (latest,) = [e for e in entries if e["device"] == "Fake A100 sm8.0"]
+    plan = cache_dir / latest["file"]
     plan.write_bytes(plan.read_bytes().replace(b"fake_plan", b"evil_plan"))
     with pytest.raises(BackendError, match="does not match the manifest"):
         with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir):
             pass
 
 
-def test_int8_needs_calibration_and_feeds_the_calibrator(monkeypatch, tiny, tmp_path):
-    fake.install(monkeypatch)
-    with pytest.raises(BackendError, match="int8 needs calibration frames"):
+def test_int8_is_the_gated_qdq_model_in_a_strongly_typed_network(trt, tiny, tmp_path):
+    """No calibrator (TensorRT 11 has none): INT8 is built from the Q/DQ model the CPU quantizer
+    made and ONNX Runtime's gate accepted; without one, one clear error says how to make it."""
+    with pytest.raises(BackendError, match="no INT8 model for red.onnx in the engine cache.*--backend onnxruntime"):
         with create_engine("tensorrt", tiny / "red.onnx", precision="int8", cache_dir=tmp_path / "c"):
             pass
-    from streamseg.backends.cache import EngineCache as Cache
+    from streamseg.quantize import build_int8
+
+    verdict = build_int8(
+        str(tiny / "red.yaml"), "synthetic://driving?size=128x96&seed=1&frames=8", frames=4, cache_dir=tmp_path / "c"
+    )
+    assert verdict["backend"] == "onnxruntime"
+    with create_engine("tensorrt", tiny / "red.onnx", precision="int8", cache_dir=tmp_path / "c") as eng:
+        build = fake.BUILDS[-1]
+        assert build["precision"] == "int8" and build["strongly_typed"] and build["flags"] == []
+        assert Path(build["onnx"]) == Path(verdict["file"])  # the very artifact the gate accepted
+        with create_engine("onnxruntime", tiny / "red.onnx", precision="int8", cache_dir=tmp_path / "c") as cpu:
+            np.testing.assert_allclose(eng.infer(feed(2))["seg"], cpu.infer(feed(2))["seg"], atol=1e-5)
+
+
+def test_a_model_without_qdq_nodes_is_no_int8_plan(trt, tiny):
     from streamseg.backends.tensorrt import TensorRtEngine
 
-    eng = TensorRtEngine(
-        tiny / "red.onnx", precision="int8", cache=Cache(tmp_path / "c"), calibration=[feed(2), feed(2), feed(1)]
-    )
-    with eng:
-        assert fake.BUILDS[-1]["flags"] == ["FP16", "INT8"] and fake.BUILDS[-1]["calibration_batches"] == 3
-    (table,) = (tmp_path / "c").glob("red-*.int8-calibration")  # keyed by the model's sha256
-    assert table.read_bytes() == b"fake-calibration-table"
+    with pytest.raises(BackendError, match="builds INT8 from the gated Q/DQ model"):
+        with TensorRtEngine(tiny / "red.onnx", precision="int8", prequantized=True):
+            pass
 
 
-def test_engines_build_calibrates_int8_on_frames_from_a_source_uri(monkeypatch, tiny, tmp_path, capsys):
-    """`streamseg engines build CARD --backend tensorrt --precision int8 --calib URI --max-batch N`."""
+def test_engines_build_int8_for_tensorrt_says_to_gate_on_onnxruntime_first(monkeypatch, tiny, tmp_path, capsys):
+    """`streamseg engines build CARD --backend tensorrt --precision int8 --calib URI`: without a
+    gated Q/DQ model, one line naming the command that makes it (the lead wires the two steps into
+    one: see the report); with it, the plan is built from it."""
     from streamseg import cli
 
     fake.install(monkeypatch)
     argv = ["engines", "build", str(tiny / "red.yaml"), "--backend", "tensorrt", "--precision", "int8"]
     argv += ["--calib", "synthetic://driving?size=320x180&seed=3&frames=20", "--calib-frames", "10"]
     argv += ["--max-batch", "4", "--cache-dir", str(tmp_path / "c")]
+    assert cli.main(argv) == 2
+    assert "--backend onnxruntime --precision int8" in capsys.readouterr().err
+    onnxruntime_argv = [a if a != "tensorrt" else "onnxruntime" for a in argv if a not in ("--max-batch", "4")]
+    assert cli.main(onnxruntime_argv) == 0
     assert cli.main(argv) == 0
     build = fake.BUILDS[-1]
-    assert build["calibration_batches"] == 3  # 10 frames in batches of at most 4
-    assert build["profile"]["images"][2] == [4, 3, 48, 64]  # max of the profile
+    assert build["precision"] == "int8" and build["profile"]["frames"][2][0] == 4  # fused graph, max batch 4
     assert "built (tensorrt int8)" in capsys.readouterr().out
+
+
+def test_fused_graph_on_tensorrt_uploads_frames_and_agrees_with_numpy(trt, tiny, tmp_path):
+    """The pipeline's default on TensorRT: the fused graph, frames at capture size in, compact
+    results out; its profile spans frame sizes; results equal ONNX Runtime's unfused path."""
+    from streamseg.models import open_model
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(3)]
+    with (
+        open_model(str(tiny / "red.yaml"), backend="tensorrt", cache_dir=str(tmp_path / "c")) as m,
+        open_model(str(tiny / "red.yaml"), backend="onnxruntime", threads=1, fuse=False) as ref,
+    ):
+        assert m.fused and m.describe()["resize_in_graph"]
+        prof = fake.BUILDS[-1]["profile"]
+        assert prof["frames"] == [[1, 16, 16, 3], [4, 720, 1280, 3], [8, 1080, 1920, 3]]
+        start = len(fake.CUDA.copies)
+        out = m.run(images)
+        ups = [n for k, n, _ in fake.CUDA.copies[start:] if k == "cudaMemcpyHostToDevice"]
+        assert 3 * 96 * 128 * 3 in ups  # the uint8 frames, once
+        for a, b in zip(out, ref.run(images), strict=True):
+            np.testing.assert_array_equal(a.label_map, b.label_map)
+        with pytest.raises(BackendError, match="exceeds the plan's profile"):
+            m.run([np.zeros((1200, 2000, 3), np.uint8)])
 
 
 def test_fixed_batch_model_gets_a_fixed_profile_and_loops(trt, tiny, tmp_path):
@@ -157,11 +204,11 @@ def test_a_plan_from_another_tensorrt_version_is_rebuilt_never_loaded(monkeypatc
     cache_dir = tmp_path / "cache"
     with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
         old_plan = (cache_dir / EngineCache(cache_dir).entries()[0]["file"]).read_bytes()
-    monkeypatch.setattr(fake, "__version__", "10.100.0-fake")
-    monkeypatch.setattr(__import__("sys").modules["tensorrt"], "__version__", "10.100.0-fake")
+    monkeypatch.setattr(fake, "__version__", "11.4.0.106")
+    monkeypatch.setattr(__import__("sys").modules["tensorrt"], "__version__", "11.4.0.106")
     with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir) as e:
         assert e.cached == "built"  # the version is in the key: the old plan is not even looked at
-    assert {x["backend_version"] for x in EngineCache(cache_dir).entries()} == {"10.99.0-fake", "10.100.0-fake"}
+    assert {x["backend_version"] for x in EngineCache(cache_dir).entries()} == {"10.16.1.11", "11.4.0.106"}
     # and a foreign plan that reached the runtime anyway is one clear error, not a crash
     from streamseg.backends.tensorrt import TensorRtEngine
 

@@ -64,3 +64,13 @@ def test_preprocessor_nhwc_bgr():
     x, _ = Preprocessor((4, 4), layout="NHWC", color="bgr", scale=1.0)([img])
     assert x.shape == (1, 4, 4, 3)
     np.testing.assert_allclose(x[0, 0, 0], [1, 2, 3])
+
+
+def test_fit_gives_the_resized_uint8_frames_the_float_tensor_is_made_from():
+    img = np.random.default_rng(3).integers(0, 256, (540, 960, 3), dtype=np.uint8)
+    pre = Preprocessor((320, 320), resize="letterbox", color="rgb")
+    buf, (t,) = pre.fit([img])
+    x, _ = pre([img])
+    assert buf.dtype == np.uint8 and buf.shape == (1, 320, 320, 3)
+    np.testing.assert_array_equal(x[0], buf[0][..., ::-1].transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255))
+    assert (t.pad_x, t.pad_y) == (0, 70) and (buf[0, :70] == 114).all()

@@ -1,0 +1,135 @@
+"""Which GStreamer H.264 decoder and encoder to use: the device's own when present.
+
+Given the elements this machine's GStreamer registry has, `pick_decoder` and `pick_encoder`
+choose, in order: NVIDIA's nvcodec elements on a discrete GPU (nvh264dec / nvh264enc), the
+V4L2 elements of a Jetson (nvv4l2decoder / nvv4l2h264enc, with nvvidconv in and out of NVMM
+memory), VA-API (vah264dec / vah264enc), then the CPU (avdec_h264 / x264enc). Each choice says
+what it is and why, for the run report, and carries the pipeline fragments it needs around it.
+
+Pure functions of an element list, so they are tested without GStreamer or a GPU;
+`available_elements()` asks the real registry. NEVER RUN with a GPU's elements present: the
+fragments follow the elements' documented properties.
+
+On a GPU the video path is then: one upload per frame of the decoded uint8 picture (the fused
+engine graph takes frames at capture size, streamseg/models/fuse.py) and one download of the
+compact results per batch; the nvcodec decoder and encoder keep the bitstream work off the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Codec:
+    element: str  # the GStreamer element
+    device: str  # nvidia-gpu | jetson | vaapi | cpu
+    after: str = ""  # decoders: what must follow before a system-memory BGR/I420 appsink
+    before: str = ""  # encoders: what must come before it (memory / format conversion)
+    why: str = ""
+
+    @property
+    def hardware(self) -> bool:
+        return self.device != "cpu"
+
+    def describe(self) -> dict:
+        return {"element": self.element, "device": self.device, "why": self.why}
+
+
+# (element, device, pipeline fragment after/before it): most preferred first
+DECODERS = (
+    ("nvh264dec", "nvidia-gpu", ""),  # nvcodec: decodes into system (or CUDA) memory as downstream asks
+    ("nvv4l2decoder", "jetson", "nvvidconv ! video/x-raw,format=BGRx"),  # NVMM out: convert to system memory
+    ("vah264dec", "vaapi", ""),
+    ("avdec_h264", "cpu", ""),
+    ("openh264dec", "cpu", ""),
+)
+ENCODERS = (
+    ("nvh264enc", "nvidia-gpu", ""),
+    ("nvv4l2h264enc", "jetson", "nvvidconv ! video/x-raw(memory:NVMM),format=NV12"),
+    ("vah264enc", "vaapi", ""),
+    ("x264enc", "cpu", ""),
+)
+CANDIDATES = tuple(e for e, _, _ in DECODERS + ENCODERS) + ("nvvidconv",)
+
+
+def _has(available: Iterable[str] | Callable[[str], bool]) -> Callable[[str], bool]:
+    if callable(available):
+        return available
+    names = set(available)
+    return names.__contains__
+
+
+def pick_decoder(available: Iterable[str] | Callable[[str], bool], prefer_hardware: bool = True) -> Codec | None:
+    """The H.264 decoder to use, or None when there is none at all."""
+    has = _has(available)
+    for element, device, after in DECODERS:
+        if device != "cpu" and not prefer_hardware:
+            continue
+        if has(element) and (device != "jetson" or has("nvvidconv")):
+            others = [e for e, d, _ in DECODERS if d != "cpu" and e != element]
+            why = "hardware decoder present" if device != "cpu" else (
+                "no hardware decoder present" if prefer_hardware else "hardware decoding turned off"
+            )
+            if device == "cpu" and prefer_hardware:
+                why += f" (looked for {', '.join(others)})"
+            return Codec(element, device, after=after, why=why)
+    return None
+
+
+def pick_encoder(available: Iterable[str] | Callable[[str], bool], prefer_hardware: bool = True) -> Codec | None:
+    """The H.264 encoder to use, or None when there is none at all."""
+    has = _has(available)
+    for element, device, before in ENCODERS:
+        if device != "cpu" and not prefer_hardware:
+            continue
+        if has(element) and (device != "jetson" or has("nvvidconv")):
+            why = "hardware encoder present" if device != "cpu" else (
+                "no hardware encoder present" if prefer_hardware else "hardware encoding turned off"
+            )
+            return Codec(element, device, before=before, why=why)
+    return None
+
+
+def encoder_fragment(codec: Codec, *, bitrate_kbps: int, keyframe_interval: int, preset: str = "veryfast") -> str:
+    """The encoder's part of a pipeline (conversion before it included), low latency, no B-frames,
+    a keyframe every `keyframe_interval` frames, at about `bitrate_kbps`."""
+    kbps, gop = int(bitrate_kbps), int(keyframe_interval)
+    if codec.element == "nvh264enc":  # bitrate in kbit/s
+        body = f"nvh264enc preset=low-latency-hq rc-mode=cbr zerolatency=true bitrate={kbps} gop-size={gop}"
+    elif codec.element == "nvv4l2h264enc":  # bitrate in bit/s
+        body = (
+            f"nvv4l2h264enc bitrate={kbps * 1000} iframeinterval={gop} insert-sps-pps=true "
+            "preset-level=1 maxperf-enable=true"
+        )
+    elif codec.element == "vah264enc":
+        body = f"vah264enc bitrate={kbps} key-int-max={gop} b-frames=0"
+    elif codec.element == "x264enc":
+        body = f"x264enc tune=zerolatency speed-preset={preset} bitrate={kbps} key-int-max={gop} bframes=0"
+    else:
+        raise ValueError(f"no fragment for encoder {codec.element!r}")
+    return f"{codec.before} ! {body}" if codec.before else body
+
+
+def decoder_rank_boost(codec: Codec) -> list[str]:
+    """The elements whose rank to raise so `decodebin` picks `codec` (the hardware one)."""
+    return [codec.element] if codec.hardware else []
+
+
+def available_elements(names: Iterable[str] = CANDIDATES) -> set[str]:
+    """Which of `names` this machine's GStreamer registry has (empty without GStreamer)."""
+    try:
+        from streamseg import gst
+
+        Gst, _ = gst.require()
+    except Exception:  # no GStreamer, no PyGObject: no elements
+        return set()
+    return {n for n in names if Gst.ElementFactory.find(n) is not None}
+
+
+def report(available: Iterable[str] | Callable[[str], bool] | None = None, prefer_hardware: bool = True) -> dict:
+    """What a run would use, for the run report and `gpu-check`: {"decoder": {...}, "encoder": {...}}."""
+    have = available_elements() if available is None else available
+    dec, enc = pick_decoder(have, prefer_hardware), pick_encoder(have, prefer_hardware)
+    return {"decoder": dec.describe() if dec else None, "encoder": enc.describe() if enc else None}

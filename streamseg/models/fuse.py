@@ -1,0 +1,642 @@
+"""One graph per model: preprocessing + the model + postprocessing, built from the card.
+
+The fused graph takes what a source gives, `frames` uint8 [N, H, W, 3] BGR at capture size
+(H and W dynamic), and does in the engine what `Preprocessor` and the decoders do in numpy:
+resize or letterbox (bilinear, half-pixel centres like cv2.INTER_LINEAR, rounded to whole
+grey levels as cv2's uint8 output is), colour order, scale/mean/std, layout. After the
+model it reduces the outputs to compact fixed-shape tensors:
+
+- semantic (`semantic-logits`, `semantic-argmax`): `label_map` uint8 [N, h, w], the class of
+  each pixel at model resolution (heads combined as SemanticLogitsDecoder does);
+- `yolo-seg`: each anchor's best class and score, the card's class filter, class-aware NMS
+  (ONNX NonMaxSuppression: score > conf, suppress IoU > iou, as `nms_xyxy`), then the
+  best `max_detections` by score into fixed slots: `boxes_xyxy` [N, M, 4] (input pixels),
+  `scores` [N, M], `class_id` int32 [N, M] (-1 in empty slots), `mask_logits` [N, M, ph, pw]
+  (coefficients @ prototypes at prototype resolution, cropped to the box plus a 3-cell
+  margin, the most the host's bilinear sampling into the frame reads), `count` int32 [N].
+
+The in-graph resize is cv2's own fixed-point arithmetic from host-made tables (bit-exact wherever
+OpenCV downscales, which every capture size in the project's data does; a frame smaller than the
+model input differs by one grey level on under 1% of values). On the CPU backends the measured
+default resizes with OpenCV before the graph instead (`RESIZE_IN_GRAPH`).
+
+What stays on the host is per-instance and cheap: mapping boxes to the frame and warping
+each mask's logits into its box at frame resolution (the same code path as the numpy
+decoder, so the two agree), and the semantic crop and nearest-neighbour resize.
+
+Tool: plain `onnx.helper` nodes appended to the model's own graph. The pre/post graphs are
+~40 standard nodes; onnx (already a dependency, maintained by the ONNX project) builds and
+checks them with no new package, and writing them at the model's own opset avoids the
+opset/IR conversion `onnx.compose.merge_models` would need (the shared models are opset 12,
+17 and 20). onnxscript or onnx-graphsurgeon would add a dependency for no capability we use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from streamseg.backends.base import TensorSpec
+from streamseg.errors import ModelError
+from streamseg.frames import Instances, SemanticResult
+from streamseg.models.card import ModelCard
+from streamseg.models.preprocess import RESIZE_ROWS, Preprocessor, ResizeTransform, resize_tables
+
+FRAMES = "frames"
+RESIZE_X, RESIZE_Y = "resize_x", "resize_y"
+MASK_MARGIN_CELLS = 3.0
+_NP = {
+    TensorProto.FLOAT: np.float32,
+    TensorProto.FLOAT16: np.float16,
+    TensorProto.DOUBLE: np.float64,
+    TensorProto.UINT8: np.uint8,
+    TensorProto.INT8: np.int8,
+    TensorProto.INT32: np.int32,
+    TensorProto.INT64: np.int64,
+    TensorProto.BOOL: np.bool_,
+}
+
+
+def core_specs(model: onnx.ModelProto) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec], dict[str, str]]:
+    """Inputs, outputs (as TensorSpec) and metadata of an ONNX model, without a runtime."""
+
+    def spec(vi) -> TensorSpec:
+        t = vi.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)
+        return TensorSpec(vi.name, shape, np.dtype(_NP.get(t.elem_type, np.float32)))
+
+    inits = {i.name for i in model.graph.initializer}
+    ins = {v.name: spec(v) for v in model.graph.input if v.name not in inits}
+    outs = {v.name: spec(v) for v in model.graph.output}
+    return ins, outs, {p.key: p.value for p in model.metadata_props}
+
+
+class _Builder:
+    """Appends nodes to a graph under unique names, at the graph's opset."""
+
+    def __init__(self, graph: onnx.GraphProto, opset: int) -> None:
+        self.g = graph
+        self.opset = opset
+        self.n = 0
+        self.nodes: list[onnx.NodeProto] = []
+
+    def name(self, hint: str) -> str:
+        self.n += 1
+        return f"fuse/{hint}_{self.n}"
+
+    def const(self, value, dtype=None, hint: str = "c") -> str:
+        arr = np.asarray(value, dtype=dtype)
+        name = self.name(hint)
+        self.g.initializer.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs):
+        outs = [self.name(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.name(op_type), **attrs))
+        return outs[0] if outputs == 1 else outs
+
+    def reduce(self, op_type: str, x: str, axis: int, keepdims: int = 0) -> str:
+        """ReduceSum took its axes as an input from opset 13, the other reductions from 18."""
+        if self.opset >= (13 if op_type == "ReduceSum" else 18):
+            return self.op(op_type, [x, self.const([axis], np.int64)], keepdims=keepdims)
+        return self.op(op_type, [x], axes=[axis], keepdims=keepdims)
+
+    def slice(self, x: str, start: int, end: int, axis: int) -> str:
+        return self.op(
+            "Slice", [x, self.const([start], np.int64), self.const([end], np.int64), self.const([axis], np.int64)]
+        )
+
+
+@dataclass(frozen=True)
+class FusedModel:
+    """A fused ONNX model and what the host needs to read its outputs."""
+
+    model: onnx.ModelProto
+    task: str
+    outputs: tuple[str, ...]
+    resize_in_graph: bool = True
+
+    def save(self, path: str | Path) -> Path:
+        onnx.save(self.model, str(path))
+        return Path(path)
+
+
+def build_fused(card: ModelCard, core_path: str | Path, decoder, *, resize_in_graph: bool = True) -> FusedModel:
+    """The card's model at `core_path` (fp32, or the gated INT8 QDQ copy) with its preprocessing
+    and postprocessing around it. `decoder` is the card's numpy decoder, already given its
+    thresholds: the graph reads labels, class filter and thresholds from it.
+
+    resize_in_graph: the graph takes frames at capture size and resizes them itself (the GPU
+    graph); False: it takes frames OpenCV already resized/letterboxed to the input size, uint8
+    BGR (measured faster on CPU backends, whose integer kernels are slow)."""
+    model = onnx.load(str(core_path))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < 12:
+        model = onnx.version_converter.convert_version(model, 13)
+        opset = 13
+    ins, outs, _ = core_specs(model)
+    in_name = card.input.name or (next(iter(ins)) if len(ins) == 1 else None)
+    if in_name not in ins:
+        raise NotFusable(f"{card.name}: cannot fuse: the model has inputs {sorted(ins)}; set input.name in the card")
+    g = model.graph
+    b = _Builder(g, opset)
+    in_vi = next(v for v in g.input if v.name == in_name)
+    in_type = in_vi.type.tensor_type.elem_type
+    batch = in_vi.type.tensor_type.shape.dim[0]
+    fixed_batch = batch.dim_value if batch.HasField("dim_value") and batch.dim_value > 0 else None
+
+    _preprocess(b, card, in_name, in_type, resize_in_graph)
+    if card.task == "semantic":
+        out_vis = _semantic_post(b, card, decoder, outs)
+        task_outputs = ("label_map",)
+    else:
+        out_vis = _yolo_post(b, card, decoder, outs)
+        task_outputs = ("boxes_xyxy", "scores", "class_id", "mask_logits", "count")
+
+    # preprocessing, the model, postprocessing: the node list stays topologically sorted
+    n_pre = b.pre_count
+    new_nodes = b.nodes[:n_pre] + list(g.node) + b.nodes[n_pre:]
+    del g.node[:]
+    g.node.extend(new_nodes)
+    # inputs: frames replaces the model's input
+    kept = [v for v in g.input if v.name != in_name]
+    del g.input[:]
+    n = fixed_batch if fixed_batch is not None else "batch"
+    dw, dh = card.input.size_wh
+    if resize_in_graph:
+        frame_inputs = [
+            helper.make_tensor_value_info(FRAMES, TensorProto.UINT8, [n, "height", "width", 3]),
+            helper.make_tensor_value_info(RESIZE_X, TensorProto.INT32, [n, RESIZE_ROWS, dw]),
+            helper.make_tensor_value_info(RESIZE_Y, TensorProto.INT32, [n, RESIZE_ROWS, dh]),
+        ]
+    else:
+        frame_inputs = [helper.make_tensor_value_info(FRAMES, TensorProto.UINT8, [n, dh, dw, 3])]
+    g.input.extend([*frame_inputs, *kept])
+    del g.output[:]
+    g.output.extend(out_vis(n))
+    # intermediate shape annotations of the old outputs may now be wrong for no one: drop them
+    del g.value_info[:]
+    model.doc_string = f"streamseg fused graph for card {card.name}: uint8 BGR frames in, {', '.join(task_outputs)} out"
+    onnx.checker.check_model(model)
+    return FusedModel(model, card.task, task_outputs, resize_in_graph)
+
+
+def _preprocess(b: _Builder, card: ModelCard, in_name: str, in_type: int, resize_in_graph: bool) -> None:
+    """frames uint8 NHWC BGR (+ resize tables) -> the model's input tensor, named as the model's input.
+
+    The resize is cv2's own fixed-point arithmetic, from the tables `resize_tables` makes on the
+    host for each capture size: two Gathers per axis and int32 multiplies, so the fused graph feeds
+    the model the very pixels `Preprocessor` does (bit for bit where OpenCV downscales, checked in
+    the tests). Letterbox padding: columns/rows outside the content have zero weights, and the
+    pad grey is added after the cast."""
+    spec = card.input
+    if resize_in_graph:
+
+        def row(table: str, i: int, shape: list[int]) -> str:
+            first = b.op("Gather", [table, b.const(0, np.int64)], axis=0)  # the batch shares one size
+            return b.op("Reshape", [b.op("Gather", [first, b.const(i, np.int64)], axis=0), b.const(shape, np.int64)])
+
+        # uint8 -> float -> int32: TensorRT casts uint8 only to and from floating point
+        f = b.op("Cast", [b.op("Cast", [FRAMES], to=TensorProto.FLOAT)], to=TensorProto.INT32)  # N, H, W, 3
+        x0, x1 = (row(RESIZE_X, i, [-1]) for i in (0, 1))
+        a0, a1 = (row(RESIZE_X, i, [1, 1, -1, 1]) for i in (2, 3))
+        h = b.op(
+            "Add",
+            [
+                b.op("Mul", [b.op("Gather", [f, x0], axis=2), a0]),
+                b.op("Mul", [b.op("Gather", [f, x1], axis=2), a1]),
+            ],
+        )
+        h = b.op("Div", [h, b.const(16, np.int32)])  # N, H, dw, 3 (values >= 0: Div is >> 4)
+        y0, y1 = (row(RESIZE_Y, i, [-1]) for i in (0, 1))
+        b0, b1 = (row(RESIZE_Y, i, [1, -1, 1, 1]) for i in (2, 3))
+        k = b.const(65536, np.int32)
+        v = b.op(
+            "Add",
+            [
+                b.op("Div", [b.op("Mul", [b.op("Gather", [h, y0], axis=1), b0]), k]),
+                b.op("Div", [b.op("Mul", [b.op("Gather", [h, y1], axis=1), b1]), k]),
+            ],
+        )
+        v = b.op("Div", [b.op("Add", [v, b.const(2, np.int32)]), b.const(4, np.int32)])  # N, dh, dw, 3
+        v = b.op("Transpose", [v], perm=[0, 3, 1, 2])  # N, 3, dh, dw
+        x = b.op("Cast", [v], to=TensorProto.FLOAT)
+        if spec.resize == "letterbox":  # outside the content v is 0: add the pad grey there
+            inside = b.op(
+                "Mul",
+                [row(RESIZE_Y, 4, [1, 1, -1, 1]), row(RESIZE_X, 4, [1, 1, 1, -1])],
+            )  # 1, 1, dh, dw: 1 inside
+            outside = b.op("Cast", [b.op("Sub", [b.const(1, np.int32), inside])], to=TensorProto.FLOAT)
+            x = b.op("Add", [x, b.op("Mul", [outside, b.const(float(spec.pad_value), np.float32)])])
+    else:
+        x = b.op("Transpose", [FRAMES], perm=[0, 3, 1, 2])
+        if spec.color == "rgb":  # on the uint8 planes: a quarter of the bytes
+            x = b.op("Gather", [x, b.const([2, 1, 0], np.int64)], axis=1)
+        x = b.op("Cast", [x], to=TensorProto.FLOAT)
+    if spec.color == "rgb" and resize_in_graph:
+        x = b.op("Gather", [x, b.const([2, 1, 0], np.int64)], axis=1)
+    std = np.asarray(spec.std, np.float32)
+    mul = (spec.scale / std).astype(np.float32).reshape(1, 3, 1, 1)
+    add = (-np.asarray(spec.mean, np.float32) / std).astype(np.float32).reshape(1, 3, 1, 1)
+    x = b.op("Mul", [x, b.const(mul)])
+    if np.any(add != 0):
+        x = b.op("Add", [x, b.const(add)])
+    if spec.layout == "NHWC":
+        x = b.op("Transpose", [x], perm=[0, 2, 3, 1])
+    b.nodes.append(helper.make_node("Cast", [x], [in_name], name=b.name("Cast"), to=in_type))
+    b.pre_count = len(b.nodes)
+
+
+def _semantic_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec]):
+    if card.format == "semantic-logits":
+        result = None
+        for out_name, lut in decoder.heads:
+            scores = out_name
+            if outs[out_name].dtype != np.float32:
+                scores = b.op("Cast", [scores], to=TensorProto.FLOAT)
+            if len(lut) == 2 and lut[0] == 0:
+                # two channels, the first saying nothing: channel 1 wins where it is strictly larger
+                # (numpy's rule, and ArgMax's first maximum); cheaper than ArgMax + a table
+                win = b.op("Greater", [b.slice(scores, 1, 2, 1), b.slice(scores, 0, 1, 1)])  # N, 1, h, w
+                win = b.op("Reshape", [win, _squeeze1(b, win)])
+                if result is None:
+                    result = b.op("Mul", [b.op("Cast", [win], to=TensorProto.INT32), b.const(int(lut[1]), np.int32)])
+                else:
+                    result = b.op("Where", [win, b.const(int(lut[1]), np.int32), result])
+                continue
+            idx = b.op("ArgMax", [scores], axis=1, keepdims=0)  # first maximum, as numpy
+            lab = b.op("Gather", [b.const(lut.astype(np.int32)), idx], axis=0)
+            result = lab if result is None else b.op("Where", [b.op("Greater", [lab, b.const(0, np.int32)]), lab, result])
+    else:
+        ids = decoder.output
+        dt = outs[ids].dtype
+        if outs[ids].shape and len(outs[ids].shape) == 4:
+            ids = b.op("Reshape", [ids, _squeeze1(b, ids)])
+        if dt.kind == "f":
+            ids = b.op("Round", [ids] if dt == np.float32 else [b.op("Cast", [ids], to=TensorProto.FLOAT)])
+        ids = b.op("Cast", [ids], to=TensorProto.INT32)
+        ok = b.op(
+            "And",
+            [b.op("Greater", [ids, b.const(-1, np.int32)]), b.op("Less", [ids, b.const(len(decoder.labels), np.int32)])],
+        )
+        result = b.op("Mul", [ids, b.op("Cast", [ok], to=TensorProto.INT32)])  # out-of-range ids -> 0
+    result = b.op("Cast", [result], to=TensorProto.FLOAT)  # to uint8 through float, as TensorRT casts it
+    b.nodes.append(helper.make_node("Cast", [result], ["label_map"], name=b.name("Cast"), to=TensorProto.UINT8))
+    return lambda n: [helper.make_tensor_value_info("label_map", TensorProto.UINT8, [n, "h", "w"])]
+
+
+def _squeeze1(b: _Builder, x: str) -> str:
+    """The shape of x [N, 1, h, w] without its second axis (for Reshape)."""
+    s = b.op("Shape", [x])
+    return b.op("Concat", [b.slice(s, 0, 1, 0), b.slice(s, 2, 4, 0)], axis=0)
+
+
+def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec]):
+    nc = decoder.nc
+    m = int(decoder.max_det)
+    det, protos = decoder.det_name, decoder.proto_name
+    for name in (det, protos):
+        if outs[name].dtype != np.float32:
+            cast = b.op("Cast", [name], to=TensorProto.FLOAT)
+            det, protos = (cast, protos) if name == det else (det, cast)
+    nm = outs[decoder.proto_name].shape[1]
+    if nm is None:
+        raise NotFusable(f"{card.name}: cannot fuse: the prototype count (axis 1 of {decoder.proto_name}) is dynamic")
+    ph, pw = outs[decoder.proto_name].shape[2:]
+    if ph is None or pw is None:
+        raise NotFusable(f"{card.name}: cannot fuse: the prototype grid of {decoder.proto_name} is dynamic")
+    box = b.op("Transpose", [b.slice(det, 0, 4, 1)], perm=[0, 2, 1])  # N, A, 4 (cx, cy, w, h)
+    xy, wh = b.slice(box, 0, 2, 2), b.slice(box, 2, 4, 2)
+    half = b.op("Div", [wh, b.const(2.0, np.float32)])
+    boxes = b.op("Concat", [b.op("Sub", [xy, half]), b.op("Add", [xy, half])], axis=2)  # N, A, 4 xyxy
+    scores = b.slice(det, 4, 4 + nc, 1)  # N, nc, A
+    # int32 indices throughout: what TensorRT computes indices in
+    cls = b.op("Cast", [b.op("ArgMax", [scores], axis=1, keepdims=1)], to=TensorProto.INT32)  # N, 1, A: first max
+    conf = b.op("GatherElements", [scores, cls], axis=1)  # N, 1, A
+    keep = b.op("Gather", [b.const(decoder.keep_class.astype(np.float32)), cls], axis=0)
+    conf = b.op("Where", [b.op("Greater", [keep, b.const(0.5, np.float32)]), conf, b.const(0.0, np.float32)])
+    # each anchor competes in its own best class only (one candidate per anchor, as in numpy)
+    onehot = b.op("Equal", [b.const(np.arange(nc, dtype=np.int32).reshape(1, nc, 1)), cls])
+    nms_scores = b.op("Where", [onehot, conf, b.const(0.0, np.float32)])  # N, nc, A
+    selected = b.op(
+        "NonMaxSuppression",
+        [
+            boxes,
+            nms_scores,
+            b.const([m], np.int64),
+            b.const([decoder.iou], np.float32),
+            b.const([decoder.conf], np.float32),
+        ],
+        center_point_box=0,
+    )  # K, 3: (batch, class, anchor)
+    conf2 = b.op("Reshape", [conf, b.const([0, -1], np.int64)])  # N, A
+    ba = b.op("Gather", [selected, b.const([0, 2], np.int64)], axis=1)  # K, 2
+    picked = b.op("GatherND", [conf2, ba])
+    dense = b.op("ScatterND", [b.op("Sub", [b.op("Mul", [conf2, b.const(0.0, np.float32)]), b.const(1.0, np.float32)]), ba, picked])
+    # M slots of -1 after the anchors: TopK's k stays a constant even with fewer anchors than M
+    n_shape = b.slice(b.op("Shape", [conf2]), 0, 1, 0)
+    pad_shape = b.op("Concat", [n_shape, b.const([m], np.int64)], axis=0)
+    filler = b.op("ConstantOfShape", [pad_shape], value=numpy_helper.from_array(np.array([-1.0], np.float32)))
+    padded = b.op("Concat", [dense, filler], axis=1)
+    values, index = b.op("TopK", [padded, b.const([m], np.int64)], outputs=2, axis=1, largest=1, sorted=1)
+    valid = b.op("Greater", [values, b.const(-0.5, np.float32)])  # N, M
+    a_last = b.op("Sub", [b.slice(b.op("Shape", [conf2]), 1, 2, 0), b.const([1], np.int64)])
+    index = b.op("Min", [index, a_last])  # empty slots point at a real anchor; masked below
+    gidx = b.op("Reshape", [index, b.const([0, 0, 1], np.int64)])  # N, M, 1
+    sel_boxes = b.op("GatherND", [boxes, gidx], batch_dims=1)  # N, M, 4
+    cls_flat = b.op("Reshape", [cls, b.const([0, -1], np.int64)])
+    sel_cls = b.op("GatherND", [cls_flat, gidx], batch_dims=1)
+    coefs = b.op("Transpose", [b.slice(det, 4 + nc, 4 + nc + nm, 1)], perm=[0, 2, 1])  # N, A, nm
+    sel_coefs = b.op("GatherND", [coefs, gidx], batch_dims=1)  # N, M, nm
+    flat_protos = b.op("Reshape", [protos, b.const([0, nm, ph * pw], np.int64)])
+    logits = b.op("MatMul", [sel_coefs, flat_protos])  # N, M, ph*pw
+    logits = b.op("Reshape", [logits, b.const([0, m, ph, pw], np.int64)])
+    # box crop at prototype resolution, with the margin the host's sampling can read
+    kx, ky = pw / card.input.size_wh[0], ph / card.input.size_wh[1]
+    bp = b.op("Mul", [sel_boxes, b.const(np.array([kx, ky, kx, ky], np.float32))])
+    bp = b.op("Reshape", [bp, b.const([0, m, 4, 1], np.int64)])
+    cx = b.const((np.arange(pw, dtype=np.float32) + 0.5).reshape(1, 1, 1, pw))
+    cy = b.const((np.arange(ph, dtype=np.float32) + 0.5).reshape(1, 1, ph, 1))
+    margin = b.const(MASK_MARGIN_CELLS, np.float32)
+    x0 = b.op("Sub", [b.slice(bp, 0, 1, 2), margin])
+    y0 = b.op("Sub", [b.slice(bp, 1, 2, 2), margin])
+    x1 = b.op("Add", [b.slice(bp, 2, 3, 2), margin])
+    y1 = b.op("Add", [b.slice(bp, 3, 4, 2), margin])
+    # x bounds are [N, M, 1, 1] against cells [1, 1, 1, pw]; the same for y against [1, 1, ph, 1]
+    inside_x = b.op("And", [b.op("Greater", [cx, x0]), b.op("Less", [cx, x1])])
+    inside_y = b.op("And", [b.op("Greater", [cy, y0]), b.op("Less", [cy, y1])])
+    inside = b.op("And", [inside_x, inside_y])
+    b.nodes.append(
+        helper.make_node("Where", [inside, logits, b.const(-1e4, np.float32)], ["mask_logits"], name=b.name("Where"))
+    )
+    valid4 = b.op("Reshape", [valid, b.const([0, m, 1], np.int64)])
+    b.nodes.append(
+        helper.make_node("Where", [valid4, sel_boxes, b.const(0.0, np.float32)], ["boxes_xyxy"], name=b.name("W"))
+    )
+    b.nodes.append(helper.make_node("Where", [valid, values, b.const(0.0, np.float32)], ["scores"], name=b.name("W")))
+    b.nodes.append(
+        helper.make_node("Where", [valid, sel_cls, b.const(-1, np.int32)], ["class_id"], name=b.name("W"))
+    )
+    b.nodes.append(
+        helper.make_node(
+            "Cast", [b.reduce("ReduceSum", b.op("Cast", [valid], to=TensorProto.INT32), 1)], ["count"], name=b.name("C"),
+            to=TensorProto.INT32,
+        )
+    )
+
+    def vis(n):
+        return [
+            helper.make_tensor_value_info("boxes_xyxy", TensorProto.FLOAT, [n, m, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n, m]),
+            helper.make_tensor_value_info("class_id", TensorProto.INT32, [n, m]),
+            helper.make_tensor_value_info("mask_logits", TensorProto.FLOAT, [n, m, ph, pw]),
+            helper.make_tensor_value_info("count", TensorProto.INT32, [n]),
+        ]
+
+    return vis
+
+
+# which engines run fused by default, per backend and task: measured on the CPU backends
+# (benchmarks/fused.py, results under benchmarks/results/: fused where it was not slower);
+# TensorRT: fused, the point of fusing, though never yet measured on a GPU
+
+class NotFusable(ModelError):
+    """This model's format or shapes are not covered by the fused graphs (it runs unfused by default)."""
+
+
+FUSE_DEFAULT = {
+    "onnxruntime": {"semantic": False, "instance": True},
+    "openvino": {"semantic": True, "instance": True},
+    "tensorrt": {"semantic": True, "instance": True},
+}
+# where the fused graph's resize runs, per backend: in the graph on the GPU; with OpenCV before the
+# graph on the CPU backends (their int32 kernels made the in-graph resize slower: benchmarks/fused.py)
+RESIZE_IN_GRAPH = {"onnxruntime": False, "openvino": False, "tensorrt": True}
+
+
+# host side ---------------------------------------------------------------------------------
+def frames_batch(images_bgr: list[np.ndarray], size_wh: tuple[int, int], mode: str):
+    """Frames as the fused graph takes them: groups of equal capture size, each one uint8
+    [n, H, W, 3] array, with their positions in the batch; and every frame's ResizeTransform
+    (computed, not applied: the graph does the pixel work)."""
+    transforms = [ResizeTransform.fit((im.shape[1], im.shape[0]), size_wh, mode) for im in images_bgr]
+    shapes = [im.shape for im in images_bgr]
+    if all(s == shapes[0] for s in shapes):
+        return _feeds(images_bgr, transforms[0]), transforms
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(shapes):
+        groups.setdefault(s, []).append(i)
+    return (
+        FrameGroups([(idx, _feeds([images_bgr[i] for i in idx], transforms[idx[0]])) for idx in groups.values()]),
+        transforms,
+    )
+
+
+def _feeds(images_bgr: list[np.ndarray], t: ResizeTransform) -> dict[str, np.ndarray]:
+    """The fused graph's inputs for frames of one size (the tables repeat along the batch axis
+    so an engine that splits a batch splits them too)."""
+    tx, ty = resize_tables(t)
+    n = len(images_bgr)
+    return {
+        FRAMES: np.stack(images_bgr),
+        RESIZE_X: np.ascontiguousarray(np.broadcast_to(tx, (n, *tx.shape))),
+        RESIZE_Y: np.ascontiguousarray(np.broadcast_to(ty, (n, *ty.shape))),
+    }
+
+
+@dataclass
+class FrameGroups:
+    """A batch whose frames differ in size: one engine call per size (outputs are per frame and
+    fixed-shape, so they are put back in batch order)."""
+
+    groups: list[tuple[list[int], dict[str, np.ndarray]]]
+
+    def __len__(self) -> int:
+        return sum(len(idx) for idx, _ in self.groups)
+
+    def merge(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        n = len(self)
+        out = {}
+        for k in parts[0]:
+            first = parts[0][k]
+            arr = np.empty((n, *first.shape[1:]), first.dtype)
+            for (idx, _), p in zip(self.groups, parts, strict=True):
+                arr[idx] = p[k]
+            out[k] = arr
+        return out
+
+
+class FusedSemanticDecoder:
+    """`label_map` at model resolution -> SemanticResult at frame resolution (crop, nearest resize),
+    exactly what the numpy decoders do after their argmax."""
+
+    def __init__(self, decoder) -> None:
+        self.inner = decoder
+        self.labels = decoder.labels
+        self.output_names = ["label_map"]
+
+    def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]) -> list[SemanticResult]:
+        import cv2
+
+        d = self.inner
+        results = []
+        for lm, t in zip(outputs["label_map"], transforms, strict=True):
+            x0, y0, x1, y1 = t.content_rect((lm.shape[1], lm.shape[0]))
+            lm = np.ascontiguousarray(lm[y0:y1, x0:x1])
+            gm = d.group_lut[lm]
+            small = None
+            if lm.shape[::-1] != t.src_wh:
+                small = gm
+                lm = cv2.resize(lm, t.src_wh, interpolation=cv2.INTER_NEAREST)
+                gm = cv2.resize(gm, t.src_wh, interpolation=cv2.INTER_NEAREST)
+            results.append(SemanticResult(lm, d.labels, gm, d.group_names, small))
+        return results
+
+
+class FusedYoloDecoder:
+    """Fixed slots -> Instances: boxes to frame pixels, each mask's logits warped into its box."""
+
+    def __init__(self, decoder) -> None:
+        self.inner = decoder
+        self.labels = decoder.labels
+        self.output_names = ["boxes_xyxy", "scores", "class_id", "mask_logits", "count"]
+
+    def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]) -> list[Instances]:
+        d = self.inner
+        res = []
+        for i, t in enumerate(transforms):
+            k = int(outputs["count"][i])
+            if k == 0:
+                res.append(Instances.empty(t.src_wh))
+                continue
+            xyxy = t.to_src_xyxy(outputs["boxes_xyxy"][i, :k])
+            class_id = outputs["class_id"][i, :k].astype(np.int32)
+            res.append(
+                Instances(
+                    xyxy=xyxy.astype(np.float32),
+                    masks=masks_in_frame(outputs["mask_logits"][i, :k], xyxy, t, d.input_wh, d.mask_logit),
+                    class_id=class_id,
+                    score=outputs["scores"][i, :k].astype(np.float32),
+                    labels=[d.labels[c] for c in class_id],
+                    groups=[d.group_of_class[c] for c in class_id],
+                )
+            )
+        return res
+
+
+def masks_in_frame(
+    logits: np.ndarray, xyxy: np.ndarray, t: ResizeTransform, input_wh: tuple[int, int], mask_logit: float
+) -> np.ndarray:
+    """K prototype-resolution mask logits -> K x H x W bool frame masks, each sampled (bilinear)
+    into its box only: one affine warp per instance maps frame pixels to prototype cells,
+    undoing the letterbox and cropping at once (the numpy decoder's mapping)."""
+    import cv2
+
+    ph, pw = logits.shape[1:]
+    sw, sh = t.src_wh
+    masks = np.zeros((len(logits), sh, sw), bool)
+    kx, ky = pw / input_wh[0], ph / input_wh[1]
+    ax, ay = t.scale_x * kx, t.scale_y * ky
+    for k, (x0, y0, x1, y1) in enumerate(xyxy):
+        bx0, by0 = int(np.floor(x0)), int(np.floor(y0))
+        bx1, by1 = min(int(np.ceil(x1)), sw), min(int(np.ceil(y1)), sh)
+        if bx1 <= bx0 or by1 <= by0:
+            continue
+        m = np.array(
+            [[ax, 0, (bx0 + 0.5) * ax + t.pad_x * kx - 0.5], [0, ay, (by0 + 0.5) * ay + t.pad_y * ky - 0.5]],
+            np.float64,
+        )
+        crop = cv2.warpAffine(
+            np.ascontiguousarray(logits[k], np.float32),
+            m,
+            (bx1 - bx0, by1 - by0),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        masks[k, by0:by1, bx0:bx1] = crop > mask_logit
+    return masks
+
+
+def host_decoder(card: ModelCard, decoder):
+    """The host half of a fused model's decoding."""
+    return FusedSemanticDecoder(decoder) if card.task == "semantic" else FusedYoloDecoder(decoder)
+
+
+class FusedHost:
+    """What stays on the host around a fused graph: stacking (or, for a graph without the resize,
+    OpenCV-resizing) the frames, and the cheap per-instance decoding."""
+
+    def __init__(self, card: ModelCard, decoder, resize_in_graph: bool) -> None:
+        self.card = card
+        self.resize_in_graph = resize_in_graph
+        self.decoder = host_decoder(card, decoder)
+        self.output_names = self.decoder.output_names
+        self._pre = None if resize_in_graph else Preprocessor.for_input(card.input)
+        self.numpy_decoder = decoder
+
+    def __getattr__(self, name: str):
+        # labels, groups, thresholds...: what callers read off a decoder, from the card's numpy one
+        if name.startswith("_") or name == "numpy_decoder":
+            raise AttributeError(name)
+        return getattr(self.numpy_decoder, name)
+
+    def prepare(self, images_bgr: list[np.ndarray]):
+        if self.resize_in_graph:
+            return frames_batch(images_bgr, self.card.input.size_wh, self.card.input.resize)
+        buf, transforms = self._pre.fit(images_bgr)
+        return {FRAMES: buf}, transforms
+
+    def decode(self, outputs: dict[str, np.ndarray], transforms: list[ResizeTransform]):
+        return self.decoder.decode(outputs, transforms)
+
+
+__all__ = ["FRAMES", "FrameGroups", "FusedHost", "FusedModel", "build_fused", "core_specs", "frames_batch", "host_decoder"]
+
+
+def compare_results(task: str, ref: list, new: list, mask_iou: float = 0.99) -> dict:
+    """How two result lists of the same frames agree: semantic, the fraction of pixels with the
+    same class; instance, frames whose instances match one to one (same class, mask IoU >=
+    `mask_iou`, greedy by IoU), and the lowest IoU among matched instances."""
+    if task == "semantic":
+        same = total = 0
+        worst = 1.0
+        for r, n in zip(ref, new, strict=True):
+            eq = np.count_nonzero(r.label_map == n.label_map)
+            same += eq
+            total += r.label_map.size
+            worst = min(worst, eq / r.label_map.size)
+        return {"frames": len(ref), "pixels_agree": same / max(total, 1), "worst_frame": worst}
+    frames_ok = 0
+    min_iou = 1.0
+    instances = mismatched = 0
+    for r, n in zip(ref, new, strict=True):
+        instances += len(r)
+        ok = len(r) == len(n)
+        taken: set[int] = set()
+        for i in range(len(r)):
+            best, best_iou = None, -1.0
+            for j in range(len(n)):
+                if j in taken or n.class_id[j] != r.class_id[i]:
+                    continue
+                union = np.count_nonzero(r.masks[i] | n.masks[j])
+                iou = 1.0 if union == 0 else np.count_nonzero(r.masks[i] & n.masks[j]) / union
+                if iou > best_iou:
+                    best, best_iou = j, iou
+            if best is None or best_iou < mask_iou:
+                ok = False
+                mismatched += 1
+            if best is not None:
+                taken.add(best)
+                min_iou = min(min_iou, best_iou)
+        frames_ok += ok
+    return {
+        "frames": len(ref),
+        "frames_match": frames_ok,
+        "instances": instances,
+        "unmatched": mismatched,
+        "min_mask_iou": min_iou,
+    }
