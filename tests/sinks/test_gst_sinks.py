@@ -12,6 +12,7 @@ import pytest
 from streamseg import gst
 from streamseg.sources import open_source
 from tests.conftest import free_port, run_streamseg, streamseg_popen
+from tests.helpers import ffmpeg
 
 pytestmark = pytest.mark.skipif(not gst.available(), reason="GStreamer/PyGObject not installed")
 
@@ -167,3 +168,87 @@ def test_rtp_sink_reaches_an_rtp_source():
         t.join()
         sink.close()
     assert all(f is not None and f.image_bgr.shape == (96, 160, 3) for f in frames)
+
+
+# What FFmpeg-based players see (VLC, ffplay, OBS, NVRs decode with FFmpeg) ---------------------
+needs_ffmpeg = pytest.mark.skipif(not ffmpeg.available(), reason="needs ffmpeg and ffprobe (apt-get install ffmpeg)")
+FPS = 15
+STREAM_S = 10  # seconds of stream each client reads
+
+
+def wait_for_port(port: int, proc, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the RTSP server did not come up: {proc.poll()=}")
+
+
+def stop(proc) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    return err
+
+
+def assert_clean(judged: list[ffmpeg.Judged]) -> None:
+    """Zero error or warning lines from every client; ffprobe: every frame at a whole number
+    of frame periods after the last (the stream's own timestamps), no keyframe split in two."""
+    for j in judged:
+        assert j.problems == [], j.summary()
+        assert j.frames >= STREAM_S * FPS // 4, j.summary()  # it did watch the stream
+    for j in judged:
+        if not j.command[0].endswith("ffprobe"):
+            continue
+        assert j.split_keyframes == 0, f"{j.split_keyframes} keyframes decoded as two halves"
+        assert j.pts_monotonic, j.pts[:20]
+        gaps = [(b - a) * FPS for a, b in zip(j.pts, j.pts[1:], strict=False)]
+        assert all(g > 0.5 and abs(g - round(g)) < 0.02 for g in gaps), [round(g, 3) for g in gaps[:40]]
+        assert sum(round(g) == 1 for g in gaps) >= len(gaps) // 2  # mostly consecutive frames
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("size, mode", [("640x360", "realtime"), ("1280x720", "offline")])
+def test_rtsp_stream_decodes_cleanly_in_two_ffmpeg_clients_and_ffprobe(size, mode):
+    """Two `ffmpeg -rtsp_transport tcp` clients and one ffprobe at once, STREAM_S s each.
+
+    On the old sink: keyframes split in two (rtph264pay put SPS/PPS before the second
+    slice: `corrupt decoded frame`) and arrival timestamps (do-timestamp) off the frame grid."""
+    port = free_port()
+    url = f"rtsp://127.0.0.1:{port}/live"
+    src = f"synthetic://driving?size={size}&fps={FPS}&seed=3&frames=100000"
+    proc = streamseg_popen("run", "--source", src, "--mode", mode, "--sink", url, "--no-progress")
+    try:
+        wait_for_port(port, proc)
+        clients = [ffmpeg.Client.ffmpeg(url, STREAM_S), ffmpeg.Client.ffmpeg(url, STREAM_S)]
+        clients.append(ffmpeg.Client.ffprobe(url, STREAM_S))
+        judged = [c.result() for c in clients]
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err
+    assert_clean(judged)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("size, mode", [("1280x720", "offline"), ("640x360", "realtime")])
+def test_rtp_stream_decodes_cleanly_in_ffmpeg_and_ffprobe_from_an_sdp_file(tmp_path, size, mode):
+    """ffmpeg and ffprobe reading an SDP file, each from its own rtp:// sink of one run, STREAM_S s."""
+    ports = [free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)]
+    sdps = [ffmpeg.write_sdp(tmp_path / f"s{i}.sdp", p) for i, p in enumerate(ports)]
+    # receivers first: they then see the stream from its first keyframe
+    clients = [
+        ffmpeg.Client.ffmpeg(str(sdps[0]), STREAM_S, timeout_s=90),
+        ffmpeg.Client.ffprobe(str(sdps[1]), STREAM_S, timeout_s=90),
+    ]
+    time.sleep(0.5)
+    src = f"synthetic://driving?size={size}&fps={FPS}&seed=3&frames=100000"
+    sinks = [a for p in ports for a in ("--sink", f"rtp://127.0.0.1:{p}")]
+    proc = streamseg_popen("run", "--source", src, "--mode", mode, *sinks, "--no-progress")
+    try:
+        judged = [c.result() for c in clients]
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err
+    assert_clean(judged)
