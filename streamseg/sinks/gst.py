@@ -4,8 +4,9 @@ Every sink encodes with x264 (settings from the sink's config) from an appsrc fe
 I420 frames converted by OpenCV. One encoder pipeline per stream.
 
 - files: `.mp4` is written as fragmented MP4 (a fragment a second by default) and `.mkv`
-  as streamable Matroska, so a file cut short by a crash or kill -9 plays up to its last
-  fragment; a normal end or SIGINT/SIGTERM finalizes it properly (EOS);
+  as Matroska whose clusters reach the disk as they grow, so a file cut short by a crash
+  or kill -9 plays up to its last fragment (MP4) or frame (MKV); a normal end or
+  SIGINT/SIGTERM finalizes it (EOS): MKV then gets its duration and seek index (Cues);
 - `rtsp://HOST:PORT/name`: a GstRtspServer serving the overlaid stream to any number of
   clients (HOST defaults to 127.0.0.1; `rtsp://0.0.0.0:8554/x` listens on all interfaces);
   each client that starts playing gets a keyframe at once;
@@ -219,10 +220,13 @@ class GstFileSink(_PerStream):
         s = self.settings
         loc = str(self.paths[stream_id]).replace('"', '\\"')
         if self.path.suffix.lower() == ".mkv":
-            mux = "matroskamux streamable=true"
+            # not streamable=true: at EOS matroskamux seeks back to write the duration and the
+            # Cues (seek index); clusters still reach the disk as they grow, so a kill -9 keeps them
+            mux = "matroskamux"
         else:
             mux = f"mp4mux fragment-duration={int(s.fragment_ms)} streamable=true"
-        return f'{s.x264()} ! h264parse ! {mux} ! filesink location="{loc}"'
+        # unbuffered: what the muxer has written is in the file, not in our process, when a kill -9 comes
+        return f'{s.x264()} ! h264parse ! {mux} ! filesink buffer-mode=unbuffered location="{loc}"'
 
     def describe(self) -> dict:
         return {**super().describe(), "files": {k: str(v) for k, v in self.paths.items()}, "encoder": "x264"}
