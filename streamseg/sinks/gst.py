@@ -66,7 +66,8 @@ class _Timeline:
     """Each frame's own pts (seconds) -> buffer timestamps in ns from the first frame, strictly increasing.
 
     Gaps stay gaps (frames dropped upstream, variable frame rates). When a source's clock
-    goes back (a reconnect restarts it), the timeline continues one frame later.
+    goes back (a reconnect restarts it), or a frame has no time, the timeline continues
+    one frame period later.
     `pace`: frames also leave at the time their pts says, counted from the first frame:
     write() waits for a frame that comes early. A frame more than `resync_s` late (the
     pipeline fell behind) or early (the source's clock leapt) re-anchors the timeline
@@ -91,7 +92,7 @@ class _Timeline:
             ns = 0 if self.last is None else self.last + self.frame_ns
         else:
             ns = pts_ns + self._offset
-            if self.last is not None and ns <= self.last:
+            if self.last is not None and ns < self.last + 1_000_000:  # back, or on top of the last
                 ns = self.last + self.frame_ns
                 self._offset = ns - pts_ns
         if self.pace:
@@ -124,8 +125,11 @@ class _Encoder:
         self.w, self.h, self.fps = w, h, fps or 25.0
         self.timeline = _Timeline(self.fps, pace=live)
         self.i420 = w % 2 == 0 and h % 2 == 0
+        # files block (every frame kept); a live encoder that falls behind drops its oldest queued
+        # frame (4 at most queued) rather than queueing without bound
+        flow = "is-live=true block=false leaky-type=downstream" if live else "is-live=false block=true"
         desc = (
-            f"appsrc name=src is-live={'true' if live else 'false'} format=time do-timestamp=false block={'false' if live else 'true'} "
+            f"appsrc name=src {flow} format=time do-timestamp=false "
             f'max-bytes={w * h * 6} caps="{_caps(w, h, self.fps)}" ! videoconvert ! {tail}'
         )
         self.pipeline = gst.parse_launch(desc)
@@ -286,7 +290,7 @@ class RtspServerSink(Sink):
         self._timelines: dict[str, _Timeline] = {}
         self._base: dict[int, int] = {}  # id(appsrc) -> its running time minus our timeline at its first buffer
         self._last_rt: dict[int, int] = {}
-        self._want_key = False  # a client started playing: the next frame is a keyframe
+        self._want_key: set[str] = set()  # streams whose next frame is a keyframe (a client started playing)
         self._counts: dict[str, int] = {}
         self._size: dict[str, tuple[int, int]] = {}
         self._streams: dict[str, StreamInfo] = {}
@@ -333,7 +337,8 @@ class RtspServerSink(Sink):
         # Buffers carry their frame's own time (write_impl), not their arrival's; SPS/PPS
         # go before each IDR access unit (module docstring).
         return (
-            f"( appsrc name=src is-live=true format=time do-timestamp=false block=false ! videoconvert ! "
+            "( appsrc name=src is-live=true format=time do-timestamp=false block=false leaky-type=downstream "
+            "! videoconvert ! "
             f"{self.settings.x264()} ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )"
         )
 
@@ -343,7 +348,8 @@ class RtspServerSink(Sink):
     def _on_play(self, client, ctx) -> None:
         # a client joining a shared stream mid-GOP would decode P-frames without their
         # reference until the next keyframe (up to keyframe_interval frames): send one now
-        self._want_key = True
+        with self._lock:
+            self._want_key.update(self._streams)
 
     def _on_media(self, factory, media, sid: str) -> None:
         Gst, _ = gst.require()
@@ -351,6 +357,7 @@ class RtspServerSink(Sink):
         info = self._streams.get(sid)
         w, h = self._size.get(sid) or (info.size_wh if info and info.size_wh else (640, 480))
         appsrc.set_property("caps", Gst.Caps.from_string(_caps(w, h, info.fps if info and info.fps else 25.0)))
+        appsrc.set_property("max-bytes", w * h * 6)  # 4 frames queued at most: then the oldest goes
         with self._lock:
             self._appsrcs[sid].append(appsrc)
         media.connect("unprepared", self._on_gone, sid, appsrc)
@@ -394,7 +401,9 @@ class RtspServerSink(Sink):
         if timeline is None:
             timeline = self._timelines[sid] = _Timeline(info.fps if info and info.fps else 25.0, pace=True)
         ns = timeline.stamp(frame.pts)  # waits until the frame is due
-        key, self._want_key = self._want_key, False
+        with self._lock:
+            key = sid in self._want_key
+            self._want_key.discard(sid)
         for src in targets:
             rt = self._running_time(src)
             if rt is None:

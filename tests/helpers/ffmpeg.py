@@ -1,9 +1,10 @@
 """FFmpeg's own clients as independent judges of our streams and files (Debian's ffmpeg/ffprobe).
 
 Most players (VLC, ffplay, OBS, NVRs) decode with FFmpeg: a stream FFmpeg reads without an
-error or a warning is one they play. Each client runs with `-loglevel level+verbose`, so every
-line it prints is tagged with its level; the `[error]` and `[warning]` lines are counted (the
-verbose ones are kept for the assertion message).
+error or a warning is one they play. Each client runs with `-loglevel repeat+level+verbose`:
+every line it prints is tagged with its level, repeats are not folded into "Last message
+repeated", and the `[error]` and `[warning]` lines are counted (the verbose ones are kept
+for the assertion message).
 
     with Client.ffmpeg("rtsp://127.0.0.1:8554/live", seconds=10, rtsp_tcp=True) as a: ...
     a.result()  # -> Judged(frames=..., errors=[...], warnings=[...], dts_warnings=[...])
@@ -104,14 +105,14 @@ class Client:
     @classmethod
     def ffmpeg(cls, url: str, seconds: float = 10, rtsp_tcp: bool = True, timeout_s: float | None = None) -> Client:
         """`ffmpeg -i URL -t SECONDS -f null -`: decodes every frame, as a player would."""
-        cmd = [ffmpeg_path() or "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+verbose"]
+        cmd = [ffmpeg_path() or "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "repeat+level+verbose"]
         cmd += input_args(url, rtsp_tcp) + ["-t", str(seconds), "-f", "null", "-progress", "pipe:1", "-"]
         return cls(cmd, timeout_s or seconds + 30, probe=False)
 
     @classmethod
     def ffprobe(cls, url: str, seconds: float = 10, rtsp_tcp: bool = True, timeout_s: float | None = None) -> Client:
         """`ffprobe -show_frames` over the first SECONDS of the stream (every frame decoded)."""
-        cmd = [ffprobe_path() or "ffprobe", "-hide_banner", "-loglevel", "level+verbose"]
+        cmd = [ffprobe_path() or "ffprobe", "-hide_banner", "-loglevel", "repeat+level+verbose"]
         stream = url.startswith(("rtsp://", "rtp://")) or url.endswith(".sdp")
         cmd += ["-read_intervals", f"%+{seconds}"] if stream else []
         cmd += ["-select_streams", "v:0", "-show_entries", "frame=pts_time,key_frame", "-of", "json"]
@@ -164,7 +165,7 @@ def probe_format(path: Path | str) -> dict:
 def decode_file(path: Path | str, timeout_s: float = 120) -> Judged:
     """`ffmpeg -i FILE -f null -`: every frame of a file decoded, errors counted."""
     c = Client(
-        [ffmpeg_path() or "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+verbose", "-i", str(path)]
+        [ffmpeg_path() or "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "repeat+level+verbose", "-i", str(path)]
         + ["-f", "null", "-progress", "pipe:1", "-"],
         timeout_s,
         probe=False,

@@ -317,3 +317,16 @@ def test_rtp_stream_decodes_cleanly_in_ffmpeg_and_ffprobe_from_an_sdp_file(tmp_p
         f"{STREAM_S} s each: no error or warning line; no keyframe split in two; every pts on the frame grid",
         "0 corrupt (frames the run skips for a stream leave whole-period gaps)",
     )
+
+
+def test_timeline_keeps_each_frames_own_time_and_never_goes_back():
+    from streamseg.sinks.gst import _Timeline
+
+    t = _Timeline(fps=15)
+    period = 1e9 / 15
+    stamps = [t.stamp(p) for p in (5.0, 5 + 1 / 15, 5 + 3 / 15, 0.0, float("nan"), 1 / 15)]
+    gaps = [round((b - a) / period, 3) for a, b in zip(stamps, stamps[1:], strict=False)]
+    # starts at 0; a dropped frame leaves a gap of 2 periods; a clock that goes back (a
+    # reconnect) or a frame without a time continues one period later, and the new clock's
+    # own gaps stay (0 -> 1/15: one period)
+    assert stamps[0] == 0 and gaps == [1, 2, 1, 1, 1]
