@@ -9,7 +9,7 @@ I420 frames converted by OpenCV. One encoder pipeline per stream.
   SIGINT/SIGTERM finalizes it (EOS): MKV then gets its duration and seek index (Cues);
 - `rtsp://HOST:PORT/name`: a GstRtspServer serving the overlaid stream to any number of
   clients (HOST defaults to 127.0.0.1; `rtsp://0.0.0.0:8554/x` listens on all interfaces);
-  one encoder per stream; each client's stream starts with a keyframe made for it;
+  each client that starts playing gets a keyframe at once;
 - `rtp://HOST:PORT`: H.264 RTP over UDP (payload 96, SPS/PPS repeated each keyframe);
 - `display://`: a window, when a display exists.
 
@@ -272,26 +272,8 @@ class DisplaySink(_PerStream):
         return "autovideosink sync=false"
 
 
-@dataclass
-class _RtspClient:
-    """One RTSP client's own media: encoded frames go to its appsrc from a keyframe on."""
-
-    appsrc: object
-    live: bool = False  # False until its first keyframe
-    base: int | None = None  # its running time minus the encoder's pts, fixed at its first frame
-    last: int = -1
-
-
 class RtspServerSink(Sink):
-    """Serves each stream at rtsp://HOST:PORT/name (several streams: /name/<stream id>).
-
-    One x264 encoder per stream, whatever the number of clients; each client gets its own
-    light media (appsrc ! h264parse ! rtph264pay) fed with whole encoded frames from a
-    keyframe made for it when it connects. The server holds a live media's first frame
-    until the client plays, so the client's first packet starts that keyframe. (A media
-    shared by all clients hands one that joins mid-frame the tail of a frame: FFmpeg then
-    decodes a keyframe half grey.)
-    """
+    """Serves each stream at rtsp://HOST:PORT/name (several streams: /name/<stream id>)."""
 
     name = "rtsp-server"
     lossless = False
@@ -304,8 +286,13 @@ class RtspServerSink(Sink):
         self._loop = None
         self._thread = None
         self._lock = threading.Lock()
-        self._clients: dict[str, list[_RtspClient]] = {}  # stream id -> its clients' media
-        self._enc: dict[str, _Encoder] = {}
+        self._appsrcs: dict[str, list] = {}  # stream id -> appsrcs of the connected media
+        self._timelines: dict[str, _Timeline] = {}
+        self._base: dict[int, int] = {}  # id(appsrc) -> its running time minus our timeline at its first buffer
+        self._last_rt: dict[int, int] = {}
+        self._want_key: set[str] = set()  # streams whose next frame is a keyframe (a client started playing)
+        self._counts: dict[str, int] = {}
+        self._size: dict[str, tuple[int, int]] = {}
         self._streams: dict[str, StreamInfo] = {}
         self.urls: dict[str, str] = {}
 
@@ -329,15 +316,14 @@ class RtspServerSink(Sink):
         for sid in streams:
             path = self.mount if len(streams) == 1 else f"{self.mount}/{sid}"
             factory = GstRtspServer.RTSPMediaFactory()
-            factory.set_launch(
-                "( appsrc name=src is-live=true format=time do-timestamp=false block=false max-bytes=0 "
-                "caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! rtph264pay name=pay0 pt=96 )"
-            )
-            factory.set_shared(False)  # one media per client: cheap, no encoder in it
+            factory.set_launch(self._launch(sid))
+            factory.set_shared(True)
             factory.connect("media-configure", self._on_media, sid)
             mounts.add_factory(path, factory)
             self.urls[sid] = f"rtsp://{self.host}:{self.port}{path}"
-            self._clients[sid] = []
+            self._appsrcs[sid] = []
+            self._counts[sid] = 0
+        self._server.connect("client-connected", self._on_client)
         if self._server.attach(self._context) == 0:
             raise SinkError(f"{self.uri}: the RTSP server could not attach to {self.host}:{self.port}")
         self._loop = GLib.MainLoop.new(self._context, False)
@@ -346,104 +332,103 @@ class RtspServerSink(Sink):
         for url in self.urls.values():
             log.info("serving %s", url)
 
-    def _tail(self) -> str:
-        # SPS/PPS before each IDR access unit (module docstring); whole frames to Python
+    def _launch(self, sid: str) -> str:
+        # caps are set per frame size at the first frame; until then the media waits.
+        # Buffers carry their frame's own time (write_impl), not their arrival's; SPS/PPS
+        # go before each IDR access unit (module docstring).
         return (
-            f"{self.settings.x264()} ! h264parse config-interval=-1 ! "
-            "video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out emit-signals=true sync=false"
+            "( appsrc name=src is-live=true format=time do-timestamp=false block=false leaky-type=downstream "
+            "! videoconvert ! "
+            f"{self.settings.x264()} ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )"
         )
 
-    def _find(self, appsrc) -> _RtspClient | None:
-        for clients in self._clients.values():
-            for c in clients:
-                if c.appsrc == appsrc:
-                    return c
-        return None
+    def _on_client(self, server, client) -> None:
+        client.connect("play-request", self._on_play)
+
+    def _on_play(self, client, ctx) -> None:
+        # a client joining a shared stream mid-GOP would decode P-frames without their
+        # reference until the next keyframe (up to keyframe_interval frames): send one now.
+        # Known limit of the shared media: a client whose transport starts in the middle of
+        # a frame's packets gets that frame's tail; when that frame is a keyframe (a few ms
+        # of every keyframe_interval; likelier when clients connect within one frame of each
+        # other, each one's keyframe landing on the next one's start), FFmpeg decodes it
+        # half grey once. A tried fix (one light media per client fed whole encoded frames)
+        # gave clients timestamps going back at their start: not shipped.
+        with self._lock:
+            self._want_key.update(self._streams)
 
     def _on_media(self, factory, media, sid: str) -> None:
+        Gst, _ = gst.require()
         appsrc = media.get_element().get_child_by_name("src")
+        info = self._streams.get(sid)
+        w, h = self._size.get(sid) or (info.size_wh if info and info.size_wh else (640, 480))
+        appsrc.set_property("caps", Gst.Caps.from_string(_caps(w, h, info.fps if info and info.fps else 25.0)))
+        appsrc.set_property("max-bytes", w * h * 6)  # 4 frames queued at most: then the oldest goes
         with self._lock:
-            self._clients[sid].append(_RtspClient(appsrc))
+            self._appsrcs[sid].append(appsrc)
         media.connect("unprepared", self._on_gone, sid, appsrc)
-        self._force_keyframe(sid)  # its stream starts with one (made now, not up to keyframe_interval later)
 
     def _on_gone(self, media, sid: str, appsrc) -> None:
         with self._lock:
-            self._clients[sid] = [c for c in self._clients.get(sid, []) if c.appsrc != appsrc]
+            if appsrc in self._appsrcs.get(sid, []):
+                self._appsrcs[sid].remove(appsrc)
+            self._base.pop(id(appsrc), None)
+            self._last_rt.pop(id(appsrc), None)
 
-    def _force_keyframe(self, sid: str) -> None:
-        Gst, GstVideo = gst.require()
-        enc = self._enc.get(sid)
-        if enc is not None:  # (without one, the first frame it encodes is a keyframe)
-            none = Gst.CLOCK_TIME_NONE
-            enc.src.send_event(GstVideo.video_event_new_downstream_force_key_unit(none, none, none, True, 0))
-
-    @staticmethod
-    def _running_time(appsrc) -> int | None:
+    def _running_time(self, appsrc) -> int | None:
         """The appsrc's running time now (ns), or None while its media is not playing yet."""
         clock = appsrc.get_clock()
         if clock is None:
             return None
         return clock.get_time() - appsrc.get_base_time()
 
-    def _on_encoded(self, appsink, sid: str):
-        """An encoded frame (the encoder's thread): to every client that may have it."""
-        Gst, _ = gst.require()
-        sample = appsink.emit("pull-sample")
-        if sample is None:
-            return Gst.FlowReturn.EOS
-        buf = sample.get_buffer()
-        key = not buf.has_flags(Gst.BufferFlags.DELTA_UNIT)
-        with self._lock:
-            clients = list(self._clients.get(sid, []))
-        for c in clients:
-            if not (c.live or key):
-                continue
-            rt = self._running_time(c.appsrc)
-            if rt is None:
-                continue  # its media is still starting
-            if c.base is None:
-                c.base = rt - buf.pts
-            out = buf.copy()
-            out.pts = out.dts = max(buf.pts + c.base, c.last + 1)
-            c.last = out.pts
-            c.live = True
-            c.appsrc.emit("push-buffer", out)
-        return Gst.FlowReturn.OK
-
     @property
     def clients(self) -> int:
         with self._lock:
-            return sum(len(v) for v in self._clients.values())
+            return sum(len(v) for v in self._appsrcs.values())
 
     def write_impl(self, frame: Frame) -> None:
+        Gst, GstVideo = gst.require()
         img = frame.overlay_bgr if frame.overlay_bgr is not None else frame.image_bgr
         sid = frame.stream_id
+        h, w = img.shape[:2]
+        first = self._size.setdefault(sid, (w, h))
+        if (w, h) != first:
+            img = cv2.resize(img, first, interpolation=cv2.INTER_AREA)
+            w, h = first
         with self._lock:
-            watched = bool(self._clients.get(sid))
-        if not watched:
+            targets = list(self._appsrcs.get(sid, []))
+        if not targets:
             return  # nobody is watching: nothing to encode
-        enc = self._enc.get(sid)
-        if enc is None:  # the first frame fixes the size; later ones are resized to it
-            info = self._streams.get(sid)
-            fps = info.fps if info and info.fps else 25.0
-            enc = _Encoder(self._tail(), img.shape[1], img.shape[0], fps, True, self.uri)
-            enc.pipeline.get_by_name("out").connect("new-sample", self._on_encoded, sid)
-            self._enc[sid] = enc
-        enc.push(img, frame.pts)  # stamped with the frame's pts, sent when it is due
+        data = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420) if w % 2 == 0 and h % 2 == 0 else np.ascontiguousarray(img)
+        payload = data.tobytes()
+        info = self._streams.get(sid)
+        timeline = self._timelines.get(sid)
+        if timeline is None:
+            timeline = self._timelines[sid] = _Timeline(info.fps if info and info.fps else 25.0, pace=True)
+        ns = timeline.stamp(frame.pts)  # waits until the frame is due
+        with self._lock:
+            key = sid in self._want_key
+            self._want_key.discard(sid)
+        for src in targets:
+            rt = self._running_time(src)
+            if rt is None:
+                continue  # its media is still starting: its first buffer comes with the next frame
+            base = self._base.setdefault(id(src), rt - ns)
+            pts = max(ns + base, self._last_rt.get(id(src), -1) + 1)
+            self._last_rt[id(src)] = pts
+            if key:
+                src.send_event(GstVideo.video_event_new_downstream_force_key_unit(pts, pts, pts, True, 0))
+            buf = Gst.Buffer.new_wrapped(payload)
+            buf.pts, buf.duration = pts, timeline.frame_ns
+            src.emit("push-buffer", buf)
 
     def close(self) -> None:
-        for enc in self._enc.values():
-            try:
-                enc.finish()  # its last frames reach the clients
-            except Exception as e:
-                log.error("%s: finishing failed: %s", self.uri, e)
-        self._enc.clear()
         if self._loop is not None:
             with self._lock:
-                for clients in self._clients.values():
-                    for c in clients:
-                        c.appsrc.emit("end-of-stream")
+                for srcs in self._appsrcs.values():
+                    for src in srcs:
+                        src.emit("end-of-stream")
             self._loop.quit()
             self._thread.join(timeout=5)
             self._loop = None
