@@ -4,20 +4,34 @@ Every sink encodes with x264 (settings from the sink's config) from an appsrc fe
 I420 frames converted by OpenCV. One encoder pipeline per stream.
 
 - files: `.mp4` is written as fragmented MP4 (a fragment a second by default) and `.mkv`
-  as streamable Matroska, so a file cut short by a crash or kill -9 plays up to its last
-  fragment; a normal end or SIGINT/SIGTERM finalizes it properly (EOS);
+  as Matroska whose clusters reach the disk as they grow, so a file cut short by a crash
+  or kill -9 plays up to its last fragment (MP4) or frame (MKV); a normal end or
+  SIGINT/SIGTERM finalizes it (EOS): MKV then gets its duration and seek index (Cues);
 - `rtsp://HOST:PORT/name`: a GstRtspServer serving the overlaid stream to any number of
   clients (HOST defaults to 127.0.0.1; `rtsp://0.0.0.0:8554/x` listens on all interfaces);
+  each client that starts playing gets a keyframe at once;
 - `rtp://HOST:PORT`: H.264 RTP over UDP (payload 96, SPS/PPS repeated each keyframe);
 - `display://`: a window, when a display exists.
+
+Timestamps: every buffer is stamped from its frame's own pts (never on arrival), so a
+file keeps the source's timing and a stream plays at the source's rate however bursty
+the processing; network streams and the window are also paced by those timestamps.
+SPS/PPS go in front of each IDR access unit (h264parse config-interval=-1), not in front
+of each IDR slice: x264's zerolatency tune cuts a frame into one slice per thread, and
+rtph264pay's own config-interval puts SPS/PPS before the second slice too, which makes
+FFmpeg (VLC, ffplay, OBS) split the keyframe in two and decode it corrupt. The sliced
+threads themselves stay: `sliced-threads=false` also fixes it but adds ~145 ms of
+encoder latency at 640x360 (frame threads).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +62,54 @@ class EncoderSettings:
         )
 
 
+class _Timeline:
+    """Each frame's own pts (seconds) -> buffer timestamps in ns from the first frame, strictly increasing.
+
+    Gaps stay gaps (frames dropped upstream, variable frame rates). When a source's clock
+    goes back (a reconnect restarts it), or a frame has no time, the timeline continues
+    one frame period later.
+    `pace`: frames also leave at the time their pts says, counted from the first frame:
+    write() waits for a frame that comes early. A frame more than `resync_s` late (the
+    pipeline fell behind) or early (the source's clock leapt) re-anchors the timeline
+    at now; timestamps never go back.
+    """
+
+    def __init__(self, fps: float, pace: bool = False, resync_s: float = 1.0) -> None:
+        self.frame_ns = int(1e9 / (fps or 25.0))
+        self.pace = pace
+        self.resync_ns = int(resync_s * 1e9)
+        self._offset: int | None = None  # buffer ns = pts ns + offset
+        self._anchor = 0  # monotonic ns of buffer time 0 (pace)
+        self.last: int | None = None
+
+    def stamp(self, pts_s: float) -> int:
+        pts_ns = int(round(pts_s * 1e9)) if pts_s is not None and math.isfinite(pts_s) else None
+        now = time.monotonic_ns()
+        if self._offset is None:
+            self._offset = -(pts_ns or 0)
+            self._anchor = now
+        if pts_ns is None:  # a frame without a time: one frame after the last
+            ns = 0 if self.last is None else self.last + self.frame_ns
+        else:
+            ns = pts_ns + self._offset
+            if self.last is not None and ns < self.last + 1_000_000:  # back, or on top of the last
+                ns = self.last + self.frame_ns
+                self._offset = ns - pts_ns
+        if self.pace:
+            ahead = self._anchor + ns - now
+            if ahead > self.resync_ns and self.last is not None and pts_ns is not None:
+                # the source's clock leapt forward: continue one frame later, due now
+                ns = self.last + self.frame_ns
+                self._offset = ns - pts_ns
+                self._anchor = now - ns
+            elif ahead < -self.resync_ns:
+                self._anchor = now - ns  # the pipeline fell behind: due now, the timestamps keep their gaps
+            elif ahead > 1_000_000:
+                time.sleep(ahead / 1e9)
+        self.last = ns
+        return ns
+
+
 def _caps(w: int, h: int, fps: float) -> str:
     num, den = (int(round(fps * 1000)), 1000) if fps else (25, 1)
     fmt = "I420" if w % 2 == 0 and h % 2 == 0 else "BGR"
@@ -61,9 +123,13 @@ class _Encoder:
         Gst, _ = gst.require()
         self.Gst = Gst
         self.w, self.h, self.fps = w, h, fps or 25.0
+        self.timeline = _Timeline(self.fps, pace=live)
         self.i420 = w % 2 == 0 and h % 2 == 0
+        # files block (every frame kept); a live encoder that falls behind drops its oldest queued
+        # frame (4 at most queued) rather than queueing without bound
+        flow = "is-live=true block=false leaky-type=downstream" if live else "is-live=false block=true"
         desc = (
-            f"appsrc name=src is-live={'true' if live else 'false'} format=time do-timestamp=false block={'false' if live else 'true'} "
+            f"appsrc name=src {flow} format=time do-timestamp=false "
             f'max-bytes={w * h * 6} caps="{_caps(w, h, self.fps)}" ! videoconvert ! {tail}'
         )
         self.pipeline = gst.parse_launch(desc)
@@ -75,14 +141,15 @@ class _Encoder:
             self.pipeline.set_state(Gst.State.NULL)
             raise SinkError(f"{name}: {err}")
 
-    def push(self, img_bgr: np.ndarray) -> None:
+    def push(self, img_bgr: np.ndarray, pts_s: float) -> None:
+        """Encode one image stamped with its frame's pts (seconds; paced when live)."""
         Gst = self.Gst
         if img_bgr.shape[1] != self.w or img_bgr.shape[0] != self.h:
             img_bgr = cv2.resize(img_bgr, (self.w, self.h), interpolation=cv2.INTER_AREA)
         data = cv2.cvtColor(img_bgr, cv2.COLOR_BGR2YUV_I420) if self.i420 else np.ascontiguousarray(img_bgr)
         buf = Gst.Buffer.new_wrapped(data.tobytes())
-        buf.pts = int(self.n * Gst.SECOND / self.fps)
-        buf.duration = int(Gst.SECOND / self.fps)
+        buf.pts = self.timeline.stamp(pts_s)
+        buf.duration = self.timeline.frame_ns
         self.n += 1
         if self.src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
             err = gst.pop_error(self.pipeline)
@@ -127,7 +194,7 @@ class _PerStream(Sink):
             fps = info.fps if info and info.fps else 25.0
             enc = _Encoder(self.tail(frame.stream_id), img.shape[1], img.shape[0], fps, self.live, self.uri)
             self._enc[frame.stream_id] = enc
-        enc.push(img)
+        enc.push(img, frame.pts)
 
     def close(self) -> None:
         for enc in self._enc.values():
@@ -157,10 +224,13 @@ class GstFileSink(_PerStream):
         s = self.settings
         loc = str(self.paths[stream_id]).replace('"', '\\"')
         if self.path.suffix.lower() == ".mkv":
-            mux = "matroskamux streamable=true"
+            # not streamable=true: at EOS matroskamux seeks back to write the duration and the
+            # Cues (seek index); clusters still reach the disk as they grow, so a kill -9 keeps them
+            mux = "matroskamux"
         else:
             mux = f"mp4mux fragment-duration={int(s.fragment_ms)} streamable=true"
-        return f'{s.x264()} ! h264parse ! {mux} ! filesink location="{loc}"'
+        # unbuffered: what the muxer has written is in the file, not in our process, when a kill -9 comes
+        return f'{s.x264()} ! h264parse ! {mux} ! filesink buffer-mode=unbuffered location="{loc}"'
 
     def describe(self) -> dict:
         return {**super().describe(), "files": {k: str(v) for k, v in self.paths.items()}, "encoder": "x264"}
@@ -181,7 +251,11 @@ class RtpSink(_PerStream):
             raise SinkError(f"{self.uri}: one RTP destination carries one stream; give one rtp:// sink per source")
 
     def tail(self, stream_id: str) -> str:
-        return f"{self.settings.x264()} ! rtph264pay config-interval=-1 pt=96 ! udpsink host={self.host} port={self.port} sync=false async=false"
+        # SPS/PPS before each IDR access unit: h264parse's job, not the payloader's (module docstring)
+        return (
+            f"{self.settings.x264()} ! h264parse config-interval=-1 ! rtph264pay pt=96 ! "
+            f"udpsink host={self.host} port={self.port} sync=false async=false"
+        )
 
 
 class DisplaySink(_PerStream):
@@ -213,6 +287,10 @@ class RtspServerSink(Sink):
         self._thread = None
         self._lock = threading.Lock()
         self._appsrcs: dict[str, list] = {}  # stream id -> appsrcs of the connected media
+        self._timelines: dict[str, _Timeline] = {}
+        self._base: dict[int, int] = {}  # id(appsrc) -> its running time minus our timeline at its first buffer
+        self._last_rt: dict[int, int] = {}
+        self._want_key: set[str] = set()  # streams whose next frame is a keyframe (a client started playing)
         self._counts: dict[str, int] = {}
         self._size: dict[str, tuple[int, int]] = {}
         self._streams: dict[str, StreamInfo] = {}
@@ -245,6 +323,7 @@ class RtspServerSink(Sink):
             self.urls[sid] = f"rtsp://{self.host}:{self.port}{path}"
             self._appsrcs[sid] = []
             self._counts[sid] = 0
+        self._server.connect("client-connected", self._on_client)
         if self._server.attach(self._context) == 0:
             raise SinkError(f"{self.uri}: the RTSP server could not attach to {self.host}:{self.port}")
         self._loop = GLib.MainLoop.new(self._context, False)
@@ -254,11 +333,29 @@ class RtspServerSink(Sink):
             log.info("serving %s", url)
 
     def _launch(self, sid: str) -> str:
-        # caps are set per frame size at the first frame; until then the media waits
+        # caps are set per frame size at the first frame; until then the media waits.
+        # Buffers carry their frame's own time (write_impl), not their arrival's; SPS/PPS
+        # go before each IDR access unit (module docstring).
         return (
-            f"( appsrc name=src is-live=true format=time do-timestamp=true block=false ! videoconvert ! "
-            f"{self.settings.x264()} ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+            "( appsrc name=src is-live=true format=time do-timestamp=false block=false leaky-type=downstream "
+            "! videoconvert ! "
+            f"{self.settings.x264()} ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )"
         )
+
+    def _on_client(self, server, client) -> None:
+        client.connect("play-request", self._on_play)
+
+    def _on_play(self, client, ctx) -> None:
+        # a client joining a shared stream mid-GOP would decode P-frames without their
+        # reference until the next keyframe (up to keyframe_interval frames): send one now.
+        # Known limit of the shared media: a client whose transport starts in the middle of
+        # a frame's packets gets that frame's tail; when that frame is a keyframe (a few ms
+        # of every keyframe_interval; likelier when clients connect within one frame of each
+        # other, each one's keyframe landing on the next one's start), FFmpeg decodes it
+        # half grey once. A tried fix (one light media per client fed whole encoded frames)
+        # gave clients timestamps going back at their start: not shipped.
+        with self._lock:
+            self._want_key.update(self._streams)
 
     def _on_media(self, factory, media, sid: str) -> None:
         Gst, _ = gst.require()
@@ -266,6 +363,7 @@ class RtspServerSink(Sink):
         info = self._streams.get(sid)
         w, h = self._size.get(sid) or (info.size_wh if info and info.size_wh else (640, 480))
         appsrc.set_property("caps", Gst.Caps.from_string(_caps(w, h, info.fps if info and info.fps else 25.0)))
+        appsrc.set_property("max-bytes", w * h * 6)  # 4 frames queued at most: then the oldest goes
         with self._lock:
             self._appsrcs[sid].append(appsrc)
         media.connect("unprepared", self._on_gone, sid, appsrc)
@@ -274,6 +372,15 @@ class RtspServerSink(Sink):
         with self._lock:
             if appsrc in self._appsrcs.get(sid, []):
                 self._appsrcs[sid].remove(appsrc)
+            self._base.pop(id(appsrc), None)
+            self._last_rt.pop(id(appsrc), None)
+
+    def _running_time(self, appsrc) -> int | None:
+        """The appsrc's running time now (ns), or None while its media is not playing yet."""
+        clock = appsrc.get_clock()
+        if clock is None:
+            return None
+        return clock.get_time() - appsrc.get_base_time()
 
     @property
     def clients(self) -> int:
@@ -281,7 +388,7 @@ class RtspServerSink(Sink):
             return sum(len(v) for v in self._appsrcs.values())
 
     def write_impl(self, frame: Frame) -> None:
-        Gst, _ = gst.require()
+        Gst, GstVideo = gst.require()
         img = frame.overlay_bgr if frame.overlay_bgr is not None else frame.image_bgr
         sid = frame.stream_id
         h, w = img.shape[:2]
@@ -295,8 +402,26 @@ class RtspServerSink(Sink):
             return  # nobody is watching: nothing to encode
         data = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420) if w % 2 == 0 and h % 2 == 0 else np.ascontiguousarray(img)
         payload = data.tobytes()
+        info = self._streams.get(sid)
+        timeline = self._timelines.get(sid)
+        if timeline is None:
+            timeline = self._timelines[sid] = _Timeline(info.fps if info and info.fps else 25.0, pace=True)
+        ns = timeline.stamp(frame.pts)  # waits until the frame is due
+        with self._lock:
+            key = sid in self._want_key
+            self._want_key.discard(sid)
         for src in targets:
-            src.emit("push-buffer", Gst.Buffer.new_wrapped(payload))
+            rt = self._running_time(src)
+            if rt is None:
+                continue  # its media is still starting: its first buffer comes with the next frame
+            base = self._base.setdefault(id(src), rt - ns)
+            pts = max(ns + base, self._last_rt.get(id(src), -1) + 1)
+            self._last_rt[id(src)] = pts
+            if key:
+                src.send_event(GstVideo.video_event_new_downstream_force_key_unit(pts, pts, pts, True, 0))
+            buf = Gst.Buffer.new_wrapped(payload)
+            buf.pts, buf.duration = pts, timeline.frame_ns
+            src.emit("push-buffer", buf)
 
     def close(self) -> None:
         if self._loop is not None:

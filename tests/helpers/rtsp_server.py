@@ -1,5 +1,8 @@
 """A stand-alone RTSP server for tests: `python rtsp_server.py PORT MOUNT` serves a live test
-pattern (moving ball, 320x240, 30 fps, H.264) at rtsp://127.0.0.1:PORT/MOUNT until killed."""
+pattern (moving ball, 320x240, 30 fps, H.264) at rtsp://127.0.0.1:PORT/MOUNT until killed.
+
+SPS/PPS go before each IDR access unit (h264parse), not before each of x264's slices
+(rtph264pay config-interval), which would split every keyframe in two for FFmpeg."""
 
 import sys
 
@@ -19,7 +22,8 @@ def main() -> None:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
         "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
-        "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! h264parse config-interval=-1 "
+        "! rtph264pay name=pay0 pt=96 )"
     )
     factory.set_shared(True)
     server.get_mount_points().add_factory("/" + mount, factory)

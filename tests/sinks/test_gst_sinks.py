@@ -1,9 +1,12 @@
 """GStreamer sinks for real: crash-safe H.264 files, the RTSP server (GStreamer and FFmpeg clients)."""
 
 import json
+import math
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import cv2
@@ -11,7 +14,8 @@ import pytest
 
 from streamseg import gst
 from streamseg.sources import open_source
-from tests.conftest import free_port, run_streamseg, streamseg_popen
+from tests.conftest import ROOT, free_port, run_streamseg, streamseg_popen
+from tests.helpers import ffmpeg
 
 pytestmark = pytest.mark.skipif(not gst.available(), reason="GStreamer/PyGObject not installed")
 
@@ -24,32 +28,84 @@ def count_frames(path) -> int:
     return n
 
 
+def decodable_frames(path) -> int:
+    """Frames FFmpeg decodes from a file (OpenCV's count where ffmpeg is absent)."""
+    return ffmpeg.decode_file(path).frames if ffmpeg.available() else count_frames(path)
+
+
+IN_FLIGHT = 2  # frames the sink has passed on that x264 (zerolatency: no lookahead) may still be encoding
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_h264_file_survives_kill_9(tmp_path, suffix, reliability):
+    """Frames flowing at 15 fps; the writer is frozen (SIGSTOP) so the sink's own counter is
+    exact, then killed (SIGKILL). What decodes = what the sink wrote, less the last MP4
+    fragment (1 s) and the frames still in the encoder."""
     out = tmp_path / f"k{suffix}"
-    proc = streamseg_popen(
-        "run",
-        "--source",
-        "synthetic://driving?size=320x180&frames=2000",
-        "--mode",
-        "realtime",
-        "--sink",
-        out,
-        "--no-progress",
+    fps, fragment_s = 15, 1.0  # EncoderSettings.fragment_ms
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.sink_writer", str(out), "1000", str(fps)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
-        time.sleep(0.2)
-    time.sleep(1.5)
+    written = 0
+    for line in proc.stdout:
+        written = int(line.split()[1]) if line.startswith("written") else written
+        if written >= 5 * fps + 7:  # mid-fragment
+            break
+    os.kill(proc.pid, signal.SIGSTOP)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n = count_frames(out)
-    assert n >= 30, n  # at least the frames up to the last complete fragment
+    rest, _ = proc.communicate(timeout=30)
+    written = max([written] + [int(x.split()[1]) for x in rest.splitlines() if x.startswith("written")])
+    decodable = decodable_frames(out)
+    fragment = math.ceil(fps * fragment_s) + 1 if suffix == ".mp4" else 0  # a fragment closes on the frame past 1 s
+    assert written - fragment - IN_FLIGHT <= decodable <= written + 1, (written, decodable)
+    if suffix == ".mp4":
+        behaviour = "the file plays up to its last complete fragment (1 s)"
+        lost = "of the frames the sink counted as written: "
+        lost += f"at most the last fragment ({fragment} frames) + {IN_FLIGHT} in the encoder"
+    else:
+        behaviour = "the file plays every frame the muxer got (clusters reach the disk as they grow)"
+        lost = f"of the frames the sink counted as written: at most the {IN_FLIGHT} still in the encoder"
     reliability(
-        f"kill -9 while writing {suffix}",
-        "the file plays up to its last complete fragment (1 s)",
-        "at most the last fragment",
+        f"kill -9 while writing {suffix} at 15 fps",
+        behaviour,
+        lost,
     )
+
+
+@pytest.mark.skipif(not ffmpeg.available(), reason="needs ffprobe")
+@pytest.mark.parametrize("how", ["end", "sigint"])
+def test_mkv_has_its_duration_and_an_index_after_a_normal_end_or_sigint(tmp_path, how, reliability):
+    """ffprobe reads the duration (frames / fps) and the file carries its Cues (seek index)."""
+    out = tmp_path / "d.mkv"
+    fps = 15
+    frames = 45 if how == "end" else 100000
+    args = ["run", "--source", f"synthetic://driving?size=320x180&fps={fps}&frames={frames}", "--sink", out]
+    if how == "end":
+        r = run_streamseg(*args, timeout=120)
+        assert r.returncode == 0, r.stderr
+    else:
+        proc = streamseg_popen(*args, "--mode", "realtime", "--no-progress")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 1_000_000):  # ~2 s
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    n = decodable_frames(out)
+    duration = float(ffmpeg.probe_format(out)["format"].get("duration", "nan"))
+    assert n >= (45 if how == "end" else 10)
+    assert duration == pytest.approx(n / fps, abs=1.5 / fps), (duration, n)
+    assert b"\x1c\x53\xbb\x6b" in out.read_bytes()[-65536:]  # the Cues element, written at the end
+    if how == "sigint":
+        reliability(
+            "SIGINT while writing .mkv",
+            "the file is finalized: duration (ffprobe) and seek index (Cues) written",
+            "- (its duration = the frames ffmpeg decodes / fps, within 1.5 frames)",
+        )
 
 
 def test_h264_file_normal_end(tmp_path):
@@ -167,3 +223,114 @@ def test_rtp_sink_reaches_an_rtp_source():
         t.join()
         sink.close()
     assert all(f is not None and f.image_bgr.shape == (96, 160, 3) for f in frames)
+
+
+# What FFmpeg-based players see (VLC, ffplay, OBS, NVRs decode with FFmpeg) ---------------------
+needs_ffmpeg = pytest.mark.skipif(not ffmpeg.available(), reason="needs ffmpeg and ffprobe (apt-get install ffmpeg)")
+FPS = 15
+STREAM_S = 10  # seconds of stream each client reads
+
+
+def wait_for_port(port: int, proc, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the RTSP server did not come up: {proc.poll()=}")
+
+
+def stop(proc) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    return err
+
+
+def assert_clean(judged: list[ffmpeg.Judged]) -> None:
+    """Zero error or warning lines from every client; ffprobe: every frame at a whole number
+    of frame periods after the last (the stream's own timestamps), no keyframe split in two."""
+    for j in judged:
+        assert j.problems == [], j.summary()
+        assert j.frames >= 10, j.summary()  # it did watch the stream (how many: the machine's load)
+    for j in judged:
+        if not j.command[0].endswith("ffprobe"):
+            continue
+        assert j.split_keyframes == 0, f"{j.split_keyframes} keyframes decoded as two halves"
+        assert j.pts_monotonic, j.pts[:20]
+        gaps = [(b - a) * FPS for a, b in zip(j.pts, j.pts[1:], strict=False)]
+        # frames a busy machine dropped leave gaps of whole periods; arrival times would not
+        assert all(g > 0.5 and abs(g - round(g)) < 0.02 for g in gaps), [round(g, 3) for g in gaps[:40]]
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("size, mode", [("640x360", "realtime"), ("1280x720", "offline")])
+def test_rtsp_stream_decodes_cleanly_in_two_ffmpeg_clients_and_ffprobe(size, mode, reliability):
+    """Two `ffmpeg -rtsp_transport tcp` clients and one ffprobe at once, STREAM_S s each.
+
+    On the old sink: keyframes split in two (rtph264pay put SPS/PPS before the second
+    slice: `corrupt decoded frame`) and arrival timestamps (do-timestamp) off the frame grid."""
+    port = free_port()
+    url = f"rtsp://127.0.0.1:{port}/live"
+    src = f"synthetic://driving?size={size}&fps={FPS}&seed=3&frames=100000"
+    proc = streamseg_popen("run", "--source", src, "--mode", mode, "--sink", url, "--no-progress")
+    try:
+        wait_for_port(port, proc)
+        clients = []
+        for start in (ffmpeg.Client.ffmpeg, ffmpeg.Client.ffmpeg, ffmpeg.Client.ffprobe):
+            clients.append(start(url, STREAM_S))
+            # all three watch together for ~9 s; connecting within one frame of each other
+            # is the shared media's known limit (RtspServerSink._on_play), not tested here
+            time.sleep(0.5)
+        judged = [c.result() for c in clients]
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err
+    assert_clean(judged)
+    reliability(
+        f"RTSP stream, {size} {mode} run: two ffmpeg clients (-rtsp_transport tcp) and ffprobe at once",
+        f"{STREAM_S} s each: no error or warning line; no keyframe split in two; every pts on the frame grid",
+        "0 corrupt (frames the run skips for a stream leave whole-period gaps)",
+    )
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("size, mode", [("1280x720", "offline"), ("640x360", "realtime")])
+def test_rtp_stream_decodes_cleanly_in_ffmpeg_and_ffprobe_from_an_sdp_file(tmp_path, size, mode, reliability):
+    """ffmpeg and ffprobe reading an SDP file, each from its own rtp:// sink of one run, STREAM_S s."""
+    ports = [free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)]
+    sdps = [ffmpeg.write_sdp(tmp_path / f"s{i}.sdp", p) for i, p in enumerate(ports)]
+    # receivers first: they then see the stream from its first keyframe
+    clients = [
+        ffmpeg.Client.ffmpeg(str(sdps[0]), STREAM_S, timeout_s=90),
+        ffmpeg.Client.ffprobe(str(sdps[1]), STREAM_S, timeout_s=90),
+    ]
+    time.sleep(0.5)
+    src = f"synthetic://driving?size={size}&fps={FPS}&seed=3&frames=100000"
+    sinks = [a for p in ports for a in ("--sink", f"rtp://127.0.0.1:{p}")]
+    proc = streamseg_popen("run", "--source", src, "--mode", mode, *sinks, "--no-progress")
+    try:
+        judged = [c.result() for c in clients]
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err
+    assert_clean(judged)
+    reliability(
+        f"RTP stream, {size} {mode} run: ffmpeg and ffprobe reading an SDP file",
+        f"{STREAM_S} s each: no error or warning line; no keyframe split in two; every pts on the frame grid",
+        "0 corrupt (frames the run skips for a stream leave whole-period gaps)",
+    )
+
+
+def test_timeline_keeps_each_frames_own_time_and_never_goes_back():
+    from streamseg.sinks.gst import _Timeline
+
+    t = _Timeline(fps=15)
+    period = 1e9 / 15
+    stamps = [t.stamp(p) for p in (5.0, 5 + 1 / 15, 5 + 3 / 15, 0.0, float("nan"), 1 / 15)]
+    gaps = [round((b - a) / period, 3) for a, b in zip(stamps, stamps[1:], strict=False)]
+    # starts at 0; a dropped frame leaves a gap of 2 periods; a clock that goes back (a
+    # reconnect) or a frame without a time continues one period later, and the new clock's
+    # own gaps stay (0 -> 1/15: one period)
+    assert stamps[0] == 0 and gaps == [1, 2, 1, 1, 1]
