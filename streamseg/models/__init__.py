@@ -286,6 +286,7 @@ def _open_fused(card, path, name, why, precision, threads, cache_dir, options, t
         card,
         engine,
         backend_reason=why,
+        thresholds=thresholds,  # already in the graph and its host decoder; kept for describe()
         fused_host=_fuse.FusedHost(card, decoder, resize_in_graph),
         workdir=workdir,
     )
