@@ -107,9 +107,42 @@ def encoder_fragment(codec: Codec, *, bitrate_kbps: int, keyframe_interval: int,
         body = f"vah264enc bitrate={kbps} key-int-max={gop} b-frames=0"
     elif codec.element == "x264enc":
         body = f"x264enc tune=zerolatency speed-preset={preset} bitrate={kbps} key-int-max={gop} bframes=0"
+        if threads():
+            body += f" threads={threads()}"
     else:
         raise ValueError(f"no fragment for encoder {codec.element!r}")
     return f"{codec.before} ! {body}" if codec.before else body
+
+
+# threads each software codec may use (x264enc `threads`, libav decoders' `max-threads`), set once
+# per run from the pipeline's CPU budget (streamseg.cpu), as OpenCV's pool is; 0 = the codec's own
+_THREADS = {"n": 0}
+
+
+def set_threads(n: int) -> None:
+    _THREADS["n"] = max(0, int(n))
+
+
+def threads() -> int:
+    return _THREADS["n"]
+
+
+_CHOSEN: dict[str, Codec | None] = {}
+
+
+def encoder(prefer_hardware: bool = True) -> Codec:
+    """The encoder this machine's GStreamer would use (looked up once per process); x264 when the
+    registry cannot be read, since every H.264 sink needs one."""
+    if "encoder" not in _CHOSEN:
+        _CHOSEN["encoder"] = pick_encoder(available_elements(), prefer_hardware)
+    return _CHOSEN["encoder"] or Codec("x264enc", "cpu", why="no encoder found in the registry")
+
+
+def decoder(prefer_hardware: bool = True) -> Codec | None:
+    """The H.264 decoder decodebin should pick here (looked up once per process)."""
+    if "decoder" not in _CHOSEN:
+        _CHOSEN["decoder"] = pick_decoder(available_elements(), prefer_hardware)
+    return _CHOSEN["decoder"]
 
 
 def decoder_rank_boost(codec: Codec) -> list[str]:

@@ -242,6 +242,7 @@ def plan_engines(
     opencv_threads: int = 1,
     close: Callable[[list], None] = lambda models: None,
     rounds: int = 5,
+    fixed_why: str = "set in the config",
 ) -> tuple[CpuPlan, list, dict[str, float]]:
     """Open the engines sized for the schedule that runs them fastest on this machine.
 
@@ -253,7 +254,7 @@ def plan_engines(
     if schedule != "auto" or len(tasks) < 2:
         fixed = "sequential" if schedule == "auto" else schedule
         plan = budget.plan(tasks, schedule=fixed, requested=requested, opencv_threads=opencv_threads,
-                           why="one engine" if len(tasks) < 2 else "set in the config")
+                           why="one engine" if len(tasks) < 2 else fixed_why)
         plan.apply()
         return plan, open_models(plan.engine_threads), {}
     plans = {s: budget.plan(tasks, schedule=s, requested=requested, opencv_threads=opencv_threads)

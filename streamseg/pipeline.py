@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamseg import codecs
 from streamseg import report as reports
 from streamseg.backends import resolve_backend
 from streamseg.batching import Batcher
@@ -134,6 +135,8 @@ class Pipeline:
 
     # run ----------------------------------------------------------------------------
     def run(self) -> RunResult:
+        # codec threads from the CPU budget, before any decoder or encoder is made
+        codecs.set_threads(CpuBudget.for_process(self.cfg.pipeline.cpu_cores).plan([]).codec_threads)
         with contextlib.ExitStack() as stack:
             self._open_sources(stack)
             sizes = [s.source.size_wh for s in self.streams if s.source.size_wh]
@@ -348,8 +351,15 @@ def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tupl
     tasks = [t for t in ("semantic", "instance") if getattr(cfg.engines, t) is not None]
     confs = {t: getattr(cfg.engines, t) for t in tasks}
     schedule = cfg.pipeline.engine_schedule
-    if schedule == "auto" and any(resolve_backend(c.backend, c.precision)[0] == "tensorrt" for c in confs.values()):
-        schedule = "sequential"  # a GPU's engines overlap on its streams; the CPU cores are not theirs
+    backends = {resolve_backend(c.backend, c.precision)[0] for c in confs.values()}
+    if schedule == "auto" and backends != {"onnxruntime"}:
+        # TensorRT: a GPU's engines overlap on its streams; the CPU cores are not theirs. OpenVINO
+        # schedules its own streams, and a second set of its compiled models, loaded and freed for
+        # the start-up timing, made a later SIGINT crash the process (3 of 8 runs): not timed
+        schedule = "sequential"
+        fixed_why = f"not timed on {', '.join(sorted(backends - {'onnxruntime'}))}: sequential"
+    else:
+        fixed_why = "set in the config"
 
     def open_set(threads: dict[str, int]) -> list[SegModel]:
         opened: list[SegModel] = []
@@ -384,6 +394,7 @@ def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tupl
         requested={t: c.threads for t, c in confs.items()},
         opencv_threads=cfg.pipeline.cv_threads,
         close=close_set,
+        fixed_why=fixed_why,
     )
     models = {}
     for t, model in zip(tasks, opened, strict=True):

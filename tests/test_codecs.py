@@ -51,8 +51,21 @@ def test_jetson_fragments_move_frames_in_and_out_of_nvmm():
         (CPU, "x264enc tune=zerolatency speed-preset=veryfast bitrate=2500 key-int-max=15 bframes=0"),
     ],
 )
-def test_encoder_fragment_is_low_latency_at_the_asked_rate(elements, expect):
+def test_encoder_fragment_is_low_latency_at_the_asked_rate(elements, expect, monkeypatch):
+    from streamseg import codecs
+
+    monkeypatch.setattr(codecs, "_THREADS", {"n": 0})  # the codec's own thread count
     assert encoder_fragment(pick_encoder(elements), bitrate_kbps=2500, keyframe_interval=15) == expect
+
+
+def test_x264_gets_the_cpu_budgets_threads(monkeypatch):
+    from streamseg import codecs
+
+    monkeypatch.setattr(codecs, "_THREADS", {"n": 0})
+    codecs.set_threads(1)
+    frag = encoder_fragment(pick_encoder({"x264enc"}), bitrate_kbps=2500, keyframe_interval=15)
+    assert frag.endswith(" threads=1")
+    assert "threads" not in encoder_fragment(pick_encoder({"nvh264enc"}), bitrate_kbps=2500, keyframe_interval=15)
 
 
 def test_report_names_both_choices():

@@ -68,8 +68,8 @@ class SegModel:
             self.engine.load()
             if self.decoder is None:
                 self._bind()
-            if getattr(self.decoder, "needs_probe", False):
-                self._probe()
+            if not self.fused and getattr(self.decoder, "needs_probe", False):
+                self._probe()  # a fused graph's outputs are fixed-shape: nothing to learn
         except BaseException:
             self.engine.close()
             self._remove_workdir()
@@ -266,7 +266,7 @@ def _open_fused(card, path, name, why, precision, threads, cache_dir, options, t
     ins, outs, meta = _fuse.core_specs(onnx.load(str(core), load_external_data=False))
     check_input(card, ins)
     decoder = DECODERS[card.format](card, outs, meta)
-    if card.format == "yolo-seg" and getattr(decoder, "end2end", False) is not False:
+    if card.format == "yolo-seg" and getattr(decoder, "end2end", False) is True:
         raise _fuse.NotFusable(f"{card.name}: cannot fuse YOLO26's end-to-end head yet (it runs unfused)")
     given = {k: v for k, v in thresholds.items() if v is not None}
     if given:

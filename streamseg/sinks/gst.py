@@ -38,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamseg import gst
+from streamseg import codecs, gst
 from streamseg.errors import SinkError
 from streamseg.frames import Frame
 from streamseg.sinks.base import Sink, StreamInfo, check_writable
@@ -55,10 +55,14 @@ class EncoderSettings:
     keyframe_interval: int = 30  # frames; also the longest a fresh RTSP client waits for a picture
     fragment_ms: int = 1000  # fragmented MP4: what a crash can cost at most
 
-    def x264(self) -> str:
-        return (
-            f"x264enc tune=zerolatency speed-preset={self.preset} bitrate={int(self.bitrate_kbps)} "
-            f"key-int-max={int(self.keyframe_interval)} bframes=0"
+    def encoder(self) -> str:
+        """The H.264 encoder's part of the pipeline: the device's (nvcodec, Jetson, VA-API) when
+        present, else x264 with the CPU budget's threads (streamseg.codecs)."""
+        return codecs.encoder_fragment(
+            codecs.encoder(),
+            bitrate_kbps=self.bitrate_kbps,
+            keyframe_interval=self.keyframe_interval,
+            preset=self.preset,
         )
 
 
@@ -230,10 +234,10 @@ class GstFileSink(_PerStream):
         else:
             mux = f"mp4mux fragment-duration={int(s.fragment_ms)} streamable=true"
         # unbuffered: what the muxer has written is in the file, not in our process, when a kill -9 comes
-        return f'{s.x264()} ! h264parse ! {mux} ! filesink buffer-mode=unbuffered location="{loc}"'
+        return f'{s.encoder()} ! h264parse ! {mux} ! filesink buffer-mode=unbuffered location="{loc}"'
 
     def describe(self) -> dict:
-        return {**super().describe(), "files": {k: str(v) for k, v in self.paths.items()}, "encoder": "x264"}
+        return {**super().describe(), "files": {k: str(v) for k, v in self.paths.items()}, "encoder": codecs.encoder().describe()}
 
 
 class RtpSink(_PerStream):
@@ -253,7 +257,7 @@ class RtpSink(_PerStream):
     def tail(self, stream_id: str) -> str:
         # SPS/PPS before each IDR access unit: h264parse's job, not the payloader's (module docstring)
         return (
-            f"{self.settings.x264()} ! h264parse config-interval=-1 ! rtph264pay pt=96 ! "
+            f"{self.settings.encoder()} ! h264parse config-interval=-1 ! rtph264pay pt=96 ! "
             f"udpsink host={self.host} port={self.port} sync=false async=false"
         )
 
@@ -339,7 +343,7 @@ class RtspServerSink(Sink):
         return (
             "( appsrc name=src is-live=true format=time do-timestamp=false block=false leaky-type=downstream "
             "! videoconvert ! "
-            f"{self.settings.x264()} ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )"
+            f"{self.settings.encoder()} ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )"
         )
 
     def _on_client(self, server, client) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamseg import gst
+from streamseg import codecs, gst
 from streamseg.errors import SourceError, UserError
 from streamseg.sources.base import Source, SourceFrame
 from streamseg.sources.yuv import DEFAULT_MATRIX, i420_to_bgr
@@ -48,15 +48,26 @@ class LivePolicy:
 
 
 def prefer_hardware_decoders() -> list[str]:
-    """Raise the rank of any hardware H.264/H.265 decoder present, so decodebin picks it."""
+    """Raise the rank of any hardware H.264/H.265 decoder present, so decodebin picks it
+    (the H.264 one streamseg.codecs chooses first)."""
     Gst, _ = gst.require()
     found = []
-    for name in HW_DECODERS:
+    chosen = codecs.decoder()
+    for name in (*(codecs.decoder_rank_boost(chosen) if chosen else []), *HW_DECODERS):
+        if name in found:
+            continue
         factory = Gst.ElementFactory.find(name)
         if factory is not None:
             factory.set_rank(Gst.Rank.PRIMARY + 100)
             found.append(name)
     return found
+
+
+def _size_decoder_threads(_bin, _sub, element) -> None:
+    """A libav decoder that decodebin plugs gets the CPU budget's codec threads, not one per core."""
+    factory = element.get_factory()
+    if factory is not None and factory.get_name().startswith("avdec_"):
+        element.set_property("max-threads", codecs.threads())
 
 
 def colorimetry(caps) -> tuple[str, bool]:
@@ -198,6 +209,8 @@ class GstSource(Source):
         appsink.set_property("emit-signals", False)
         appsink.set_property("max-buffers", 2 if self.live else 8)
         appsink.set_property("drop", bool(self.live))
+        if codecs.threads() and isinstance(pipeline, Gst.Bin):
+            pipeline.connect("deep-element-added", _size_decoder_threads)
         ret = pipeline.set_state(Gst.State.PAUSED)  # a live pipeline answers NO_PREROLL here
         if self.live_hint is None:
             self.live = ret == Gst.StateChangeReturn.NO_PREROLL
@@ -333,7 +346,15 @@ class GstSource(Source):
     def describe(self) -> dict:
         d = super().describe()
         d["uri"] = self.redacted
-        d.update({"decoder": "gstreamer", "reconnects": self.reconnects, "downtime_s": round(self.downtime_s, 3)})
+        chosen = codecs.decoder()
+        d.update(
+            {
+                "decoder": "gstreamer",
+                "codec": chosen.describe() if chosen else None,
+                "reconnects": self.reconnects,
+                "downtime_s": round(self.downtime_s, 3),
+            }
+        )
         if self.error:
             d["error"] = self.error
         return d
