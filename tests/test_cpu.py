@@ -85,7 +85,7 @@ def test_time_schedules_and_pick():
     )
     assert set(ms) == {"sequential", "concurrent"} and all(v > 0 for v in ms.values())
     assert pick_schedule({"sequential": 20.0, "concurrent": 12.0})[0] == "concurrent"
-    assert pick_schedule({"sequential": 20.0, "concurrent": 19.5})[0] == "sequential"  # a tie stays sequential
+    assert pick_schedule({"sequential": 19.5, "concurrent": 20.0})[0] == "concurrent"  # a tie: concurrent
     choice, why = pick_schedule({"sequential": 10.0, "concurrent": 30.0})
     assert choice == "sequential" and "10.0" in why and "30.0" in why
 
