@@ -66,7 +66,8 @@ def prefer_hardware_decoders() -> list[str]:
 def _size_decoder_threads(_bin, _sub, element) -> None:
     """A libav decoder that decodebin plugs gets the CPU budget's codec threads, not one per core."""
     factory = element.get_factory()
-    if factory is not None and factory.get_name().startswith("avdec_"):
+    # video decoders only: libav's audio decoders (avdec_aac of a dashcam's sound) have no threads
+    if factory is not None and factory.get_name().startswith("avdec_") and element.find_property("max-threads"):
         element.set_property("max-threads", codecs.threads())
 
 

@@ -167,3 +167,16 @@ def test_rtp_loopback(tmp_path):
     assert len(frames) == 20 and frames[0].image_bgr.shape == (240, 320, 3)
     assert all(f.capture_ns is not None for f in frames)
     assert frames[-1].pts > frames[0].pts
+
+
+@pytest.mark.skipif(not UDACITY.is_file(), reason="udacity clip not present")
+def test_decoder_threads_from_the_budget_touch_only_video_decoders(capfd, monkeypatch):
+    """The CPU budget's codec threads go to libav's video decoder; the clip's AAC track, which
+    decodebin also plugs, has no such property and must be left alone (it raised in a callback)."""
+    from streamseg import codecs
+
+    monkeypatch.setattr(codecs, "_THREADS", {"n": 0})
+    codecs.set_threads(1)
+    frames = read_n(open_source(str(UDACITY)), 5)
+    assert len(frames) == 5
+    assert "Traceback" not in capfd.readouterr().err
