@@ -252,29 +252,37 @@ class YoloSegDecoder:
     def _masks(self, coefs: np.ndarray, protos: np.ndarray, xyxy: np.ndarray, t: ResizeTransform) -> np.ndarray:
         nm, ph, pw = protos.shape
         logits = (coefs @ protos.reshape(nm, -1)).reshape(-1, ph, pw).astype(np.float32)
-        sw, sh = t.src_wh
-        masks = np.zeros((len(coefs), sh, sw), bool)
-        # frame pixel centre (X + .5) -> input x = (X + .5) * scale + pad -> prototype cell x * pw / in_w - .5
-        kx, ky = pw / self.input_wh[0], ph / self.input_wh[1]
-        ax, ay = t.scale_x * kx, t.scale_y * ky
-        for k, (x0, y0, x1, y1) in enumerate(xyxy):
-            bx0, by0 = int(np.floor(x0)), int(np.floor(y0))
-            bx1, by1 = min(int(np.ceil(x1)), sw), min(int(np.ceil(y1)), sh)
-            if bx1 <= bx0 or by1 <= by0:
-                continue
-            m = np.array(
-                [
-                    [ax, 0, (bx0 + 0.5) * ax + t.pad_x * kx - 0.5],
-                    [0, ay, (by0 + 0.5) * ay + t.pad_y * ky - 0.5],
-                ],
-                np.float64,
-            )
-            crop = cv2.warpAffine(
-                logits[k],
-                m,
-                (bx1 - bx0, by1 - by0),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            masks[k, by0:by1, bx0:bx1] = crop > self.mask_logit
-        return masks
+        return masks_in_frame(logits, xyxy, t, self.input_wh, self.mask_logit)
+
+
+def masks_in_frame(
+    logits: np.ndarray, xyxy: np.ndarray, t: ResizeTransform, input_wh: tuple[int, int], mask_logit: float
+) -> np.ndarray:
+    """K prototype-resolution mask logits -> K x H x W bool frame masks, each sampled (bilinear)
+    into its box only: one affine warp per instance maps frame pixels to prototype cells,
+    undoing the letterbox and cropping at once. The numpy decoder and the fused graphs' host
+    side both map masks through it, so the two agree by construction."""
+    ph, pw = logits.shape[1:]
+    sw, sh = t.src_wh
+    masks = np.zeros((len(logits), sh, sw), bool)
+    # frame pixel centre (X + .5) -> input x = (X + .5) * scale + pad -> prototype cell x * pw / in_w - .5
+    kx, ky = pw / input_wh[0], ph / input_wh[1]
+    ax, ay = t.scale_x * kx, t.scale_y * ky
+    for k, (x0, y0, x1, y1) in enumerate(xyxy):
+        bx0, by0 = int(np.floor(x0)), int(np.floor(y0))
+        bx1, by1 = min(int(np.ceil(x1)), sw), min(int(np.ceil(y1)), sh)
+        if bx1 <= bx0 or by1 <= by0:
+            continue
+        m = np.array(
+            [[ax, 0, (bx0 + 0.5) * ax + t.pad_x * kx - 0.5], [0, ay, (by0 + 0.5) * ay + t.pad_y * ky - 0.5]],
+            np.float64,
+        )
+        crop = cv2.warpAffine(
+            np.ascontiguousarray(logits[k], np.float32),
+            m,
+            (bx1 - bx0, by1 - by0),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        masks[k, by0:by1, bx0:bx1] = crop > mask_logit
+    return masks
