@@ -106,6 +106,15 @@ def gt_instances(
     w = instance_map.shape[1]
     boxes, names, areas, pixels, vis = [], [], [], [], []
     lab_flat = label_map.ravel()
+
+    def add(pix: np.ndarray, name: str, visibility: float) -> None:
+        ys, xs = pix // w, pix % w
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        names.append(name)
+        areas.append(len(pix))
+        pixels.append(pix)
+        if full_areas is not None:
+            vis.append(visibility)
     for i, a, b in zip(ids, starts, ends, strict=True):
         if i == 0:
             continue
@@ -113,13 +122,7 @@ def gt_instances(
         name = labels[int(np.bincount(lab_flat[pix]).argmax())]
         if name not in groups:
             continue
-        ys, xs = pix // w, pix % w
-        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-        names.append(name)
-        areas.append(len(pix))
-        pixels.append(pix)
-        if full_areas is not None:
-            vis.append(min(1.0, len(pix) / max(full_areas.get(int(i), len(pix)), 1)))
+        add(pix, name, min(1.0, len(pix) / max(full_areas.get(int(i), len(pix)), 1)) if full_areas is not None else 1.0)
     crowd = [False] * len(names)
     if len(ids) and ids[0] == 0:  # pixels of a group that no instance holds
         pix0 = order[starts[0] : ends[0]]
@@ -130,14 +133,8 @@ def gt_instances(
             pix = pix0[lab0 == li]
             if not len(pix):
                 continue
-            ys, xs = pix // w, pix % w
-            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-            names.append(name)
-            areas.append(len(pix))
-            pixels.append(pix)
+            add(pix, name, 1.0)
             crowd.append(True)
-            if full_areas is not None:
-                vis.append(1.0)
     return GtInstances(
         np.array(boxes, np.int64).reshape(-1, 4),
         names,

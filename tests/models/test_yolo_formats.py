@@ -12,13 +12,13 @@ from streamseg.backends import create_engine
 from streamseg.backends.base import TensorSpec
 from streamseg.errors import ModelError
 from streamseg.models import open_model
-from streamseg.models.card import ModelCard
 from streamseg.models.cardgen import make_card
 from streamseg.models.fixed_size import with_input_size
 from streamseg.models.preprocess import ResizeTransform
 from streamseg.models.yolo_seg import YoloSegDecoder
 from tests.backends import fake_tensorrt as fake
 from tests.conftest import SHARED, run_streamseg
+from tests.models.test_yolo_seg import card as yolo_card
 
 FORMATS = SHARED / "models" / "formats"
 Y11, Y26, SEM = (FORMATS / f for f in ("yolo11n-seg-random.onnx", "yolo26n-seg-e2e-random.onnx", "yolo26n-sem-random.onnx"))
@@ -27,17 +27,7 @@ BACKENDS = ["onnxruntime", "openvino", "tensorrt"]  # tensorrt: the test double 
 
 
 def card(**kw):
-    base = dict(
-        name="y26",
-        file="y.onnx",
-        task="instance",
-        format="yolo-seg",
-        input={"size_wh": [64, 64], "resize": "letterbox"},
-        labels=["car", "person", "bus"],
-        groups={"car": ["car", "bus"], "person": ["person"]},
-    )
-    base.update(kw)
-    return ModelCard.model_validate(base)
+    return yolo_card(**{"name": "y26", **kw})  # the decoder tests' card, named for YOLO26
 
 
 def spec(name, shape):
