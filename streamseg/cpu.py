@@ -18,7 +18,6 @@ choice and the measured times (`EngineRunner.describe()`).
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -28,10 +27,9 @@ from dataclasses import dataclass, field
 
 def available_cores() -> int:
     """The cores this process may run on (its affinity mask, e.g. a container's cpuset), not the machine's."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
+    from streamseg.backends.base import default_threads
+
+    return default_threads()
 
 
 @dataclass(frozen=True)

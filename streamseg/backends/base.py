@@ -17,6 +17,17 @@ from streamseg.backends.onnx_files import check_external_data
 from streamseg.errors import BackendError
 
 
+def default_threads() -> int:
+    """Intra-op threads of an engine nobody sized (`threads: 0` outside a pipeline, which sizes
+    its engines from its CPU budget): the cores this process may use, not the machine's."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from streamseg.backends.base import Engine, TensorSpec
+from streamseg.backends.base import Engine, TensorSpec, default_threads
 from streamseg.backends.cache import gated_int8
 from streamseg.errors import BackendError, ModelError
 
@@ -47,7 +45,7 @@ class OnnxRuntimeEngine(Engine):
             )
         if self.precision == "int8" and not self.prequantized:
             self.run_path = gated_int8(self.cache, self.model_path, "onnxruntime")
-        threads = self.threads or os.cpu_count() or 1
+        threads = self.threads or default_threads()
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1

@@ -9,11 +9,9 @@ the rest in f32 (pinned, not left to the bf16 default).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from streamseg.backends.base import Engine, TensorSpec
+from streamseg.backends.base import Engine, TensorSpec, default_threads
 from streamseg.backends.cache import gated_int8
 from streamseg.errors import BackendError, ModelError
 
@@ -60,7 +58,7 @@ class OpenVinoEngine(Engine):
             raise BackendError("precision bf16 asked for, but this CPU has no bf16 support")
         if self.precision == "int8" and not self.prequantized:
             self.run_path = gated_int8(self.cache, self.model_path, "openvino")
-        threads = self.threads or os.cpu_count() or 1
+        threads = self.threads or default_threads()
         try:
             model = core.read_model(str(self.run_path))
         except Exception as e:
