@@ -248,6 +248,22 @@ def stop(proc) -> str:
     return err
 
 
+CLEAN_ROW = (
+    f"{STREAM_S} s each: no error or warning line; no keyframe split in two; every pts on the frame grid",
+    "0 corrupt (frames the run skips for a stream leave whole-period gaps)",
+)
+
+
+def judge_clients(proc, clients) -> None:
+    """Wait for every client's verdict, stop the run (SIGINT: it exits 130), and assert all clean."""
+    try:
+        judged = [c.result() for c in clients]
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 130, err  # stopped by SIGINT: interrupted
+    assert_clean(judged)
+
+
 def assert_clean(judged: list[ffmpeg.Judged]) -> None:
     """Zero error or warning lines from every client; ffprobe: every frame at a whole number
     of frame periods after the last (the stream's own timestamps), no keyframe split in two."""
@@ -283,15 +299,12 @@ def test_rtsp_stream_decodes_cleanly_in_two_ffmpeg_clients_and_ffprobe(size, mod
             # all three watch together for ~9 s; connecting within one frame of each other
             # is the shared media's known limit (RtspServerSink._on_play), not tested here
             time.sleep(0.5)
-        judged = [c.result() for c in clients]
-    finally:
-        err = stop(proc)
-    assert proc.returncode == 130, err  # stopped by SIGINT: interrupted
-    assert_clean(judged)
+    except BaseException:
+        stop(proc)
+        raise
+    judge_clients(proc, clients)
     reliability(
-        f"RTSP stream, {size} {mode} run: two ffmpeg clients (-rtsp_transport tcp) and ffprobe at once",
-        f"{STREAM_S} s each: no error or warning line; no keyframe split in two; every pts on the frame grid",
-        "0 corrupt (frames the run skips for a stream leave whole-period gaps)",
+        f"RTSP stream, {size} {mode} run: two ffmpeg clients (-rtsp_transport tcp) and ffprobe at once", *CLEAN_ROW
     )
 
 
@@ -310,17 +323,8 @@ def test_rtp_stream_decodes_cleanly_in_ffmpeg_and_ffprobe_from_an_sdp_file(tmp_p
     src = f"synthetic://driving?size={size}&fps={FPS}&seed=3&frames=100000"
     sinks = [a for p in ports for a in ("--sink", f"rtp://127.0.0.1:{p}")]
     proc = streamseg_popen("run", "--source", src, "--mode", mode, *sinks, "--no-progress")
-    try:
-        judged = [c.result() for c in clients]
-    finally:
-        err = stop(proc)
-    assert proc.returncode == 130, err  # stopped by SIGINT: interrupted
-    assert_clean(judged)
-    reliability(
-        f"RTP stream, {size} {mode} run: ffmpeg and ffprobe reading an SDP file",
-        f"{STREAM_S} s each: no error or warning line; no keyframe split in two; every pts on the frame grid",
-        "0 corrupt (frames the run skips for a stream leave whole-period gaps)",
-    )
+    judge_clients(proc, clients)
+    reliability(f"RTP stream, {size} {mode} run: ffmpeg and ffprobe reading an SDP file", *CLEAN_ROW)
 
 
 def test_timeline_keeps_each_frames_own_time_and_never_goes_back():

@@ -22,7 +22,7 @@ def udp_server(request):
     def start(kind="udp"):
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "helpers" / "rtsp_udp_server.py"), str(port), "cam", kind],
+            [sys.executable, str(ROOT / "tests" / "helpers" / "rtsp_server.py"), str(port), "cam", kind],
             stdout=subprocess.PIPE,
             text=True,
         )
