@@ -196,7 +196,7 @@ class Bench:
         Process CPU time (`time.process_time`: every thread, so an engine's intra-op pool and
         the encoder's threads count), not wall time: what the stage costs the machine, which is
         what bounds a pipeline that keeps every core busy."""
-        from streamseg.cpu import CpuBudget
+        from streamseg.cpu import CpuBudget, tune_malloc
         from streamseg.frames import Frame
         from streamseg.overlay import Overlay
         from streamseg.sinks import StreamInfo, open_sink
@@ -204,6 +204,8 @@ class Bench:
 
         # the pools as the pipeline sizes them, so a stage costs here what it costs there
         CpuBudget(self.cores).plan([m.task for m in models], opencv_threads=self.cfg.pipeline.cv_threads).apply()
+        if self.cfg.pipeline.malloc_tuning:
+            tune_malloc()  # as the pipeline runs (the warm-up run set it already)
         n = len(images)
         cpu = time.process_time
         costs: dict[str, float] = {}
@@ -536,6 +538,7 @@ def markdown(r: dict) -> str:
         "|---:|---:|---:|---:|---:|",
     ]
     for share, sm in r["load_sweep_summary"].items():
+
         def f(x, pct=False):
             if x["median"] is None:
                 return "-"

@@ -67,7 +67,20 @@ class PipelineConfig(Section):
     )
     cv_threads: int = Field(1, ge=0, le=256, description="OpenCV's own thread pool size (0 = the CPU budget).")
     cpu_cores: int = Field(
-        0, ge=0, le=4096, description="The CPU budget every thread pool is sized from (0 = the cores this process may use)."
+        0,
+        ge=0,
+        le=4096,
+        description="The CPU budget every thread pool is sized from (0 = the cores this process may use).",
+    )
+    malloc_tuning: bool = Field(
+        True,
+        description="Set glibc's malloc for large per-frame arrays (one arena, freed memory kept): without it the "
+        "stages fault pages in for memory they just freed, and their latency spikes (streamseg.cpu.tune_malloc).",
+    )
+    warmup: bool = Field(
+        True,
+        description="Before any source is read, pass one rendered driving scene per stream size through the engines, "
+        "decoders and overlay on their own threads, so the first frames cost what every later one does.",
     )
     engine_schedule: Literal["auto", "sequential", "concurrent"] = Field(
         "auto",
@@ -188,7 +201,10 @@ class SinkConfig(Section):
     )
     token: str | None = Field(None, description="http:// preview: every request must carry ?token=THIS.")
     max_clients: int | None = Field(
-        None, ge=1, le=100_000, description="http:// preview: most connections at once, viewers included (32); 503 past it."
+        None,
+        ge=1,
+        le=100_000,
+        description="http:// preview: most connections at once, viewers included (32); 503 past it.",
     )
     read_timeout_s: float | None = Field(
         None, gt=0, le=3600, description="http:// preview: a request must arrive whole within this (10 s)."

@@ -24,6 +24,49 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+# glibc malloc for a process of large per-frame arrays (frames, masks: megabytes each, made on
+# one stage's thread and freed on another). glibc's defaults give each new thread an arena of
+# its own, serve blocks above a threshold it learns with fresh mmaps, and hand freed memory
+# back to the kernel, so a pipeline's threads kept faulting pages in (zeroed, one by one) for
+# memory they had just freed: a new pipeline's first instance decode took 45-53 ms of CPU
+# against 4 ms later, and the stages' p99 spiked each time an arena grew. One arena, blocks
+# up to 256 MB from the heap, freed memory kept (up to 1 GB) and grown 64 MB at a time:
+# measured on the bench's live run at 80% load (4 runs of 4 s), e2e p99 46-50 ms against 60-180.
+MALLOC_SETTINGS = {"arena_max": 1, "mmap_threshold": 256 << 20, "trim_threshold": 1 << 30, "top_pad": 64 << 20}
+_MALLOPT = {"arena_max": -8, "mmap_threshold": -3, "trim_threshold": -1, "top_pad": -2}  # glibc's M_* numbers
+_malloc_state: dict | None = None
+
+
+def tune_malloc() -> dict:
+    """Set glibc's malloc as MALLOC_SETTINGS says, once per process (later calls return the same
+    state). Process-wide and one-way, like the thread pools. Not glibc: nothing set, said so."""
+    global _malloc_state
+    if _malloc_state is not None:
+        return _malloc_state
+    import ctypes
+    import ctypes.util
+    import platform
+
+    state: dict = {"allocator": "glibc", "settings": {}}
+    if platform.libc_ver()[0] != "glibc":
+        _malloc_state = {
+            "allocator": platform.libc_ver()[0] or "unknown",
+            "settings": {},
+            "why": "not glibc: left as is",
+        }
+        return _malloc_state
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    for name, value in MALLOC_SETTINGS.items():
+        if libc.mallopt(_MALLOPT[name], value) == 1:
+            state["settings"][name] = value
+    _malloc_state = state
+    return state
+
+
+def malloc_state() -> dict | None:
+    """What tune_malloc set in this process (None: nothing was asked to)."""
+    return _malloc_state
+
 
 def available_cores() -> int:
     """The cores this process may run on (its affinity mask, e.g. a container's cpuset), not the machine's."""
@@ -137,6 +180,17 @@ class EngineRunner:
                 raise r.error
         return results
 
+    def start(self, jobs: Sequence[Callable[[], object]]) -> Started:
+        """Begin the jobs and return at once; `.wait()` gives their results (or raises a job's
+        error). Concurrent: each job on its engine's own worker, queued behind what that worker
+        still has, so the caller can prepare and start the next batch while this one runs and
+        no engine waits on the other between batches. Sequential: they run now, here."""
+        if self.schedule == "sequential" or len(jobs) < 2:
+            return Started([_call(job) for job in jobs])
+        while len(self._workers) < len(jobs):
+            self._workers.append(_Worker(f"{self.name}-{len(self._workers) + 1}"))
+        return Started([w.submit(job) for w, job in zip(self._workers, jobs, strict=False)])
+
     def close(self) -> None:
         for w in self._workers:
             w.stop()
@@ -147,6 +201,23 @@ class EngineRunner:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Started:
+    """Jobs begun by `EngineRunner.start`: `wait()` -> their results in order."""
+
+    def __init__(self, parts: list) -> None:
+        self._parts = parts  # results, or _Box of a worker's job
+
+        self.values: list = []  # after wait(): each job's result, None for one that failed
+
+    def wait(self) -> list:
+        results = [p.wait() if isinstance(p, _Box) else p for p in self._parts]
+        self.values = [None if isinstance(r, _Failed) else r for r in results]
+        for r in results:
+            if isinstance(r, _Failed):
+                raise r.error
+        return self.values
 
 
 @dataclass
@@ -254,12 +325,19 @@ def plan_engines(
     Returns the plan (its `why` says what was measured), the kept models and the timings."""
     if schedule != "auto" or len(tasks) < 2:
         fixed = "sequential" if schedule == "auto" else schedule
-        plan = budget.plan(tasks, schedule=fixed, requested=requested, opencv_threads=opencv_threads,
-                           why="one engine" if len(tasks) < 2 else fixed_why)
+        plan = budget.plan(
+            tasks,
+            schedule=fixed,
+            requested=requested,
+            opencv_threads=opencv_threads,
+            why="one engine" if len(tasks) < 2 else fixed_why,
+        )
         plan.apply()
         return plan, open_models(plan.engine_threads), {}
-    plans = {s: budget.plan(tasks, schedule=s, requested=requested, opencv_threads=opencv_threads)
-             for s in ("sequential", "concurrent")}
+    plans = {
+        s: budget.plan(tasks, schedule=s, requested=requested, opencv_threads=opencv_threads)
+        for s in ("sequential", "concurrent")
+    }
     plans["sequential"].apply()
     loaded = {"sequential": open_models(plans["sequential"].engine_threads)}
     if plans["concurrent"].engine_threads == plans["sequential"].engine_threads:

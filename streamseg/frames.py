@@ -193,6 +193,7 @@ class Batch:
 
     frames: list[Frame]
     work: list[EngineWork] = field(default_factory=list)
+    started: object = None  # the engines' jobs while they run on their workers (cpu.Started)
 
     def __len__(self) -> int:
         return len(self.frames)

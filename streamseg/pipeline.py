@@ -37,7 +37,7 @@ from streamseg import report as reports
 from streamseg.backends import resolve_backend
 from streamseg.batching import Batcher
 from streamseg.config import Config, SinkConfig
-from streamseg.cpu import CpuBudget, CpuPlan, EngineRunner, plan_engines
+from streamseg.cpu import CpuBudget, CpuPlan, EngineRunner, plan_engines, tune_malloc
 from streamseg.errors import UserError
 from streamseg.latency import LatencyRecorder
 from streamseg.models import SegModel
@@ -54,6 +54,7 @@ from streamseg.stages import (
     SinkFanout,
     SinkStage,
     SourceStage,
+    WarmUp,
 )
 
 log = logging.getLogger("streamseg")
@@ -107,6 +108,7 @@ class Pipeline:
         self.engine_runner = EngineRunner("sequential")
         self.thread_cpu_s: dict[str, float] = {}  # each stage thread's CPU time (thread_time)
         self._cpu0 = 0.0
+        self.warmup: dict | None = None  # the warm-up pass at start-up: frames, ms, error
 
     # control -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -135,6 +137,8 @@ class Pipeline:
 
     # run ----------------------------------------------------------------------------
     def run(self) -> RunResult:
+        if self.cfg.pipeline.malloc_tuning:  # before the runtimes and codecs start their threads
+            tune_malloc()
         # codec threads from the CPU budget, before any decoder or encoder is made
         codecs.set_threads(CpuBudget.for_process(self.cfg.pipeline.cpu_cores).plan([]).codec_threads)
         with contextlib.ExitStack() as stack:
@@ -145,7 +149,6 @@ class Pipeline:
             self.engine_runner.schedule = self.cpu_plan.schedule
             self._open_sinks(stack)
             start_metrics_server(self.cfg.metrics.prometheus, self, stack)
-            self._cpu0 = time.process_time()  # the run's CPU from here: start-up (loading, probing) apart
             threads = self._start_threads()
             try:
                 self._wait(threads)
@@ -229,21 +232,62 @@ class Pipeline:
         draw = any(s.sink.needs_pixels for s in self.sinks)
         self.overlay_stage = OverlayStage(self.cfg.overlay, overlay, draw, pc.cv_threads)
 
-        work = [(f"source-{s.id}", self._source_loop, s) for s in self.streams]
-        work.append(("inference", self._inference_loop))
-        work.append(("postprocess", self._stage_loop, self.post_stage, self.post_queue, self.overlay_queue.put))
-        work.append(("overlay", self._stage_loop, self.overlay_stage, self.overlay_queue, self._to_sinks))
-        work += [(f"sink-{i}", self._stage_loop, s, s.queue, None) for i, s in enumerate(self.sinks)]
-        threads = [threading.Thread(target=self._guard(fn, *a), name=name, daemon=True) for name, fn, *a in work]
+        sizes = [s.source.size_wh for s in self.streams if s.source.size_wh]
+        warm = WarmUp(sizes, pc.batch.max_size) if pc.warmup and sizes and self.models else None
+        step = (lambda name, stage: functools.partial(getattr(warm, name), stage)) if warm else (lambda *_: None)
+        work = [("inference", step("infer", self.infer_stage), self._inference_loop)]
+        work.append(
+            (
+                "postprocess",
+                step("postprocess", self.post_stage),
+                self._stage_loop,
+                self.post_stage,
+                self.post_queue,
+                self.overlay_queue.put,
+            )
+        )
+        work.append(
+            (
+                "overlay",
+                step("overlay", self.overlay_stage),
+                self._stage_loop,
+                self.overlay_stage,
+                self.overlay_queue,
+                self._to_sinks,
+            )
+        )
+        work += [(f"sink-{i}", None, self._stage_loop, s, s.queue, None) for i, s in enumerate(self.sinks)]
+        threads = [threading.Thread(target=self._guard(w, fn, *a), name=n, daemon=True) for n, w, fn, *a in work]
         for t in threads:
             t.start()
-        return threads
+        if warm is not None:  # the sources start once the stages are warm
+            t0 = time.perf_counter()
+            failed = warm.wait(lambda: self._stop.is_set() or not all(t.is_alive() for t in threads))
+            for m in self.models.values():  # the pass's engine calls are not the run's
+                m.batches = m.frames = m.engine.calls = m.engine.frames = 0
+            ms = round((time.perf_counter() - t0) * 1000, 1)
+            self.warmup = {"frames": sum(map(len, warm.batches)), "ms": ms, "error": failed}
+            if failed:
+                log.warning("warm-up pass failed (the run goes on): %s", failed)
+            else:
+                log.debug("warm-up: %d frame(s) through the stages in %.0f ms", self.warmup["frames"], ms)
+        self._cpu0 = time.process_time()  # the run's CPU from here: start-up (loading, probing, warm-up) apart
+        sources = [
+            threading.Thread(target=self._guard(None, self._source_loop, s), name=f"source-{s.id}", daemon=True)
+            for s in self.streams
+        ]
+        for t in sources:
+            t.start()
+        return sources + threads
 
-    def _guard(self, fn, *args):
-        """Run a stage; an unexpected exception aborts the whole pipeline instead of hanging it."""
+    def _guard(self, warm, fn, *args):
+        """Run a stage (after its warm-up step, when it has one); an unexpected exception aborts
+        the whole pipeline instead of hanging it."""
 
         def run():
-            t0 = time.thread_time()
+            if warm is not None:
+                warm()
+            t0 = time.thread_time()  # the stage's CPU from here: the warm-up step apart
             try:
                 fn(*args)
             except Cancelled:
@@ -398,7 +442,9 @@ def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tupl
     )
     models = {}
     for t, model in zip(tasks, opened, strict=True):
-        model.batches = model.frames = model.engine.calls = model.engine.frames = 0  # the probe's runs are not the run's
+        model.batches = model.frames = model.engine.calls = model.engine.frames = (
+            0  # the probe's runs are not the run's
+        )
         stack.callback(model.__exit__, None, None, None)
         models[t] = model
         d = model.describe()

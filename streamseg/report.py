@@ -3,8 +3,8 @@ source) and the Prometheus samples, built from a pipeline's recorder and stages.
 
 The report's schema is ARCHITECTURE.md's "Latency report" (latency.LatencyRecorder.report)
 plus: mode, interrupted, sources, sinks (each with its ledger `frames {offered, written,
-dropped}`), config, queues (depth, policy, most held), parts (thread needs), errors,
-flicker, tracks.
+dropped}`), config, queues (depth, policy, most held), parts (thread needs), cpu,
+cpu_ms_per_frame, warmup, errors, flicker, tracks.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from streamseg.cpu import malloc_state
 
 if TYPE_CHECKING:
     from streamseg.pipeline import Pipeline
@@ -29,9 +31,7 @@ def cpu_per_frame(pipe: Pipeline) -> dict[str, float]:
     for thread, s in sorted(pipe.thread_cpu_s.items()):
         out[names.get(thread, thread)] = round(s * 1000 / n, 3)
     total = (time.process_time() - pipe._cpu0) * 1000 / n if pipe._cpu0 else 0.0
-    out["library pools (engines' intra-op threads, codecs)"] = round(
-        max(0.0, total - sum(out.values())), 3
-    )
+    out["library pools (engines' intra-op threads, codecs)"] = round(max(0.0, total - sum(out.values())), 3)
     out["total"] = round(total, 3)
     return out
 
@@ -72,8 +72,10 @@ def build_report(pipe: Pipeline) -> dict:
         # each part's thread needs: its own threads, and those its libraries start
         "parts": {p.name: {"threads": p.threads, "pool_threads": p.pool_threads()} for p in pipe.parts},
         # one CPU budget sized every pool; the engines' schedule as measured at start-up
-        "cpu": pipe.cpu_plan.describe() if pipe.cpu_plan else None,
+        "cpu": {**pipe.cpu_plan.describe(), "malloc": malloc_state()} if pipe.cpu_plan else None,
         "cpu_ms_per_frame": cpu_per_frame(pipe),
+        # the warm-up pass before the sources started: {frames, ms (wall), error}; null: none ran
+        "warmup": pipe.warmup,
         "errors": list(pipe.errors.messages),
     }
     post = pipe.post_stage

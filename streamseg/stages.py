@@ -9,6 +9,8 @@ falls out of the design.
     PostprocessStage              process(Batch) -> [Frame]            decode, track, smooth
     OverlayStage                  process(Frame) -> Frame              draw masks and HUD
     SinkStage (one per sink)      process(Frame) -> None               write; its ledger
+    WarmUp                        sample batches through infer, postprocess and overlay, each on
+                                  its own thread, before any source is read
 
 `threads` is how many threads the runner gives a stage: one each, since each keeps
 per-stream state or order. `pool_threads()` is what the stage's libraries start on their
@@ -25,8 +27,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import cv2
+import numpy as np
 
 from streamseg.config import EnginesConfig, OverlayConfig, SinkConfig, SmoothingConfig, SourceConfig, TrackingConfig
 from streamseg.cpu import EngineRunner
@@ -190,10 +194,18 @@ class InferStage(Stage):
         self.cfg = cfg
         self.models = list(models.items())
         self.recorder, self.errors = recorder, errors
-        self.overlap = bool(self.models) and all(m.engine.overlaps for _, m in self.models)
         self._pending: Batch | None = None
         # the engines of one batch one after the other, or side by side (streamseg.cpu decides)
         self.runner = runner or EngineRunner("sequential")
+
+    @property
+    def overlap(self) -> bool:
+        """Keep one batch in flight: every engine on a device stream, or the engines side by side on
+        their own worker threads (each engine starts batch n+1 as soon as it is through with n,
+        instead of the faster one idling until the slower finishes)."""
+        if not self.models:
+            return False
+        return self.runner.schedule == "concurrent" or all(m.engine.overlaps for _, m in self.models)
 
     @property
     def threads(self) -> int:
@@ -216,6 +228,17 @@ class InferStage(Stage):
                 done += self._collect(submitted)
         return done
 
+    def warm(self, frames: list[Frame]) -> Batch:
+        """The warm-up pass (frames in no ledger): preprocess and run every engine as `process`
+        does, on the calling thread; an error raises instead of dropping frames."""
+        batch = Batch(frames)
+        prepared = [m.prepare([f.image_bgr for f in frames]) for _, m in self.models]
+        jobs = [functools.partial(m.submit, x) for (_, m), (x, _) in zip(self.models, prepared, strict=True)]
+        tickets = self.runner.start(jobs).wait()  # each engine on the thread that will run it
+        for (task, m), (_, transforms), ticket in zip(self.models, prepared, tickets, strict=True):
+            batch.work.append(EngineWork(task, transforms, outputs=m.collect(ticket)))
+        return batch
+
     def flush(self) -> list[Batch]:
         """Collect the batch in flight, if any."""
         pending, self._pending = self._pending, None
@@ -229,19 +252,32 @@ class InferStage(Stage):
             for f in batch.frames:
                 f.stamp("preprocess", t)
             jobs = [functools.partial(m.submit, x) for (_, m), (x, _) in zip(self.models, prepared, strict=True)]
-            tickets = self.runner.run(jobs)
-            for (task, _), (_, transforms), ticket in zip(self.models, prepared, tickets, strict=True):
-                batch.work.append(EngineWork(task, transforms, ticket=ticket))
+            batch.work = [EngineWork(task, tr) for (task, _), (_, tr) in zip(self.models, prepared, strict=True)]
+            batch.started = self.runner.start(jobs)
+            if self.runner.schedule == "sequential":  # the tickets are in: device work, or done
+                self._tickets(batch)
         except Exception as e:
             for (_, m), w in zip(self.models, batch.work, strict=False):  # free what the other engines hold
-                with contextlib.suppress(Exception):
-                    m.collect(w.ticket)
+                if w.ticket is not None:
+                    with contextlib.suppress(Exception):
+                        m.collect(w.ticket)
             drop_engine_error(batch.frames, e, self.recorder, self.errors)
             return None
         return batch
 
+    def _tickets(self, batch: Batch) -> None:
+        """The engines' tickets of a started batch (waiting for the engines' workers, if any)."""
+        started, batch.started = batch.started, None
+        try:
+            started.wait()
+        finally:  # what the engines that did start hold, for collect (or freeing)
+            for w, ticket in zip(batch.work, started.values, strict=False):
+                w.ticket = ticket
+
     def _collect(self, batch: Batch) -> list[Batch]:
         try:
+            if batch.started is not None:
+                self._tickets(batch)
             for (_, m), w in zip(self.models, batch.work, strict=True):
                 w.outputs = m.collect(w.ticket)
                 w.ticket = None
@@ -286,21 +322,29 @@ class PostprocessStage(Stage):
 
     def process(self, batch: Batch) -> list[Frame]:
         try:
-            results = [(w.task, self.models[w.task].decode(w.outputs, w.transforms)) for w in batch.work]
+            self._decode(batch)
         except Exception as e:
             drop_engine_error(batch.frames, e, self.recorder, self.errors)
             return []
+        for f in batch.frames:  # in each stream's order: the batcher never reorders a stream
+            self.temporal(f)
+        t = time.perf_counter_ns()
+        for f in batch.frames:
+            f.stamp("postprocess", t)
+        return batch.frames
+
+    def _decode(self, batch: Batch) -> None:
+        results = [(w.task, self.models[w.task].decode(w.outputs, w.transforms)) for w in batch.work]
         for task, res in results:
             for f, r in zip(batch.frames, res, strict=True):
                 if task == "semantic":
                     f.semantic = r
                 else:
                     f.instances = r
-        for f in batch.frames:  # in each stream's order: the batcher never reorders a stream
-            self.temporal(f)
-        t = time.perf_counter_ns()
-        for f in batch.frames:
-            f.stamp("postprocess", t)
+
+    def warm(self, batch: Batch) -> list[Frame]:
+        """The warm-up pass: decode on the calling thread; no stream's tracker or smoother sees it."""
+        self._decode(batch)
         return batch.frames
 
     def temporal(self, f: Frame) -> None:
@@ -344,6 +388,12 @@ class OverlayStage(Stage):
         if self.draw:
             f.overlay_bgr = self.overlay.draw(f)
         f.stamp("overlay")
+        return f
+
+    def warm(self, f: Frame) -> Frame:
+        """The warm-up pass: draw on the calling thread, as `process` will."""
+        if self.draw:
+            f.overlay_bgr = self.overlay.draw(f)
         return f
 
 
@@ -422,3 +472,62 @@ class SinkStage(Stage):
     def ledger(self) -> dict:
         with self.fanout.lock:
             return {"offered": self.offered, "written": self.written, "dropped": dict(sorted(self.dropped.items()))}
+
+
+# warm-up ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def warm_image(w: int, h: int) -> np.ndarray:
+    """A rendered driving scene at w x h (made once per size and process): cars, people and road
+    for the engines to find, so the decoders and the overlay run their real paths."""
+    from streamseg.synth.scene import DrivingScene
+
+    img = DrivingScene((w, h), 30.0, seed=1).render(40)[0]
+    img.flags.writeable = False
+    return img
+
+
+class WarmUp:
+    """One pass of sample batches through infer -> postprocess -> overlay before any source is
+    read, each step on the thread that will serve that stage. A fresh thread's first calls pay
+    for what later calls reuse (its malloc arena growing and faulting pages in, the libraries'
+    per-thread buffers): the instance decoder's first call took 45-53 ms of CPU in a new
+    pipeline against 4 ms after, which was the p99 of a short live run. A camera's first frames
+    should cost what every later one does. The frames are in no ledger and reach no sink; a
+    failing step is logged and the run goes on (a real frame would meet the error anyway)."""
+
+    def __init__(self, sizes: list[tuple[int, int]], max_batch: int = 1) -> None:
+        self.batches: list[list[Frame]] = []
+        for i, (w, h) in enumerate(dict.fromkeys(sizes)):
+            for n in sorted({1, max_batch} if i == 0 else {1}):
+                self.batches.append([Frame("warmup", -1, 0.0, warm_image(w, h).copy(), 0) for _ in range(n)])
+        self.inferred: Future = Future()
+        self.decoded: Future = Future()
+        self.done: Future = Future()
+
+    def infer(self, stage: InferStage) -> None:
+        self._step(lambda _: [stage.warm(fs) for fs in self.batches], None, self.inferred)
+
+    def postprocess(self, stage: PostprocessStage) -> None:
+        self._step(lambda batches: [stage.warm(b) for b in batches], self.inferred, self.decoded)
+
+    def overlay(self, stage: OverlayStage) -> None:
+        self._step(lambda frames: [stage.warm(f) for fs in frames for f in fs], self.decoded, self.done)
+
+    @staticmethod
+    def _step(fn: Callable, prev: Future | None, out: Future) -> None:
+        try:
+            out.set_result(fn(prev.result() if prev is not None else None))
+        except Exception as e:  # the step before failed, or this one
+            out.set_exception(e)
+
+    def wait(self, give_up: Callable[[], bool]) -> str | None:
+        """Block until the pass is through (or `give_up()`); a failure's message, else None."""
+        while not give_up():
+            try:
+                self.done.result(timeout=0.05)
+                return None
+            except TimeoutError:
+                continue
+            except Exception as e:
+                return f"{type(e).__name__}: {e}"
+        return None

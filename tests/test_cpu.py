@@ -5,7 +5,17 @@ import time
 
 import pytest
 
-from streamseg.cpu import CpuBudget, EngineRunner, available_cores, pick_schedule, plan_engines, time_schedules
+from streamseg.cpu import (
+    MALLOC_SETTINGS,
+    CpuBudget,
+    EngineRunner,
+    available_cores,
+    malloc_state,
+    pick_schedule,
+    plan_engines,
+    time_schedules,
+    tune_malloc,
+)
 
 
 def test_budget_is_the_affinity_mask_and_never_more():
@@ -79,6 +89,60 @@ def test_concurrent_runner_raises_a_jobs_error_in_the_caller():
         assert r.run([lambda: 1, lambda: 2]) == [1, 2]  # the worker survives
 
 
+def test_started_jobs_run_on_their_engines_workers_while_the_caller_goes_on():
+    """start(): each job on its own worker (the same one for the same engine, batch after batch),
+    queued behind what that worker still has; the caller is free until it waits."""
+    gate = threading.Event()
+    ran = []
+
+    def job(engine, batch):
+        def run():
+            assert gate.wait(5)
+            ran.append((engine, batch, threading.current_thread().name))
+            return f"{engine}{batch}"
+
+        return run
+
+    with EngineRunner("concurrent") as r:
+        first = r.start([job("sem", 1), job("ins", 1)])
+        second = r.start([job("sem", 2), job("ins", 2)])  # two batches in flight, the caller not blocked
+        assert ran == []
+        gate.set()
+        assert first.wait() == ["sem1", "ins1"] and second.wait() == ["sem2", "ins2"]
+    workers = {e: {t for e2, _, t in ran if e2 == e} for e in ("sem", "ins")}
+    assert workers == {"sem": {"engine-1"}, "ins": {"engine-2"}}  # one worker per engine, none the caller's
+    for e in ("sem", "ins"):
+        assert [b for e2, b, _ in ran if e2 == e] == [1, 2]  # each engine in batch order
+
+
+def test_started_jobs_raise_in_wait_and_keep_the_others_results():
+    def boom():
+        raise KeyError("engine failed")
+
+    with EngineRunner("concurrent") as r:
+        started = r.start([lambda: "ticket", boom])
+        with pytest.raises(KeyError, match="engine failed"):
+            started.wait()
+        assert started.values == ["ticket", None]  # what the engine that did start holds, to free
+        assert r.start([lambda: 1, lambda: 2]).wait() == [1, 2]
+    seen = []
+    with EngineRunner("sequential") as r:
+        started = r.start([lambda: seen.append(threading.get_ident()) or 1])
+        assert seen == [threading.get_ident()]  # sequential: run now, on the caller's thread
+        assert started.wait() == [1]
+
+
+def test_malloc_tuning_is_set_once_per_process_and_said():
+    state = tune_malloc()
+    assert tune_malloc() is state and malloc_state() is state
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":
+        assert state == {"allocator": "glibc", "settings": MALLOC_SETTINGS}
+    else:
+        assert state["settings"] == {} and "not glibc" in state["why"]
+
+
 def test_time_schedules_and_pick():
     ms = time_schedules(
         {"sequential": [lambda: time.sleep(0.004)] * 2, "concurrent": [lambda: time.sleep(0.004)] * 2}, rounds=3
@@ -128,7 +192,10 @@ def test_plan_engines_measures_both_schedules_keeps_the_faster_and_closes_the_ot
 def test_plan_engines_fixed_schedule_measures_nothing():
     opened = []
     plan, models, ms = plan_engines(
-        CpuBudget(4), ["semantic", "instance"], lambda t: opened.append(t) or list(t), lambda m: [],
+        CpuBudget(4),
+        ["semantic", "instance"],
+        lambda t: opened.append(t) or list(t),
+        lambda m: [],
         schedule="sequential",
     )
     assert ms == {} and opened == [{"semantic": 4, "instance": 4}] and plan.why == "set in the config"

@@ -47,7 +47,9 @@ def test_overloaded_realtime_run_renders_only_frames_it_processes(tiny, tmp_path
     fr = rep["frames"]
     assert fr["in"] == 60 and fr["in"] == fr["out"] + sum(fr["dropped"].values())
     assert fr["dropped"].get("queue_full", 0) >= 20  # overloaded: frames were passed over...
-    assert counts["rendered"] == counts["prepared"] == fr["out"]  # ...before they were rendered or preprocessed
+    # ...before they were rendered or preprocessed (the warm-up pass's frames apart: 1 + a batch of 2)
+    assert rep["warmup"]["frames"] == 3 and rep["warmup"]["error"] is None
+    assert counts["rendered"] == counts["prepared"] - 3 == fr["out"]
     q = rep["queues"]
     assert q["stream:cam0"]["high_water"] <= 1
     assert q["postprocess"]["high_water"] <= 1 and q["overlay"]["high_water"] <= 1

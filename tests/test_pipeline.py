@@ -143,7 +143,9 @@ def test_device_engines_keep_one_batch_in_flight(tiny, tmp_path, video, monkeypa
     monkeypatch.setattr(OnnxRuntimeEngine, "overlaps", True)
     monkeypatch.setattr(OnnxRuntimeEngine, "submit_impl", submit_impl, raising=False)
     monkeypatch.setattr(OnnxRuntimeEngine, "collect_impl", collect_impl, raising=False)
-    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl")], pipeline={"batch": {"max_size": 4, "max_wait_ms": 0}})
+    # the engine calls counted are the run's own: no warm-up pass before them
+    pipeline = {"batch": {"max_size": 4, "max_wait_ms": 0}, "warmup": False}
+    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl")], pipeline=pipeline)
     rep = Pipeline(cfg).run().report
     assert rep["frames"] == {"in": 30, "out": 30, "dropped": {}, "decode_errors": 0}
     lines = jsonl(tmp_path / "r.jsonl")
@@ -268,7 +270,9 @@ def test_live_ledger_per_sink_matches_what_each_sink_wrote(tiny, tmp_path):
     assert fr["in"] == 60 and fr["in"] == fr["out"] + sum(fr["dropped"].values())
     # every frame the slow sink did not write is a drop (its own, or an earlier one)
     # (the slow sink comes first: a frame it did not write is dropped under its name)
-    assert fr["dropped"][f"sink_queue:{slow_uri}"] == rep["sinks"][slow_uri]["frames"]["offered"] - len(written[slow_uri])
+    assert fr["dropped"][f"sink_queue:{slow_uri}"] == rep["sinks"][slow_uri]["frames"]["offered"] - len(
+        written[slow_uri]
+    )
 
 
 def test_report_has_processing_latency_beside_end_to_end(tiny, video):
@@ -282,3 +286,117 @@ def test_report_has_processing_latency_beside_end_to_end(tiny, video):
     gap = lat["end_to_end"]["mean"] - lat["processing"]["mean"]
     assert gap == pytest.approx(st["decode"]["mean"] + st["queue"]["mean"], rel=1e-2, abs=0.01)
     assert lat["processing"]["max"] <= lat["end_to_end"]["max"]
+
+
+def test_engines_side_by_side_keep_one_batch_in_flight_each_on_its_own_worker(tiny, tmp_path, video, monkeypatch):
+    """Concurrent schedule: each engine runs on a worker of its own, batch after batch, and the
+    faster one starts batch n+1 while the slower is still on n (one batch in flight), so
+    neither idles waiting for the other; every frame still comes out once, in order."""
+    import threading
+
+    events = []
+    orig = OnnxRuntimeEngine.infer_impl
+
+    def logged(self, feeds):
+        name = self.model_path.name
+        events.append(("start", name, threading.current_thread().name))
+        if name == "yolo.onnx":
+            time.sleep(0.02)  # the slower engine
+        out = orig(self, feeds)
+        events.append(("end", name, threading.current_thread().name))
+        return out
+
+    monkeypatch.setattr(OnnxRuntimeEngine, "infer_impl", logged)
+    pipeline = {"batch": {"max_size": 1, "max_wait_ms": 0}, "engine_schedule": "concurrent", "warmup": False}
+    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl")], pipeline=pipeline)
+    rep = Pipeline(cfg).run().report
+    assert rep["cpu"]["schedule"] == "concurrent"
+    assert rep["frames"] == {"in": 30, "out": 30, "dropped": {}, "decode_errors": 0}
+    lines = jsonl(tmp_path / "r.jsonl")
+    assert [r["seq"] for r in lines] == list(range(30))
+    assert all([i["label"] for i in r["instances"]] == ["car", "person", "bus"] for r in lines)
+    assert {t for _, n, t in events if n == "red.onnx"} == {"engine-1"}
+    assert {t for _, n, t in events if n == "yolo.onnx"} == {"engine-2"}
+    ahead = started = ended = 0
+    for kind, name, _ in events:
+        started += kind == "start" and name == "red.onnx"
+        ended += kind == "end" and name == "yolo.onnx"
+        ahead = max(ahead, started - ended)
+    assert ahead == 2  # the semantic engine began batch n+1 before the instance engine finished n; never more
+
+
+def _warm_events(monkeypatch):
+    """Record each prepare / decode / draw with its thread, and when the first frame came in."""
+    import threading
+
+    from streamseg.latency import LatencyRecorder
+    from streamseg.models import SegModel
+    from streamseg.overlay import Overlay
+
+    events = []
+    prepare, decode, draw, frame_in = SegModel.prepare, SegModel.decode, Overlay.draw, LatencyRecorder.frame_in
+
+    def rec(kind, fn, what=lambda *a: None):
+        def wrapped(self, *a):
+            events.append((kind, threading.current_thread().name, what(*a)))
+            return fn(self, *a)
+
+        return wrapped
+
+    monkeypatch.setattr(SegModel, "prepare", rec("prepare", prepare, lambda images: len(images)))
+    monkeypatch.setattr(SegModel, "decode", rec("decode", decode, lambda outputs, transforms: len(transforms)))
+    monkeypatch.setattr(Overlay, "draw", rec("draw", draw, lambda f: f.stream_id))
+    monkeypatch.setattr(LatencyRecorder, "frame_in", rec("in", frame_in, lambda f: f.stream_id))
+    return events
+
+
+def test_warm_up_pass_runs_each_stage_on_its_own_thread_before_the_first_frame(tiny, tmp_path, video, monkeypatch):
+    events = _warm_events(monkeypatch)
+    pipeline = {"batch": {"max_size": 2, "max_wait_ms": 0}}
+    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl"), str(tmp_path / "o.mp4")], pipeline=pipeline)
+    pipe = Pipeline(cfg)
+    rep = pipe.run().report
+    first_in = next(i for i, e in enumerate(events) if e[0] == "in")
+    before = events[:first_in]
+    # a batch of 1 and one of the batcher's largest, each stage on the thread that will serve it
+    # (the start-up timing of the schedules also prepares frames, on the main thread)
+    assert [n for k, t, n in before if k == "prepare" and t == "inference"] == [1, 1, 2, 2]  # both engines, per batch
+    assert [n for k, t, n in before if k == "decode"] == [1, 1, 2, 2] and {
+        t for k, t, _ in before if k == "decode"
+    } == {"postprocess"}
+    assert [(t, s) for k, t, s in before if k == "draw"] == [("overlay", "warmup")] * 3
+    assert all(e[2] != "warmup" for e in events[first_in:])  # nothing of it after the sources started
+    assert rep["warmup"]["frames"] == 3 and rep["warmup"]["error"] is None and rep["warmup"]["ms"] > 0
+    # in no ledger, no sink, no tracker: the run's frames alone
+    assert rep["frames"] == {"in": 30, "out": 30, "dropped": {}, "decode_errors": 0}
+    assert [r["seq"] for r in jsonl(tmp_path / "r.jsonl")] == list(range(30))
+    assert set(pipe.post_stage.trackers) == set(pipe.post_stage.smoothers) == {"cam0"}
+    assert [m.frames for m in pipe.models.values()] == [30, 30]  # the pass's engine calls are not the run's
+
+
+def test_a_failing_warm_up_is_reported_and_the_run_goes_on(tiny, tmp_path, video, monkeypatch):
+    from streamseg.models import SegModel
+
+    decode, calls = SegModel.decode, {"n": 0}
+
+    def first_fails(self, outputs, transforms):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom in the warm-up")
+        return decode(self, outputs, transforms)
+
+    monkeypatch.setattr(SegModel, "decode", first_fails)
+    result = Pipeline(config(tiny, [str(video)], [str(tmp_path / "r.jsonl")])).run()
+    rep = result.report
+    assert "boom in the warm-up" in rep["warmup"]["error"]
+    assert rep["frames"] == {"in": 30, "out": 30, "dropped": {}, "decode_errors": 0}
+
+
+def test_warm_up_off_runs_nothing_before_the_first_frame(tiny, tmp_path, video, monkeypatch):
+    events = _warm_events(monkeypatch)
+    pipeline = {"warmup": False, "engine_schedule": "sequential"}
+    cfg = config(tiny, [str(video)], [str(tmp_path / "o.mp4")], pipeline=pipeline)
+    rep = Pipeline(cfg).run().report
+    first_in = next(i for i, e in enumerate(events) if e[0] == "in")
+    assert [e for e in events[:first_in] if e[0] != "prepare"] == []  # no decode or draw before the sources
+    assert rep["warmup"] is None and rep["frames"]["out"] == 30
