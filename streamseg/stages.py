@@ -176,10 +176,11 @@ class SourceStage(Stage):
 # inference -------------------------------------------------------------------------------------
 class InferStage(Stage):
     """Preprocess a batch for every engine and run them: `process(frames)` -> the batches whose
-    outputs are in (stamped `preprocess`, `infer`). When every engine runs on a device stream
-    (`overlaps`), one batch stays in flight: batch n+1 is prepared and submitted (its upload
-    overlapping n's compute) before batch n is collected; `flush()` collects it. A failing
-    batch's frames are dropped `engine_error` and the run goes on."""
+    outputs are in (stamped `preprocess`, `infer`). When every engine runs on a device stream,
+    or the engines run side by side on their own workers (`overlap`), one batch stays in
+    flight: batch n+1 is prepared and submitted (its upload overlapping n's compute; on the
+    CPU, queued to each engine's worker) before batch n is collected; `flush()` collects it. A
+    failing batch's frames are dropped `engine_error` and the run goes on."""
 
     name = "infer"
 

@@ -31,6 +31,17 @@ def test_cdf_is_monotone_and_ends_at_one():
     assert cdf(np.array([3.0, 1.0, 2.0])) == ([1.0, 2.0, 3.0], [1 / 3, 2 / 3, 1.0])
 
 
+def test_steady_rate_counts_from_a_tenth_into_the_run():
+    from streamseg.bench import steady_rate
+
+    # a pipeline that took 1 s to fill, then gave a frame every 10 ms: 100 frames/s, not 100/1.99
+    done = [1.0 + 0.01 * i for i in range(100)]
+    assert steady_rate(done) == pytest.approx(100.0)
+    assert steady_rate([0.0, *done[1:]]) == pytest.approx(100.0)  # the slow first frame is not counted
+    assert steady_rate(done[::-1]) == pytest.approx(100.0)  # completion order does not matter
+    assert steady_rate([1.0]) == 0.0 and steady_rate([]) == 0.0
+
+
 def test_spread():
     assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "runs": [3.0, 1.0, 2.0]}
 
@@ -111,6 +122,8 @@ def check_bench_report(res, *, reps, frames, batch_sizes, streams, loads, load_s
         sm = res["load_sweep_summary"][f"{share:g}"]
         assert sm["p99_ms"]["runs"] == [r["end_to_end"]["p99"] for r in mine]
         assert sm["out_fps_over_capacity"]["runs"] == [r["out_fps_over_capacity"] for r in mine]
+        assert sm["engine_ms_at_start"]["runs"] == [r["engine_ms_at_start"] for r in mine]
+        assert sm["p99_over_engine_at_start"]["runs"] == [r["p99_over_engine_at_start"] for r in mine]
     for row in rows:
         assert row["p99_over_service"] == pytest.approx(row["end_to_end"]["p99"] / service, rel=0.01)
         span = row["frames_in"] / row["source_fps"]
@@ -124,6 +137,9 @@ def check_bench_report(res, *, reps, frames, batch_sizes, streams, loads, load_s
         e2e = row["end_to_end"]
         assert 0 <= e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["max"], e2e
         assert row["p99_over_engine_ms"] == pytest.approx(e2e["p99"] / (1000 / eng), rel=0.01)
+        # the machine's speed during the run: that run's own start-up timing of its engines
+        at = row["engine_ms_at_start"]
+        assert at > 0 and row["p99_over_engine_at_start"] == pytest.approx(e2e["p99"] / at, rel=0.01)
         assert set(row["stages"]) == set(STAGES), row["stages"]  # every stage, measured
         for stage, v in row["stages"].items():
             assert v["p50"] is not None and 0 <= v["p50"] <= v["p99"], (stage, v)
@@ -153,7 +169,7 @@ def check_bench_markdown(res, md: str):
         assert line.startswith(
             f"| {row['load']:.0%} (run {row['rep'] + 1}) | {row['source_fps']:.1f} | {row['end_to_end']['p50']} |"
         )
-        assert line.endswith(f"| {row['drop_rate']:.1%} | yes |")
+        assert line.endswith(f"| {row['drop_rate']:.1%} | yes | {row['engine_ms_at_start']} |")
 
 
 def test_bench_mistakes(tmp_path):
