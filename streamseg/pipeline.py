@@ -223,6 +223,7 @@ class Pipeline:
         self.overlay_queue = self._queue(1 if live else max(2, pc.batch.max_size * 2), "block", "overlay")
 
         self.infer_stage = InferStage(self.cfg.engines, self.models, self.recorder, self.errors, self.engine_runner)
+        self.infer_stage.pipelined = not live
         cfg = self.cfg
         self.post_stage = PostprocessStage(self.models, cfg.tracking, cfg.smoothing, self.recorder, self.errors)
         overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
