@@ -17,7 +17,7 @@ from pathlib import Path
 from streamseg.config import Config
 from streamseg.errors import UserError
 from streamseg.sinks import open_sink, sink_file
-from streamseg.sinks.base import check_writable, remove_folders, stream_path
+from streamseg.sinks.base import check_writable, release_held, remove_folders, stream_path
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ def write_report(path: Path, report: dict) -> None:
     tmp = report_scratch(path)
     if tmp is None:
         with open(path, "w") as fh:
+            release_held(path)  # a FIFO: this is its writer now
             fh.write(text)
         return
     tmp.write_text(text)

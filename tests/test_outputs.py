@@ -53,3 +53,27 @@ def test_probes_leave_nothing_behind(tmp_path):
     assert (tmp_path / "old.mp4").read_bytes() == b"earlier"
     assert (tmp_path / "a" / "b").is_dir() and not list((tmp_path / "a" / "b").iterdir())
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_fifo_with_its_reader_there_sees_no_end_of_file_before_the_run_wrote(tmp_path):
+    """`cat fifo.jsonl` started first: the start-up probe must not hand it an end of file (it
+    would stop before the first line); the probe's end is held until the sink has its own."""
+    from streamseg.sinks import open_sink
+    from streamseg.sinks.base import _HELD
+
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        check_outputs(cfg(tmp_path, ["{tmp}/fifo.jsonl"]))
+        with pytest.raises(BlockingIOError):  # a writer is there, nothing written: no end of file
+            os.read(reader, 100)
+        sink = open_sink(str(fifo))
+        with sink:
+            sink.open({})
+            assert str(fifo.resolve()) not in _HELD  # the sink writes it now; the probe let go
+            with pytest.raises(BlockingIOError):
+                os.read(reader, 100)
+        assert os.read(reader, 100) == b""  # the sink closed: now the end of file
+    finally:
+        os.close(reader)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,15 +98,40 @@ def check_writable(path: Path) -> list[Path]:
     return made
 
 
+# FIFOs a probe opened, held open until their real writer has opened them (release_held): closing
+# the probe's end at once would hand a reader that is already there (`cat fifo`) an end of file
+# before the run wrote a byte
+_HELD: dict[str, int] = {}
+
+
 def _probe(path: Path) -> None:
     flags = os.O_WRONLY | os.O_NONBLOCK  # non-blocking: a FIFO without a reader fails instead of hanging
     try:
         fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        os.close(os.open(path, flags | os.O_APPEND))  # there already: leave it exactly as it is
+        key = os.path.realpath(path)
+        if key in _HELD:
+            return
+        fd = os.open(path, flags | os.O_APPEND)  # there already: leave it exactly as it is
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            if not _HELD:
+                atexit.register(release_held)
+            _HELD[key] = fd
+        else:
+            os.close(fd)
         return
     os.close(fd)
     os.unlink(path)
+
+
+def release_held(path: Path | str | None = None) -> None:
+    """Close the probe's end of a FIFO (all of them: None), once its writer has its own open."""
+    keys = list(_HELD) if path is None else [os.path.realpath(path)]
+    for key in keys:
+        fd = _HELD.pop(key, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def remove_folders(made: list[Path]) -> None:

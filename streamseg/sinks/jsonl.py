@@ -9,7 +9,7 @@ import numpy as np
 
 from streamseg.errors import SinkError
 from streamseg.frames import NO_TRACK, Frame
-from streamseg.sinks.base import Sink, StreamInfo, check_writable
+from streamseg.sinks.base import Sink, StreamInfo, check_writable, release_held
 
 
 def _track_id(tid) -> int | None:
@@ -61,6 +61,7 @@ class JsonlSink(Sink):
             self._fh = self.path.open("w", buffering=1 << 16)
         except OSError as e:
             raise SinkError(f"cannot write {self.path}: {e.strerror or e}") from None
+        release_held(self.path)  # a FIFO: this is its writer now
 
     def write_impl(self, frame: Frame) -> None:
         # one write and a flush per line: a killed run leaves whole lines only
