@@ -190,6 +190,9 @@ class Pipeline:
             sink.attach(self)
             sink.open(infos)
             stage = SinkStage(len(self.sinks), sink, sc, self.fanout, self.errors)
+            if n := sum(s.label == stage.label or s.label.startswith(f"{stage.label} #") for s in self.sinks):
+                stage.label = f"{stage.label} #{n + 1}"  # two null:// (or URIs alike once redacted): two entries
+                stage.name = f"sink:{stage.label}"
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
             stage.queue = self._queue(
                 depth if sink.lossless else min(depth, LOSSY_SINK_DEPTH),  # a file may absorb a hiccup

@@ -407,3 +407,11 @@ def test_warm_up_off_runs_nothing_before_the_first_frame(tiny, tmp_path, video, 
     first_in = next(i for i, e in enumerate(events) if e[0] == "in")
     assert [e for e in events[:first_in] if e[0] != "prepare"] == []  # no decode or draw before the sources
     assert rep["warmup"] is None and rep["frames"]["out"] == 30
+
+
+def test_sinks_alike_once_redacted_keep_an_entry_each(tiny, tmp_path, video):
+    cfg = config(tiny, [str(video)], ["null://", "null://", str(tmp_path / "r.jsonl"), "null://"])
+    rep = Pipeline(cfg).run().report
+    assert list(rep["sinks"]) == ["null://", "null:// #2", str(tmp_path / "r.jsonl"), "null:// #3"]
+    assert all(s["frames"] == {"offered": 30, "written": 30, "dropped": {}} for s in rep["sinks"].values())
+    assert {"sink:null://", "sink:null:// #2", "sink:null:// #3"} <= set(rep["queues"])
