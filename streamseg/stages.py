@@ -350,23 +350,29 @@ class PostprocessStage(Stage):
                     f.instances = r
 
     def warm(self, batch: Batch) -> list[Frame]:
-        """The warm-up pass: decode on the calling thread; no stream's tracker or smoother sees it."""
+        """The warm-up pass: decode, track and smooth on the calling thread, each frame with a
+        scratch tracker and smoother of its own: no stream's state sees it."""
         self._decode(batch)
+        for f in batch.frames:
+            self.temporal(f, {}, {})
         return batch.frames
 
-    def temporal(self, f: Frame) -> None:
-        """Track instances and smooth the semantic map of one frame, per stream."""
+    def temporal(self, f: Frame, trackers: dict | None = None, smoothers: dict | None = None) -> None:
+        """Track instances and smooth the semantic map of one frame, per stream (in the stage's
+        own per-stream state unless `trackers`/`smoothers` are given)."""
         tc = self.tracking
+        trackers = self.trackers if trackers is None else trackers
+        smoothers = self.smoothers if smoothers is None else smoothers
         if f.instances is not None and tc.enabled:
-            tracker = self.trackers.get(f.stream_id)
+            tracker = trackers.get(f.stream_id)
             if tracker is None:
-                tracker = self.trackers[f.stream_id] = Tracker(high=tc.high_score, match_iou=tc.iou, max_age=tc.max_age)
+                tracker = trackers[f.stream_id] = Tracker(high=tc.high_score, match_iou=tc.iou, max_age=tc.max_age)
             f.instances = tracker.update(f.instances, f.seq)
         sem = f.semantic
         if sem is not None:
-            smoother = self.smoothers.get(f.stream_id)
+            smoother = smoothers.get(f.stream_id)
             if smoother is None:
-                smoother = self.smoothers[f.stream_id] = SemanticSmoother(self.smoothing.frames)
+                smoother = smoothers[f.stream_id] = SemanticSmoother(self.smoothing.frames)
             small = sem.small_group_map if sem.small_group_map is not None else sem.group_map
             shown = smoother.smooth(small)
             if shown is not small:
