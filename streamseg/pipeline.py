@@ -240,43 +240,23 @@ class Pipeline:
 
         sizes = [s.source.size_wh for s in self.streams if s.source.size_wh]
         warm = WarmUp(sizes, pc.batch.max_size) if pc.warmup and sizes and self.models else None
-        step = (lambda name, stage: functools.partial(getattr(warm, name), stage)) if warm else (lambda *_: None)
-        work = [("inference", step("infer", self.infer_stage), self._inference_loop)]
-        work.append(
-            (
-                "postprocess",
-                step("postprocess", self.post_stage),
-                self._stage_loop,
-                self.post_stage,
-                self.post_queue,
-                self.overlay_queue.put,
-            )
-        )
-        work.append(
-            (
-                "overlay",
-                step("overlay", self.overlay_stage),
-                self._stage_loop,
-                self.overlay_stage,
-                self.overlay_queue,
-                self._to_sinks,
-            )
-        )
+
+        def step(name, stage):  # the stage's warm-up step, run on its thread before its loop
+            return functools.partial(getattr(warm, name), stage) if warm else None
+
+        post, over = self.post_stage, self.overlay_stage
+        work = [
+            ("inference", step("infer", self.infer_stage), self._inference_loop),
+            ("postprocess", step("postprocess", post), self._stage_loop, post, self.post_queue, self.overlay_queue.put),
+            ("overlay", step("overlay", over), self._stage_loop, over, self.overlay_queue, self._to_sinks),
+        ]
         work += [(f"sink-{i}", None, self._stage_loop, s, s.queue, None) for i, s in enumerate(self.sinks)]
         threads = [threading.Thread(target=self._guard(w, fn, *a), name=n, daemon=True) for n, w, fn, *a in work]
         for t in threads:
             t.start()
         if warm is not None:  # the sources start once the stages are warm
-            t0 = time.perf_counter()
-            failed = warm.wait(lambda: self._stop.is_set() or not all(t.is_alive() for t in threads))
-            for m in self.models.values():  # the pass's engine calls are not the run's
-                m.batches = m.frames = m.engine.calls = m.engine.frames = 0
-            ms = round((time.perf_counter() - t0) * 1000, 1)
-            self.warmup = {"frames": sum(map(len, warm.batches)), "ms": ms, "error": failed}
-            if failed:
-                log.warning("warm-up pass failed (the run goes on): %s", failed)
-            else:
-                log.debug("warm-up: %d frame(s) through the stages in %.0f ms", self.warmup["frames"], ms)
+            give_up = lambda: self._stop.is_set() or not all(t.is_alive() for t in threads)  # noqa: E731
+            self.warmup = warm.finish(give_up, self.models.values())
         # what start-up made (engines, libraries, caches) lives as long as the run: collected once
         # now and set aside, so the collector's full passes during the run walk only what the run
         # makes (a full pass over it all took 14-23 ms on the postprocess thread, mid-run)

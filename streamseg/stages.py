@@ -544,3 +544,17 @@ class WarmUp:
             except Exception as e:
                 return f"{type(e).__name__}: {e}"
         return None
+
+    def finish(self, give_up: Callable[[], bool], models) -> dict:
+        """Wait for the pass, zero the engines' counters (its calls are not the run's) and say
+        what it did, for the report: {frames, ms, error}."""
+        t0 = time.perf_counter()
+        failed = self.wait(give_up)
+        for m in models:
+            m.batches = m.frames = m.engine.calls = m.engine.frames = 0
+        out = {"frames": sum(map(len, self.batches)), "ms": round((time.perf_counter() - t0) * 1000, 1), "error": failed}
+        if failed:
+            log.warning("warm-up pass failed (the run goes on): %s", failed)
+        else:
+            log.debug("warm-up: %d frame(s) through the stages in %.0f ms", out["frames"], out["ms"])
+        return out
