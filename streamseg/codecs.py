@@ -61,35 +61,33 @@ def _has(available: Iterable[str] | Callable[[str], bool]) -> Callable[[str], bo
     return names.__contains__
 
 
-def pick_decoder(available: Iterable[str] | Callable[[str], bool], prefer_hardware: bool = True) -> Codec | None:
-    """The H.264 decoder to use, or None when there is none at all."""
+def _pick(table, available, prefer_hardware: bool, kind: str, doing: str):
+    """(element, device, the table's third field, why) of the first usable row, or None."""
     has = _has(available)
-    for element, device, after in DECODERS:
+    for element, device, extra in table:
         if device != "cpu" and not prefer_hardware:
             continue
         if has(element) and (device != "jetson" or has("nvvidconv")):
-            others = [e for e, d, _ in DECODERS if d != "cpu" and e != element]
-            why = "hardware decoder present" if device != "cpu" else (
-                "no hardware decoder present" if prefer_hardware else "hardware decoding turned off"
-            )
-            if device == "cpu" and prefer_hardware:
-                why += f" (looked for {', '.join(others)})"
-            return Codec(element, device, after=after, why=why)
+            if device != "cpu":
+                why = f"hardware {kind} present"
+            elif prefer_hardware:
+                why = f"no hardware {kind} present (looked for {', '.join(e for e, d, _ in table if d != 'cpu')})"
+            else:
+                why = f"hardware {doing} turned off"
+            return element, device, extra, why
     return None
+
+
+def pick_decoder(available: Iterable[str] | Callable[[str], bool], prefer_hardware: bool = True) -> Codec | None:
+    """The H.264 decoder to use, or None when there is none at all."""
+    got = _pick(DECODERS, available, prefer_hardware, "decoder", "decoding")
+    return Codec(got[0], got[1], after=got[2], why=got[3]) if got else None
 
 
 def pick_encoder(available: Iterable[str] | Callable[[str], bool], prefer_hardware: bool = True) -> Codec | None:
     """The H.264 encoder to use, or None when there is none at all."""
-    has = _has(available)
-    for element, device, before in ENCODERS:
-        if device != "cpu" and not prefer_hardware:
-            continue
-        if has(element) and (device != "jetson" or has("nvvidconv")):
-            why = "hardware encoder present" if device != "cpu" else (
-                "no hardware encoder present" if prefer_hardware else "hardware encoding turned off"
-            )
-            return Codec(element, device, before=before, why=why)
-    return None
+    got = _pick(ENCODERS, available, prefer_hardware, "encoder", "encoding")
+    return Codec(got[0], got[1], before=got[2], why=got[3]) if got else None
 
 
 def encoder_fragment(codec: Codec, *, bitrate_kbps: int, keyframe_interval: int, preset: str = "veryfast") -> str:
