@@ -237,13 +237,10 @@ class InferStage(Stage):
 
     def warm(self, frames: list[Frame]) -> Batch:
         """The warm-up pass (frames in no ledger): preprocess and run every engine as `process`
-        does, on the calling thread; an error raises instead of dropping frames."""
+        does, each engine on the thread that will run it; an error raises instead of dropping frames."""
         batch = Batch(frames)
-        prepared = [m.prepare([f.image_bgr for f in frames]) for _, m in self.models]
-        jobs = [functools.partial(m.submit, x) for (_, m), (x, _) in zip(self.models, prepared, strict=True)]
-        tickets = self.runner.start(jobs).wait()  # each engine on the thread that will run it
-        for (task, m), (_, transforms), ticket in zip(self.models, prepared, tickets, strict=True):
-            batch.work.append(EngineWork(task, transforms, outputs=m.collect(ticket)))
+        self._start(batch)
+        self._gather(batch)
         return batch
 
     def flush(self) -> list[Batch]:
@@ -252,17 +249,8 @@ class InferStage(Stage):
         return self._collect(pending) if pending is not None else []
 
     def _submit(self, batch: Batch) -> Batch | None:
-        images = [f.image_bgr for f in batch.frames]
         try:
-            prepared = [m.prepare(images) for _, m in self.models]
-            t = time.perf_counter_ns()
-            for f in batch.frames:
-                f.stamp("preprocess", t)
-            jobs = [functools.partial(m.submit, x) for (_, m), (x, _) in zip(self.models, prepared, strict=True)]
-            batch.work = [EngineWork(task, tr) for (task, _), (_, tr) in zip(self.models, prepared, strict=True)]
-            batch.started = self.runner.start(jobs)
-            if self.runner.schedule == "sequential":  # the tickets are in: device work, or done
-                self._tickets(batch)
+            self._start(batch)
         except Exception as e:
             for (_, m), w in zip(self.models, batch.work, strict=False):  # free what the other engines hold
                 if w.ticket is not None:
@@ -271,6 +259,19 @@ class InferStage(Stage):
             drop_engine_error(batch.frames, e, self.recorder, self.errors)
             return None
         return batch
+
+    def _start(self, batch: Batch) -> None:
+        """Preprocess the batch for every engine and start them (errors raise)."""
+        images = [f.image_bgr for f in batch.frames]
+        prepared = [m.prepare(images) for _, m in self.models]
+        t = time.perf_counter_ns()
+        for f in batch.frames:
+            f.stamp("preprocess", t)
+        jobs = [functools.partial(m.submit, x) for (_, m), (x, _) in zip(self.models, prepared, strict=True)]
+        batch.work = [EngineWork(task, tr) for (task, _), (_, tr) in zip(self.models, prepared, strict=True)]
+        batch.started = self.runner.start(jobs)
+        if self.runner.schedule == "sequential":  # the tickets are in: device work, or done
+            self._tickets(batch)
 
     def _tickets(self, batch: Batch) -> None:
         """The engines' tickets of a started batch (waiting for the engines' workers, if any)."""
@@ -281,13 +282,17 @@ class InferStage(Stage):
             for w, ticket in zip(batch.work, started.values, strict=False):
                 w.ticket = ticket
 
+    def _gather(self, batch: Batch) -> None:
+        """Wait for a started batch's outputs (errors raise)."""
+        if batch.started is not None:
+            self._tickets(batch)
+        for (_, m), w in zip(self.models, batch.work, strict=True):
+            w.outputs = m.collect(w.ticket)
+            w.ticket = None
+
     def _collect(self, batch: Batch) -> list[Batch]:
         try:
-            if batch.started is not None:
-                self._tickets(batch)
-            for (_, m), w in zip(self.models, batch.work, strict=True):
-                w.outputs = m.collect(w.ticket)
-                w.ticket = None
+            self._gather(batch)
         except Exception as e:
             drop_engine_error(batch.frames, e, self.recorder, self.errors)
             return []
