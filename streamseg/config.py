@@ -32,6 +32,18 @@ class ReconnectConfig(Section):
     attempts: int | None = Field(None, ge=1, description="Reopen attempts per outage; null = forever.")
 
 
+class LiveConfig(Section):
+    max_latency_ms: float | None = Field(
+        None,
+        gt=0,
+        le=60_000,
+        description="Live/realtime: a frame is dropped (reason `late`) only when, taken by the engines, it could no "
+        "longer be out within this many ms of its capture (its age plus the pipeline's recent service time). "
+        "null = the source's own jitter buffer (latency_ms, RTSP/RTP) plus 4 frame periods of the stream (160 ms at "
+        "25 fps, 267 ms at 15 fps; 200 ms when the rate is unknown): a burst of up to 4 frames passes.",
+    )
+
+
 class SourceConfig(Section):
     uri: str = Field(description="Source URI: a file path, images://dir, rtsp://..., ...")
     id: str | None = Field(None, description="Stream id in results and reports; default: cam0, cam1, ...")
@@ -50,6 +62,7 @@ class SourceConfig(Section):
         10.0, gt=0, le=3600, description="A live source must give a frame this soon at start."
     )
     reconnect: ReconnectConfig = ReconnectConfig()
+    live: LiveConfig = LiveConfig()
 
 
 class BatchConfig(Section):
@@ -63,7 +76,12 @@ class PipelineConfig(Section):
     batch: BatchConfig = BatchConfig()
     queue_depth: int = Field(8, ge=1, le=10_000, description="Per-stream and per-sink queue length (offline).")
     live_queue_depth: int = Field(
-        1, ge=1, le=10_000, description="Per-stream queue length for live/realtime sources: small keeps latency low."
+        0,
+        ge=0,
+        le=10_000,
+        description="Per-stream queue length for live/realtime sources; 0 = the frames of the stream's latency budget "
+        "(live.max_latency_ms / frame period + 1, at least 2): deep enough for a network burst, while frames the "
+        "budget no longer allows are dropped `late` anyway.",
     )
     cv_threads: int = Field(1, ge=0, le=256, description="OpenCV's own thread pool size (0 = the CPU budget).")
     cpu_cores: int = Field(

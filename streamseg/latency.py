@@ -101,6 +101,9 @@ class LatencyRecorder:
         self.last_done_ns: int | None = None
         self._recent = collections.deque(maxlen=window)  # (done_ns, e2e_ms, stage ms) for the HUD
         self._live_cache: tuple[float, dict] | None = None
+        # recent service time (taken by the batcher -> written), smoothed: how long a frame the
+        # engines take now will still need; live queues judge "can it be out in time" with it
+        self.service_ns = 0.0
 
     # events ------------------------------------------------------------------------
     def frame_in(self, frame: Frame) -> None:
@@ -177,6 +180,7 @@ class LatencyRecorder:
                 self.stages[stage].append(v)
             self.e2e.append(e2e)
             self.processing.append(proc)
+            self.service_ns += 0.2 * (proc * 1e6 - self.service_ns)
             self.done_ns.append(float(done))
             self.per_stream.setdefault(frame.stream_id, _Series()).append(e2e)
             self.stream_last_ns[frame.stream_id] = done

@@ -7,9 +7,10 @@
                                   --overlay queue-->  overlay thread: OverlayStage
                                   --sink queue (one per sink)-->  sink threads: SinkStage
 
-Every queue is bounded. In `offline` mode they block, so nothing is dropped; live and
-realtime streams keep their newest frame instead (a paced source that can skip is pulled,
-so it renders only what the engines will take), hand-offs between stages hold one item, and every sink
+Every queue is bounded. In `offline` mode they block, so nothing is dropped; a live or
+realtime stream queue holds a burst and drops a frame only when it could no longer be out
+within the stream's latency budget (`late`; a paced source that can skip is pulled, so it
+renders only what the engines will take), hand-offs between stages hold one item, and every sink
 queue in a live run (and a lossy sink's queue always) drops its oldest frame, so latency
 stays bounded and every drop is counted. Frames of one stream leave in the order they
 came: one thread per stage, FIFO queues.
@@ -68,6 +69,12 @@ class RunResult:
     report: dict
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
+
+
+def live_depth(s: SourceStage) -> int:
+    """A live stream queue holds the frames of its latency budget (at least 2)."""
+    period_ms = 1000 / s.source.fps if s.source.fps else 1000 / 30
+    return max(2, int(s.budget_ns / 1e6 // period_ms) + 1)
 
 
 def resolve_mode(mode: str, source: Source) -> str:
@@ -216,9 +223,12 @@ class Pipeline:
         for s in self.streams:
             if s.mode == "offline":
                 s.queue = self._queue(pc.queue_depth, "block", f"stream:{s.id}", cond=cond)
-            else:
-                drop = lambda f: self.recorder.drop(f, "queue_full")  # noqa: E731
-                s.queue = self._queue(pc.live_queue_depth, "drop_oldest", f"stream:{s.id}", cond=cond, on_drop=drop)
+            else:  # deep enough for a burst; what the latency budget no longer allows goes `late`
+                depth = pc.live_queue_depth or live_depth(s)
+                full, late = (functools.partial(self.recorder.drop, reason=r) for r in ("queue_full", "late"))
+                s.queue = self._queue(
+                    depth, "drop_oldest", f"stream:{s.id}", cond=cond, on_drop=full, expired=s.expired, on_expire=late
+                )
             s.wait_ready = s.queue.wait_empty
         queues = {s.id: s.queue for s in self.streams}
         self.batcher = Batcher(queues, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)

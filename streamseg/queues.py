@@ -3,7 +3,10 @@
 `block` (offline): a full queue makes the producer wait; nothing is lost.
 `drop_oldest` (live): a full queue discards its oldest item, reports it through
 `on_drop` and takes the new one, so a slow consumer sees fresh data and latency
-stays bounded.
+stays bounded. A live queue may also be given `expired(item)`: when the consumer takes
+an item, the ones before the newest that can no longer be served in time are dropped
+first, reported through `on_expire` (a burst from the network waits its turn; only a
+backlog older than its budget goes). The newest item is never dropped that way.
 
 Several queues may share one Condition, so a consumer (the batcher) can wait for
 "any of these queues has something" without polling.
@@ -40,6 +43,8 @@ class BoundedQueue:
         name: str = "",
         cond: threading.Condition | None = None,
         on_drop: Callable[[Any], None] | None = None,
+        expired: Callable[[Any], bool] | None = None,
+        on_expire: Callable[[Any], None] | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
@@ -49,6 +54,8 @@ class BoundedQueue:
         self.cond = cond or threading.Condition(threading.RLock())
         self._items: collections.deque = collections.deque()
         self._on_drop = on_drop
+        self._expired = expired
+        self._on_expire = on_expire
         self._cancelled = False
         self.dropped = 0
         self.high_water = 0  # the most items it ever held (behaviour checks: live queues stay short)
@@ -89,7 +96,10 @@ class BoundedQueue:
             if not self.cond.wait_for(lambda: self._items or self._cancelled, timeout):
                 raise TimeoutError
             self._check_cancelled()
-            return self._pop()
+            late = self._take_expired()
+            item = self._pop()
+        self._report_expired(late)
+        return item
 
     def wait_empty(self) -> None:
         """Block until every item put so far has been taken (a producer that makes its next item
@@ -102,7 +112,24 @@ class BoundedQueue:
         """Take the oldest item, or return None when empty."""
         with self.cond:
             self._check_cancelled()
-            return self._pop() if self._items else None
+            late = self._take_expired()
+            item = self._pop() if self._items else None
+        self._report_expired(late)
+        return item
+
+    def _take_expired(self) -> list[Any]:
+        """Remove the items ahead of the newest that `expired` says are too old to serve."""
+        late: list[Any] = []
+        if self._expired is not None and self._items:
+            while len(self._items) - (self._items[-1] is END) > 1 and self._expired(self._items[0]):
+                late.append(self._items.popleft())
+            self.dropped += len(late)
+        return late
+
+    def _report_expired(self, late: list[Any]) -> None:
+        if late and self._on_expire is not None:
+            for item in late:
+                self._on_expire(item)
 
     def _pop(self) -> Any:
         item = self._items.popleft()

@@ -45,6 +45,8 @@ def build_report(pipe: Pipeline) -> dict:
             s.id: {
                 **s.source.describe(),
                 "mode": s.mode,
+                # live/realtime: a frame that could not be out this soon after capture was dropped `late`
+                "max_latency_ms": round(s.budget_ns / 1e6, 1) if s.mode != "offline" else None,
                 "frames": s.frames,
                 "decode_errors": s.source.decode_errors,
                 "error": s.error,

@@ -82,6 +82,20 @@ class ErrorLog:
 
 
 # sources -------------------------------------------------------------------------------------
+LIVE_PERIODS = 4  # a live frame's default latency budget, in frame periods of its stream
+UNKNOWN_RATE_BUDGET_MS = 200.0
+
+
+def latency_budget_ms(cfg: SourceConfig, source: Source) -> float:
+    """A live stream's latency budget: `live.max_latency_ms`, else what the source itself holds a
+    frame (its jitter buffer) plus LIVE_PERIODS frame periods: a burst of a few frames from the
+    network is served, a backlog is not."""
+    if cfg.live.max_latency_ms is not None:
+        return cfg.live.max_latency_ms
+    own = LIVE_PERIODS * 1000 / source.fps if source.fps else UNKNOWN_RATE_BUDGET_MS
+    return source.delivery_ms + own
+
+
 def paced(mode: str, source: Source) -> bool:
     """Is a stream in `mode` played at its own rate by us (a recording behaving as a camera)?
     The one place that decides it: the source knows whether it brings its own rate."""
@@ -93,8 +107,8 @@ class SourceStage(Stage):
 
     A paced stream whose source can `skip` frames unrendered (the synthetic scene) is pulled:
     `wait_ready` (the runner's: the stream's hand-off is empty) is called before each read,
-    and the frames that fell due meanwhile are skipped, counted in and dropped `queue_full`:
-    no work is spent on a frame that would be dropped. Any other paced stream is read at its
+    and the frames that fell due meanwhile and are already past the latency budget are skipped,
+    counted in and dropped `late`: no work is spent on a frame that would be dropped. Any other paced stream is read at its
     rate and its queue keeps the newest (a compressed stream must decode every frame anyway;
     what its queue drops was never preprocessed). A live camera is read as it delivers."""
 
@@ -128,14 +142,30 @@ class SourceStage(Stage):
             self.recorder.decode_error(n)
             self._errors_seen += n
 
+    @property
+    def budget_ns(self) -> int:
+        """The live latency budget (a live source may learn its rate from its first frame)."""
+        return int(latency_budget_ms(self.cfg, self.source) * 1e6)
+
+    def expired(self, f: Frame) -> bool:
+        """Live: taken by the engines now, `f` could no longer be out within the stream's latency
+        budget (its age plus the pipeline's recent service time exceeds it)."""
+        return time.perf_counter_ns() - f.capture_ns + self.recorder.service_ns > self.budget_ns
+
     def _skip_to_newest_due(self) -> None:
-        """Pulled streams: the engines are ready; every frame due before the newest due one
-        would only be dropped, so it is skipped unrendered (and counted)."""
-        n = (time.perf_counter_ns() - self._t0) // self._period_ns - self.frames
+        """Pulled streams: the engines are ready; the frames due before the newest due one that
+        could no longer be out within the latency budget would only be dropped, so they are
+        skipped unrendered (and counted `late`); the rest are still served, in order."""
+        now = time.perf_counter_ns()
+        newest = (now - self._t0) // self._period_ns  # the newest frame due now
+        # frame k is due (captured) at t0 + k * period; taken now it is out at now + service: too late
+        # when that is more than the budget after its capture
+        too_late = now - self.budget_ns + int(self.recorder.service_ns) - self._t0
+        n = min(newest, max(0, -(-too_late // self._period_ns))) - self.frames
         if self.limit is not None:
             n = min(n, self.limit - self.frames)
         if n > 0 and (k := self._skip(n)) > 0:
-            self.recorder.skipped(self.id, k, "queue_full")
+            self.recorder.skipped(self.id, k, "late")
             self.frames += k
 
     def process(self) -> Frame | None:
@@ -521,6 +551,7 @@ class WarmUp:
         self.inferred: Future = Future()
         self.decoded: Future = Future()
         self.done: Future = Future()
+        self.t0 = time.perf_counter()  # made just before the stage threads start: the pass's clock
 
     def infer(self, stage: InferStage) -> None:
         self._step(lambda _: [stage.warm(fs) for fs in self.batches], None, self.inferred)
@@ -553,11 +584,10 @@ class WarmUp:
     def finish(self, give_up: Callable[[], bool], models) -> dict:
         """Wait for the pass, zero the engines' counters (its calls are not the run's) and say
         what it did, for the report: {frames, ms, error}."""
-        t0 = time.perf_counter()
         failed = self.wait(give_up)
         for m in models:
             m.batches = m.frames = m.engine.calls = m.engine.frames = 0
-        out = {"frames": sum(map(len, self.batches)), "ms": round((time.perf_counter() - t0) * 1000, 1), "error": failed}
+        out = {"frames": sum(map(len, self.batches)), "ms": round((time.perf_counter() - self.t0) * 1000, 1), "error": failed}
         if failed:
             log.warning("warm-up pass failed (the run goes on): %s", failed)
         else:

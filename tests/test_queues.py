@@ -87,3 +87,32 @@ def test_high_water_and_wait_empty():
     assert len(q) == 0
     t.join(2)
     assert len(taken) == 3
+
+
+def test_expired_items_ahead_of_the_newest_are_dropped_when_taken():
+    """A live stream queue: a burst waits its turn; only what is past its budget goes, and
+    never the newest item (END behind it does not count as one)."""
+    late, too_old = [], {0, 1, 3}
+    q = BoundedQueue(8, "drop_oldest", expired=lambda i: i in too_old, on_expire=late.append)
+    for i in range(5):
+        q.put(i)
+    assert q.get_nowait() == 2 and late == [0, 1]  # 2 is in time: served, 3 and 4 wait
+    assert q.get() == 4 and late == [0, 1, 3]
+    q.put(5)
+    too_old.add(5)
+    assert q.get_nowait() == 5  # the newest item is served, however old
+    q.put(6)
+    too_old.add(6)
+    q.put(END)
+    assert q.get() == 6 and q.get() is END  # the last frame before END is the newest one
+    assert q.dropped == 3 and late == [0, 1, 3]
+
+
+def test_expired_items_are_reported_outside_the_queue_lock():
+    """on_expire may take other locks (the ledger's): it runs after the queue's lock is released."""
+    q = BoundedQueue(4, "drop_oldest", expired=lambda i: i == 0)
+    held = []
+    q._on_expire = lambda item: held.append(q.cond._is_owned())
+    q.put(0)
+    q.put(1)
+    assert q.get_nowait() == 1 and held == [False]

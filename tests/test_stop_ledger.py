@@ -37,7 +37,7 @@ def test_stops_at_random_moments_always_balance_the_ledger(tiny, tmp_path, relia
         fr = rep["frames"]
         where = f"run {i} ({mode}): {fr}"
         assert fr["in"] == fr["out"] + sum(fr["dropped"].values()), where
-        assert set(fr["dropped"]) <= {"queue_full"} | {f"sink_queue:{s}" for s in rep["sinks"]}, where
+        assert set(fr["dropped"]) <= {"queue_full", "late"} | {f"sink_queue:{s}" for s in rep["sinks"]}, where
         for uri, s in rep["sinks"].items():
             led = s["frames"]
             assert led["offered"] == led["written"] + sum(led["dropped"].values()), (uri, where)

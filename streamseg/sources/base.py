@@ -38,6 +38,9 @@ class Source:
         self.size_wh: tuple[int, int] | None = None
         self.frame_count: int | None = None  # when known in advance
         self.decode_errors = 0
+        # how long the source holds a frame after its capture before read() can give it (a jitter
+        # buffer's latency): part of every frame's age, so part of a live stream's latency budget
+        self.delivery_ms = 0.0
 
     def __enter__(self) -> Source:
         self.open()

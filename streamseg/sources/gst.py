@@ -434,6 +434,7 @@ class RtspSource(GstSource):
         super().__init__(uri, "", live=True, policy=policy)
         self.transports = transports
         self.latency_ms = int(latency_ms)
+        self.delivery_ms = float(self.latency_ms)
         self.transport = transports[0]
         self.description = self._description(self.transport)
 
@@ -495,7 +496,9 @@ def rtp_source(uri: str, host: str, port: int, latency_ms: int = 50, policy: Liv
         f"udpsrc address={address} port={port} caps={_quote(caps)} ! rtpjitterbuffer latency={int(latency_ms)} "
         f"! rtph264depay ! h264parse ! decodebin ! {TAIL}"
     )
-    return GstSource(uri, desc, live=True, policy=policy)
+    src = GstSource(uri, desc, live=True, policy=policy)
+    src.delivery_ms = float(latency_ms)  # the jitter buffer holds each frame this long
+    return src
 
 
 def pipeline_source(uri: str, description: str, policy: LivePolicy | None = None) -> GstSource:
