@@ -199,6 +199,12 @@ class BenchConfig(Section):
         "so the pipeline is measured, not the scene generator (0 = render every frame).",
     )
     sweep_reps: int = Field(3, ge=1, le=20, description="Repetitions of the whole live sweep (spread reported).")
+    capacity_search: tuple[float, float] = Field(
+        (0.4, 1.2),
+        description="Live capacity search: the bracket of source rates, as shares of the offline rate, bisected "
+        "for the highest rate at which drops stay <= 1% and e2e p99 <= 3 x the service time S.",
+    )
+    capacity_steps: int = Field(5, ge=1, le=12, description="Live runs per capacity search (one search per sweep rep).")
     service_load: float = Field(
         0.1, gt=0, le=0.5, description="Load of the lone-frame run whose e2e p50 is the service time S."
     )

@@ -55,7 +55,7 @@ engines:
   semantic: {{card: {tiny / "red.yaml"}, backend: onnxruntime, threads: 1}}
   instance: {{card: {tiny / "yolo.yaml"}, backend: onnxruntime, threads: 1}}
 bench: {{frames: 12, warmup: 2, reps: 2, batch_sizes: [1, 2], streams: [1, 2], loads: [0.5, 1.5], load_seconds: 1,
-         sweep_reps: 2}}
+         sweep_reps: 2, capacity_steps: 2}}
 """
     )
     r = run_streamseg("bench", "-c", cfg, "--out", tmp_path / "out")  # from the checkout: its streamseg
@@ -67,6 +67,7 @@ bench: {{frames: 12, warmup: 2, reps: 2, batch_sizes: [1, 2], streams: [1, 2], l
     check_bench_report(
         res, reps=2, frames=12, batch_sizes=[1, 2], streams=[1, 2], loads=[0.5, 1.5], load_seconds=1, sweep_reps=2
     )
+    check_live_capacity(res, searches=2, steps=2, bracket=(0.4, 1.2))
     check_bench_markdown(res, (out / "bench.md").read_text())
 
 
@@ -157,6 +158,29 @@ def check_bench_report(res, *, reps, frames, batch_sizes, streams, loads, load_s
         assert xs == sorted(xs) and ys == sorted(ys) and ys[-1] == 1.0 and ys[0] > 0, stage
 
 
+def check_live_capacity(res, *, searches, steps, bracket):
+    """Each search bisects its bracket on the bounds it states; its result is its best passing probe."""
+    lc, offline, service = res["live_capacity"], res["capacity_offline_fps"], res["service_ms"]
+    assert lc["bounds"] == {"drop_rate_max": 0.01, "p99_over_service_max": 3.0}
+    assert len(lc["searches"]) == searches
+    for s in lc["searches"]:
+        lo, hi = bracket
+        assert len(s["probes"]) == steps
+        for p in s["probes"]:
+            assert p["load"] == pytest.approx((lo + hi) / 2, abs=1e-3)
+            assert p["source_fps"] == pytest.approx(offline * p["load"], abs=0.01)
+            assert p["frames_in"] == p["frames_out"] + sum(p["dropped"].values())
+            ok = p["drop_rate"] <= 0.01 and p["end_to_end"]["p99"] <= 3.0 * service * 1.01
+            assert p["keeps_up"] == ok or abs(p["end_to_end"]["p99"] / service - 3.0) < 0.05, p
+            assert p["cpu_ms_per_frame"] is not None  # where the CPU went, per stage thread
+            lo, hi = (p["load"], hi) if p["keeps_up"] else (lo, p["load"])
+        passing = [p["load"] for p in s["probes"] if p["keeps_up"]]
+        assert s["over_offline"] == (max(passing) if passing else None)
+        assert s["fps"] == (pytest.approx(max(passing) * offline, abs=0.01) if passing else None)
+    fps = [s["fps"] for s in lc["searches"] if s["fps"]]
+    assert lc["fps"]["runs"] == [round(v, 3) for v in fps]
+
+
 def check_bench_markdown(res, md: str):
     """bench.md shows the figures of bench.json, not others."""
     for name, v in res["throughput_fps"].items():
@@ -166,6 +190,7 @@ def check_bench_markdown(res, md: str):
     assert f"| pipeline / naive loop (same H.264 file sink) | {ra['pipeline_h264_over_naive_h264']:.2f} |" in md
     assert f"(batch {ra['best_config']['batch']}, {ra['best_config']['streams']} streams)" in md
     assert f"capacity {res['capacity_fps']:.1f} frames/s" in md
+    assert "Live capacity: the highest source rate" in md and "| live capacity, frames/s |" in md
     assert f"| pipeline (null://) / machine limit | {ra['pipeline_null_over_machine_limit']:.2f} |" in md
     for stage, ms in res["stage_cpu_ms_per_frame"].items():
         assert f"| {stage} | {ms:.2f} |" in md, stage
