@@ -212,6 +212,12 @@ class BenchConfig(Section):
 
 class SinkConfig(Section):
     uri: str = Field(description="Sink URI: out.mp4, results.jsonl, rtsp://:8554/live, rtp://host:port, null://, ...")
+    streams: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Write only these stream ids (null = every stream): e.g. one camera's overlaid video beside a "
+        "JSONL of all. A stream that no sink showing pixels takes is not drawn at all.",
+    )
     encoder: Literal["auto", "gstreamer", "opencv"] = Field(
         "auto", description="Video files: x264 through GStreamer when installed (auto), else OpenCV's mp4v."
     )

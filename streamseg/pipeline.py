@@ -48,6 +48,7 @@ from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink
 from streamseg.sources import Source, open_source
+from streamseg.uris import redact
 from streamseg.stages import (
     ErrorLog,
     InferStage,
@@ -107,6 +108,7 @@ class Pipeline:
         self.streams: list[SourceStage] = []
         self.models: dict[str, SegModel] = {}
         self.sinks: list[SinkStage] = []
+        self.routes: dict[str, list[SinkStage]] = {}  # stream id -> the sinks that take it
         self.post_stage: PostprocessStage | None = None
         self.infer_stage: InferStage | None = None
         self.overlay_stage: OverlayStage | None = None
@@ -193,11 +195,17 @@ class Pipeline:
         infos = {s.id: StreamInfo(s.id, s.source.fps, s.source.size_wh) for s in self.streams}
         configs = list(self.cfg.sinks) or ([] if self.extra_sinks else [SinkConfig(uri="null://")])
         depth = self.cfg.pipeline.queue_depth
+        for sc in configs:
+            if unknown := set(sc.streams or ()) - set(infos):
+                raise UserError(
+                    f"sink {redact(sc.uri)}: streams: no stream {', '.join(map(repr, sorted(unknown)))} "
+                    f"(streams: {', '.join(infos)})"
+                )
         made = [(open_sink(sc.uri, sc), sc) for sc in configs] + [(s, None) for s in self.extra_sinks]
         for sink, sc in made:
             stack.enter_context(sink)
             sink.attach(self)
-            sink.open(infos)
+            sink.open({k: v for k, v in infos.items() if sc is None or not sc.streams or k in sc.streams})
             stage = SinkStage(len(self.sinks), sink, sc, self.fanout, self.errors)
             if n := sum(s.label == stage.label or s.label.startswith(f"{stage.label} #") for s in self.sinks):
                 stage.label = f"{stage.label} #{n + 1}"  # two null:// (or URIs alike once redacted): two entries
@@ -210,6 +218,7 @@ class Pipeline:
                 on_drop=stage.queue_dropped,
             )
             self.sinks.append(stage)
+        self.routes = {s.id: [k for k in self.sinks if k.takes(s.id)] for s in self.streams}
 
     # threads --------------------------------------------------------------------------
     def _queue(self, depth: int, policy: str, name: str, **kw) -> BoundedQueue:
@@ -245,7 +254,7 @@ class Pipeline:
         overlay.show_processing = not live  # offline: the queue wait in front of the engines is no latency of ours
         if "instance" in self.models:
             overlay.instance_groups = frozenset(self.models["instance"].card.groups)
-        draw = any(s.sink.needs_pixels for s in self.sinks)
+        draw = frozenset(sid for sid, sinks in self.routes.items() if any(k.sink.needs_pixels for k in sinks))
         self.overlay_stage = OverlayStage(self.cfg.overlay, overlay, draw, pc.cv_threads)
 
         sizes = [s.source.size_wh for s in self.streams if s.source.size_wh]
@@ -369,8 +378,9 @@ class Pipeline:
                 with contextlib.suppress(Cancelled):
                     s.queue.put(END)
             return
-        self.fanout.offer(f)
-        for s in self.sinks:
+        sinks = self.routes[f.stream_id]
+        self.fanout.offer(f, sinks)
+        for s in sinks:
             s.queue.put(f)
 
     # live figures (preview page, /stats, /metrics) and the report: streamseg.report ----------

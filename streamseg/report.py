@@ -57,6 +57,7 @@ def build_report(pipe: Pipeline) -> dict:
             s.label: {
                 **s.sink.describe(),
                 "uri": s.label,
+                "streams": sorted(s.streams) if s.streams is not None else None,  # None: every stream
                 "frames": (ledger := s.ledger()),
                 "dropped": sum(ledger["dropped"].values()),
                 "error": s.failed,
@@ -68,7 +69,8 @@ def build_report(pipe: Pipeline) -> dict:
             "queue_depth": pipe.cfg.pipeline.queue_depth,
             "live_queue_depth": pipe.cfg.pipeline.live_queue_depth,
             "max_frames": pipe.cfg.max_frames,
-            "overlay_drawn": pipe.overlay_stage.draw if pipe.overlay_stage else None,
+            # the streams drawn: those a sink showing pixels takes
+            "overlay_drawn": sorted(pipe.overlay_stage.draw) if pipe.overlay_stage else None,
         },
         "queues": {q.name: {"depth": q.maxsize, "policy": q.policy, "high_water": q.high_water} for q in pipe.queues},
         # each part's thread needs: its own threads, and those its libraries start

@@ -422,18 +422,19 @@ class PostprocessStage(Stage):
 # overlay ---------------------------------------------------------------------------------------
 class OverlayStage(Stage):
     """Draw each frame's results for the sinks that show pixels: `process(frame)` -> the frame
-    with `overlay_bgr` (stamped `overlay`); nothing is drawn when no sink shows pixels."""
+    with `overlay_bgr` (stamped `overlay`); a stream that no sink showing pixels takes (`draw`:
+    the stream ids that one does) is not drawn."""
 
     name = "overlay"
 
-    def __init__(self, cfg: OverlayConfig, overlay: Overlay, draw: bool, cv_threads: int = 0) -> None:
+    def __init__(self, cfg: OverlayConfig, overlay: Overlay, draw: frozenset[str], cv_threads: int = 0) -> None:
         self.cfg, self.overlay, self.draw, self.cv_threads = cfg, overlay, draw, cv_threads
 
     def pool_threads(self) -> int:
         return self.cv_threads
 
     def process(self, f: Frame) -> Frame:
-        if self.draw:
+        if f.stream_id in self.draw:
             f.overlay_bgr = self.overlay.draw(f)
         f.stamp("overlay")
         return f
@@ -456,14 +457,19 @@ class SinkFanout:
         self.sinks: list[SinkStage] = []
         self.lock = threading.Lock()
 
-    def offer(self, f: Frame) -> None:
-        """`f` is about to be put to every sink's queue."""
-        f.sinks_pending = len(self.sinks)
+    def offer(self, f: Frame, sinks: list[SinkStage]) -> None:
+        """`f` is about to be put to the queues of `sinks` (those that take its stream); with none,
+        it is out now."""
+        f.sinks_pending = len(sinks)
         f.written_ns = None
         f.sink_drop = None
         with self.lock:
-            for s in self.sinks:
+            for s in sinks:
                 s.offered += 1
+        if not sinks:
+            f.stamp("sink")
+            self.recorder.frame_out(f)
+            f.image_bgr = f.overlay_bgr = f.truth = None
 
     def done(self, sink: SinkStage, f: Frame, dropped: str | None = None) -> None:
         """`sink` is through with `f`: wrote it, or `dropped` it for that reason."""
@@ -499,7 +505,11 @@ class SinkStage(Stage):
         self.failed: str | None = None
         self.offered = self.written = 0
         self.dropped: collections.Counter = collections.Counter()
+        self.streams = frozenset(cfg.streams) if cfg is not None and cfg.streams else None  # None: every stream
         fanout.sinks.append(self)
+
+    def takes(self, stream_id: str) -> bool:
+        return self.streams is None or stream_id in self.streams
 
     def process(self, f: Frame) -> None:
         if self.failed is None:

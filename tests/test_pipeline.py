@@ -415,3 +415,49 @@ def test_sinks_alike_once_redacted_keep_an_entry_each(tiny, tmp_path, video):
     assert list(rep["sinks"]) == ["null://", "null:// #2", str(tmp_path / "r.jsonl"), "null:// #3"]
     assert all(s["frames"] == {"offered": 30, "written": 30, "dropped": {}} for s in rep["sinks"].values())
     assert {"sink:null://", "sink:null:// #2", "sink:null:// #3"} <= set(rep["queues"])
+
+
+def test_a_sink_takes_only_its_streams_and_only_their_frames_are_drawn(tiny, tmp_path, monkeypatch):
+    """An overlaid video of one camera beside a JSONL of all: the video sink opens and writes the
+    front stream only (one file, no per-stream suffix), the rear stream is never drawn, every
+    frame of both is out, and each sink's ledger counts what it was offered."""
+    a = make_video(tmp_path / "a.mp4", n=12)
+    b = make_video(tmp_path / "b.mp4", n=7, size_wh=(80, 60))
+    cfg = config(
+        tiny,
+        [{"uri": str(a), "id": "front"}, {"uri": str(b), "id": "rear"}],
+        [{"uri": str(tmp_path / "front.mkv"), "streams": ["front"]}, str(tmp_path / "all.jsonl")],
+    )
+    from streamseg.overlay import Overlay
+
+    drawn, orig = [], Overlay.draw
+
+    def draw(self, f):
+        drawn.append(f.stream_id)
+        return orig(self, f)
+
+    monkeypatch.setattr(Overlay, "draw", draw)
+    rep = Pipeline(cfg).run().report
+    assert rep["frames"] == {"in": 19, "out": 19, "dropped": {}, "decode_errors": 0}
+    assert rep["config"]["overlay_drawn"] == ["front"]
+    assert set(drawn) <= {"front", "warmup"} and drawn.count("front") == 12
+    video, js = rep["sinks"][str(tmp_path / "front.mkv")], rep["sinks"][str(tmp_path / "all.jsonl")]
+    assert video["streams"] == ["front"] and js["streams"] is None
+    assert video["frames"] == {"offered": 12, "written": 12, "dropped": {}}
+    assert js["frames"] == {"offered": 19, "written": 19, "dropped": {}}
+    assert (tmp_path / "front.mkv").stat().st_size > 0 and not list(tmp_path.glob("front.*.mkv"))
+    assert sorted({r["stream"] for r in jsonl(tmp_path / "all.jsonl")}) == ["front", "rear"]
+
+
+def test_a_sink_naming_a_stream_that_does_not_exist_is_one_line_and_exit_2(tiny, tmp_path):
+    from tests.conftest import run_streamseg
+
+    cfgf = tmp_path / "c.yaml"
+    cfgf.write_text(
+        f"sources: [{{uri: 'synthetic://driving?size=64x48&frames=3', id: front}}]\n"
+        f"engines: {{semantic: {{card: {tiny / 'red.yaml'}, backend: onnxruntime}}}}\n"
+        f"sinks: [{{uri: {tmp_path / 'o.jsonl'}, streams: [rear]}}]\n"
+    )
+    r = run_streamseg("run", "-c", cfgf)
+    assert r.returncode == 2 and "streams: no stream 'rear' (streams: front)" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o.jsonl").exists()
