@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--reps", type=int, help="repetitions of every variant")
     bench.add_argument("--load-seconds", type=float, help="length of each live load run")
     bench.add_argument("--out", default="out/bench", help="folder for bench.json, bench.md and the plots")
+    bench.add_argument(
+        "--streams",
+        action="store_true",
+        help="stream density instead: how many live cameras one process carries, against one process per camera "
+        "and the naive loop (bench.density in the config; writes density.json, density.md, density.png)",
+    )
+    bench.add_argument("--max-streams", type=int, metavar="N", help="--streams: most cameras tried per variant")
 
     fleet = sub.add_parser("fleet", help="process many recordings on a Ray cluster (or a local Ray instance)")
     fleet.set_defaults(handler=cmd_fleet)
@@ -234,6 +241,16 @@ def cmd_bench(args) -> int:
     if cfg.engines.semantic is None and cfg.engines.instance is None:
         raise UserError(f"{path}: the bench needs at least one engine (engines.semantic / engines.instance)")
     out = Path(args.out).resolve()
+    if args.streams:
+        from streamseg.density import Density
+
+        if args.max_streams is not None:
+            cfg.bench.density.max_streams = args.max_streams
+        check_writable(out / "density.json")
+        Density(cfg, out, log=lambda msg: log.info("%s", msg)).run()
+        print(Path(out / "density.md").read_text())
+        print(f"written: {out}/density.json, density.md, density.png")
+        return 0
     check_writable(out / "bench.json")
     r = Bench(cfg, out, log=lambda msg: log.info("%s", msg)).run()
     print(Path(out / "bench.md").read_text())

@@ -176,6 +176,31 @@ class SmoothingConfig(Section):
     )
 
 
+class DensityConfig(Section):
+    profiles: list[str] = Field(
+        default_factory=lambda: ["640x360@15", "1280x720@10"], description="Camera profiles, WIDTHxHEIGHT@FPS."
+    )
+    max_streams: int = Field(16, ge=1, le=256, description="Most cameras tried per variant.")
+    seconds: float = Field(10.0, gt=0, le=3600, description="Length of each trial.")
+    backends: list[Literal["onnxruntime", "openvino", "tensorrt", "auto"]] = Field(
+        default_factory=lambda: ["onnxruntime", "openvino"],
+        description="Backends of the one-process variant (the others run ONNX Runtime, as a user's loop does).",
+    )
+    batch_sizes: list[int] = Field(
+        default_factory=lambda: [1, 4], description="Batch sizes of the one-process variant: does batching earn its keep?"
+    )
+
+    @field_validator("profiles")
+    @classmethod
+    def _profiles(cls, v: list[str]) -> list[str]:
+        for p in v:
+            size, _, fps = p.partition("@")
+            w, _, h = size.partition("x")
+            if not (w.isdigit() and h.isdigit() and fps.replace(".", "", 1).isdigit() and float(fps) > 0):
+                raise ValueError(f"profile {p!r}: expected WIDTHxHEIGHT@FPS, e.g. 640x360@15")
+        return v
+
+
 class BenchConfig(Section):
     source: str = Field(
         "synthetic://driving?size=1280x720&fps=30&seed=7",
@@ -208,6 +233,7 @@ class BenchConfig(Section):
     service_load: float = Field(
         0.1, gt=0, le=0.5, description="Load of the lone-frame run whose e2e p50 is the service time S."
     )
+    density: DensityConfig = DensityConfig()
 
 
 class SinkConfig(Section):
