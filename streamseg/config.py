@@ -252,10 +252,28 @@ class SinkConfig(Section):
         "veryfast", description="x264 speed preset."
     )
     keyframe_interval: int = Field(30, ge=1, le=1000, description="Frames between keyframes.")
+    size: str | None = Field(
+        None,
+        description="H.264 sinks (files, RTSP, RTP): encode at WIDTHxHEIGHT instead of the frame's size, e.g. 640x360: "
+        "x264's CPU follows the pixels (a 1280x720 frame cost 10.5 ms to encode on 2 cores).",
+    )
     fragment_ms: int = Field(
         1000, ge=100, le=60_000, description="Fragmented MP4: at most this much is lost to a crash."
     )
     token: str | None = Field(None, description="http:// preview: every request must carry ?token=THIS.")
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is not None:
+            w, _, h = v.partition("x")
+            if not (w.isdigit() and h.isdigit() and int(w) >= 16 and int(h) >= 16 and int(w) % 2 == 0 == int(h) % 2):
+                raise ValueError(f"size {v!r}: expected WIDTHxHEIGHT, even numbers from 16, e.g. 640x360")
+        return v
+
+    @property
+    def size_wh(self) -> tuple[int, int] | None:
+        return tuple(map(int, self.size.split("x"))) if self.size else None  # type: ignore[return-value]
     max_clients: int | None = Field(
         None,
         ge=1,

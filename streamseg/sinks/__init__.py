@@ -21,7 +21,7 @@ def _settings(opts):
 
     if opts is None:
         return EncoderSettings()
-    return EncoderSettings(opts.bitrate_kbps, opts.preset, opts.keyframe_interval, opts.fragment_ms)
+    return EncoderSettings(opts.bitrate_kbps, opts.preset, opts.keyframe_interval, opts.fragment_ms, opts.size_wh)
 
 
 def _host_port(uri: str, rest: str, default_port: int | None) -> tuple[str, int, str]:

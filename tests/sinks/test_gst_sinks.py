@@ -338,3 +338,34 @@ def test_timeline_keeps_each_frames_own_time_and_never_goes_back():
     # reconnect) or a frame without a time continues one period later, and the new clock's
     # own gaps stay (0 -> 1/15: one period)
     assert stamps[0] == 0 and gaps == [1, 2, 1, 1, 1]
+
+
+@pytest.mark.skipif(not ffmpeg.available(), reason="needs ffprobe")
+def test_an_h264_file_sink_encodes_at_its_own_size(tmp_path):
+    """`size: 160x90` on a 320x180 stream: ffprobe reads a 160x90 H.264 file with every frame."""
+    cfg = tmp_path / "c.yaml"
+    out = tmp_path / "small.mp4"
+    cfg.write_text(
+        "sources: ['synthetic://driving?size=320x180&fps=15&frames=20']\n"
+        f"sinks: [{{uri: {out}, size: 160x90}}]\n"
+        "metrics: {progress: false}\n"
+    )
+    r = run_streamseg("run", "-c", cfg, timeout=120)
+    assert r.returncode == 0, r.stderr
+    streams = json.loads(
+        subprocess.run(
+            [ffmpeg.ffprobe_path() or "ffprobe", "-v", "error", "-show_streams", "-of", "json", str(out)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["streams"]
+    assert (streams[0]["codec_name"], streams[0]["width"], streams[0]["height"]) == ("h264", 160, 90)
+    assert decodable_frames(out) == 20
+
+
+def test_a_sink_size_that_is_no_size_is_a_config_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sources: ['synthetic://driving?frames=2']\nsinks: [{{uri: {tmp_path / 'o.mp4'}, size: 641x360}}]\n")
+    r = run_streamseg("run", "-c", cfg, timeout=60)
+    assert r.returncode == 2 and "expected WIDTHxHEIGHT, even numbers" in r.stderr and "Traceback" not in r.stderr
