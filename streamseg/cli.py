@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--retries", type=int, default=2, help="attempts after the first for a failed recording")
     fleet.add_argument("--no-progress", action="store_true")
 
+    serve = sub.add_parser(
+        "serve", help="live cameras on a Ray cluster: placed, moved when a node dies, one /metrics for all"
+    )
+    serve.set_defaults(handler=cmd_serve)
+    serve.add_argument("fleet", metavar="FLEET.yaml", help="the cameras and the pipeline config they share")
+    serve.add_argument("--ray-address", help="an existing Ray cluster (HOST:6379); default: a local Ray instance")
+    serve.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until ^C)")
+
     demo = sub.add_parser("demo", help="bundled models on the synthetic driving scene; writes out/demo.*")
     demo.set_defaults(handler=cmd_demo)
     demo.add_argument("-c", "--config", default=None, help="default: configs/demo.yaml of this project")
@@ -193,6 +201,24 @@ def cmd_gpu_check(args) -> int:
     from streamseg.gpucheck import main as gpu_check
 
     return gpu_check(args)
+
+
+def cmd_serve(args) -> int:
+    import signal
+    import threading
+
+    from streamseg.serve import run_serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    snap = run_serve(args.fleet, address=args.ray_address, duration_s=args.duration, stop=stop)
+    cams = snap["cameras"].values()
+    print(
+        f"fleet: {len(snap['cameras'])} camera(s), frames out {sum(c['frames']['out'] for c in cams)}, "
+        f"outages {sum(len(c['outages']) for c in cams)}"
+    )
+    return 130 if stop.is_set() else 0
 
 
 def cmd_fleet(args) -> int:

@@ -94,6 +94,8 @@ class LatencyRecorder:
         self.frames_in = 0
         self.frames_in_by_stream: collections.Counter = collections.Counter()
         self.dropped: collections.Counter = collections.Counter()
+        self.dropped_by_stream: collections.Counter = collections.Counter()  # (stream id, reason) -> frames
+        self.stream_first_out_ns: dict[str, int] = {}
         self.decode_errors = 0
         self._open: set[tuple[str, int]] = set()  # frames in and not yet out or dropped
         self.finished_twice = 0  # a bug if ever > 0: a frame reported out/dropped a second time
@@ -121,6 +123,7 @@ class LatencyRecorder:
             self.frames_in += n
             self.frames_in_by_stream[stream_id] += n
             self.dropped[reason] += n
+            self.dropped_by_stream[stream_id, reason] += n
 
     def decode_error(self, n: int = 1) -> None:
         with self._lock:
@@ -139,6 +142,7 @@ class LatencyRecorder:
         with self._lock:
             if self._finish(frame):
                 self.dropped[reason] += 1
+                self.dropped_by_stream[frame.stream_id, reason] += 1
 
     def close_ledger(self, *, aborted: bool) -> None:
         """The run is over: a frame still in flight was cut off by an abort (a second signal, a
@@ -164,6 +168,8 @@ class LatencyRecorder:
             n = len(self._open)
             if n:
                 self.dropped[reason] += n
+                for sid, _ in self._open:
+                    self.dropped_by_stream[sid, reason] += 1
                 self._open.clear()
             return n
 
@@ -184,6 +190,7 @@ class LatencyRecorder:
             self.done_ns.append(float(done))
             self.per_stream.setdefault(frame.stream_id, _Series()).append(e2e)
             self.stream_last_ns[frame.stream_id] = done
+            self.stream_first_out_ns.setdefault(frame.stream_id, done)
             self.last_done_ns = done if self.last_done_ns is None else max(self.last_done_ns, done)
             self._recent.append((done, e2e, ms, proc))
 
@@ -238,6 +245,24 @@ class LatencyRecorder:
                 "frames_out": {sid: s.count for sid, s in self.per_stream.items()},
                 "dropped": dict(self.dropped),
                 "decode_errors": self.decode_errors,
+            }
+
+    def stream_view(self, stream_id: str, recent: int = 300) -> dict:
+        """One stream's figures so far: frames in/out, drops by reason, frames in flight, the
+        e2e p50/p99 of its last `recent` frames, and when its first and last frame came out
+        (perf_counter_ns clock). For fleet controllers that watch streams one by one."""
+        with self._lock:
+            ser = self.per_stream.get(stream_id)
+            last = ser.values()[-recent:].copy() if ser is not None else np.empty(0)
+            return {
+                "in": self.frames_in_by_stream[stream_id],
+                "out": ser.count if ser is not None else 0,
+                "dropped": {r: n for (sid, r), n in self.dropped_by_stream.items() if sid == stream_id},
+                "in_flight": sum(1 for sid, _ in self._open if sid == stream_id),
+                "p50": float(np.percentile(last, 50)) if last.size else None,
+                "p99": float(np.percentile(last, 99)) if last.size else None,
+                "first_out_ns": self.stream_first_out_ns.get(stream_id),
+                "last_out_ns": self.stream_last_ns.get(stream_id),
             }
 
     @property
