@@ -218,7 +218,7 @@ class Density:
             variants = [
                 self.search(
                     f"streamseg ({be}, batch {bs})",
-                    lambda n, be=be, bs=bs: self.trial_streamseg(n, size, fps, be, bs),
+                    lambda n, be=be, bs=bs, size=size, fps=fps: self.trial_streamseg(n, size, fps, be, bs),
                     size,
                     fps,
                 )
@@ -229,13 +229,18 @@ class Density:
             variants.append(
                 self.search(
                     f"streamseg, one process per camera ({be0})",
-                    lambda n: self.trial_separate(n, size, fps, be0),
+                    lambda n, size=size, fps=fps, be0=be0: self.trial_separate(n, size, fps, be0),
                     size,
                     fps,
                 )
             )
             variants.append(
-                self.search("naive loop, one process per camera", lambda n: self.trial_naive(n, size, fps), size, fps)
+                self.search(
+                    "naive loop, one process per camera",
+                    lambda n, size=size, fps=fps: self.trial_naive(n, size, fps),
+                    size,
+                    fps,
+                )
             )
             one = max((v for v in variants if v["variant"].startswith("streamseg (")), key=lambda v: v["density"])
             naive, sep = variants[-1]["density"], variants[-2]["density"]

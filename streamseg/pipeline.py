@@ -48,7 +48,6 @@ from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink
 from streamseg.sources import Source, open_source
-from streamseg.uris import redact
 from streamseg.stages import (
     ErrorLog,
     InferStage,
@@ -59,6 +58,7 @@ from streamseg.stages import (
     SourceStage,
     WarmUp,
 )
+from streamseg.uris import redact
 
 log = logging.getLogger("streamseg")
 

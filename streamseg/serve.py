@@ -60,8 +60,16 @@ class FleetConfig(Section):
         "a sink path with {camera} gives each camera its own output."
     )
     cameras: list[CameraSpec] = Field(min_length=1, description="The live cameras.")
-    cameras_per_actor: int = Field(
-        2, ge=1, le=256, description="Cameras one group (one pipeline) carries: the density `bench --streams` measured."
+    cameras_per_actor: int | None = Field(
+        2,
+        ge=1,
+        le=256,
+        description="Cameras one group (one pipeline) carries; null: from `density` (what `bench --streams` measured).",
+    )
+    density: str | None = Field(
+        None,
+        description="A density.json of `streamseg bench --streams` on the nodes' kind: with cameras_per_actor null, "
+        "each group carries the best one-process density of its first profile.",
     )
     cpus_per_actor: float = Field(1.0, gt=0, le=1024, description="CPUs each group asks Ray for.")
     spare_actors: int = Field(
@@ -112,7 +120,24 @@ def load_fleet(path: str | Path) -> tuple[FleetConfig, dict]:
                 if (base / ec.card).exists():
                     ec.card = str((base / ec.card).resolve())
                     break
+    if fleet.cameras_per_actor is None:
+        fleet.cameras_per_actor = density_cameras(fleet.density, path)
     return fleet, cfg.model_dump()
+
+
+def density_cameras(density: str | None, fleet_path: Path) -> int:
+    """Cameras per group from a `bench --streams` result: its first profile's best one-process density."""
+    if density is None:
+        raise ConfigError(f"{fleet_path}: cameras_per_actor is null, so `density` must name a density.json")
+    p = Path(density) if Path(density).is_absolute() else fleet_path.parent / density
+    try:
+        prof = json.loads(p.read_text())["density"]["profiles"][0]
+        n = max(v["density"] for v in prof["variants"] if v["variant"].startswith("streamseg ("))
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        raise ConfigError(f"{fleet_path}: density {p}: not a `streamseg bench --streams` result ({e})") from None
+    if n < 1:
+        raise ConfigError(f"{fleet_path}: density {p}: this machine kind carried no camera at the bounds")
+    return n
 
 
 def group_config(cfg_data: dict, cameras: list[dict]) -> dict:
@@ -361,7 +386,7 @@ class FleetController:
             refs = {gid: g["actor"].stats.remote() for gid, g in self.groups.items()}
             spares = [(gid, a, a.stats.remote()) for gid, a in self.spares]
         ready, _ = ray.wait([r for *_, r in spares], num_returns=len(spares), timeout=0.5) if spares else ([], [])
-        for gid, actor, ref in spares:  # a spare on a dead node is replaced (it carried no camera)
+        for gid, _actor, ref in spares:  # a spare on a dead node is replaced (it carried no camera)
             if ref in ready:
                 try:
                     ray.get(ref)

@@ -54,6 +54,33 @@ def test_fleet_mistakes_are_one_line(tmp_path, fleet, error):
     assert error in str(e.value) and "\n" not in str(e.value)
 
 
+def test_cameras_per_group_from_a_density_figure(tmp_path):
+    (tmp_path / "p.yaml").write_text("sinks: ['null://']\n")
+    (tmp_path / "density.json").write_text(
+        json.dumps(
+            {
+                "density": {
+                    "profiles": [
+                        {
+                            "variants": [
+                                {"variant": "streamseg (onnxruntime, batch 1)", "density": 3},
+                                {"variant": "streamseg (openvino, batch 4)", "density": 5},
+                                {"variant": "naive loop, one process per camera", "density": 9},
+                            ]
+                        }
+                    ]
+                }
+            }
+        )
+    )
+    f = tmp_path / "fleet.yaml"
+    f.write_text(yaml.safe_dump({"pipeline": "p.yaml", "cameras": [{"id": "a", "uri": "x"}], "cameras_per_actor": None, "density": "density.json"}))
+    assert load_fleet(f)[0].cameras_per_actor == 5  # the best one-process variant, not the naive loop
+    f.write_text(yaml.safe_dump({"pipeline": "p.yaml", "cameras": [{"id": "a", "uri": "x"}], "cameras_per_actor": None}))
+    with pytest.raises(ConfigError, match="`density` must name a density.json"):
+        load_fleet(f)
+
+
 def test_a_cameras_frames_are_served_dropped_or_missed_in_an_outage():
     cam = Camera({"id": "c", "uri": "synthetic://x"})
     cam.current = {"in": 50, "out": 44, "dropped": {"late": 3}, "in_flight": 3, "fps_source": 10.0}
