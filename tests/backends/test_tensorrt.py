@@ -47,7 +47,7 @@ def test_build_profile_bindings_stream_and_results(trt, tiny, tmp_path):
         assert eng.describe()["device"].startswith("Fake RTX 4090") and eng.cached == "built"
     assert not fake.CUDA.device and not fake.CUDA.host and not fake.CUDA.streams  # everything freed
     assert not fake.CUDA.events
-    assert (tmp_path / "cache" / "tensorrt.timing-cache").is_file()
+    assert (tmp_path / "cache" / f"tensorrt-{trt.__version__}-fake-rtx-4090-sm89.timing-cache").is_file()
     assert len(cache.entries()) == 1
 
 
