@@ -444,6 +444,7 @@ REFUSED_TIMING_CACHES: set[bytes] = set()  # timing cache contents "from another
 TIMING_CACHES_REFUSED: list[bytes] = []  # what set_timing_cache refused
 REFUSED_SHAPES: set[tuple[str, tuple]] = set()  # (input, shape) set_input_shape refuses though in the profile
 DATA_DEPENDENT_OUTPUTS: set[str] = set()  # outputs whose context shape is -1 (as NonZero's is)
+REFUSED_ADDRESSES: set[str] = set()  # tensors whose set_tensor_address returns False
 
 
 class Builder:
@@ -475,6 +476,7 @@ class Builder:
             "strongly_typed": network.strongly_typed,
             "precision": network.precision,
             "flags": sorted(names),
+            "pools": {k.name: v for k, v in config.pools.items()},
             "profile": {k: v for k, v in config.profiles[0].shapes.items()},
             "inputs": [(t.name, t.shape, t.dtype.name) for t in network.inputs],
             "outputs": [(t.name, t.shape, t.dtype.name) for t in network.outputs],
@@ -575,7 +577,7 @@ class _Context:
 
     def set_tensor_address(self, name, addr):
         """False for a name the engine has no I/O tensor of, or a null address."""
-        if not int(addr) or name not in {t[0] for t in self.engine.io}:
+        if not int(addr) or name not in {t[0] for t in self.engine.io} or name in REFUSED_ADDRESSES:
             return False
         self.addresses[name] = int(addr)
         return True
@@ -639,6 +641,7 @@ def install(
     TIMING_CACHES_REFUSED.clear()
     REFUSED_SHAPES.clear()
     DATA_DEPENDENT_OUTPUTS.clear()
+    REFUSED_ADDRESSES.clear()
     API = api
     __version__ = version or VERSIONS[api]
     BuilderFlag = BuilderFlag10 if api == 10 else BuilderFlag11
