@@ -21,6 +21,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -274,6 +275,7 @@ def run(
             r = subprocess.run(  # noqa: S603 - our own interpreter and test folder
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "gpu")],
                 capture_output=True, text=True, cwd=ROOT, timeout=240,
+                env={**os.environ, "STREAMSEG_GPU_CHECK_CACHE": cache_dir},  # tests/gpu load the plans built above
             )
             lines = [ln for ln in r.stdout.strip().splitlines() if ln.strip()]
             result["tests_gpu"] = {"rc": r.returncode, "summary": lines[-1] if lines else ""}
