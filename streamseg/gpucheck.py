@@ -190,7 +190,7 @@ def run(
 ) -> dict:
     """Everything `gpu-check` does; returns (and writes to `out`) the JSON result."""
     from streamseg.backends.tensorrt import gpu_name
-    from streamseg.codecs import report as codec_report
+    from streamseg.codecs import record as codec_record
     from streamseg.errors import BackendError, ModelError
     from streamseg.models import open_model
     from streamseg.models.fuse import compare_results
@@ -229,7 +229,7 @@ def run(
             raise RuntimeError("gpu-check: no NVIDIA GPU answers (cudaGetDeviceCount); use --dry-run on a machine without one")
         result["gpu"] = {"name": gpu[0], "compute_capability": gpu[1]}
         result["tensorrt"] = trt.__version__
-        result["codecs"] = codec_report()
+        result["codecs"] = codec_record()  # which elements decoded and encoded here (GPU decode, CPU encode on an H100)
         shared_models = (SHARED / "models").is_dir()
         present = {m: MODELS[m] for m in models if m.startswith("synth") or shared_models}
         udacity = _frames_udacity(frames) if UDACITY.is_file() else []
