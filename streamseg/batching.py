@@ -56,7 +56,7 @@ class Batcher:
                 sid = self._order[(self._start + k) % n]
                 if sid not in self._open:
                     continue
-                item = self.queues[sid].get_nowait()
+                item = self.queues[sid].get_nowait(report=False)  # reported below, outside the lock
                 if item is None:
                     continue
                 if item is END:
@@ -66,30 +66,37 @@ class Batcher:
                 batch.append(item)
                 progress = True
 
-    def next_batch(self, block: bool = True, wait: bool = True) -> list[Frame] | None:
-        """The next batch, or None once every stream has ended and is empty.
-        With block=False, an empty list when no frame is waiting right now; with wait=False,
-        no waiting for batch-mates (up to max_size of the frames waiting now)."""
-        batch: list[Frame] = []
+    def _gather(self, batch: list[Frame], block: bool, wait: bool) -> bool:
+        """Fill `batch` under the queues' Condition; False when there is nothing to give."""
         deadline = None
         with self.cond:
             while True:
                 self._take_round(batch)
                 if len(batch) >= self.max_size or (batch and (not self._open or not wait)):
-                    break
+                    return True
                 if not batch:
-                    if not self._open:
-                        return None
-                    if not block:
-                        return []
+                    if not self._open or not block:
+                        return False
                     self.cond.wait()
                     continue
                 if deadline is None:
                     deadline = time.monotonic() + self.max_wait_s
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    break
+                    return True
                 self.cond.wait(remaining)
+
+    def next_batch(self, block: bool = True, wait: bool = True) -> list[Frame] | None:
+        """The next batch, or None once every stream has ended and is empty.
+        With block=False, an empty list when no frame is waiting right now; with wait=False,
+        no waiting for batch-mates (up to max_size of the frames waiting now)."""
+        batch: list[Frame] = []
+        try:
+            if not self._gather(batch, block, wait):
+                return None if not self._open else []
+        finally:
+            for q in self.queues.values():  # frames passed over as too late: to the ledger, no lock held
+                q.report_expired()
         # the next batch starts with the stream after the one that started this one
         self._start = (self._start + 1) % len(self._order)
         now = time.perf_counter_ns()

@@ -350,6 +350,8 @@ class Bench:
                 + (f"{fps:.1f} frames/s ({best:.0%} of offline)" if fps else f"below {b.capacity_search[0]:.0%} of offline")
             )
             searches.append({"fps": round(fps, 2) if fps else None, "over_offline": best, "probes": probes})
+        for s in searches:  # every probe kept up: the capacity is at least the bracket's top
+            s["lower_bound"] = all(p["keeps_up"] for p in s["probes"])
         shares = [s["over_offline"] for s in searches if s["over_offline"]]
         fps_all = [s["fps"] for s in searches if s["fps"]]
         med = statistics.median(fps_all) if fps_all else None
@@ -357,6 +359,8 @@ class Bench:
             "bounds": {"drop_rate_max": LIVE_MAX_DROPS, "p99_over_service_max": LIVE_MAX_P99_OVER_S},
             "fps": spread(fps_all),
             "over_offline": spread(shares),
+            # searches that found no rate inside the bracket at all: not in the median, said here
+            "searches_below_bracket": sum(1 for s in searches if s["fps"] is None),
             # the spread of the searches around their median, as a share (goal: within +-10%)
             "spread_over_median": round(max(abs(v - med) for v in fps_all) / med, 3) if med else None,
             "searches": searches,
@@ -657,6 +661,9 @@ def markdown(r: dict) -> str:
         f"| {fmt(lc['fps']['median'])} ({fmt(lc['fps']['min'])} - {fmt(lc['fps']['max'])}) | "
         f"{fmt(lc['over_offline']['median'])} ({fmt(lc['over_offline']['min'])} - {fmt(lc['over_offline']['max'])}) | "
         f"{'-' if lc['spread_over_median'] is None else format(lc['spread_over_median'], '.1%')} |",
+        "",
+        f"Searches that found no rate in the bracket: {lc['searches_below_bracket']}; searches whose every probe kept "
+        f"up (the capacity is higher than found): {sum(s['lower_bound'] for s in lc['searches'])}.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -230,6 +230,13 @@ class BenchConfig(Section):
         "for the highest rate at which drops stay <= 1% and e2e p99 <= 3 x the service time S.",
     )
     capacity_steps: int = Field(5, ge=1, le=12, description="Live runs per capacity search (one search per sweep rep).")
+
+    @field_validator("capacity_search")
+    @classmethod
+    def _bracket(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] < v[1] <= 10:
+            raise ValueError(f"capacity_search {list(v)}: expected [low, high] with 0 < low < high <= 10")
+        return v
     service_load: float = Field(
         0.1, gt=0, le=0.5, description="Load of the lone-frame run whose e2e p50 is the service time S."
     )
@@ -254,7 +261,8 @@ class SinkConfig(Section):
     keyframe_interval: int = Field(30, ge=1, le=1000, description="Frames between keyframes.")
     size: str | None = Field(
         None,
-        description="H.264 sinks (files, RTSP, RTP): encode at WIDTHxHEIGHT instead of the frame's size, e.g. 640x360: "
+        description="H.264 sinks (GStreamer files, RTSP, RTP, display): encode at WIDTHxHEIGHT instead of the frame's "
+        "size, e.g. 640x360 (another sink refuses it): "
         "x264's CPU follows the pixels (a 1280x720 frame cost 10.5 ms to encode on 2 cores).",
     )
     fragment_ms: int = Field(

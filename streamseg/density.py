@@ -22,6 +22,7 @@ density.png (worst p99 / S against N, per variant).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -124,10 +125,19 @@ class Density:
         )
 
     def _wait_all(self, procs: list[subprocess.Popen], what: str) -> None:
-        for p in procs:
-            _, err = p.communicate(timeout=self.seconds * 6 + 120)
-            if p.returncode != 0:
-                raise RuntimeError(f"{what}: exit {p.returncode}: {err.strip().splitlines()[-1] if err.strip() else ''}")
+        """Wait for a trial's processes; whatever happens, none outlives it (a leftover would eat
+        the CPU of the next trial)."""
+        try:
+            for p in procs:
+                _, err = p.communicate(timeout=self.seconds * 6 + 120)
+                if p.returncode != 0:
+                    last = err.strip().splitlines()[-1] if err.strip() else ""
+                    raise RuntimeError(f"{what}: exit {p.returncode}: {last}")
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
     def trial_streamseg(self, n: int, size: str, fps: float, backend: str, batch: int) -> list[Camera]:
         """One process carrying N cameras: H.264 out for the first, JSONL for all."""
@@ -263,6 +273,7 @@ class Density:
                 "profiles": profiles,
             },
         }
+        shutil.rmtree(self.tmp, ignore_errors=True)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "density.json").write_text(json.dumps(result, indent=1) + "\n")
         (self.out / "density.md").write_text(markdown(result))

@@ -56,6 +56,7 @@ class BoundedQueue:
         self._on_drop = on_drop
         self._expired = expired
         self._on_expire = on_expire
+        self._late: list[Any] = []  # expired items taken out, not yet reported
         self._cancelled = False
         self.dropped = 0
         self.high_water = 0  # the most items it ever held (behaviour checks: live queues stay short)
@@ -96,9 +97,9 @@ class BoundedQueue:
             if not self.cond.wait_for(lambda: self._items or self._cancelled, timeout):
                 raise TimeoutError
             self._check_cancelled()
-            late = self._take_expired()
+            self._take_expired()
             item = self._pop()
-        self._report_expired(late)
+        self.report_expired()
         return item
 
     def wait_empty(self) -> None:
@@ -108,26 +109,31 @@ class BoundedQueue:
             self.cond.wait_for(lambda: not self._items or self._cancelled)
             self._check_cancelled()
 
-    def get_nowait(self) -> Any:
-        """Take the oldest item, or return None when empty."""
+    def get_nowait(self, report: bool = True) -> Any:
+        """Take the oldest item, or return None when empty. `report=False`: the expired items
+        passed over are reported by the caller's `report_expired()`, once it holds no lock (a
+        caller that holds this queue's shared Condition across several takes: the batcher)."""
         with self.cond:
             self._check_cancelled()
-            late = self._take_expired()
+            self._take_expired()
             item = self._pop() if self._items else None
-        self._report_expired(late)
+        if report:
+            self.report_expired()
         return item
 
-    def _take_expired(self) -> list[Any]:
-        """Remove the items ahead of the newest that `expired` says are too old to serve."""
-        late: list[Any] = []
+    def _take_expired(self) -> None:
+        """Set aside the items ahead of the newest that `expired` says are too old to serve."""
         if self._expired is not None and self._items:
             while len(self._items) - (self._items[-1] is END) > 1 and self._expired(self._items[0]):
-                late.append(self._items.popleft())
-            self.dropped += len(late)
-        return late
+                self._late.append(self._items.popleft())
+                self.dropped += 1
 
-    def _report_expired(self, late: list[Any]) -> None:
-        if late and self._on_expire is not None:
+    def report_expired(self) -> None:
+        """Hand the expired items set aside to `on_expire` (call it holding no queue lock: the
+        callback takes the ledger's)."""
+        with self.cond:
+            late, self._late = self._late, []
+        if self._on_expire is not None:
             for item in late:
                 self._on_expire(item)
 

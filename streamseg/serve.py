@@ -85,6 +85,15 @@ class FleetConfig(Section):
     )
     report: str | None = Field("out/fleet-live.json", description="The fleet report written at the end.")
 
+    @field_validator("metrics")
+    @classmethod
+    def _addr(cls, v: str | None) -> str | None:
+        if v is not None:
+            _, sep, port = v.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"metrics {v!r}: expected HOST:PORT, e.g. 127.0.0.1:9500")
+        return v
+
     @field_validator("cameras")
     @classmethod
     def _unique(cls, v: list[CameraSpec]) -> list[CameraSpec]:
@@ -120,38 +129,74 @@ def load_fleet(path: str | Path) -> tuple[FleetConfig, dict]:
                 if (base / ec.card).exists():
                     ec.card = str((base / ec.card).resolve())
                     break
+    data = cfg.model_dump()
     if fleet.cameras_per_actor is None:
-        fleet.cameras_per_actor = density_cameras(fleet.density, path)
-    return fleet, cfg.model_dump()
+        fleet.cameras_per_actor = density_cameras(fleet.density, path, data)
+    data["sinks"] = check_outputs(fleet, data, path)
+    return fleet, data
 
 
-def density_cameras(density: str | None, fleet_path: Path) -> int:
-    """Cameras per group from a `bench --streams` result: its first profile's best one-process density."""
+def density_cameras(density: str | None, fleet_path: Path, cfg_data: dict) -> int:
+    """Cameras per group from a `bench --streams` result: the density of the one-process variant
+    that runs what the fleet's pipeline runs (its engines' backend and batch size), first profile."""
     if density is None:
         raise ConfigError(f"{fleet_path}: cameras_per_actor is null, so `density` must name a density.json")
     p = Path(density) if Path(density).is_absolute() else fleet_path.parent / density
+    engines = [e for e in (cfg_data["engines"].get("semantic"), cfg_data["engines"].get("instance")) if e]
+    backend = engines[0]["backend"] if engines else "onnxruntime"
+    want = f"streamseg ({backend}, batch {cfg_data['pipeline']['batch']['max_size']})"
     try:
         prof = json.loads(p.read_text())["density"]["profiles"][0]
-        n = max(v["density"] for v in prof["variants"] if v["variant"].startswith("streamseg ("))
+        variants = {v["variant"]: v["density"] for v in prof["variants"]}
     except (OSError, ValueError, KeyError, IndexError) as e:
         raise ConfigError(f"{fleet_path}: density {p}: not a `streamseg bench --streams` result ({e})") from None
-    if n < 1:
-        raise ConfigError(f"{fleet_path}: density {p}: this machine kind carried no camera at the bounds")
-    return n
+    if want not in variants:
+        raise ConfigError(f"{fleet_path}: density {p} has no {want!r} (it has: {', '.join(variants)})")
+    if variants[want] < 1:
+        raise ConfigError(f"{fleet_path}: density {p}: {want} carried no camera within the bounds")
+    return variants[want]
 
 
-def group_config(cfg_data: dict, cameras: list[dict]) -> dict:
+def group_config(cfg_data: dict, cameras: list[dict], cpus: float = 0) -> dict:
     """The pipeline config of one group: its cameras as live sources; each sink whose path has
-    {camera} becomes one sink per camera taking only that camera's stream."""
+    {camera} becomes one sink per camera taking only that camera's stream; the CPU budget is the
+    CPUs Ray reserved for the group (its pools sized to them, not to the whole node)."""
     sinks = []
     for sc in cfg_data.get("sinks") or [{"uri": "null://"}]:
         if "{camera}" in sc["uri"]:
-            sinks += [{**sc, "uri": sc["uri"].format(camera=c["id"]), "streams": [c["id"]]} for c in cameras]
+            sinks += [{**sc, "uri": sc["uri"].replace("{camera}", c["id"]), "streams": [c["id"]]} for c in cameras]
         else:
             sinks.append(sc)
     sources = [{**c.get("overrides", {}), "uri": c["uri"], "id": c["id"], "mode": "live"} for c in cameras]
+    # the fleet's report and /metrics are the controller's; a group writes neither of its own
     metrics = {**(cfg_data.get("metrics") or {}), "progress": False, "summary": False, "prometheus": None}
-    return {**cfg_data, "sources": sources, "sinks": sinks, "metrics": metrics, "max_frames": None}
+    metrics.update(report=None, plot=None)
+    pipeline = {**(cfg_data.get("pipeline") or {})}
+    if cpus:
+        pipeline["cpu_cores"] = max(1, math.ceil(cpus))
+    return {**cfg_data, "sources": sources, "sinks": sinks, "metrics": metrics, "pipeline": pipeline, "max_frames": None}
+
+
+def check_outputs(fleet: FleetConfig, cfg_data: dict, where: Path) -> list[dict]:
+    """Sinks every group can own: with more than one group, a file, preview or stream sink must
+    name its camera ({camera}) or two groups would write one file or bind one port. Relative
+    file paths are made absolute (the groups run in Ray's workers, elsewhere)."""
+    from streamseg.sinks import sink_file
+
+    groups = math.ceil(len(fleet.cameras) / fleet.cameras_per_actor)
+    out = []
+    for sc in cfg_data.get("sinks") or []:
+        uri = sc["uri"]
+        if groups > 1 and "{camera}" not in uri and not uri.startswith("null:"):
+            raise ConfigError(
+                f"{where}: sink {uri!r} would be written by each of {groups} groups: put {{camera}} in it "
+                "(out/{camera}.jsonl), or use null://"
+            )
+        f = sink_file(uri.replace("{camera}", "x"))
+        if f is not None and not f.is_absolute():
+            uri = str(Path.cwd() / uri)
+        out.append({**sc, "uri": uri})
+    return out
 
 
 def chunks(items: list, n: int) -> list[list]:
@@ -175,11 +220,11 @@ class CameraGroup:
         self.done = False
         self._wall_minus_perf = time.time_ns() - time.perf_counter_ns()  # perf_counter -> wall clock
 
-    def start(self, cfg_data: dict, cameras: list[dict]) -> str:
+    def start(self, cfg_data: dict, cameras: list[dict], cpus: float = 0) -> str:
         from streamseg.pipeline import Pipeline
 
         self.cameras = [c["id"] for c in cameras]
-        self.pipe = Pipeline(validate_config(group_config(cfg_data, cameras)))
+        self.pipe = Pipeline(validate_config(group_config(cfg_data, cameras, cpus)))
         self._thread = threading.Thread(target=self._run, name=f"group-{self.group_id}", daemon=True)
         self._thread.start()
         import ray
@@ -215,6 +260,8 @@ class CameraGroup:
         live = self.pipe.recorder.live(max_age_s=0.5) if self.pipe is not None else {}
         return {
             "group": self.group_id,
+            "now": time.time(),
+            "started": self.pipe is not None,
             "node": ray.get_runtime_context().get_node_id(),
             "pid": __import__("os").getpid(),
             "running": not self.done,
@@ -231,8 +278,12 @@ class CameraGroup:
 
 
 # the controller ------------------------------------------------------------------------------
+RETRY_S = (2.0, 60.0)  # a group that cannot start is retried after 2 s, doubling up to 60 s
+
+
 class Camera:
-    """What the controller knows of one camera across the groups that carried it."""
+    """What the controller knows of one camera across the groups that carried it. Times are the
+    controller's clock (each group's own times are translated with the offset its answers show)."""
 
     def __init__(self, spec: dict) -> None:
         self.spec = spec
@@ -240,16 +291,24 @@ class Camera:
         self.node: str | None = None
         self.done: dict = {"in": 0, "out": 0, "dropped": {}, "lost_in_flight": 0}  # groups that are gone
         self.current: dict | None = None  # the figures of the group carrying it now
-        self.outages: list[dict] = []  # {start, end, s, frames}
-        self.outage_start: float | None = None
+        self.outages: list[dict] = []  # {start, end, s, frames, why}
         self.placed_at: float | None = None
+        self.last_out: float | None = None  # when its last frame came out, as far as the controller knows
+        self.attempts = 0  # failed starts in a row
+        self.retry_at = 0.0
+        self.error: str | None = None
 
     @property
     def id(self) -> str:
         return self.spec["id"]
 
+    @property
+    def down(self) -> bool:
+        return bool(self.outages) and self.outages[-1]["end"] is None
+
     def retire(self, lost: bool) -> None:
-        """Its group is gone: what it last reported is kept; frames then in flight are lost."""
+        """Its group is gone: what it last reported is kept; with `lost`, the frames then in flight
+        went with it (a group stopped on purpose reports after its ledger closed: none)."""
         c = self.current or {}
         self.done["in"] += c.get("in", 0)
         self.done["out"] += c.get("out", 0)
@@ -259,36 +318,46 @@ class Camera:
             self.done["lost_in_flight"] += c.get("in", 0) - c.get("out", 0) - sum((c.get("dropped") or {}).values())
         self.current = None
 
+    def open_outage(self, now: float, why: str, group: str | None = None) -> None:
+        """The camera has no live group from its last frame out (now, if none came out yet); an
+        outage already open goes on (a second death before it came back is the same outage)."""
+        if not self.down:
+            start = min(self.last_out or now, now)
+            self.outages.append({"start": start, "end": None, "s": None, "frames": 0, "why": why, "group": group})
+
+    def close_outage(self, first_out: float) -> dict:
+        o = self.outages[-1]
+        o["end"] = max(first_out, o["start"])
+        o["s"] = round(o["end"] - o["start"], 3)
+        o["frames"] = int(round(o["s"] * ((self.current or {}).get("fps_source") or 0)))
+        return o
+
     def view(self) -> dict:
         c = self.current or {}
         dropped = dict(self.done["dropped"])
         for r, n in (c.get("dropped") or {}).items():
             dropped[r] = dropped.get(r, 0) + n
-        fps = c.get("fps_source") or 0
-        outage_s = sum(o["s"] for o in self.outages if o["s"] is not None)
-        outage_frames = sum(o["frames"] for o in self.outages) + self.done["lost_in_flight"]
-        served_in = self.done["in"] + c.get("in", 0)
-        out = self.done["out"] + c.get("out", 0)
-        in_flight = c.get("in_flight", 0)
+        missed = sum(o["frames"] for o in self.outages)
         return {
             "camera": self.id,
             "uri": self.spec["uri"],
             "group": self.group,
             "node": self.node,
-            "fps": fps,
+            "fps": c.get("fps_source") or 0,
             "frames": {
                 # the camera's frames: served by a group, or missed while it had none
-                "in": served_in + sum(o["frames"] for o in self.outages),
-                "out": out,
+                "in": self.done["in"] + c.get("in", 0) + missed,
+                "out": self.done["out"] + c.get("out", 0),
                 "dropped": dropped,
-                "in_flight": in_flight,
-                "outage": outage_frames,
+                "in_flight": c.get("in_flight", 0),
+                "outage": missed + self.done["lost_in_flight"],
             },
             "e2e_ms": {"p50": c.get("p50"), "p99": c.get("p99")},
             "reconnects": c.get("reconnects", 0),
-            "outages": list(self.outages),
-            "outage_s": round(outage_s, 3),
-            "down": self.outage_start is not None,
+            "outages": [dict(o) for o in self.outages],
+            "outage_s": round(sum(o["s"] for o in self.outages if o["s"] is not None), 3),
+            "down": self.down,
+            "error": self.error,
         }
 
 
@@ -299,46 +368,72 @@ class FleetController:
         self.fleet: dict | None = None
         self.cfg_data: dict | None = None
         self.cameras: dict[str, Camera] = {}
-        self.groups: dict[str, dict] = {}  # group id -> {"actor", "cameras", "node"}
+        self.groups: dict[str, dict] = {}  # group id -> {"actor", "cameras", "node", "started", "error"}
         self.spares: list[tuple[str, Any]] = []  # idle groups, their processes up, waiting for cameras
+        self.waiting: list[str] = []  # cameras to place once their retry time comes (a failed start)
         self._n = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self.events: list[dict] = []  # placements, deaths, recoveries (the fleet's own log)
+        self.events: list[dict] = []  # placements, deaths, recoveries: the fleet's own log (the last 500)
 
+    # placement ---------------------------------------------------------------------------
     def apply(self, fleet: dict, cfg_data: dict) -> dict:
-        """Make the fleet what `fleet` says: new cameras placed, removed ones stopped, the rest untouched."""
+        """Make the fleet what `fleet` says: new cameras placed, removed (or changed) ones stopped;
+        a group that carried a removed camera stops once and its other cameras are placed anew
+        (a `reload` outage each); every other camera keeps its group."""
+        import ray
+
         with self._lock:
             self.fleet, self.cfg_data = fleet, cfg_data
             wanted = {c["id"]: c for c in fleet["cameras"]}
-            for cid in [c for c in self.cameras if c not in wanted or wanted[c] != self.cameras[c].spec]:
-                self._remove_camera(cid)
+            gone = [cid for cid, cam in self.cameras.items() if wanted.get(cid) != cam.spec]
+            stopping = {}
+            for cid in gone:
+                gid = self.cameras[cid].group
+                if gid in self.groups:
+                    stopping[gid] = self.groups.pop(gid)
+        finals = self._stop_groups(stopping)  # no lock held while groups stop
+        with self._lock:
+            mates = []
+            for gid, g in stopping.items():
+                for cid in g["cameras"]:
+                    cam = self.cameras.get(cid)
+                    if cam is None:
+                        continue
+                    cam.current = (finals.get(gid) or {}).get("cameras", {}).get(cid, cam.current)
+                    cam.retire(lost="cameras" not in (finals.get(gid) or {}))
+                    if cid not in gone:
+                        cam.open_outage(time.time(), "reload", gid)
+                        mates.append(cam)
+                with contextlib.suppress(Exception):
+                    ray.kill(g["actor"], no_restart=True)
+                self._log("stopped", group=gid, cameras=g["cameras"])
+            for cid in gone:
+                self.cameras.pop(cid)
+                if cid in self.waiting:
+                    self.waiting.remove(cid)
             new = [Camera(spec) for cid, spec in wanted.items() if cid not in self.cameras]
             for cam in new:
                 self.cameras[cam.id] = cam
-            self._place(new)
+            self._place(mates + new)
             if self._poller is None:
                 self._poller = threading.Thread(target=self._poll_loop, name="fleet-poll", daemon=True)
                 self._poller.start()
-            return {"placed": [c.id for c in new], "cameras": sorted(self.cameras)}
+            return {"placed": [c.id for c in new], "stopped": gone, "cameras": sorted(self.cameras)}
 
-    def _remove_camera(self, cid: str) -> None:
-        """A camera leaves the fleet: its group stops; the group's other cameras are placed anew."""
+    def _stop_groups(self, groups: dict[str, dict], timeout_s: float = 60.0) -> dict[str, dict]:
+        """Stop groups all at once, one deadline for all: {group id: its final figures}."""
         import ray
 
-        cam = self.cameras.pop(cid)
-        g = self.groups.pop(cam.group, None) if cam.group else None
-        if g is None:
-            return
-        with contextlib.suppress(Exception):
-            ray.get(g["actor"].stop.remote(), timeout=30)
-        ray.kill(g["actor"], no_restart=True)  # gone before its other cameras go elsewhere
-        self._log("stopped", group=cam.group, cameras=g["cameras"])
-        rest = [self.cameras[c] for c in g["cameras"] if c in self.cameras]
-        for c in rest:
-            c.retire(lost=False)
-        self._place(rest)
+        refs = {gid: g["actor"].stop.remote() for gid, g in groups.items()}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
+        finals = {}
+        for gid, ref in refs.items():
+            if ref in ready:
+                with contextlib.suppress(Exception):
+                    finals[gid] = ray.get(ref)
+        return finals
 
     def _new_group(self):
         import ray
@@ -360,100 +455,134 @@ class FleetController:
         return gid, actor
 
     def _place(self, cams: list[Camera]) -> None:
-        """Each batch of cameras_per_actor cameras goes to a spare group (idle, its process up)
-        when one is there, else to a new one; the spares are then topped up again."""
-        for batch in chunks(cams, self.fleet["cameras_per_actor"]):
+        """Each batch of cameras_per_actor cameras whose retry time has come goes to a spare group
+        (idle, its process up) when one is there, else to a new one; the spares are topped up."""
+        now = time.time()
+        ready = [c for c in cams if c.retry_at <= now]
+        self.waiting += [c.id for c in cams if c.retry_at > now and c.id not in self.waiting]
+        for batch in chunks(ready, self.fleet["cameras_per_actor"]):
             gid, actor = self.spares.pop(0) if self.spares else self._new_group()
-            started = actor.start.remote(self.cfg_data, [c.spec for c in batch])
+            started = actor.start.remote(self.cfg_data, [c.spec for c in batch], self.fleet["cpus_per_actor"])
             self.groups[gid] = {"actor": actor, "cameras": [c.id for c in batch], "node": None, "started": started}
-            now = time.time()
             for c in batch:
                 c.group, c.node, c.placed_at = gid, None, now
             self._log("placed", group=gid, cameras=[c.id for c in batch])
         while len(self.spares) < self.fleet["spare_actors"]:
             self.spares.append(self._new_group())
 
+    # watching ----------------------------------------------------------------------------
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.fleet["poll_s"] if self.fleet else 0.5):
-            with contextlib.suppress(Exception):
+            try:
                 self.poll()
+            except Exception:  # a bug here must not end failover silently
+                log.exception("fleet: poll failed")
 
     def poll(self) -> None:
+        """Read every group's figures (one deadline for all); a group Ray declared dead, or whose
+        pipeline ended or failed to start, gives its cameras to new groups."""
         import ray
-        from ray.exceptions import GetTimeoutError, RayActorError
+        from ray.exceptions import ActorDiedError
 
         with self._lock:
-            refs = {gid: g["actor"].stats.remote() for gid, g in self.groups.items()}
-            spares = [(gid, a, a.stats.remote()) for gid, a in self.spares]
-        ready, _ = ray.wait([r for *_, r in spares], num_returns=len(spares), timeout=0.5) if spares else ([], [])
-        for gid, _actor, ref in spares:  # a spare on a dead node is replaced (it carried no camera)
-            if ref in ready:
-                try:
-                    ray.get(ref)
-                except RayActorError:
-                    with self._lock:
-                        self.spares = [(g, a) for g, a in self.spares if g != gid]
-                        self._log("spare died", group=gid)
-                        if self.fleet and len(self.spares) < self.fleet["spare_actors"]:
-                            self.spares.append(self._new_group())
+            groups = dict(self.groups)
+            spares = list(self.spares)
+        asked = time.time()
+        refs = {gid: g["actor"].stats.remote() for gid, g in groups.items()}
+        spare_refs = {gid: a.stats.remote() for gid, a in spares}
+        every = list(refs.values()) + list(spare_refs.values())
         timeout = max(1.0, 2 * (self.fleet or {}).get("poll_s", 0.5))
-        dead: list[str] = []
-        for gid, ref in refs.items():
+        ready, _ = ray.wait(every, num_returns=len(every), timeout=timeout) if every else ([], [])
+        ready = set(ready)
+        dead: dict[str, str] = {}  # group id -> why
+        answers: dict[str, dict] = {}
+        for gid, ref in [*refs.items(), *spare_refs.items()]:
+            if ref not in ready:
+                continue  # busy or starting: no news is not death
             try:
-                st = ray.get(ref, timeout=timeout)
-            except RayActorError:
-                dead.append(gid)
+                answers[gid] = ray.get(ref)
+            except ActorDiedError as e:  # Ray declared it dead (its process or its node)
+                dead[gid] = "start failed" if getattr(e, "actor_init_failed", False) else "died"
+            except Exception:  # ActorUnavailableError and the like: maybe back later, not dead
                 continue
-            except GetTimeoutError:  # busy or starting: no news is not death
-                continue
-            with self._lock:
+        got = time.time()
+        with self._lock:
+            self.spares = [(g, a) for g, a in self.spares if g not in dead]
+            for gid in [g for g in dead if g in spare_refs]:
+                self._log("spare died", group=gid)
+            for gid, st in answers.items():
                 g = self.groups.get(gid)
                 if g is None:
                     continue
                 g["node"] = st["node"]
-                if g.get("started") is not None and not st["cameras"]:  # start() not through: did it fail?
-                    done, _ = ray.wait([g["started"]], timeout=0)
-                    if done:
-                        try:
-                            ray.get(done[0])
-                        except Exception as e:  # a pipeline that cannot start: said, not retried
-                            g["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
-                            g["started"] = None
-                            self._log("failed to start", group=gid, error=g["error"])
-                g["error"] = g.get("error") or st.get("error")
+                offset = st["now"] - (asked + got) / 2  # the group's clock minus ours
+                failed = self._start_failure(g)
+                if failed or (st["started"] and not st["running"]):
+                    dead[gid] = failed or f"pipeline ended: {st.get('error') or 'its sources ended'}"
                 for cid, cs in st["cameras"].items():
                     cam = self.cameras.get(cid)
                     if cam is None or cam.group != gid:
                         continue
                     cam.current, cam.node = cs, st["node"]
-                    if cam.outage_start is not None and cs["first_out"] is not None:
-                        o = cam.outages[-1]
-                        o["end"] = cs["first_out"]
-                        o["s"] = round(o["end"] - o["start"], 3)
-                        o["frames"] = int(round(o["s"] * (cs["fps_source"] or 0)))
-                        cam.outage_start = None
+                    if cs["last_out"] is not None:
+                        cam.last_out = cs["last_out"] - offset
+                    if cam.down and cs["first_out"] is not None:
+                        o = cam.close_outage(cs["first_out"] - offset)
+                        cam.attempts, cam.error = 0, None
                         self._log("recovered", camera=cid, group=gid, outage_s=o["s"])
-        if dead:
-            with self._lock:
-                moved = []
-                for gid in dead:
-                    g = self.groups.pop(gid, None)
-                    if g is None:
-                        continue
-                    self._log("died", group=gid, node=g["node"], cameras=g["cameras"])
-                    for cid in g["cameras"]:
-                        cam = self.cameras.get(cid)
-                        if cam is None:
-                            continue
-                        start = (cam.current or {}).get("last_out") or cam.placed_at or time.time()
-                        cam.retire(lost=True)
-                        cam.outage_start = start
-                        cam.outages.append({"start": start, "end": None, "s": None, "frames": 0, "group": gid})
-                        moved.append(cam)
-                self._place(moved)
+            self._replace([g for g in dead if g in self.groups], dead)
+            due = [self.cameras[c] for c in self.waiting if c in self.cameras and self.cameras[c].retry_at <= time.time()]
+            if due:
+                self.waiting = [c for c in self.waiting if c not in {d.id for d in due}]
+                self._place(due)
+            if len(self.spares) < (self.fleet or {}).get("spare_actors", 0):
+                self._place([])
+
+    def _start_failure(self, g: dict) -> str | None:
+        """The error of a group's start() when it raised (a pipeline that cannot start), else None."""
+        import ray
+
+        if g.get("started") is None:
+            return None
+        done, _ = ray.wait([g["started"]], timeout=0)
+        if not done:
+            return None
+        g["started"] = None
+        try:
+            ray.get(done[0])
+        except Exception as e:
+            g["error"] = f"start failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}"
+            return g["error"]
+        return None
+
+    def _replace(self, gids: list[str], why: dict[str, str]) -> None:
+        """Groups that are gone (lock held): killed for sure, their cameras placed anew; a camera
+        whose group failed to start waits (2 s, doubling to 60 s) before its next try."""
+        import ray
+
+        moved, now = [], time.time()
+        for gid in gids:
+            g = self.groups.pop(gid)
+            with contextlib.suppress(Exception):
+                ray.kill(g["actor"], no_restart=True)  # dead already, or made so: never two at once
+            self._log("died", group=gid, node=g["node"], cameras=g["cameras"], why=why[gid])
+            for cid in g["cameras"]:
+                cam = self.cameras.get(cid)
+                if cam is None:
+                    continue
+                cam.retire(lost=True)
+                cam.open_outage(now, why[gid], gid)
+                if why[gid].startswith(("start failed", "pipeline ended")):
+                    cam.attempts += 1
+                    cam.error = why[gid]
+                    cam.retry_at = now + min(RETRY_S[1], RETRY_S[0] * 2 ** (cam.attempts - 1))
+                moved.append(cam)
+        if moved:
+            self._place(moved)
 
     def _log(self, what: str, **kw) -> None:
         self.events.append({"t": round(time.time(), 3), "event": what, **kw})
+        del self.events[:-500]
         log.info("fleet: %s %s", what, kw)
 
     def snapshot(self) -> dict:
@@ -462,33 +591,30 @@ class FleetController:
             groups = {
                 gid: {"cameras": g["cameras"], "node": g["node"], "error": g.get("error")} for gid, g in self.groups.items()
             }
-            spares = [gid for gid, _ in self.spares]
-        return {"cameras": cams, "groups": groups, "spares": spares, "events": list(self.events)}
+            return {"cameras": cams, "groups": groups, "spares": [g for g, _ in self.spares], "events": list(self.events)}
 
     def stop(self) -> dict:
+        """Stop polling (no placement after this), then every group at once; the final figures."""
         import ray
 
         self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=30)
         with self._lock:
-            groups = dict(self.groups)
-        finals = {}
-        for gid, g in groups.items():
-            try:
-                finals[gid] = ray.get(g["actor"].stop.remote(), timeout=60)
-            except Exception as e:
-                finals[gid] = {"error": f"{type(e).__name__}: {e}"}
+            groups, spares = dict(self.groups), list(self.spares)
+            self.groups, self.spares = {}, []
+        finals = self._stop_groups(groups)
         with self._lock:
-            for gid, st in finals.items():
-                for cid, cs in (st.get("cameras") or {}).items():
+            for gid, g in groups.items():
+                st = finals.get(gid) or {}
+                for cid in g["cameras"]:
                     cam = self.cameras.get(cid)
-                    if cam is not None and cam.group == gid:
-                        cam.current = cs
+                    if cam is not None:
+                        cam.current = (st.get("cameras") or {}).get(cid, cam.current)
             snap = self.snapshot()
-        for actor in [g["actor"] for g in groups.values()] + [a for _, a in self.spares]:
+        for actor in [g["actor"] for g in groups.values()] + [a for _, a in spares]:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
-        self.groups.clear()
-        self.spares.clear()
         return snap
 
 
@@ -500,7 +626,8 @@ def metrics_text(snap: dict) -> str:
 
     class _Fleet:
         def collect(self):
-            lab = ["camera", "node"]
+            lab = ["camera"]  # a camera's counters stay one series when it moves; where it runs: camera_node
+            node = GaugeMetricFamily("streamseg_fleet_camera_node", "The node carrying each camera", labels=["camera", "node"])
             fin = CounterMetricFamily("streamseg_fleet_frames_in", "Frames each camera produced", labels=lab)
             fout = CounterMetricFamily("streamseg_fleet_frames_out", "Frames each camera got out", labels=lab)
             drop = CounterMetricFamily(
@@ -517,7 +644,9 @@ def metrics_text(snap: dict) -> str:
             )
             up = GaugeMetricFamily("streamseg_fleet_camera_up", "1 while the camera has a live group", labels=lab)
             for cid, c in snap["cameras"].items():
-                lv = [cid, c["node"] or ""]
+                lv = [cid]
+                if c["node"]:
+                    node.add_metric([cid, c["node"]], 1.0)
                 f = c["frames"]
                 fin.add_metric(lv, f["in"])
                 fout.add_metric(lv, f["out"])
@@ -531,7 +660,7 @@ def metrics_text(snap: dict) -> str:
                     if c["e2e_ms"][q] is not None:
                         lat.add_metric([*lv, q[1:]], c["e2e_ms"][q] / 1000)
                 up.add_metric(lv, 0.0 if c["down"] else 1.0)
-            yield from (fin, fout, drop, lost, outs, out_s, rec, lat, up)
+            yield from (node, fin, fout, drop, lost, outs, out_s, rec, lat, up)
 
     reg = CollectorRegistry()
     reg.register(_Fleet())
@@ -547,13 +676,18 @@ def serve_http(addr: str, snapshot, stack: contextlib.ExitStack) -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body, ctype = metrics_text(snapshot()).encode(), "text/plain; version=0.0.4"
-            elif path == "/stats":
-                body, ctype = json.dumps(snapshot()).encode(), "application/json"
-            else:
+            if path not in ("/metrics", "/stats"):
                 self.send_error(404)
                 return
+            try:
+                snap = snapshot()
+            except Exception as e:  # the controller busy or gone: say so, no traceback
+                self.send_error(503, f"fleet controller: {type(e).__name__}")
+                return
+            if path == "/metrics":
+                body, ctype = metrics_text(snap).encode(), "text/plain; version=0.0.4"
+            else:
+                body, ctype = json.dumps(snap).encode(), "application/json"
             self.send_response(200)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -597,37 +731,77 @@ def run_serve(
     log_fn=print,
 ) -> dict:
     """Start (or take over) the fleet, serve its view, follow the fleet file, and on stop write
-    the report. Returns the final snapshot."""
-    import ray
+    the report. Returns the final snapshot. Whatever ends it (a signal, an error), the groups
+    and the controller are stopped: a detached fleet never outlives its serve process unseen."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("streamseg serve needs Ray: pip install 'streamseg[fleet]'") from None
 
     fleet, cfg_data = load_fleet(fleet_path)
+    if fleet.report:
+        from streamseg.sinks.base import check_writable
+
+        check_writable(Path(fleet.report))
     stop = stop or threading.Event()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
-    ctl = controller(ray)
+        try:
+            ray.init(
+                address=address, namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False, include_dashboard=False
+            )
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UserError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    snap: dict = {}
     with contextlib.ExitStack() as stack:
         if started_here:
             stack.callback(ray.shutdown)
+        if fleet.metrics:  # bound before anything starts: a taken port is a one-line refusal
+            holder: dict = {}
+            serve_http(fleet.metrics, lambda: ray.get(holder["ctl"].snapshot.remote(), timeout=10), stack)
+        ctl = controller(ray)
         if fleet.metrics:
-            serve_http(fleet.metrics, lambda: ray.get(ctl.snapshot.remote(), timeout=10), stack)
-        r = ray.get(ctl.apply.remote(fleet.model_dump(), cfg_data))
-        log_fn(f"fleet: {len(r['cameras'])} camera(s) placed; /metrics and /stats at http://{fleet.metrics}")
-        mtime, t_end = Path(fleet_path).stat().st_mtime, (time.monotonic() + duration_s if duration_s else math.inf)
-        while not stop.wait(0.5) and time.monotonic() < t_end:
-            m = Path(fleet_path).stat().st_mtime
-            if m != mtime:  # the fleet file changed: apply it, touching only what changed
-                mtime = m
-                try:
-                    fleet, cfg_data = load_fleet(fleet_path)
-                except UserError as e:
-                    log_fn(f"fleet file not applied: {e}")
-                    continue
-                r = ray.get(ctl.apply.remote(fleet.model_dump(), cfg_data))
-                log_fn(f"fleet file reloaded: placed {r['placed'] or 'nothing new'}; cameras {r['cameras']}")
-        snap = ray.get(ctl.stop.remote(), timeout=300)
-        ray.kill(ctl, no_restart=True)
-    if fleet.report:
-        Path(fleet.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(fleet.report).write_text(json.dumps(snap, indent=1) + "\n")
+            holder["ctl"] = ctl
+        try:
+            r = ray.get(ctl.apply.remote(fleet.model_dump(), cfg_data))
+            log_fn(f"fleet: {len(r['cameras'])} camera(s) placed; /metrics and /stats at http://{fleet.metrics}")
+            _follow(fleet_path, ctl, ray, stop, duration_s, log_fn)
+        finally:
+            try:
+                snap = ray.get(ctl.stop.remote(), timeout=300)
+            except Exception as e:
+                log.error("fleet: stopping the groups: %s", e)
+            with contextlib.suppress(Exception):
+                ray.kill(ctl, no_restart=True)
+            if fleet.report and snap:
+                Path(fleet.report).parent.mkdir(parents=True, exist_ok=True)
+                Path(fleet.report).write_text(json.dumps(snap, indent=1) + "\n")
     return snap
+
+
+def _follow(fleet_path: str, ctl, ray, stop: threading.Event, duration_s: float | None, log_fn) -> None:
+    """Until `stop` or `duration_s`: a changed fleet file is applied (only what changed moves)."""
+
+    def mtime() -> float | None:
+        try:
+            return Path(fleet_path).stat().st_mtime
+        except OSError:  # an editor's atomic save: the file is back in a moment
+            return None
+
+    seen, t_end = mtime(), (time.monotonic() + duration_s if duration_s else math.inf)
+    while not stop.wait(0.5) and time.monotonic() < t_end:
+        m = mtime()
+        if m is None or m == seen:
+            continue
+        seen = m
+        try:
+            fleet, cfg_data = load_fleet(fleet_path)
+            r = ray.get(ctl.apply.remote(fleet.model_dump(), cfg_data), timeout=120)
+        except UserError as e:
+            log_fn(f"fleet file not applied: {e}")
+            continue
+        except Exception as e:  # the controller busy: the next change (or this one again) is tried
+            log_fn(f"fleet file not applied: {type(e).__name__}: {e}")
+            seen = None
+            continue
+        log_fn(f"fleet file reloaded: placed {r['placed'] or 'nothing new'}, stopped {r['stopped'] or 'nothing'}")

@@ -177,8 +177,10 @@ def check_live_capacity(res, *, searches, steps, bracket):
         passing = [p["load"] for p in s["probes"] if p["keeps_up"]]
         assert s["over_offline"] == (max(passing) if passing else None)
         assert s["fps"] == (pytest.approx(max(passing) * offline, abs=0.01) if passing else None)
+        assert s["lower_bound"] == all(p["keeps_up"] for p in s["probes"])
     fps = [s["fps"] for s in lc["searches"] if s["fps"]]
     assert lc["fps"]["runs"] == [round(v, 3) for v in fps]
+    assert lc["searches_below_bracket"] == sum(1 for s in lc["searches"] if s["fps"] is None)
 
 
 def check_bench_markdown(res, md: str):

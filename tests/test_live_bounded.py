@@ -138,14 +138,38 @@ def burst_scheme():
     sources.SOURCES.unregister("burst")
 
 
+def test_a_live_streams_budget_is_its_jitter_buffer_plus_four_frame_periods_and_its_queue_holds_it():
+    from streamseg.config import SourceConfig
+    from streamseg.pipeline import live_depth
+    from streamseg.stages import latency_budget_ms
+
+    cam = _BurstCamera("burst://c", fps=25.0, frames=10)
+    cfg = SourceConfig(uri="burst://c")
+    assert latency_budget_ms(cfg, cam) == pytest.approx(160.0)  # 4 periods of 25 fps
+    cam.delivery_ms = 100.0  # an RTSP jitter buffer holds each frame this long before we see it
+    assert latency_budget_ms(cfg, cam) == pytest.approx(260.0)
+    assert latency_budget_ms(SourceConfig(uri="burst://c", live={"max_latency_ms": 50}), cam) == 50.0
+    cam.fps = None
+    assert latency_budget_ms(cfg, cam) == pytest.approx(300.0)  # 100 + 200 when the rate is unknown
+
+    class Stage:
+        budget_ns = int(160e6)
+        source = _BurstCamera("burst://c", fps=25.0, frames=10)
+
+    assert live_depth(Stage) == 5  # the 4 frames of the budget and the one being taken
+
+
 @pytest.mark.parametrize(
     ("live_queue_depth", "drops"),
     [(0, "none"), (1, "some")],  # 0: the budget's depth (the default); 1: the old hand-off of one frame
 )
 def test_bursts_from_the_network_pass_at_a_rate_the_pipeline_sustains(tiny, tmp_path, burst_scheme, live_queue_depth, drops):
+    """Bursts of 2-4 frames at 10 fps on average, tiny engines: with a stream queue as deep as its
+    budget (2 s here, so a loaded test machine's slow start is no drop) every frame comes out; a
+    hand-off of one frame loses frames to the bursts though the engines keep up."""
     cfg = config(
         tiny,
-        [{"uri": "burst://cam?fps=10&frames=40", "mode": "live"}],
+        [{"uri": "burst://cam?fps=10&frames=40", "mode": "live", "live": {"max_latency_ms": 2000}}],
         [str(tmp_path / "r.jsonl")],
         pipeline={"batch": {"max_size": 1, "max_wait_ms": 0}, "live_queue_depth": live_queue_depth},
     )
@@ -154,8 +178,8 @@ def test_bursts_from_the_network_pass_at_a_rate_the_pipeline_sustains(tiny, tmp_
     assert fr["in"] == 40 == fr["out"] + sum(fr["dropped"].values()), fr
     if drops == "none":  # a burst waits its turn in the stream queue: nothing was late
         assert fr["dropped"] == {} and fr["out"] == 40, fr
-        assert rep["sources"]["cam0"]["max_latency_ms"] == pytest.approx(400.0)  # 4 periods of 10 fps
-        assert rep["queues"]["stream:cam0"]["depth"] == 5 and rep["queues"]["stream:cam0"]["high_water"] >= 2
+        assert rep["sources"]["cam0"]["max_latency_ms"] == pytest.approx(2000.0)
+        assert rep["queues"]["stream:cam0"]["depth"] == 21 and rep["queues"]["stream:cam0"]["high_water"] >= 2
     else:  # a hand-off of one frame lets a burst push frames out though the engines keep up
         assert fr["dropped"].get("queue_full", 0) > 0, fr
     seqs = [r["seq"] for r in jsonl(tmp_path / "r.jsonl")]
@@ -165,7 +189,8 @@ def test_bursts_from_the_network_pass_at_a_rate_the_pipeline_sustains(tiny, tmp_
 def test_sustained_overload_drops_late_frames_counts_each_and_keeps_latency_bounded(tiny, tmp_path, burst_scheme, monkeypatch):
     """The engines serve 20 frames/s; the camera sends 30 (150%) in bursts: frames that can no
     longer be out within the budget go (oldest first, each counted), the rest stay in order, and
-    no frame comes out later than the budget plus about one service time."""
+    no frame served waited for the engines longer than its budget (its capture to the engines
+    taking it: the `decode` and `queue` stages), whatever the machine's speed."""
     slow = 0.05
     orig = OnnxRuntimeEngine.infer_impl
 
@@ -187,7 +212,10 @@ def test_sustained_overload_drops_late_frames_counts_each_and_keeps_latency_boun
     assert fr["dropped"].get("late", 0) >= 10 and set(fr["dropped"]) <= {"late", "queue_full"}, fr
     budget = rep["sources"]["cam0"]["max_latency_ms"]
     assert budget == pytest.approx(4000 / 30, abs=0.1)
-    # a frame taken just inside the budget is then served: out by budget + one service (+ slack)
-    assert rep["latency_ms"]["end_to_end"]["max"] < budget + 1000 * slow * 4, rep["latency_ms"]["end_to_end"]
-    seqs = [r["seq"] for r in jsonl(tmp_path / "r.jsonl")]
+    lines = jsonl(tmp_path / "r.jsonl")
+    waited = [r["latency_ms"]["decode"] + r["latency_ms"]["queue"] for r in lines]
+    newest_exempt = 1000 / 30 * 4  # the newest frame of a burst is served however long the burst took to arrive
+    assert max(waited) <= budget + newest_exempt, sorted(waited)[-5:]
+    assert sum(w <= budget + 1 for w in waited) >= 0.9 * len(waited), sorted(waited)[-10:]
+    seqs = [r["seq"] for r in lines]
     assert seqs == sorted(seqs) and len(seqs) == fr["out"]

@@ -109,10 +109,31 @@ def test_expired_items_ahead_of_the_newest_are_dropped_when_taken():
 
 
 def test_expired_items_are_reported_outside_the_queue_lock():
-    """on_expire may take other locks (the ledger's): it runs after the queue's lock is released."""
-    q = BoundedQueue(4, "drop_oldest", expired=lambda i: i == 0)
+    """on_expire takes the ledger's lock: it runs once no queue lock is held, also when the
+    batcher holds the queues' shared Condition across its takes."""
+    import threading
+
+    from streamseg.batching import Batcher
+
+    cond = threading.Condition(threading.RLock())
     held = []
-    q._on_expire = lambda item: held.append(q.cond._is_owned())
+    q = BoundedQueue(4, "drop_oldest", cond=cond, expired=lambda i: i == 0)
+    q._on_expire = lambda item: held.append(cond._is_owned())
     q.put(0)
     q.put(1)
-    assert q.get_nowait() == 1 and held == [False]
+    assert q.get_nowait() == 1 and held == [False]  # alone
+
+    class Frame:
+        def __init__(self, n):
+            self.n = n
+
+        def stamp(self, *a):
+            pass
+
+    q._expired = lambda f: f.n == 0
+    b = Batcher({"s": q}, cond, max_size=4, max_wait_s=0)
+    q.put(Frame(0))
+    q.put(Frame(2))
+    q.put(END)
+    assert [f.n for f in b.next_batch(wait=False)] == [2] and held == [False, False]  # through the batcher
+    assert b.next_batch() is None

@@ -33,7 +33,25 @@ def test_a_sink_per_camera_from_a_camera_placeholder_and_cameras_as_live_sources
         {"uri": "rtsp://b/y", "id": "rear", "mode": "live"},
     ]
     assert g["metrics"]["prometheus"] is None and g["metrics"]["progress"] is False
+    assert g["metrics"]["report"] is None  # the fleet's report is the controller's
+    assert group_config(cfg, cams, cpus=1.5)["pipeline"]["cpu_cores"] == 2  # pools sized to Ray's reservation
     assert chunks([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+
+
+def test_outputs_two_groups_would_share_are_refused_and_relative_paths_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text("sinks: [out/all.jsonl]\n")
+    f = tmp_path / "fleet.yaml"
+    two = [{"id": "a", "uri": "x"}, {"id": "b", "uri": "y"}]
+    f.write_text(yaml.safe_dump({"pipeline": "p.yaml", "cameras": two, "cameras_per_actor": 1}))
+    with pytest.raises(ConfigError, match=r"would be written by each of 2 groups: put \{camera\} in it"):
+        load_fleet(f)
+    (tmp_path / "p.yaml").write_text("sinks: ['out/{camera}.jsonl', 'null://']\n")
+    _, data = load_fleet(f)
+    assert [s["uri"] for s in data["sinks"]] == [str(tmp_path / "out/{camera}.jsonl"), "null://"]
+    f.write_text(yaml.safe_dump({"pipeline": "p.yaml", "cameras": two, "metrics": "localhost"}))
+    with pytest.raises(ConfigError, match="expected HOST:PORT"):
+        load_fleet(f)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +73,7 @@ def test_fleet_mistakes_are_one_line(tmp_path, fleet, error):
 
 
 def test_cameras_per_group_from_a_density_figure(tmp_path):
-    (tmp_path / "p.yaml").write_text("sinks: ['null://']\n")
+    (tmp_path / "p.yaml").write_text("sinks: ['null://']\npipeline: {batch: {max_size: 1}}\n")
     (tmp_path / "density.json").write_text(
         json.dumps(
             {
@@ -75,7 +93,11 @@ def test_cameras_per_group_from_a_density_figure(tmp_path):
     )
     f = tmp_path / "fleet.yaml"
     f.write_text(yaml.safe_dump({"pipeline": "p.yaml", "cameras": [{"id": "a", "uri": "x"}], "cameras_per_actor": None, "density": "density.json"}))
-    assert load_fleet(f)[0].cameras_per_actor == 5  # the best one-process variant, not the naive loop
+    assert load_fleet(f)[0].cameras_per_actor == 3  # the variant the pipeline runs (ONNX Runtime, batch 1)
+    (tmp_path / "p.yaml").write_text("sinks: ['null://']\npipeline: {batch: {max_size: 2}}\n")
+    with pytest.raises(ConfigError, match=r"has no 'streamseg \(onnxruntime, batch 2\)'"):
+        load_fleet(f)
+
     f.write_text(yaml.safe_dump({"pipeline": "p.yaml", "cameras": [{"id": "a", "uri": "x"}], "cameras_per_actor": None}))
     with pytest.raises(ConfigError, match="`density` must name a density.json"):
         load_fleet(f)
@@ -84,12 +106,33 @@ def test_cameras_per_group_from_a_density_figure(tmp_path):
 def test_a_cameras_frames_are_served_dropped_or_missed_in_an_outage():
     cam = Camera({"id": "c", "uri": "synthetic://x"})
     cam.current = {"in": 50, "out": 44, "dropped": {"late": 3}, "in_flight": 3, "fps_source": 10.0}
+    cam.last_out = 100.0
     cam.retire(lost=True)  # its group died: the 3 in flight are lost with it
-    cam.outages.append({"start": 0.0, "end": 2.5, "s": 2.5, "frames": 25})
+    cam.open_outage(101.0, "died")
+    cam.open_outage(103.0, "died")  # its next group died too before a frame came out: the same outage
+    assert cam.down and len(cam.outages) == 1 and cam.outages[0]["start"] == 100.0
     cam.current = {"in": 30, "out": 29, "dropped": {"queue_full": 1}, "in_flight": 0, "fps_source": 10.0}
+    cam.close_outage(106.0)
+    assert not cam.down and cam.outages[0]["s"] == 6.0 and cam.outages[0]["frames"] == 60
     f = cam.view()["frames"]
-    assert f == {"in": 105, "out": 73, "dropped": {"late": 3, "queue_full": 1}, "in_flight": 0, "outage": 28}
+    assert f == {"in": 140, "out": 73, "dropped": {"late": 3, "queue_full": 1}, "in_flight": 0, "outage": 63}
     assert f["in"] == f["out"] + sum(f["dropped"].values()) + f["in_flight"] + f["outage"]
+
+
+def test_a_camera_moved_by_a_reload_keeps_its_ledger():
+    """A group stopped on purpose reports after its ledger closed: nothing in flight is lost, and
+    the gap until the camera's next group puts a frame out is an outage (`reload`)."""
+    cam = Camera({"id": "c", "uri": "synthetic://x"})
+    cam.current = {"in": 50, "out": 44, "dropped": {"late": 3}, "in_flight": 3, "fps_source": 10.0}
+    cam.current = {"in": 50, "out": 47, "dropped": {"late": 3}, "in_flight": 0, "fps_source": 10.0}  # stop()'s
+    cam.last_out = 10.0
+    cam.retire(lost=False)
+    cam.open_outage(10.5, "reload")
+    cam.current = {"in": 10, "out": 10, "dropped": {}, "in_flight": 0, "fps_source": 10.0}
+    cam.close_outage(12.0)
+    f = cam.view()["frames"]
+    assert f["in"] == 80 and f["in"] == f["out"] + sum(f["dropped"].values()) + f["in_flight"] + f["outage"]
+    assert cam.view()["outages"][0]["why"] == "reload"
 
 
 def _promtool_ok(text, tmp_path):
@@ -107,9 +150,10 @@ def test_fleet_metrics_are_valid_prometheus_text(tmp_path):
     cam.node = "n1"
     cam.current = {"in": 10, "out": 9, "dropped": {"late": 1}, "in_flight": 0, "p50": 40.0, "p99": 80.0, "fps_source": 15}
     text = metrics_text({"cameras": {"front": cam.view()}})
-    assert 'streamseg_fleet_frames_out_total{camera="front",node="n1"} 9.0' in text
-    assert 'streamseg_fleet_frames_dropped_total{camera="front",node="n1",reason="late"} 1.0' in text
-    assert 'streamseg_fleet_e2e_latency_seconds{camera="front",node="n1",percentile="99"} 0.08' in text
+    assert 'streamseg_fleet_frames_out_total{camera="front"} 9.0' in text
+    assert 'streamseg_fleet_frames_dropped_total{camera="front",reason="late"} 1.0' in text
+    assert 'streamseg_fleet_e2e_latency_seconds{camera="front",percentile="99"} 0.08' in text
+    assert 'streamseg_fleet_camera_node{camera="front",node="n1"} 1.0' in text
     assert _promtool_ok(text, tmp_path)
 
 
@@ -234,12 +278,22 @@ def test_a_camera_whose_node_dies_comes_back_on_another_node_and_a_reload_adds_o
         s = _wait(lambda s: "cam2" in s["cameras"] and s["cameras"]["cam2"]["frames"]["out"] > 0, 120, "cam2 out", result)
         assert {k: s["cameras"][k]["group"] for k in groups} == groups
         _one_group_per_camera(s)
+        # and a camera taken out of the file stops; the others keep their groups
+        groups = {k: v["group"] for k, v in s["cameras"].items() if k != "cam1"}
+        time.sleep(1.1)
+        ff.write_text(yaml.safe_dump({**fleet, "cameras": [cam(0), cam(2)]}))
+        s = _wait(lambda s: set(s["cameras"]) == {"cam0", "cam2"}, 120, "cam1 stopped", result)
+        assert {k: v["group"] for k, v in s["cameras"].items()} == groups
+        assert all(all(c != "cam1" for c in g["cameras"]) for g in s["groups"].values())
     finally:
         stop.set()
         t.join(timeout=180)
     snap = result["snap"]
     report = json.loads((tmp_path / "fleet.json").read_text())
-    assert set(report["cameras"]) == {"cam0", "cam1", "cam2"} and report == json.loads(json.dumps(snap))
+    assert set(report["cameras"]) == {"cam0", "cam2"} and report == json.loads(json.dumps(snap))
+    for cm in report["cameras"].values():  # the final figures balance too
+        f = cm["frames"]
+        assert f["in"] == f["out"] + sum(f["dropped"].values()) + f["in_flight"] + f["outage"], cm
     lines = (tmp_path / "cam0.jsonl").read_text().splitlines()
     assert len(lines) >= 10  # both of cam0's groups wrote its file (appended, nothing lost)
     reliability(

@@ -114,7 +114,13 @@ register = SINKS.register
 
 def open_sink(uri: str, options=None) -> Sink:
     """An unopened sink for `uri` (`options`: its SinkConfig); call open(streams) before writing."""
-    return SINKS.open(uri, options)
+    sink = SINKS.open(uri, options)
+    if options is not None and getattr(options, "size", None) and not sink.encodes:
+        raise SinkError(
+            f"{redact(uri)}: size is for the H.264 sinks (GStreamer files, rtsp://, rtp://, display://); "
+            f"a {sink.name} sink does not encode"
+        )
+    return sink
 
 
 def sink_file(uri: str) -> Path | None:

@@ -31,6 +31,7 @@ class Sink:
     lossless = True
     name = "sink"
     needs_pixels = True  # False: results only (jsonl, null, eval) - the overlay is not drawn for it
+    encodes = False  # True: an H.264 encoder of ours, which takes sinks[].size
 
     def __init__(self, uri: str) -> None:
         self.uri = uri

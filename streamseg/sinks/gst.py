@@ -174,6 +174,7 @@ class _Encoder:
 
 
 class _PerStream(Sink):
+    encodes = True  # takes sinks[].size
     """A sink with one encoder per stream, created at the stream's first frame."""
 
     live = False
@@ -288,6 +289,7 @@ class RtspServerSink(Sink):
 
     name = "rtsp-server"
     lossless = False
+    encodes = True  # takes sinks[].size
 
     def __init__(self, uri: str, host: str, port: int, mount: str, settings: EncoderSettings | None = None) -> None:
         super().__init__(uri)
@@ -403,7 +405,7 @@ class RtspServerSink(Sink):
         img = frame.overlay_bgr if frame.overlay_bgr is not None else frame.image_bgr
         sid = frame.stream_id
         h, w = img.shape[:2]
-        first = self._size.setdefault(sid, (w, h))
+        first = self._size.setdefault(sid, self.settings.size_wh or (w, h))
         if (w, h) != first:
             img = cv2.resize(img, first, interpolation=cv2.INTER_AREA)
             w, h = first

@@ -369,3 +369,11 @@ def test_a_sink_size_that_is_no_size_is_a_config_error(tmp_path):
     cfg.write_text(f"sources: ['synthetic://driving?frames=2']\nsinks: [{{uri: {tmp_path / 'o.mp4'}, size: 641x360}}]\n")
     r = run_streamseg("run", "-c", cfg, timeout=60)
     assert r.returncode == 2 and "expected WIDTHxHEIGHT, even numbers" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_size_on_a_sink_that_does_not_encode_is_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sources: ['synthetic://driving?frames=2']\nsinks: [{{uri: {tmp_path / 'o.jsonl'}, size: 640x360}}]\n")
+    r = run_streamseg("run", "-c", cfg, timeout=60)
+    assert r.returncode == 2 and "size is for the H.264 sinks" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.jsonl").exists()
