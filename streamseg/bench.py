@@ -77,17 +77,13 @@ def machine_info(**extra) -> dict:
     import cv2
     import onnxruntime
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from streamseg.cpu import cpu_features
+
+    features = cpu_features()
     info = {
         "host": platform.node(),
-        "cpu": cpu,
+        "cpu": features.model,
+        "cpu_flags": features.describe(),  # the flags precision and speed depend on (bf16, VNNI, AMX)
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
