@@ -64,3 +64,23 @@ def test_profile_spans_batch_and_frame_size_and_refuses_other_dynamic_axes():
 
     with pytest.raises(ModelError, match="dynamic dimensions other than the batch"):
         profile_shapes(_Net(_T("images", (-1, 3, -1, 640))), s, "m.onnx")
+
+
+def test_a_failure_inside_the_float16_converter_is_one_line_naming_model_step_and_version(tmp_path, tiny, monkeypatch):
+    from importlib import metadata
+
+    import onnxruntime.transformers.float16 as f16
+
+    from streamseg.errors import ToolFailure
+
+    def fails(*a, **k):
+        raise ValueError("graph\nhas\ttwo lines")
+
+    monkeypatch.setattr(f16, "convert_float_to_float16", fails)
+    with pytest.raises(ToolFailure) as e:
+        fp16_copy(tiny / "red.onnx", tmp_path / "half.onnx")
+    assert str(e.value) == (
+        f"red.onnx: the FP16 copy (onnxruntime.transformers.float16) failed inside onnxruntime "
+        f"{metadata.version('onnxruntime')}: ValueError: graph has two lines"
+    )
+    assert e.value.exit_code == 1 and not (tmp_path / "half.onnx").exists()
