@@ -523,7 +523,7 @@ def markdown(r: dict) -> str:
     lines = [
         f"# streamseg bench - {r['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}; engines: "
+        f"Machine: {m.get('cpu_flags', m['cpu'])}, {m['cores']} cores, host {m['host']}; engines: "
         + ", ".join(f"{k} {v['card']} on {v['backend']} {v['precision']}" for k, v in r["engines"].items())
         + f". Source: `{r['source']}`"
         + (f" ({r['prerender']} frames rendered once and replayed)" if r.get("prerender") else "")
