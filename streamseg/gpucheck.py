@@ -190,7 +190,7 @@ def run(
     """Everything `gpu-check` does; returns (and writes to `out`) the JSON result."""
     from streamseg.backends.tensorrt import gpu_name
     from streamseg.codecs import report as codec_report
-    from streamseg.errors import BackendError, ModelError, UserError
+    from streamseg.errors import UserError
     from streamseg.models import open_model
     from streamseg.models.fuse import compare_results
     from streamseg.quantize import build_int8
@@ -252,7 +252,7 @@ def run(
                 try:
                     model = open_model(str(card), backend="tensorrt", precision=precision, cache_dir=cache_dir)
                     model.__enter__()
-                except (BackendError, ModelError) as e:  # recorded; the other plans still run
+                except UserError as e:  # recorded (a refused model, a failed converter); the other plans still run
                     result["plans"].append({"model": name, "precision": precision, "error": str(e)})
                     continue
                 with contextlib.closing(_Closer(model)) as m:
