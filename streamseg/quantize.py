@@ -68,19 +68,6 @@ def read_frames(uri: str, n: int) -> list[np.ndarray]:
     return frames
 
 
-def calibration_batches(card_path: str, uri: str, frames: int, batch: int) -> list[dict[str, np.ndarray]]:
-    """Frames from `uri` through the card's own preprocessing, as {input name: N x ...} batches
-    (what TensorRT's entropy calibrator is fed)."""
-    from streamseg.models import load_card
-    from streamseg.models.preprocess import Preprocessor
-
-    card = load_card(card_path)
-    pre = Preprocessor.for_input(card.input)
-    name = card.input.name or "images"
-    images = read_frames(uri, frames)
-    return [{name: pre(images[i : i + batch])[0]} for i in range(0, len(images), max(1, batch))]
-
-
 def quantize_nncf(model_path: Path, input_name: str, calib: list[np.ndarray], out_path: Path) -> None:
     """NNCF post-training quantization of the ONNX model (its ONNX backend: QDQ out, like ORT's)."""
     try:
