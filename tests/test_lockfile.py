@@ -40,6 +40,18 @@ def test_a_dependency_added_to_pyproject_fails_the_check(copies):
     assert any(p.startswith("onnx2torch (extra fleet: onnx2torch>=1.5) has no pin") for p in problems)
 
 
+def test_an_extra_the_test_extra_pulls_in_is_checked_too(copies):
+    """Another helper adds `torch = ["onnx2torch"]` and names it in `test`'s streamseg[...]: its
+    requirement must be pinned, though `torch` is not in LOCKED_EXTRAS."""
+    lock, pyproject = copies
+    text = pyproject.read_text().replace('"streamseg[openvino,fleet,train]"', '"streamseg[openvino,fleet,train,torch]"')
+    pyproject.write_text(text.replace('fleet = ["ray>=2.9"]', 'fleet = ["ray>=2.9"]\ntorch = ["onnx2torch>=1.5"]'))
+    lockfile.stamp(lock, pyproject)
+    assert lockfile.check(lock, pyproject) == [
+        "onnx2torch (extra torch: onnx2torch>=1.5) has no pin in constraints.txt: run `make lock`"
+    ]
+
+
 def test_a_pin_outside_pyprojects_range_fails_the_check_even_with_a_matching_hash(copies):
     lock, pyproject = copies
     pyproject.write_text(pyproject.read_text().replace('"onnxruntime>=1.17"', '"onnxruntime>=1.17,<1.30"'))

@@ -36,6 +36,25 @@ def _name(requirement_name: str) -> str:
     return re.sub(r"[-_.]+", "-", requirement_name).lower()
 
 
+def locked_extras(project: dict) -> list[str]:
+    """LOCKED_EXTRAS and every extra they pull in through the project's own name (`test` names
+    `streamseg[openvino,fleet,train]`): an extra another helper adds there is locked and checked too."""
+    from packaging.requirements import Requirement
+
+    extras, name = project.get("optional-dependencies", {}), _name(project["name"])
+    todo, seen = list(LOCKED_EXTRAS), []
+    while todo:
+        extra = todo.pop(0)
+        if extra in seen:
+            continue
+        seen.append(extra)
+        for spec in extras.get(extra, []):
+            req = Requirement(spec)
+            if _name(req.name) == name:
+                todo += sorted(req.extras)
+    return seen
+
+
 def dependency_lists(pyproject: Path) -> dict:
     """The parts of pyproject.toml the lock is made from."""
     project = tomllib.loads(pyproject.read_text())["project"]
@@ -43,7 +62,7 @@ def dependency_lists(pyproject: Path) -> dict:
     return {
         "requires-python": project.get("requires-python"),
         "dependencies": project.get("dependencies", []),
-        "extras": {e: extras.get(e, []) for e in LOCKED_EXTRAS},
+        "extras": {e: extras.get(e, []) for e in locked_extras(project)},
     }
 
 
