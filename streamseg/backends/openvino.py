@@ -13,7 +13,7 @@ import numpy as np
 
 from streamseg.backends.base import Engine, TensorSpec, default_threads
 from streamseg.backends.cache import gated_int8
-from streamseg.errors import BackendError, ModelError
+from streamseg.errors import BackendError, ModelError, third_party
 
 # streamseg precision -> OpenVINO INFERENCE_PRECISION_HINT
 _PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
@@ -77,7 +77,8 @@ class OpenVinoEngine(Engine):
             "PERFORMANCE_HINT": self.hint,
             "INFERENCE_NUM_THREADS": str(threads),
         }
-        self._compiled = self._compile(core, model, config)
+        with third_party(self.model_path.name, f"OpenVINO's compilation for the CPU ({self.precision})", "openvino"):
+            self._compiled = self._compile(core, model, config)
         self._request = self._compiled.create_infer_request()
         self.threads = threads
         self.inputs = {p.get_any_name(): _spec(p) for p in self._compiled.inputs}

@@ -170,3 +170,22 @@ def test_a_cpu_without_bf16_runs_fp32_and_refuses_bf16_in_one_line(tiny, tmp_pat
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("streamseg: error: precision bf16 asked for, but this CPU")
+
+
+def test_a_failure_inside_openvinos_compiler_is_one_line_naming_model_step_and_version(tiny, monkeypatch):
+    from importlib import metadata
+
+    from streamseg.errors import ToolFailure
+
+    def fails(*a, **k):
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:112:\nunsupported layer")
+
+    monkeypatch.setattr(ov.Core, "compile_model", fails)
+    with pytest.raises(ToolFailure) as e:
+        with create_engine("openvino", tiny / "red.onnx", threads=1):
+            pass
+    assert str(e.value) == (
+        f"red.onnx: OpenVINO's compilation for the CPU (fp32) failed inside openvino {metadata.version('openvino')}: "
+        "RuntimeError: Exception from src/inference/src/cpp/core.cpp:112: unsupported layer"
+    )
+    assert e.value.exit_code == 1
