@@ -185,6 +185,8 @@ def check_live_capacity(res, *, searches, steps, bracket):
 
 def check_bench_markdown(res, md: str):
     """bench.md shows the figures of bench.json, not others."""
+    m = res["machine"]  # every figure names the CPU model and the flags it depends on (bf16, VNNI, AMX)
+    assert m["cpu_flags"].startswith(m["cpu"] + " (") and f"Machine: {m['cpu_flags']}, " in md
     for name, v in res["throughput_fps"].items():
         assert f"| {name} | {v['median']:.1f} | {v['min']:.1f} - {v['max']:.1f} |" in md, name
     ra = res["ratios"]

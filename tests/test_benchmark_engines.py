@@ -75,3 +75,17 @@ def test_gate_only_writes_the_verdicts_and_times_nothing(engines_script, monkeyp
     assert result["benchmark"] == "engines-int8-gate" and result["int8_gate"] == [verdict]
     assert sorted(result["models"]) == ["synth-instance (bundled)", "synth-semantic (bundled)"]
     assert not (tmp_path / "engines.json").exists()
+
+
+def test_bf16_is_timed_only_where_the_cpu_has_it(engines_script, monkeypatch):
+    """The variants follow streamseg.cpu.cpu_features: a Zen 3 (no bf16) times no openvino bf16."""
+    pytest.importorskip("openvino")
+    from streamseg import cpu
+
+    for flags, has_bf16 in (("avx2 fma", False), ("avx2 avx512f avx512_bf16", True)):
+        monkeypatch.setenv(cpu.CPU_FLAGS_ENV, flags)
+        cpu.reset_cpu_features()
+        assert (("openvino", "bf16") in engines_script.variants()) is has_bf16
+        assert ("openvino", "fp32") in engines_script.variants()
+    monkeypatch.delenv(cpu.CPU_FLAGS_ENV)
+    cpu.reset_cpu_features()

@@ -13,7 +13,7 @@ import numpy as np
 
 from streamseg.backends.base import Engine, TensorSpec, default_threads
 from streamseg.backends.cache import gated_int8
-from streamseg.errors import BackendError, ModelError
+from streamseg.errors import BackendError, ModelError, third_party
 
 # streamseg precision -> OpenVINO INFERENCE_PRECISION_HINT
 _PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
@@ -48,14 +48,18 @@ class OpenVinoEngine(Engine):
     def load_impl(self) -> None:
         import openvino as ov
 
+        from streamseg.cpu import cpu_features
+
         core = ov.Core()
-        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if self.precision not in _PRECISION:
             raise BackendError(
                 f"the openvino backend runs fp32, bf16 (where the CPU has it), fp16 or gated int8; not {self.precision}"
             )
-        if self.precision == "bf16" and "BF16" not in caps:
-            raise BackendError("precision bf16 asked for, but this CPU has no bf16 support")
+        cpu = cpu_features()  # the one place CPU features are read (a test can make it a CPU without bf16)
+        if self.precision == "bf16" and not cpu.bf16:
+            raise BackendError(
+                f"precision bf16 asked for, but this CPU has no bf16 support (AVX512_BF16 or AMX): {cpu.describe()}"
+            )
         if self.precision == "int8" and not self.prequantized:
             self.run_path = gated_int8(self.cache, self.model_path, "openvino")
         threads = self.threads or default_threads()
@@ -73,7 +77,8 @@ class OpenVinoEngine(Engine):
             "PERFORMANCE_HINT": self.hint,
             "INFERENCE_NUM_THREADS": str(threads),
         }
-        self._compiled = self._compile(core, model, config)
+        with third_party(self.model_path.name, f"OpenVINO's compilation for the CPU ({self.precision})", "openvino"):
+            self._compiled = self._compile(core, model, config)
         self._request = self._compiled.create_infer_request()
         self.threads = threads
         self.inputs = {p.get_any_name(): _spec(p) for p in self._compiled.inputs}

@@ -256,7 +256,7 @@ class TensorRtEngine(Engine):
         if self.precision == "int8" and not self.prequantized:
             from streamseg.backends.cache import gated_int8
 
-            self.run_path = gated_int8(self.cache, self.model_path, "onnxruntime")
+            self.run_path = gated_int8(self.cache, self.model_path, "tensorrt")  # the symmetric Q/DQ model
         self.device = f"{gpu[0]} (sm {gpu[1]})"
         self.version = trt.__version__
         self.gpu = gpu

@@ -132,13 +132,26 @@ def fp16_copy(onnx_path: str | Path, out_path: str | Path) -> Path:
 
     model = onnx.load(str(onnx_path))
     keep = [n.name for n in model.graph.node if n.name.startswith("fuse/")]
-    converted = convert_float_to_float16(
-        model,
-        keep_io_types=True,
-        node_block_list=keep,
-        # + ops whose fp16 range or rounding hurts: reductions over whole maps, exp-like heads
-        op_block_list=[*DEFAULT_OP_BLOCK_LIST, "ArgMax", "GatherElements", "GatherND", "ScatterND", "Where"],
-    )
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    from streamseg.errors import third_party
+
+    with third_party(Path(onnx_path).name, "the FP16 copy (onnxruntime.transformers.float16)", "onnxruntime"):
+        converted = convert_float_to_float16(
+            model,
+            keep_io_types=True,
+            node_block_list=keep,
+            # + ops whose fp16 range or rounding hurts: reductions over whole maps, exp-like heads;
+            # + the quantized ops of an INT8 model (DynamicQuantizeLinear takes float32 only)
+            op_block_list=[
+                *DEFAULT_OP_BLOCK_LIST, "ArgMax", "GatherElements", "GatherND", "ScatterND", "Where",
+                "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger",
+            ],
+        )
+        # the converter appends the Casts it inserts around blocked nodes after their consumers: ONNX
+        # requires nodes in topological order (onnx.checker refuses the copy otherwise), so sort them
+        OnnxModel.graph_topological_sort(converted.graph, is_deterministic=True)
+        onnx.checker.check_model(converted, full_check=True)  # an invalid copy is the converter's failure, said here
     onnx.save(converted, str(out_path))
     return Path(out_path)
 
@@ -171,7 +184,7 @@ def build_plan(trt, onnx_path: str | Path, s: BuildSettings, *, timing_cache: Pa
     if s.precision == "int8" and not has_qdq(onnx_path):
         raise BackendError(
             f"{onnx_path.name}: TensorRT builds INT8 from the gated Q/DQ model; quantize and gate it first "
-            "(streamseg engines build CARD --backend onnxruntime --precision int8 --calib URI)"
+            "(streamseg engines build CARD --backend tensorrt --precision int8 --calib URI)"
         )
     source = onnx_path
     if s.precision == "fp16":
