@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from streamseg.backends.tensorrt_build import (
     PRECISIONS,
     BuildSettings,
     build_plan,
+    builder_source,
     strongly_typed_flag,
 )
 from streamseg.errors import BackendError
@@ -282,10 +284,7 @@ class TensorRtEngine(Engine):
         gpu = gpu_name()
         if gpu is None:
             raise BackendError("the tensorrt backend needs an NVIDIA GPU with a working driver; none found")
-        if self.precision == "int8" and not self.prequantized:
-            from streamseg.backends.cache import gated_int8
-
-            self.run_path = gated_int8(self.cache, self.model_path, "onnxruntime")
+        self._gated()
         self.device = f"{gpu[0]} (sm {gpu[1]})"
         self.version = trt.__version__
         plan = self._plan(trt, gpu)
@@ -296,6 +295,19 @@ class TensorRtEngine(Engine):
             )
         self.runner = TensorRtRunner(trt, engine, self.model_path.name)
         self.inputs, self.outputs = dict(self.runner.inputs), dict(self.runner.outputs)
+
+    def _gated(self) -> None:
+        """int8: the plan is built from the gated Q/DQ model (unless model_path already is it)."""
+        if self.precision == "int8" and not self.prequantized:
+            from streamseg.backends.cache import gated_int8
+
+            self.run_path = gated_int8(self.cache, self.model_path, "onnxruntime")
+
+    def builder_graph(self, workdir) -> Path:
+        """The ONNX file this engine's builder would parse, made without TensorRT (for
+        `models check --backend tensorrt` and `engines export`); fp16 copies go to `workdir`."""
+        self._gated()
+        return builder_source(self.run_path, self.precision, workdir)
 
     def _build(self, trt) -> bytes:
         timing = self.cache.root / "tensorrt.timing-cache" if self.cache is not None else None

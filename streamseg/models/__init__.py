@@ -208,6 +208,7 @@ def open_model(
     hint: str | None = None,
     fuse: bool | None = None,
     resize_in_graph: bool | None = None,
+    runtime_needed: bool = True,
 ) -> SegModel:
     """Load a card and make its (unloaded) model; enter it to load the engine.
     `engine_options` go to the backend's engine as they are (e.g. TensorRT's max_batch, calibration).
@@ -217,7 +218,8 @@ def open_model(
     card = load_card(card_path)
     if task is not None and card.task != task:
         raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
-    name, why = resolve_backend(backend, precision)
+    # runtime_needed=False: only the graph the backend would get is wanted (backends/tensorrt_check.py)
+    name, why = resolve_backend(backend, precision) if runtime_needed else (backend, "graph only")
     options = dict(engine_options or {})
     if hint and name == "openvino":  # latency | throughput: OpenVINO's performance hint
         options.setdefault("hint", hint.upper())
