@@ -72,6 +72,12 @@ def op_table() -> dict:
     return json.loads(path.read_text())["versions"]
 
 
+def _model_error(msg: str):
+    from streamseg.errors import ModelError
+
+    return ModelError(msg)
+
+
 def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "error"]
 
@@ -270,7 +276,7 @@ def _types(g: _Graph):
     the uint8 rules above, which say more."""
     tables = op_table()
     for n in g.nodes:
-        if n.domain not in ("", "ai.onnx") or n.op_type == "Cast":
+        if n.domain not in ("", "ai.onnx") or n.op_type in ("Cast", *_QDQ):  # Q/DQ: _qdq says more
             continue
         if n.op_type in _TYPED_OUTPUT:
             tensor = n.output[0] if n.output else ""
@@ -346,6 +352,10 @@ def _qdq(g: _Graph):
 
     for n in g.nodes:
         if n.op_type not in _QDQ:
+            continue
+        if n.op_type == "DequantizeLinear" and g.type_name(n.input[0]) not in (None, "INT8", "UINT8", "FP8", "FP4", "INT4"):
+            yield Finding(_label(n), n.op_type, "qdq-type", f"dequantizes {g.type_name(n.input[0])} (a quantized bias?); TensorRT dequantizes INT8, FP8, FP4, INT4 only",
+                          "keep biases in float (onnxruntime quantize_static: extra_options QuantizeBias=False)")  # fmt: skip
             continue
         zp = n.input[2] if len(n.input) > 2 and n.input[2] else None
         zt = g.type_name(zp) if zp else _TYPE_NAMES.get(_attr(n, "output_dtype", 0), None)
@@ -540,3 +550,89 @@ def refuse(findings: list[Finding], name: str) -> None:
     if bad:
         more = f" (+{len(bad) - 1} more: streamseg models check CARD --backend tensorrt lists them)" if len(bad) > 1 else ""
         raise ModelError(f"{name}: TensorRT would refuse this graph: {bad[0].line()}{more}")
+
+
+def refuse_missing_ops(model_path: str | Path, name: str) -> None:
+    """One line naming an op TensorRT's parser lacks (2f: ConvInteger, DynamicQuantizeLinear, ...),
+    read from the model file itself: what any graph made from it would still hold. For `run
+    --backend tensorrt`, before the runtime is looked for or anything is built."""
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # not readable: the loader names the problem later
+        return
+    g = _Graph.__new__(_Graph)
+    g.nodes = []
+    g._walk(model.graph)
+    found = list(_ops(g))
+    if found:
+        ops = sorted({f.op for f in found})
+        f = found[0]
+        raise _model_error(
+            f"{name}: TensorRT cannot run this model: its ONNX parser has no {', '.join(ops)} "
+            f"(node {f.node!r}; onnx-tensorrt operators.md, TensorRT {' and '.join(f.versions)}) -> {f.todo}"
+        )
+
+
+# gpu-check's steps -----------------------------------------------------------------------------------
+def check_all_graphs(cards: dict[str, str | Path], out_dir: str | Path, *, precisions=("fp32", "fp16", "int8"),
+                     cache_dir: str | Path | None = None) -> dict:  # fmt: skip
+    """The CPU verdict for every graph the tensorrt backend can get from `cards` ({name: card}):
+    each precision, resize in the graph on and off; each graph is written under `out_dir` for
+    parse_with_real_parser. int8 without a gated Q/DQ model in `cache_dir` is recorded as skipped."""
+    import time
+
+    from streamseg.errors import BackendError, UserError
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    rows = []
+    for name, card in cards.items():
+        for precision in precisions:
+            for rig in (True, False):
+                row = {"model": name, "precision": precision, "resize_in_graph": rig}
+                path = out_dir / f"{name}-{precision}-{'resize' if rig else 'sized'}.onnx"
+                try:
+                    graph = builder_graph(card, path, precision=precision, resize_in_graph=rig, cache_dir=cache_dir)
+                except UserError as e:  # no gated int8 model (BackendError), an op TensorRT lacks, ...
+                    skip = precision == "int8" and isinstance(e, BackendError)
+                    rows.append({**row, "skipped" if skip else "refused": str(e)})
+                    continue
+                findings = check_file(path)
+                rows.append({**row, "graph": str(path), "fused": graph.fused,
+                             "errors": [f.line() for f in errors(findings)],
+                             "warnings": [f.line() for f in findings if f.level != "error"]})  # fmt: skip
+    bad = [r for r in rows if r.get("errors") or r.get("refused")]
+    return {"graphs": rows, "refused": len(bad), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def parse_with_real_parser(graphs: list[str | Path]) -> dict:
+    """Parse each graph with TensorRT's own OnnxParser (no build): every node it refuses, with the
+    parser's message, and the seconds it took. {"skipped": why} where `import tensorrt` fails."""
+    import time
+
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        return {"skipped": f"tensorrt does not import: {e}"}
+    from streamseg.backends.tensorrt_build import strongly_typed_flag
+
+    t0 = time.perf_counter()
+    logger = trt.Logger(trt.Logger.WARNING)
+    rows = []
+    for path in graphs:
+        builder = trt.Builder(logger)
+        st = strongly_typed_flag(trt)
+        network = builder.create_network(st if st is not None else 0)
+        parser = trt.OnnxParser(network, logger)
+        ok = bool(parser.parse_from_file(str(path)))
+        refused = []
+        for i in range(parser.num_errors):
+            e = parser.get_error(i)
+            node = getattr(e, "node_name", None)
+            op = getattr(e, "node_operator", None)
+            refused.append({"node": node() if callable(node) else None, "op": op() if callable(op) else None, "error": str(e)})
+        rows.append({"graph": str(path), "parsed": ok, "refused": refused})
+    return {"tensorrt": getattr(trt, "__version__", "?"), "graphs": rows,
+            "refused": sum(not r["parsed"] for r in rows), "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip

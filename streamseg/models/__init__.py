@@ -218,6 +218,10 @@ def open_model(
     card = load_card(card_path)
     if task is not None and card.task != task:
         raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
+    if backend == "tensorrt":  # an op TensorRT lacks: one line before anything is looked for or built
+        from streamseg.backends.tensorrt_check import refuse_missing_ops
+
+        refuse_missing_ops(card.model_path, card.name)
     # runtime_needed=False: only the graph the backend would get is wanted (backends/tensorrt_check.py)
     name, why = resolve_backend(backend, precision) if runtime_needed else (backend, "graph only")
     options = dict(engine_options or {})
