@@ -81,8 +81,30 @@ def fp16_copy(onnx_path: str | Path, out_path: str | Path) -> Path:
         # + ops whose fp16 range or rounding hurts: reductions over whole maps, exp-like heads
         op_block_list=[*DEFAULT_OP_BLOCK_LIST, "ArgMax", "GatherElements", "GatherND", "ScatterND", "Where"],
     )
+    _toposort(converted.graph)  # the converter appends its output casts after their consumers
     onnx.save(converted, str(out_path))
     return Path(out_path)
+
+
+def _toposort(graph) -> None:
+    """Reorder the nodes so each comes after the producers of its inputs (stable: a sorted graph
+    stays as it is). TensorRT's parser sorts for itself, onnx.checker and other tools do not."""
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in ready for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # a cycle or an input from nowhere: leave it to the checker
+            ordered += rest
+            break
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def profile_shapes(network, s: BuildSettings, name: str) -> list[tuple[str, tuple, tuple, tuple]]:

@@ -170,21 +170,21 @@ def check_model(model) -> list[Finding]:
     g = _Graph(model)
     found: list[Finding] = []
     seen: set[tuple[str, str]] = set()
-    unsupported: dict[str, list[Finding]] = {}
+    grouped: dict[tuple[str, str], list[Finding]] = {}  # one line for many nodes with one cause
     for rule in RULES:
         for f in rule(g):
-            if f.rule == "op-unsupported":
-                unsupported.setdefault(f.op, []).append(f)
+            if f.rule == "op-unsupported" or f.rule.startswith("qdq-"):
+                grouped.setdefault((f.rule, f.op if f.rule == "op-unsupported" else ""), []).append(f)
                 continue
-            if f.node in {x.node for fs in unsupported.values() for x in fs}:
+            if f.node in {x.node for (r, _), fs in grouped.items() if r == "op-unsupported" for x in fs}:
                 continue
             family = f.rule.split("-")[0]
             if (f.node, family) not in seen:
                 seen.add((f.node, family))
                 found.append(f)
-    for fs in unsupported.values():
+    for fs in grouped.values():
         first = fs[0]
-        more = f" (and {len(fs) - 1} more {first.op} nodes)" if len(fs) > 1 else ""
+        more = f" (and {len(fs) - 1} more {'nodes' if first.rule.startswith('qdq-') else first.op + ' nodes'})" if len(fs) > 1 else ""
         found.append(Finding(first.node, first.op, first.rule, first.problem + more, first.todo, versions=first.versions))
     order = {_label(n): i for i, n in enumerate(g.nodes)}
     return sorted(found, key=lambda f: (f.level != "error", f.rule != "op-unsupported", order.get(f.node, -1)))
@@ -249,6 +249,8 @@ def _uint8(g: _Graph):
       FP32/FP16 before any other layer; "kUINT8 conversions are only supported for {kFLOAT, kHALF}",
       "not supported for {kINT8, kINT32, kBOOL}" (so Cast UINT8 <-> INT32/INT64/BOOL is refused)."""
     for n in g.nodes:
+        if n.op_type in _QDQ:  # their UINT8 is the asymmetric quantization _qdq names
+            continue
         if n.op_type == "Cast":
             src, dst = g.type_name(n.input[0]), _TYPE_NAMES.get(_attr(n, "to"))
             if "UINT8" in (src, dst) and src != dst and not {src, dst} <= {"UINT8", "FP32", "FP16"}:
@@ -256,7 +258,7 @@ def _uint8(g: _Graph):
                               "cast through FP32 (or keep the value in its own integer type)")  # fmt: skip
         elif n.op_type not in ("Identity",):
             for i in n.input:
-                if i and g.type_name(i) == "UINT8" and n.op_type not in _QDQ:
+                if i and g.type_name(i) == "UINT8":
                     yield Finding(_label(n), n.op_type, "uint8-use", f"reads UINT8 tensor {i!r}; TensorRT takes UINT8 only into a Cast to FP32/FP16",
                                   "Cast the uint8 tensor to float first, then transpose/gather/resize it")  # fmt: skip
                     break
