@@ -158,6 +158,9 @@ def build_plan(trt, onnx_path: str | Path, s: BuildSettings, *, timing_cache: Pa
     """Parse the ONNX file and build a serialized plan. Returns (plan bytes, profile, build info)."""
     onnx_path = Path(onnx_path)
     source = builder_source(onnx_path, s.precision, workdir)
+    from streamseg.backends.tensorrt_check import check_file, refuse
+
+    refuse(check_file(source), onnx_path.name)  # TensorRT's parser rules, on the CPU, before any build
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     st = strongly_typed_flag(trt)
