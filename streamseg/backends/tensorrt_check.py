@@ -410,6 +410,32 @@ def _nms(g: _Graph):
                               f"pre-select at most {NMS_MAX_BOXES} boxes with TopK before NMS", level="warning")  # fmt: skip
 
 
+def _output_shapes(g: _Graph):
+    """A graph output whose size comes from data (NonZero, NMS, a gather on their result) needs an
+    IOutputAllocator at run time: NvInfer.h IExecutionContext::getTensorShape (TRT_11) reports -1
+    for such a dimension until the allocator is told it; the streamseg runner sizes every output
+    from the profile and has none. Sizes stop depending on data at a scatter into a tensor of
+    fixed size or a TopK with a constant K."""
+    tainted: set[str] = set()
+    for n in g.nodes:  # graph order: producers first
+        ins = [i for i in n.input if i in tainted]
+        if n.op_type in DATA_DEPENDENT:
+            tainted.update(o for o in n.output if o)
+        elif not ins or n.op_type in ("Shape", "Size"):
+            continue
+        elif n.op_type in ("ScatterND", "ScatterElements") and n.input[0] not in tainted:
+            continue
+        elif n.op_type == "TopK" and len(n.input) > 1 and g.const(n.input[1]) is not None and n.input[0] not in tainted:
+            continue
+        else:
+            tainted.update(o for o in n.output if o)
+    for n in g.nodes:
+        for o in n.output:
+            if o in tainted and o in g.outputs:
+                yield Finding(_label(n), n.op_type, "output-data-dependent", f"graph output {o!r} has a size set by data at run time",
+                              "give the output a fixed size (fixed slots with a count or a mask)")  # fmt: skip
+
+
 def _attributes(g: _Graph):
     """Attribute restrictions of operators.md (both versions) that graphs like ours can hit."""
     for n in g.nodes:
@@ -443,7 +469,7 @@ def _attributes(g: _Graph):
                 yield Finding(_label(n), op, "axes-constant", f"axes {n.input[1]!r} are computed at run time", "give the axes as a constant")
 
 
-RULES = (_ops, _opset, _dtypes, _uint8, _types, _gathernd, _topk, _qdq, _nms, _attributes)
+RULES = (_ops, _opset, _dtypes, _uint8, _types, _gathernd, _topk, _qdq, _nms, _output_shapes, _attributes)
 
 
 # the graph the builder gets ------------------------------------------------------------------------

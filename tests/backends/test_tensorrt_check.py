@@ -146,16 +146,23 @@ def _cases():
     yield (
         "2g NMS feeding a Gather",
         model(
-            [n("NonMaxSuppression", ["boxes", "scores", "m"], ["sel"]), n("Gather", ["sel", "c"], ["y"], axis=1)],
-            [vi("boxes", F, [1, 100, 4]), vi("scores", F, [1, 2, 100])], [vi("y", I64, [None, 1])],
+            [n("NonMaxSuppression", ["boxes", "scores", "m"], ["sel"]), n("Gather", ["sel", "c"], ["g"], axis=1),
+             n("Shape", ["g"], ["y"])],
+            [vi("boxes", F, [1, 100, 4]), vi("scores", F, [1, 2, 100])], [vi("y", I64, [2])],
             [const("m", np.array([10], np.int64)), const("c", np.array([2], np.int64))],
         ),
         "data-dependent-shape", "warning", "nonmaxsuppression_node",
     )  # fmt: skip
     yield (
         "2g NMS over 6000 boxes",
-        model([n("NonMaxSuppression", ["boxes", "scores"], ["sel"])], nms_in, [vi("sel", I64, [None, 3])]),
+        model([n("NonMaxSuppression", ["boxes", "scores"], ["sel"]), n("Shape", ["sel"], ["y"])], nms_in, [vi("y", I64, [2])]),
         "nms-box-limit", "warning", "nonmaxsuppression_node",
+    )  # fmt: skip
+    yield (
+        "output sized by data",
+        model([n("NonZero", ["x"], ["nz"]), n("Transpose", ["nz"], ["y"], perm=[1, 0])],
+              [vi("x", F, [4, 4])], [vi("y", I64, [None, 2])]),
+        "output-data-dependent", "error", "transpose_node",
     )  # fmt: skip
     yield (
         "op type not in the table",
