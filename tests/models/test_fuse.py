@@ -35,13 +35,17 @@ def _card(path: Path, size_wh, resize: str, color: str = "rgb", mean=(0, 0, 0), 
     return card
 
 
-def _model_input(card: ModelCard, model_path: Path, image: np.ndarray) -> np.ndarray:
+def _model_input(card: ModelCard, model_path: Path, image: np.ndarray, in_graph: bool = True, backend=None) -> np.ndarray:
     """What the fused graph feeds the model for one frame (the model's input tensor, exposed)."""
     _, outs, meta = core_specs(onnx.load(str(model_path)))
-    fused = build_fused(card, model_path, DECODERS[card.format](card, outs, meta)).model
+    dec = DECODERS[card.format](card, outs, meta)
+    fused = build_fused(card, model_path, dec, resize_in_graph=in_graph, backend=backend).model
     fused.graph.output.append(onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, None))
     sess = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds, _ = frames_batch([image], card.input.size_wh, card.input.resize)
+    if in_graph:
+        feeds, _ = frames_batch([image], card.input.size_wh, card.input.resize)
+    else:  # the host resizes with OpenCV; the graph casts (first: no UINT8 intermediate), orders, scales
+        feeds = {"frames": Preprocessor.for_input(card.input).fit([image])[0]}
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(None, feeds), strict=True))["images"]
 
@@ -59,14 +63,19 @@ def _model_input(card: ModelCard, model_path: Path, image: np.ndarray) -> np.nda
         ((320, 320), "letterbox", (960, 540)),
     ],
 )
-def test_fused_preprocessing_is_bit_exact_with_opencv(tmp_path, dst, resize, src):
+@pytest.mark.parametrize(
+    "in_graph, backend",
+    [(True, None), (False, "tensorrt"), (False, "onnxruntime")],  # host resize: cast first / uint8 planes first
+)
+def test_fused_preprocessing_is_bit_exact_with_opencv(tmp_path, dst, resize, src, in_graph, backend):
     """The graph's integer resize reproduces cv2.resize(INTER_LINEAR) + pad + colour + scale exactly
-    (it fails with ONNX's own float Resize, which is off by one grey level on ~6% of pixels)."""
+    (it fails with ONNX's own float Resize, which is off by one grey level on ~6% of pixels); with
+    the resize on the host, the graph's colour and scale are exact too."""
     model = mf.red_logits_model(tmp_path / "red.onnx", size_wh=dst)
     card = _card(model, dst, resize, color="rgb", mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 0.2))
     image = np.random.default_rng(0).integers(0, 256, (src[1], src[0], 3), dtype=np.uint8)
     want, _ = Preprocessor.for_input(card.input)([image])
-    np.testing.assert_array_equal(_model_input(card, model, image), want)
+    np.testing.assert_array_equal(_model_input(card, model, image, in_graph, backend), want)
 
 
 def test_a_batch_of_mixed_sizes_runs_one_group_per_size(tiny):
@@ -268,7 +277,7 @@ def data_dependent(model: onnx.ModelProto) -> tuple[set[str], list[str]]:
     return dds, gathers
 
 
-def _tensorrt_graph(card_path, in_graph: bool, nms: str = "dynamic", **thresholds) -> onnx.ModelProto:
+def _tensorrt_graph(card_path, in_graph: bool, nms: str = "dynamic", backend="tensorrt", **thresholds) -> onnx.ModelProto:
     """The fused graph models.open_model hands the tensorrt backend (its fixed-size copy fused)."""
     card = load_card(str(card_path))
     inp = card.input
@@ -279,7 +288,7 @@ def _tensorrt_graph(card_path, in_graph: bool, nms: str = "dynamic", **threshold
         decoder = DECODERS[card.format](card, outs, meta)
         if thresholds:
             decoder.set_thresholds(**thresholds)
-        return build_fused(card, core, decoder, resize_in_graph=in_graph, nms=nms, backend="tensorrt").model
+        return build_fused(card, core, decoder, resize_in_graph=in_graph, nms=nms, backend=backend).model
     finally:
         if fixed:
             fixed[1].cleanup()
@@ -342,15 +351,11 @@ def test_every_fused_graph_keeps_tensorrts_parser_rules_fp32_and_fp16(tmp_path, 
 
 
 def test_the_rules_catch_what_the_old_graphs_had(tmp_path, tiny, monkeypatch):
-    """The same rules on the graphs as they were: UINT8 planes transposed, YOLO26-sem's UINT8 ids
-    read, class ids gathered from rank-2 data, a K past 3840."""
-    old_pre = onnx.load(str(mf.red_logits_model(tmp_path / "r.onnx")))
-    g = old_pre.graph
-    g.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
-    g.node.insert(0, onnx.helper.make_node("Transpose", ["images"], ["t"], name="T", perm=[0, 1, 2, 3]))
-    g.node.insert(1, onnx.helper.make_node("Cast", ["t"], ["tf"], name="C", to=onnx.TensorProto.FLOAT))
-    g.node[2].input[0] = "tf"
-    assert any("UINT8 intermediate t" in p for p in uint8_cast_problems(old_pre))
+    """The same rules on the graphs as they were (and the CPU backends' host-resize graph still is):
+    UINT8 planes transposed, YOLO26-sem's UINT8 ids read, class ids gathered from rank-2 data, a K
+    past 3840."""
+    cpu = _tensorrt_graph(tiny / "red.yaml", False, backend="onnxruntime")  # uint8 planes ordered, then cast
+    assert any("UINT8 intermediate" in p for p in uint8_cast_problems(cpu))
     monkeypatch.setattr(fuse, "_before_uint8_cast", lambda *a: None)  # read the model's UINT8 ids, as before
     _graph_cards(tmp_path, tiny)
     assert any("UINT8 intermediate output0" in p for p in uint8_cast_problems(_tensorrt_graph(tiny / "ids.yaml", True)))
