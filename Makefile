@@ -16,7 +16,7 @@ GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-go
 # preview page, ffmpeg/ffprobe for files and RTSP/RTP streams, promtool (prometheus) for /metrics.
 TEST_DEBS := chromium ffmpeg prometheus
 
-.PHONY: test demo replay bench train lint clean sysdeps testdeps gpu-check
+.PHONY: test demo replay bench train lint clean sysdeps testdeps gpu-check lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,13 +47,26 @@ testdeps:
 TORCH_INDEX ?=
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-$(STAMP): pyproject.toml | $(BIN)/python sysdeps
-	$(PIP_INSTALL) -e ".[test]"
-	@$(PIP_INSTALL) -e ".[test,gst]" \
+# constraints.txt: the exact versions the suite passed with (CPython 3.11, Linux x86_64), made by
+# `make lock`; another Python resolves pyproject's ranges instead (as `pip install -e .` always does).
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+CONSTRAINTS := $(if $(filter 3.11,$(PY_VERSION)),-c constraints.txt)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python sysdeps
+	$(if $(CONSTRAINTS),,@echo "constraints.txt is for CPython 3.11; Python $(PY_VERSION) installs the newest versions pyproject.toml allows")
+	$(PIP_INSTALL) $(CONSTRAINTS) -e ".[test]"
+	@$(PIP_INSTALL) $(CONSTRAINTS) -e ".[test,gst]" \
 		|| echo "PyGObject did not build (GStreamer's development packages missing?): running without GStreamer"
 	touch $(STAMP)
 
+# refresh constraints.txt after pyproject.toml's dependencies change (pins that still fit are kept;
+# `make lock UPGRADE=1` moves every pin to the newest that resolves); pip-tools' pip-compile
+lock: | $(BIN)/python
+	$(PIP_INSTALL) pip-tools
+	$(BIN)/python tools/lockfile.py lock $(if $(UPGRADE),--upgrade)
+
 test: $(STAMP) testdeps
+	$(BIN)/python tools/lockfile.py check
 	$(BIN)/python -m bandit -q -r streamseg --severity-level high
 	$(BIN)/python -m pytest -q
 

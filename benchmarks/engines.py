@@ -68,10 +68,10 @@ def backends_present() -> list[str]:
 def variants() -> list[tuple[str, str]]:
     out = [("onnxruntime", "fp32")]
     if importlib.util.find_spec("openvino"):
-        import openvino as ov
+        from streamseg.cpu import cpu_features
 
         out.append(("openvino", "fp32"))
-        if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        if cpu_features().bf16:
             out.append(("openvino", "bf16"))
     return out
 

@@ -77,17 +77,13 @@ def machine_info(**extra) -> dict:
     import cv2
     import onnxruntime
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from streamseg.cpu import cpu_features
+
+    features = cpu_features()
     info = {
         "host": platform.node(),
-        "cpu": cpu,
+        "cpu": features.model,
+        "cpu_flags": features.describe(),  # the flags precision and speed depend on (bf16, VNNI, AMX)
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -527,7 +523,7 @@ def markdown(r: dict) -> str:
     lines = [
         f"# streamseg bench - {r['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, host {m['host']}; engines: "
+        f"Machine: {m.get('cpu_flags', m['cpu'])}, {m['cores']} cores, host {m['host']}; engines: "
         + ", ".join(f"{k} {v['card']} on {v['backend']} {v['precision']}" for k, v in r["engines"].items())
         + f". Source: `{r['source']}`"
         + (f" ({r['prerender']} frames rendered once and replayed)" if r.get("prerender") else "")

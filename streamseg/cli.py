@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     eb.add_argument(
         "--quantizer",
         choices=["onnxruntime", "nncf"],
-        help="int8 on the CPU: who quantizes (default: the faster measured here - nncf for openvino, onnxruntime for onnxruntime)",
+        help="int8: who quantizes (default: the faster measured here - nncf for openvino, onnxruntime for onnxruntime; "
+        "tensorrt: onnxruntime, symmetric)",
     )
     eb.add_argument("--max-batch", type=int, default=8, help="tensorrt: the largest batch the plan's profile takes")
     ex = esub.add_parser(
@@ -629,15 +630,15 @@ def cmd_engines(args) -> int:
         from streamseg.backends import CACHED
         from streamseg.models import open_model
 
-        if args.backend == "tensorrt":  # TensorRT's parser rules, on the CPU: refuse before any build
-            if _check_tensorrt([args.card], args.precision, args.cache_dir):
-                return 2
-
+        # TensorRT's parser rules, on the CPU, before any plan is built (int8: on the Q/DQ model, made below)
+        if args.backend == "tensorrt" and args.precision != "int8" and _check_tensorrt([args.card], args.precision, args.cache_dir):
+            return 2
         if args.precision == "int8" and not args.calib:
             raise UserError("int8 needs calibration frames: --calib URI")
-        if args.precision == "int8" and args.backend in ("onnxruntime", "openvino"):
+        if args.precision == "int8" and args.backend in ("onnxruntime", "openvino", "tensorrt"):
             from streamseg.quantize import build_int8
 
+            # tensorrt: its symmetric Q/DQ model first (made and gated on the CPU), then the plan below
             v = build_int8(
                 args.card,
                 args.calib,
@@ -652,7 +653,15 @@ def cmd_engines(args) -> int:
                 f"{args.card}: INT8 ({v['quantizer']} on {v['backend']}) accepted "
                 f"(agreement {v['agreement']:.3f} >= {v['threshold']}) -> {v['file']}"
             )
-            return 0
+            if args.backend != "tensorrt":
+                return 0
+            if _check_tensorrt([args.card], args.precision, args.cache_dir):
+                return 2
+            import importlib.util
+
+            if importlib.util.find_spec("tensorrt") is None:
+                print("TensorRT is not installed here: its INT8 model is gated and cached; the same command builds the plan where it is")
+                return 0
         if args.backend == "onnxruntime":
             print("onnxruntime builds its fp32 engine when it loads the model; nothing to cache")
             return 0
@@ -662,10 +671,6 @@ def cmd_engines(args) -> int:
         options = {}
         if args.backend == "tensorrt":
             options["max_batch"] = args.max_batch
-            if args.precision == "int8":
-                from streamseg.quantize import calibration_batches
-
-                options["calibration"] = calibration_batches(args.card, args.calib, args.calib_frames, args.max_batch)
         model = open_model(
             args.card,
             backend=args.backend,

@@ -75,6 +75,80 @@ def available_cores() -> int:
     return default_threads()
 
 
+# The CPU features that decide precision, read in one place. OpenVINO runs bf16 only where the
+# CPU has it (AVX512_BF16 or AMX), and would pick it by itself there; benchmarks and tests ask
+# the same question. STREAMSEG_CPU_FLAGS (space- or comma-separated /proc/cpuinfo flag names, e.g.
+# "avx2 fma") makes the process act as if its CPU had exactly those flags: how the suite proves
+# the paths of a CPU without bf16 (an AMD EPYC Zen 3, say) on a machine that has it.
+CPU_FLAGS_ENV = "STREAMSEG_CPU_FLAGS"
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """The CPU's model name and its /proc/cpuinfo flags, and the precision features they imply."""
+
+    model: str
+    flags: frozenset[str]
+    source: str  # "/proc/cpuinfo", or the override's name
+
+    @property
+    def avx512f(self) -> bool:
+        return "avx512f" in self.flags
+
+    @property
+    def bf16(self) -> bool:
+        """bf16 arithmetic: AVX512_BF16 or AMX's bf16 tiles (what OpenVINO's CPU plugin needs for bf16)."""
+        return bool(self.flags & {"avx512_bf16", "amx_bf16"})
+
+    @property
+    def vnni(self) -> bool:
+        """int8 dot products (AVX512_VNNI or AVX_VNNI): the INT8 speed-up of ONNX Runtime and OpenVINO."""
+        return bool(self.flags & {"avx512_vnni", "avx_vnni"})
+
+    @property
+    def amx(self) -> bool:
+        return "amx_tile" in self.flags
+
+    def describe(self) -> str:
+        """The model and the flags that matter here, as figures in docs/ name their machine."""
+        shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in self.flags]
+        return f"{self.model} ({' '.join(shown) or 'none of avx2/avx512/vnni/bf16/amx'})"
+
+
+_features: CpuFeatures | None = None
+
+
+def cpu_features() -> CpuFeatures:
+    """The CPU's features (cached), or those STREAMSEG_CPU_FLAGS says."""
+    global _features
+    if _features is None:
+        import os
+        import platform
+
+        found: dict[str, str] = {}
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                for line in f:  # the first processor's lines are every processor's here
+                    key, _, value = line.partition(":")
+                    found.setdefault(key.strip(), value.strip())
+        except OSError:
+            pass
+        model = found.get("model name") or platform.processor() or "unknown CPU"
+        flags = frozenset(found.get("flags", "").split())
+        source = "/proc/cpuinfo"
+        override = os.environ.get(CPU_FLAGS_ENV)
+        if override is not None:
+            flags, source = frozenset(override.replace(",", " ").split()), CPU_FLAGS_ENV
+        _features = CpuFeatures(model, flags, source)
+    return _features
+
+
+def reset_cpu_features() -> None:
+    """Forget the cached features (a test that set STREAMSEG_CPU_FLAGS calls this)."""
+    global _features
+    _features = None
+
+
 @dataclass(frozen=True)
 class CpuPlan:
     """How many threads each pool gets. Engines' 0 = 'ask the budget' has been resolved here."""

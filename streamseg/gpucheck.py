@@ -190,7 +190,7 @@ def run(
     """Everything `gpu-check` does; returns (and writes to `out`) the JSON result."""
     from streamseg.backends.tensorrt import gpu_name
     from streamseg.codecs import report as codec_report
-    from streamseg.errors import BackendError, ModelError
+    from streamseg.errors import UserError
     from streamseg.models import open_model
     from streamseg.models.fuse import compare_results
     from streamseg.quantize import build_int8
@@ -243,9 +243,9 @@ def run(
             # calibrated on frames of the model's own domain: the demo scene for the bundled models
             calib = f"file://{UDACITY}" if UDACITY.is_file() and not name.startswith("synth") else DEMO.format(n=64)
             try:
-                gate = build_int8(str(card), calib, backend="onnxruntime", frames=2 if dry_run else 16, cache_dir=cache_dir)
+                gate = build_int8(str(card), calib, backend="tensorrt", frames=2 if dry_run else 16, cache_dir=cache_dir)
                 result.setdefault("int8_gate", {})[name] = {k: gate[k] for k in ("agreement", "threshold", "gate_frames")}
-            except ModelError as e:  # the gate refused this model's INT8: no int8 plan, said so
+            except UserError as e:  # the gate (or the quantizer) refused this model's INT8: no int8 plan, said so
                 result.setdefault("int8_gate", {})[name] = {"refused": str(e)}
             with open_model(str(card), backend="onnxruntime", fuse=False) as cpu:
                 ref = [cpu.run([f])[0] for f in clip[:8]]
@@ -256,7 +256,7 @@ def run(
                 try:
                     model = open_model(str(card), backend="tensorrt", precision=precision, cache_dir=cache_dir)
                     model.__enter__()
-                except (BackendError, ModelError) as e:  # recorded; the other plans still run
+                except UserError as e:  # recorded (a refused model, a failed converter); the other plans still run
                     result["plans"].append({"model": name, "precision": precision, "error": str(e)})
                     continue
                 with contextlib.closing(_Closer(model)) as m:

@@ -12,6 +12,20 @@ frames it was not calibrated on: it runs fp32 and INT8 side by side through the 
 decoder and measures how much they agree - per-group IoU of the semantic masks, or the
 mask IoU of matched instances (a missing or extra instance counts as zero). Below the
 threshold (default 0.95) the INT8 model is refused, saying by how much.
+
+TensorRT takes only signed INT8 Q/DQ with zero point 0 (symmetric), so its artifact is
+made apart (`backend="tensorrt"`): ONNX Runtime's quantizer with QInt8 activations and
+weights, both symmetric, biases left in float; judged by the same gate (on ONNX Runtime,
+which runs Q/DQ models on the CPU) and cached under a key of its own.
+
+A model that already is quantized (ONNX Runtime's dynamic INT8: ConvInteger and
+DynamicQuantizeLinear; or Q/DQ, QLinear*) is refused before any calibration: quantizing it
+again makes no INT8 model of the float one. (ONNX Runtime 1.32's quantize_static even
+builds a cycle from one: its new Q/DQ tensors `<x>_scale`/`<x>_zero_point` take the names the
+dynamic quantization already gave DynamicQuantizeLinear's outputs, so a DynamicQuantizeLinear
+reads its own output and saving asserts "Graph is not a DAG"; the nodes were in order.)
+A failure inside a quantizer is one line naming the model, the step and the library's
+version (errors.third_party), exit code 1.
 """
 
 from __future__ import annotations
@@ -22,7 +36,24 @@ from pathlib import Path
 import numpy as np
 
 from streamseg.backends.cache import int8_cache_key  # noqa: F401  (where the gated model is kept; re-exported)
-from streamseg.errors import ModelError, UserError
+from streamseg.errors import ModelError, UserError, third_party
+
+# ops of a model that is already quantized: quantizing it again is refused, naming them
+QUANTIZED_OPS = (
+    "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear",
+    "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul",
+)
+
+
+def quantized_ops(model_path) -> dict[str, int]:
+    """{op: count} of the quantized ops in the model's main graph (empty for a float model)."""
+    import collections
+
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    counts = collections.Counter(n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))  # most first, then by name
 
 
 def read_frames(uri: str, n: int) -> list[np.ndarray]:
@@ -35,19 +66,6 @@ def read_frames(uri: str, n: int) -> list[np.ndarray]:
     if not frames:
         raise UserError(f"{uri}: no frames for calibration")
     return frames
-
-
-def calibration_batches(card_path: str, uri: str, frames: int, batch: int) -> list[dict[str, np.ndarray]]:
-    """Frames from `uri` through the card's own preprocessing, as {input name: N x ...} batches
-    (what TensorRT's entropy calibrator is fed)."""
-    from streamseg.models import load_card
-    from streamseg.models.preprocess import Preprocessor
-
-    card = load_card(card_path)
-    pre = Preprocessor.for_input(card.input)
-    name = card.input.name or "images"
-    images = read_frames(uri, frames)
-    return [{name: pre(images[i : i + batch])[0]} for i in range(0, len(images), max(1, batch))]
 
 
 def quantize_nncf(model_path: Path, input_name: str, calib: list[np.ndarray], out_path: Path) -> None:
@@ -71,7 +89,11 @@ def quantize_nncf(model_path: Path, input_name: str, calib: list[np.ndarray], ou
     onnx.save(quantized, str(out_path))
 
 
-def quantize_onnxruntime(model_path: Path, input_name: str, calib: list[np.ndarray], out_path: Path) -> None:
+def quantize_onnxruntime(
+    model_path: Path, input_name: str, calib: list[np.ndarray], out_path: Path, *, symmetric: bool = False
+) -> None:
+    """ONNX Runtime's static quantization, QDQ out. `symmetric`: the TensorRT form (QInt8 activations
+    and weights with zero point 0, biases in float: TensorRT's Q/DQ take only INT8/FP8/INT4)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class _Reader(CalibrationDataReader):
@@ -86,16 +108,18 @@ def quantize_onnxruntime(model_path: Path, input_name: str, calib: list[np.ndarr
 
     logging.disable(logging.WARNING)  # its advice to pre-process goes to the root logger
     try:
-        _quantize(quantize_static, model_path, out_path, _Reader(), QuantFormat, QuantType)
+        _quantize(quantize_static, model_path, out_path, _Reader(), QuantFormat, QuantType, symmetric=symmetric)
     finally:
         logging.disable(logging.NOTSET)
 
 
-def _quantize(quantize_static, model_path, out_path, reader, QuantFormat, QuantType) -> None:  # noqa: N803
+def _quantize(quantize_static, model_path, out_path, reader, QuantFormat, QuantType, *, symmetric=False) -> None:  # noqa: N803
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    # TensorRT: signed INT8, zero point 0 everywhere (onnxruntime's documented extra_options)
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False} if symmetric else {}
     quantize_static(
         str(model_path),
         str(out_path),
@@ -103,12 +127,18 @@ def _quantize(quantize_static, model_path, out_path, reader, QuantFormat, QuantT
         quant_format=QuantFormat.QDQ,
         # per-channel scales need DequantizeLinear's axis, which opsets before 13 lack
         per_channel=opset >= 13,
-        activation_type=QuantType.QUInt8,
+        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         # convolutions carry the compute; heads that concatenate boxes, scores and
         # coefficients (yolo-seg) would share one scale and lose the scores
         op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"],
+        extra_options=extra,
     )
+
+
+def quantize_onnxruntime_symmetric(model_path: Path, input_name: str, calib: list[np.ndarray], out_path: Path) -> None:
+    """The TensorRT form of quantize_onnxruntime: signed INT8, zero point 0."""
+    quantize_onnxruntime(model_path, input_name, calib, out_path, symmetric=True)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -148,7 +178,11 @@ def agreement(task: str, ref_results: list, new_results: list) -> float:
 
 QUANTIZERS = {"onnxruntime": quantize_onnxruntime, "nncf": quantize_nncf}
 # measured on the 2-core VM (benchmarks/results/*/engines.json): the faster pairing per backend
-DEFAULT_QUANTIZER = {"onnxruntime": "onnxruntime", "openvino": "nncf"}
+DEFAULT_QUANTIZER = {"onnxruntime": "onnxruntime", "openvino": "nncf", "tensorrt": "onnxruntime"}
+# the library each quantizer runs inside (named with its version when it fails)
+QUANTIZER_LIBRARY = {"onnxruntime": "onnxruntime", "nncf": "nncf"}
+# TensorRT's artifact: made by ONNX Runtime in its symmetric form, judged on ONNX Runtime
+TENSORRT_QUANTIZERS = {"onnxruntime": quantize_onnxruntime_symmetric}
 
 
 def build_int8(
@@ -170,25 +204,37 @@ def build_int8(
     from streamseg.models import open_model
 
     if backend not in DEFAULT_QUANTIZER:
-        raise UserError(f"INT8 on the CPU is built for onnxruntime or openvino, not {backend}")
+        raise UserError(f"INT8 is built for onnxruntime, openvino or tensorrt, not {backend}")
     quantizer = quantizer or DEFAULT_QUANTIZER[backend]
+    known = TENSORRT_QUANTIZERS if backend == "tensorrt" else QUANTIZERS
     if isinstance(quantizer, str):
-        if quantizer not in QUANTIZERS:
-            raise UserError(f"unknown quantizer {quantizer!r} (known: {', '.join(QUANTIZERS)})")
-        q_name, quantize = quantizer, QUANTIZERS[quantizer]
+        if quantizer not in known:
+            raise UserError(f"unknown quantizer {quantizer!r} for {backend} (known: {', '.join(known)})")
+        q_name, quantize, library = quantizer, known[quantizer], QUANTIZER_LIBRARY[quantizer]
     else:
         q_name, quantize = getattr(quantizer, "__name__", "custom"), quantizer
+        library = (getattr(quantizer, "__module__", None) or "custom").split(".")[0]
+    # TensorRT's symmetric Q/DQ model is judged on ONNX Runtime (the CPU runs it; the GPU is not needed)
+    judge = "onnxruntime" if backend == "tensorrt" else backend
     # the quantizer works on the model itself, fed by the numpy preprocessing (its calibration frames)
-    ref = open_model(card_path, backend=backend, precision="fp32", threads=threads, fuse=False)
+    ref = open_model(card_path, backend=judge, precision="fp32", threads=threads, fuse=False)
+    already = quantized_ops(ref.card.model_path)
+    if already:  # the model is not loaded yet: nothing to close
+        ops = ", ".join(f"{n} {op}" for op, n in already.items())
+        raise ModelError(
+            f"{card_path}: {ref.card.model_path.name} is already quantized ({ops}): INT8 is made from the "
+            f"float model; run this one as it is (--precision fp32)"
+        )
     images = read_frames(calib_uri, 2 * frames)
     calib_imgs, gate_imgs = images[0::2], images[1::2] or images[:1]
     with ref:
         calib = [ref.prepare([img])[0] for img in calib_imgs]
         with tempfile.TemporaryDirectory() as tmp:
             q_path = Path(tmp) / "int8.onnx"
-            quantize(ref.card.model_path, ref.input_name, calib, q_path)
+            with third_party(ref.card.model_path.name, f"INT8 quantization ({q_name} for {backend})", library):
+                quantize(ref.card.model_path, ref.input_name, calib, q_path)
             ref_res, q_res = [], []
-            with create_engine(backend, q_path, precision="fp32", threads=threads) as q_engine:
+            with create_engine(judge, q_path, precision="fp32", threads=threads) as q_engine:
                 for img in gate_imgs:
                     x, t = ref.prepare([img])
                     ref_res += ref.decode(ref.infer(x), t)

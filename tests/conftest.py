@@ -173,3 +173,21 @@ def pytest_sessionfinish(session, exitstatus):
     for r in sorted(_RELIABILITY, key=lambda r: (r["test"], r["fault"])):
         lines.append(f"| {r['fault']} | {r['behaviour']} | {r['lost']} | `{r['test'].split('::')[-1]}` |")
     (ROOT / "docs" / "reliability.md").write_text("\n".join(lines) + "\n")
+
+
+# An AMD EPYC Zen 3's precision-relevant flags: AVX2, no AVX-512, no VNNI, no bf16, no AMX
+# (the CPU issue 25 measured a failing `make test` on).
+ZEN3_FLAGS = "sse4_2 avx avx2 fma f16c bmi2 aes sha_ni"
+
+
+@pytest.fixture
+def cpu_without_bf16(monkeypatch):
+    """This process, and the streamseg commands it starts, act as if the CPU were a Zen 3
+    (streamseg.cpu.cpu_features reads STREAMSEG_CPU_FLAGS): the no-bf16 paths run on any machine."""
+    from streamseg import cpu
+
+    monkeypatch.setenv(cpu.CPU_FLAGS_ENV, ZEN3_FLAGS)
+    cpu.reset_cpu_features()
+    yield cpu.cpu_features()
+    monkeypatch.delenv(cpu.CPU_FLAGS_ENV)
+    cpu.reset_cpu_features()

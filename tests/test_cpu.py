@@ -199,3 +199,31 @@ def test_plan_engines_fixed_schedule_measures_nothing():
         schedule="sequential",
     )
     assert ms == {} and opened == [{"semantic": 4, "instance": 4}] and plan.why == "set in the config"
+
+
+def test_cpu_features_are_read_once_from_cpuinfo_and_can_be_overridden(monkeypatch):
+    from pathlib import Path
+
+    from streamseg import cpu
+
+    monkeypatch.delenv(cpu.CPU_FLAGS_ENV, raising=False)
+    cpu.reset_cpu_features()
+    real = cpu.cpu_features()
+    assert cpu.cpu_features() is real  # cached: every caller sees the same answer
+    if Path("/proc/cpuinfo").is_file():
+        text = Path("/proc/cpuinfo").read_text()
+        assert real.source == "/proc/cpuinfo" and real.model in text
+        assert real.bf16 == (" avx512_bf16" in text or " amx_bf16" in text)
+        assert real.avx512f == (" avx512f" in text)
+    monkeypatch.setenv(cpu.CPU_FLAGS_ENV, "avx2, fma")  # a Zen 3, say
+    cpu.reset_cpu_features()
+    zen = cpu.cpu_features()
+    assert zen.flags == {"avx2", "fma"} and zen.source == cpu.CPU_FLAGS_ENV and zen.model == real.model
+    assert not (zen.bf16 or zen.avx512f or zen.vnni or zen.amx)
+    assert zen.describe() == f"{real.model} (avx2)"
+    monkeypatch.setenv(cpu.CPU_FLAGS_ENV, "avx512f avx512_vnni amx_tile amx_bf16")
+    cpu.reset_cpu_features()
+    spr = cpu.cpu_features()
+    assert spr.bf16 and spr.vnni and spr.amx and spr.avx512f
+    monkeypatch.delenv(cpu.CPU_FLAGS_ENV)
+    cpu.reset_cpu_features()

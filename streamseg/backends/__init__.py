@@ -40,7 +40,9 @@ def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str]:
         else:
             reasons.append("no TensorRT here")
         if importlib.util.find_spec("openvino") is not None:
-            if precision in ("fp32", "bf16", "int8"):
+            from streamseg.cpu import cpu_features
+
+            if precision in ("fp32", "int8") or precision == "bf16" and cpu_features().bf16:
                 return "openvino", f"auto: {', '.join(reasons)}, OpenVINO is installed"
             reasons.append(f"OpenVINO on this CPU runs no {precision}")
         else:

@@ -137,7 +137,8 @@ class EngineCache:
 
 def int8_cache_key(model_path, backend: str) -> CacheKey:
     """Where the engine cache keeps the gated INT8 (Q/DQ) model of `model_path` for `backend`
-    (onnxruntime or openvino: the runtime it was judged on, whose version is in the key)."""
+    (onnxruntime or openvino: the runtime it was judged on, whose version is in the key;
+    tensorrt: its symmetric Q/DQ model, made and judged by ONNX Runtime, a key of its own)."""
     if backend == "openvino":
         import openvino as ov
 
@@ -146,7 +147,8 @@ def int8_cache_key(model_path, backend: str) -> CacheKey:
         import onnxruntime as ort
 
         version = ort.__version__
-    return CacheKey(sha256_file(model_path), backend, version, "cpu", "int8", (("format", "qdq"),))
+    fmt = "qdq-symmetric" if backend == "tensorrt" else "qdq"
+    return CacheKey(sha256_file(model_path), backend, version, "cpu", "int8", (("format", fmt),))
 
 
 def gated_int8(cache: EngineCache | None, model_path, backend: str) -> Path:

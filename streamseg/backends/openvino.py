@@ -48,14 +48,18 @@ class OpenVinoEngine(Engine):
     def load_impl(self) -> None:
         import openvino as ov
 
+        from streamseg.cpu import cpu_features
+
         core = ov.Core()
-        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if self.precision not in _PRECISION:
             raise BackendError(
                 f"the openvino backend runs fp32, bf16 (where the CPU has it), fp16 or gated int8; not {self.precision}"
             )
-        if self.precision == "bf16" and "BF16" not in caps:
-            raise BackendError("precision bf16 asked for, but this CPU has no bf16 support")
+        cpu = cpu_features()  # the one place CPU features are read (a test can make it a CPU without bf16)
+        if self.precision == "bf16" and not cpu.bf16:
+            raise BackendError(
+                f"precision bf16 asked for, but this CPU has no bf16 support (AVX512_BF16 or AMX): {cpu.describe()}"
+            )
         if self.precision == "int8" and not self.prequantized:
             self.run_path = gated_int8(self.cache, self.model_path, "openvino")
         threads = self.threads or default_threads()

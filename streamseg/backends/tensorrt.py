@@ -301,7 +301,7 @@ class TensorRtEngine(Engine):
         if self.precision == "int8" and not self.prequantized:
             from streamseg.backends.cache import gated_int8
 
-            self.run_path = gated_int8(self.cache, self.model_path, "onnxruntime")
+            self.run_path = gated_int8(self.cache, self.model_path, "tensorrt")  # the symmetric Q/DQ model
 
     def builder_graph(self, workdir) -> Path:
         """The ONNX file this engine's builder would parse, made without TensorRT (for

@@ -74,37 +74,28 @@ def fp16_copy(onnx_path: str | Path, out_path: str | Path) -> Path:
 
     model = onnx.load(str(onnx_path))
     keep = [n.name for n in model.graph.node if n.name.startswith("fuse/")]
-    converted = convert_float_to_float16(
-        model,
-        keep_io_types=True,
-        node_block_list=keep,
-        # + ops whose fp16 range or rounding hurts: reductions over whole maps, exp-like heads
-        op_block_list=[*DEFAULT_OP_BLOCK_LIST, "ArgMax", "GatherElements", "GatherND", "ScatterND", "Where"],
-    )
-    _toposort(converted.graph)  # the converter appends its output casts after their consumers
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    from streamseg.errors import third_party
+
+    with third_party(Path(onnx_path).name, "the FP16 copy (onnxruntime.transformers.float16)", "onnxruntime"):
+        converted = convert_float_to_float16(
+            model,
+            keep_io_types=True,
+            node_block_list=keep,
+            # + ops whose fp16 range or rounding hurts: reductions over whole maps, exp-like heads;
+            # + the quantized ops of an INT8 model (DynamicQuantizeLinear takes float32 only)
+            op_block_list=[
+                *DEFAULT_OP_BLOCK_LIST, "ArgMax", "GatherElements", "GatherND", "ScatterND", "Where",
+                "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger",
+            ],
+        )
+        # the converter appends the Casts it inserts around blocked nodes after their consumers: ONNX
+        # requires nodes in topological order (onnx.checker refuses the copy otherwise), so sort them
+        OnnxModel.graph_topological_sort(converted.graph, is_deterministic=True)
+        onnx.checker.check_model(converted, full_check=True)  # an invalid copy is the converter's failure, said here
     onnx.save(converted, str(out_path))
     return Path(out_path)
-
-
-def _toposort(graph) -> None:
-    """Reorder the nodes so each comes after the producers of its inputs (stable: a sorted graph
-    stays as it is). TensorRT's parser sorts for itself, onnx.checker and other tools do not."""
-    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(i in ready for i in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):  # a cycle or an input from nowhere: leave it to the checker
-            ordered += rest
-            break
-        pending = rest
-    del graph.node[:]
-    graph.node.extend(ordered)
 
 
 def profile_shapes(network, s: BuildSettings, name: str) -> list[tuple[str, tuple, tuple, tuple]]:
@@ -143,7 +134,7 @@ def builder_source(onnx_path: str | Path, precision: str, workdir=None) -> Path:
     if precision == "int8" and not has_qdq(onnx_path):
         raise BackendError(
             f"{onnx_path.name}: TensorRT builds INT8 from the gated Q/DQ model; quantize and gate it first "
-            "(streamseg engines build CARD --backend onnxruntime --precision int8 --calib URI)"
+            "(streamseg engines build CARD --backend tensorrt --precision int8 --calib URI)"
         )
     if precision != "fp16":
         return onnx_path

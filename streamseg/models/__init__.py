@@ -273,8 +273,8 @@ def _open_fused(
         from streamseg.backends.cache import EngineCache, gated_int8
 
         cache = EngineCache(cache_dir) if cache_dir is not None else None
-        # TensorRT takes the Q/DQ model the CPU quantizer made and ONNX Runtime gated
-        core = gated_int8(cache, card.model_path, name if name in ("onnxruntime", "openvino") else "onnxruntime")
+        # TensorRT takes its symmetric Q/DQ model, made by the CPU quantizer and gated on ONNX Runtime
+        core = gated_int8(cache, card.model_path, name)
         options["prequantized"] = True
     from streamseg.backends.onnx_files import check_external_data
 

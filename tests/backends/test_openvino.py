@@ -66,7 +66,17 @@ def test_real_model_agrees_with_onnxruntime():
             assert (a[k].argmax(1) == b[k].argmax(1)).mean() > 0.999
 
 
-def test_blob_cache_rebuilds_on_change_and_refuses_tampering(tiny, tmp_path):
+@pytest.fixture(params=["this-cpu", "no-bf16"])
+def cpu(request):
+    """Each test that takes it runs on this CPU as it is and again as a CPU without bf16 (a Zen 3)."""
+    from streamseg.cpu import cpu_features
+
+    if request.param == "no-bf16":
+        return request.getfixturevalue("cpu_without_bf16")
+    return cpu_features()
+
+
+def test_blob_cache_rebuilds_on_change_and_refuses_tampering(tiny, tmp_path, cpu):
     import shutil
 
     from streamseg.backends.cache import EngineCache
@@ -84,9 +94,13 @@ def test_blob_cache_rebuilds_on_change_and_refuses_tampering(tiny, tmp_path):
         assert e.cached == "hit"
         np.testing.assert_allclose(e.infer(feed(2))["seg"], ref, atol=1e-5)
     assert len(cache.entries()) == 1
-    with OpenVinoEngine(model, threads=1, precision="bf16", cache=cache) as e:  # other settings: other key
+    with OpenVinoEngine(model, threads=1, hint="THROUGHPUT", cache=cache) as e:  # other settings: other key
         assert e.cached == "built"
     assert len(cache.entries()) == 2
+    if cpu.bf16:  # another precision: another key (bf16 where the CPU has it; refused where not, below)
+        with OpenVinoEngine(model, threads=1, precision="bf16", cache=cache) as e:
+            assert e.cached == "built" and e.describe()["inference_precision"] == "bf16"
+        assert len(cache.entries()) == 3
     # a changed model builds anew
     shutil.copy(tiny / "red_b1.onnx", model)
     with OpenVinoEngine(model, threads=1, cache=cache) as e:
@@ -132,3 +146,27 @@ def test_performance_hint_is_selectable(tiny):
         assert m.describe()["hint"] == "THROUGHPUT"
     with open_model(str(tiny / "red.yaml"), backend="openvino", threads=1) as m:
         assert m.describe()["hint"] == "LATENCY"
+
+
+def test_a_cpu_without_bf16_runs_fp32_and_refuses_bf16_in_one_line(tiny, tmp_path, cpu_without_bf16):
+    """The paths a Zen 3 takes, proven on whatever CPU runs the suite (the feature read in one place)."""
+    from streamseg.backends import resolve_backend
+    from tests.conftest import run_streamseg
+
+    assert not cpu_without_bf16.bf16 and cpu_without_bf16.source == "STREAMSEG_CPU_FLAGS"
+    with create_engine("openvino", tiny / "red.onnx", threads=1) as eng:
+        assert eng.describe()["inference_precision"] == "f32"
+        assert eng.infer(feed(1))["seg"].shape == (1, 2, 48, 64)
+    with pytest.raises(BackendError, match=r"no bf16 support \(AVX512_BF16 or AMX\): .*\(avx2\)"):
+        with create_engine("openvino", tiny / "red.onnx", precision="bf16", threads=1):
+            pass
+    backend, why = resolve_backend("auto", "bf16")  # auto skips OpenVINO for bf16 here, saying why
+    assert backend != "openvino" and "OpenVINO on this CPU runs no bf16" in why
+    assert resolve_backend("auto", "fp32")[0] == "openvino"
+    # the command line, in a process of its own (the override travels in the environment)
+    r = run_streamseg(
+        "run", "--semantic", tiny / "red.yaml", "--source", "synthetic://driving?size=64x48&frames=1",
+        "--sink", "null://", "--backend", "openvino", "--precision", "bf16",
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("streamseg: error: precision bf16 asked for, but this CPU")

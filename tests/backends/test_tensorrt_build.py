@@ -64,3 +64,50 @@ def test_profile_spans_batch_and_frame_size_and_refuses_other_dynamic_axes():
 
     with pytest.raises(ModelError, match="dynamic dimensions other than the batch"):
         profile_shapes(_Net(_T("images", (-1, 3, -1, 640))), s, "m.onnx")
+
+
+def test_a_failure_inside_the_float16_converter_is_one_line_naming_model_step_and_version(tmp_path, tiny, monkeypatch):
+    from importlib import metadata
+
+    import onnxruntime.transformers.float16 as f16
+
+    from streamseg.errors import ToolFailure
+
+    def fails(*a, **k):
+        raise ValueError("graph\nhas\ttwo lines")
+
+    monkeypatch.setattr(f16, "convert_float_to_float16", fails)
+    with pytest.raises(ToolFailure) as e:
+        fp16_copy(tiny / "red.onnx", tmp_path / "half.onnx")
+    assert str(e.value) == (
+        f"red.onnx: the FP16 copy (onnxruntime.transformers.float16) failed inside onnxruntime "
+        f"{metadata.version('onnxruntime')}: ValueError: graph has two lines"
+    )
+    assert e.value.exit_code == 1 and not (tmp_path / "half.onnx").exists()
+
+
+@pytest.mark.parametrize("card", ["red", "synth-semantic", "synth-instance"])
+def test_fp16_copy_of_a_fused_graph_is_a_valid_sorted_onnx_model(tmp_path, tiny, card):
+    """The float16 converter appended the Casts it puts around the fused (fp32) nodes after their
+    consumers: a graph out of topological order that onnx.checker refuses. The copy is sorted."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    card_path = tiny / "red.yaml" if card == "red" else root / "engines" / f"{card}.yaml"
+    _, _, path = _fused(tmp_path, card_path)
+    half = onnx.load(str(fp16_copy(path, tmp_path / "half.onnx")))
+    onnx.checker.check_model(half, full_check=True)
+    assert any(n.op_type == "Cast" for n in half.graph.node)
+
+
+def test_fp16_copy_keeps_the_quantized_ops_of_an_int8_model_in_float32(tmp_path, tiny):
+    """DynamicQuantizeLinear takes float32 only: converted, the shared YOLOv8n-seg's FP16 copy was invalid."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(str(tiny / "red.onnx"), str(tmp_path / "dyn.onnx"), op_types_to_quantize=["Conv"])
+    half_path = fp16_copy(tmp_path / "dyn.onnx", tmp_path / "half.onnx")
+    onnx.checker.check_model(onnx.load(str(half_path)), full_check=True)
+    x = np.random.default_rng(0).random((1, 3, 48, 64), np.float32)
+    ref = ort.InferenceSession(str(tmp_path / "dyn.onnx")).run(None, {"images": x})[0]
+    out = ort.InferenceSession(str(half_path)).run(None, {"images": x})[0]
+    assert (out.argmax(1) == ref.argmax(1)).mean() > 0.99
