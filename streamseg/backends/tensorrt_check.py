@@ -399,7 +399,7 @@ def _nms(g: _Graph):
         if follow:
             yield Finding(_label(n), n.op_type, "data-dependent-shape", f"its run-time-sized output feeds {', '.join(follow[:3])}"
                           + (f" and {len(follow) - 3} more" if len(follow) > 3 else ""),
-                          "only a GPU can tell whether TensorRT builds it; the fixed-slot variant has no data-dependent shape",
+                          "only a GPU can tell whether TensorRT builds it (engines.<task>.nms: static leaves one ScatterND into a fixed-size mask)",
                           level="warning")  # fmt: skip
         if n.op_type == "NonMaxSuppression":
             boxes = g.shapes.get(n.input[0])
@@ -509,6 +509,7 @@ def builder_graph(
     max_batch: int = 8,
     resize_in_graph: bool | None = None,
     cache_dir: str | Path | None = None,
+    nms: str = "dynamic",
 ) -> BuilderGraph:
     """Write the exact graph the tensorrt backend would hand its builder for this card to
     `out_path`: open_model's graph (fused with its pre/post-processing when the card fuses,
@@ -528,6 +529,7 @@ def builder_graph(
         cache_dir=str(cache_dir) if cache_dir is not None else None,
         engine_options={"max_batch": max_batch},
         resize_in_graph=resize_in_graph,
+        nms=nms,
         runtime_needed=False,
     )
     try:
@@ -559,14 +561,16 @@ def check_card(
     precision: str = "fp32",
     resize_in_graph: bool | None = None,
     cache_dir: str | Path | None = None,
+    nms: str = "dynamic",
 ) -> tuple[BuilderGraph, list[Finding]]:
     """The builder's graph for a card (in a temporary folder, removed) and its findings."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="streamseg-trt-check-") as tmp:
         graph = builder_graph(
-            card_path, Path(tmp) / "graph.onnx", precision=precision, resize_in_graph=resize_in_graph, cache_dir=cache_dir
-        )
+            card_path, Path(tmp) / "graph.onnx", precision=precision, resize_in_graph=resize_in_graph,
+            cache_dir=cache_dir, nms=nms,
+        )  # fmt: skip
         return graph, check_file(graph.path)
 
 
