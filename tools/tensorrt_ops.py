@@ -69,7 +69,15 @@ def parse(md: str) -> dict:
 def dumps(out: dict) -> str:
     """JSON with one operator a line, so a new release's diff reads op by op."""
     text = json.dumps(out, indent=1)
-    return re.sub(r'\{\n\s*"supported": (.*?)\n\s*\}', lambda m: "{" + re.sub(r"\n\s*", " ", m[0][1:-1]).strip() + "}", text, flags=re.S) + "\n"
+    return (
+        re.sub(
+            r'\{\n\s*"supported": (.*?)\n\s*\}',
+            lambda m: "{" + re.sub(r"\n\s*", " ", m[0][1:-1]).strip() + "}",
+            text,
+            flags=re.S,
+        )
+        + "\n"
+    )
 
 
 def main(argv=None) -> int:

@@ -29,7 +29,9 @@ ONNX_TRT_11 = "onnx/onnx-tensorrt@7c51a63a7191 (pinned by TensorRT 11.1)"
 TRT_11 = "NVIDIA/TensorRT@82d1dca8 (11.1)"
 VERSIONS = ("10", "11")
 TOPK_MAX_K = 3840  # TRT_11 include/NvInfer.h ITopKLayer::setK / setInput: "only values up to 3840"
-NMS_MAX_BOXES = 5000  # TRT_11 include/NvInfer.h INMSLayer, l.6230: "2000 for SM 5.3 and 6.2 devices, and 5000 otherwise"
+NMS_MAX_BOXES = (
+    5000  # TRT_11 include/NvInfer.h INMSLayer, l.6230: "2000 for SM 5.3 and 6.2 devices, and 5000 otherwise"
+)
 # ops whose outputs have a size known only at run time
 DATA_DEPENDENT = {"NonMaxSuppression", "NonZero"}
 # consumers that turn such a size into the shape of what they produce
@@ -62,7 +64,9 @@ class Finding:
 
     def line(self) -> str:
         trt = " and ".join(self.versions)
-        return f"{self.level}: node {self.node!r} ({self.op}) [{self.rule}, TensorRT {trt}]: {self.problem} -> {self.todo}"
+        return (
+            f"{self.level}: node {self.node!r} ({self.op}) [{self.rule}, TensorRT {trt}]: {self.problem} -> {self.todo}"
+        )
 
 
 @functools.cache
@@ -106,7 +110,9 @@ class _Graph:
             if vi.type.HasField("tensor_type"):
                 self.types[vi.name] = t.elem_type
                 self.shapes[vi.name] = (
-                    [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] if t.HasField("shape") else None
+                    [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+                    if t.HasField("shape")
+                    else None
                 )
         self.consts = {}
         for t in g.initializer:
@@ -184,8 +190,14 @@ def check_model(model) -> list[Finding]:
                 found.append(f)
     for fs in grouped.values():
         first = fs[0]
-        more = f" (and {len(fs) - 1} more {'nodes' if first.rule.startswith('qdq-') else first.op + ' nodes'})" if len(fs) > 1 else ""
-        found.append(Finding(first.node, first.op, first.rule, first.problem + more, first.todo, versions=first.versions))
+        more = (
+            f" (and {len(fs) - 1} more {'nodes' if first.rule.startswith('qdq-') else first.op + ' nodes'})"
+            if len(fs) > 1
+            else ""
+        )
+        found.append(
+            Finding(first.node, first.op, first.rule, first.problem + more, first.todo, versions=first.versions)
+        )
     order = {_label(n): i for i, n in enumerate(g.nodes)}
     return sorted(found, key=lambda f: (f.level != "error", f.rule != "op-unsupported", order.get(f.node, -1)))
 
@@ -330,7 +342,9 @@ def _topk(g: _Graph):
         if n.op_type != "TopK":
             continue
         if int(_attr(n, "sorted", 1)) != 1:
-            yield Finding(_label(n), n.op_type, "topk-sorted", "sorted=0", "set sorted=1 (TensorRT returns sorted results only)")
+            yield Finding(
+                _label(n), n.op_type, "topk-sorted", "sorted=0", "set sorted=1 (TensorRT returns sorted results only)"
+            )
         k = g.const(n.input[1]) if len(n.input) > 1 else _attr(n, "k")
         k = None if k is None else int(np.max(k))
         if k is None:
@@ -355,7 +369,14 @@ def _qdq(g: _Graph):
     for n in g.nodes:
         if n.op_type not in _QDQ:
             continue
-        if n.op_type == "DequantizeLinear" and g.type_name(n.input[0]) not in (None, "INT8", "UINT8", "FP8", "FP4", "INT4"):
+        if n.op_type == "DequantizeLinear" and g.type_name(n.input[0]) not in (
+            None,
+            "INT8",
+            "UINT8",
+            "FP8",
+            "FP4",
+            "INT4",
+        ):
             yield Finding(_label(n), n.op_type, "qdq-type", f"dequantizes {g.type_name(n.input[0])} (a quantized bias?); TensorRT dequantizes INT8, FP8, FP4, INT4 only",
                           "keep biases in float (onnxruntime quantize_static: extra_options QuantizeBias=False)")  # fmt: skip
             continue
@@ -456,17 +477,33 @@ def _attributes(g: _Graph):
             if _attr(n, "keep_aspect_ratio_policy", b"stretch").decode() != "stretch":
                 bad.append("keep_aspect_ratio_policy")
             if bad:
-                yield Finding(_label(n), op, "resize-mode", f"{', '.join(bad)} unsupported", "use nearest/linear with a supported coordinate mode")
+                yield Finding(
+                    _label(n),
+                    op,
+                    "resize-mode",
+                    f"{', '.join(bad)} unsupported",
+                    "use nearest/linear with a supported coordinate mode",
+                )
         elif op == "ScatterND" and _attr(n, "reduction", b"none").decode() != "none":
-            yield Finding(_label(n), op, "scatternd-reduction", "reduction other than none", "scatter without reduction")
+            yield Finding(
+                _label(n), op, "scatternd-reduction", "reduction other than none", "scatter without reduction"
+            )
         elif op == "MaxPool" and len(n.output) > 1 and n.output[1]:
-            yield Finding(_label(n), op, "maxpool-indices", "the Indices output is unsupported", "drop the Indices output")
+            yield Finding(
+                _label(n), op, "maxpool-indices", "the Indices output is unsupported", "drop the Indices output"
+            )
         elif op == "Constant" and any(a.name in ("sparse_value", "value_string", "value_strings") for a in n.attribute):
             yield Finding(_label(n), op, "constant-kind", "sparse or string constant", "store a dense numeric constant")
         elif op in ("Squeeze", "Unsqueeze", "CumSum") or op.startswith("Reduce"):
             # "`axes` must be an initializer" / "resolvable to a constant" (CumSum: `axis`)
             if len(n.input) > 1 and n.input[1] and g.const(n.input[1]) is None:
-                yield Finding(_label(n), op, "axes-constant", f"axes {n.input[1]!r} are computed at run time", "give the axes as a constant")
+                yield Finding(
+                    _label(n),
+                    op,
+                    "axes-constant",
+                    f"axes {n.input[1]!r} are computed at run time",
+                    "give the axes as a constant",
+                )
 
 
 RULES = (_ops, _opset, _dtypes, _uint8, _types, _gathernd, _topk, _qdq, _nms, _output_shapes, _attributes)
@@ -580,7 +617,11 @@ def refuse(findings: list[Finding], name: str) -> None:
 
     bad = errors(findings)
     if bad:
-        more = f" (+{len(bad) - 1} more: streamseg models check CARD --backend tensorrt lists them)" if len(bad) > 1 else ""
+        more = (
+            f" (+{len(bad) - 1} more: streamseg models check CARD --backend tensorrt lists them)"
+            if len(bad) > 1
+            else ""
+        )
         raise ModelError(f"{name}: TensorRT would refuse this graph: {bad[0].line()}{more}")
 
 
@@ -664,7 +705,9 @@ def parse_with_real_parser(graphs: list[str | Path]) -> dict:
             e = parser.get_error(i)
             node = getattr(e, "node_name", None)
             op = getattr(e, "node_operator", None)
-            refused.append({"node": node() if callable(node) else None, "op": op() if callable(op) else None, "error": str(e)})
+            refused.append(
+                {"node": node() if callable(node) else None, "op": op() if callable(op) else None, "error": str(e)}
+            )
         rows.append({"graph": str(path), "parsed": ok, "refused": refused})
     return {"tensorrt": getattr(trt, "__version__", "?"), "graphs": rows,
             "refused": sum(not r["parsed"] for r in rows), "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip

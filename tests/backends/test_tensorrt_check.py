@@ -349,8 +349,13 @@ def test_models_check_tensorrt_exit_codes(capsys, tmp_path):
     bad = tmp_path / "bad.onnx"  # a model whose own Resize TensorRT refuses: the fused graph keeps it
     onnx.save(
         model(
-            [n("Resize", ["x", "", "s"], ["r"], name="cubic", mode="cubic"), n("ArgMax", ["r"], ["y"], axis=1, keepdims=0)],
-            [vi("x", F, [1, 3, 8, 8])], [vi("y", I64, [1, 8, 8])], [const("s", np.array([1, 1, 1, 1], np.float32))],
+            [
+                n("Resize", ["x", "", "s"], ["r"], name="cubic", mode="cubic"),
+                n("ArgMax", ["r"], ["y"], axis=1, keepdims=0),
+            ],
+            [vi("x", F, [1, 3, 8, 8])],
+            [vi("y", I64, [1, 8, 8])],
+            [const("s", np.array([1, 1, 1, 1], np.float32))],
         ),
         bad,
     )
@@ -372,7 +377,17 @@ def test_models_check_tensorrt_exit_codes(capsys, tmp_path):
     "argv",
     [
         ["models", "check", "CARD", "--backend", "tensorrt"],
-        ["run", "--instance", "CARD", "--backend", "tensorrt", "--source", "synthetic://driving?frames=2", "--sink", "null://"],
+        [
+            "run",
+            "--instance",
+            "CARD",
+            "--backend",
+            "tensorrt",
+            "--source",
+            "synthetic://driving?frames=2",
+            "--sink",
+            "null://",
+        ],
         ["engines", "build", "CARD", "--backend", "tensorrt", "--precision", "fp16"],
     ],
     ids=["models-check", "run", "engines-build"],
@@ -399,14 +414,19 @@ def test_engines_export_writes_the_checked_graph_and_its_trtexec_line(card, inpu
     from streamseg import cli
 
     out = tmp_path / "g.onnx"
-    assert cli.main(["engines", "export", str(ROOT / card), "--precision", "fp16", "--max-batch", "4", "-o", str(out)]) == 0
+    assert (
+        cli.main(["engines", "export", str(ROOT / card), "--precision", "fp16", "--max-batch", "4", "-o", str(out)])
+        == 0
+    )
     m = onnx.load(str(out))
     onnx.checker.check_model(m, full_check=True)
     assert [v.name for v in m.graph.input] == inputs
     line = capsys.readouterr().out.strip().splitlines()[-1]
     args = shlex.split(line)
     assert args[0] == "trtexec" and f"--onnx={out}" in args and "--stronglyTyped" in args
-    shapes = {a.split("=")[0]: a.split("=", 1)[1] for a in args if a.startswith(("--minShapes", "--optShapes", "--maxShapes"))}
+    shapes = {
+        a.split("=")[0]: a.split("=", 1)[1] for a in args if a.startswith(("--minShapes", "--optShapes", "--maxShapes"))
+    }
     assert set(shapes) == {"--minShapes", "--optShapes", "--maxShapes"}
     for flag, spec in shapes.items():
         named = [s.split(":")[0] for s in spec.split(",")]
@@ -429,7 +449,9 @@ def test_export_profile_is_the_builders(tmp_path):
 
 # gpu-check's steps ------------------------------------------------------------------------------------
 def test_check_all_graphs_and_the_real_parser_step(monkeypatch, tmp_path):
-    r = tc.check_all_graphs({"synth-semantic": ROOT / "engines" / "synth-semantic.yaml"}, tmp_path, precisions=("fp32", "int8"))
+    r = tc.check_all_graphs(
+        {"synth-semantic": ROOT / "engines" / "synth-semantic.yaml"}, tmp_path, precisions=("fp32", "int8")
+    )
     rows = {(g["precision"], g["resize_in_graph"]): g for g in r["graphs"]}
     assert len(rows) == 4 and "no INT8 model" in rows[("int8", True)]["skipped"]
     assert Path(rows[("fp32", True)]["graph"]).is_file() and rows[("fp32", True)]["errors"] == []
