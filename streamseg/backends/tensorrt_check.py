@@ -1,6 +1,6 @@
 """TensorRT's ONNX parser rules, checked on the CPU: would TensorRT 10 / 11 import this graph?
 
-The graph checked is the one the builder parses (`export_graph`: the card's fused graph, its
+The graph checked is the one the builder parses (`builder_graph`: the card's fused graph, its
 fixed-size copy, the FP16 copy, the gated Q/DQ model, made by the same functions `open_model` and
 `tensorrt_build.build_plan` use), and no TensorRT is needed. Each finding is one line: node, op,
 rule, and what to do. Errors are what the parser or builder refuses; warnings are what only a GPU
@@ -14,6 +14,12 @@ Sources (each rule cites its own):
 - TensorRT's public headers at NVIDIA/TensorRT 82d1dca8 (the 11.1 release): TRT_11 below.
 The 11.1 parser's sources are not public at that commit beyond operators.md; where a rule cites
 the 10.1 importer, the 11.1 table states the same restriction.
+
+Read and found to need no rule for our graphs (ONNX_TRT_10): INT64 graph inputs and outputs are
+kept INT64, with a warning to bind them as such (ModelImporter.cpp l.418-421, 795-798; the runner
+binds each tensor with the engine's own dtype); an INT32 graph output must be declared INT32
+(l.788-792), which a valid ONNX graph is; GatherND casts INT64 indices to INT32 unless the data is
+INT64 (onnxOpImporters.cpp l.1978-1982); TopK's indices are cast to INT64 (l.5785-5786).
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamseg.errors import BackendError, ModelError, UserError
+
 ONNX_TRT_10 = "onnx/onnx-tensorrt@96e781103cfc (10.1-GA)"
 ONNX_TRT_11 = "onnx/onnx-tensorrt@7c51a63a7191 (pinned by TensorRT 11.1)"
 TRT_11 = "NVIDIA/TensorRT@82d1dca8 (11.1)"
 VERSIONS = ("10", "11")
 TOPK_MAX_K = 3840  # TRT_11 include/NvInfer.h ITopKLayer::setK / setInput: "only values up to 3840"
-NMS_MAX_BOXES = (
-    5000  # TRT_11 include/NvInfer.h INMSLayer, l.6230: "2000 for SM 5.3 and 6.2 devices, and 5000 otherwise"
-)
+# TRT_11 include/NvInfer.h INMSLayer, l.6230: "2000 for SM 5.3 and 6.2 devices, and 5000 otherwise"
+NMS_MAX_BOXES = 5000
 # ops whose outputs have a size known only at run time
 DATA_DEPENDENT = {"NonMaxSuppression", "NonZero"}
 # consumers that turn such a size into the shape of what they produce
@@ -43,7 +50,7 @@ SHAPE_FOLLOWERS = {"Gather", "GatherND", "GatherElements", "ScatterND", "Scatter
 _TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE",
                16: "BF16", 17: "FP8", 22: "INT4", 23: "FP4"}  # fmt: skip
 # which input carries the type the table's "Supported Types" speaks of (default: the first)
-_TYPED_INPUT = {"Where": 1, "Range": 0}
+_TYPED_INPUT = {"Where": 1}
 _TYPED_OUTPUT = {"Constant", "ConstantOfShape", "RandomNormal", "RandomUniform"}
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _RESIZE_COORDS = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
@@ -74,12 +81,6 @@ def op_table() -> dict:
     """The operator tables, by TensorRT major version (read once, on first use)."""
     path = Path(__file__).resolve().parent / "tensorrt_ops" / "operators.json"
     return json.loads(path.read_text())["versions"]
-
-
-def _model_error(msg: str):
-    from streamseg.errors import ModelError
-
-    return ModelError(msg)
 
 
 def errors(findings: list[Finding]) -> list[Finding]:
@@ -211,9 +212,9 @@ def check_file(path: str | Path) -> list[Finding]:
 # rules -----------------------------------------------------------------------------------------
 def _ops(g: _Graph):
     """Ops the table marks N or does not list, per version (2f: ConvInteger, DynamicQuantizeLinear).
-    Source: operators.md of each version (tensorrt_ops/operators.json); ops of other domains
-    (com.microsoft, ...) are not ONNX ops and need a TensorRT plugin (ModelImporter.cpp
-    parseNode: no importer registered -> plugin lookup, ONNX_TRT_10)."""
+    Source: operators.md at ONNX_TRT_10 and ONNX_TRT_11 (tensorrt_ops/operators.json); ops of other domains
+    (com.microsoft, ...) are not ONNX ops and need a TensorRT plugin (ModelImporter.cpp parseNode,
+    ONNX_TRT_10 l.166-167: "No importer registered for op ... Attempting to import as plugin")."""
     tables = op_table()
     for n in g.nodes:
         if n.domain not in ("", "ai.onnx"):
@@ -613,8 +614,6 @@ def check_card(
 
 def refuse(findings: list[Finding], name: str) -> None:
     """A ModelError naming the first error (and how many more) when TensorRT would refuse the graph."""
-    from streamseg.errors import ModelError
-
     bad = errors(findings)
     if bad:
         more = (
@@ -642,7 +641,7 @@ def refuse_missing_ops(model_path: str | Path, name: str) -> None:
     if found:
         ops = sorted({f.op for f in found})
         f = found[0]
-        raise _model_error(
+        raise ModelError(
             f"{name}: TensorRT cannot run this model: its ONNX parser has no {', '.join(ops)} "
             f"(node {f.node!r}; onnx-tensorrt operators.md, TensorRT {' and '.join(f.versions)}) -> {f.todo}"
         )
@@ -655,8 +654,6 @@ def check_all_graphs(cards: dict[str, str | Path], out_dir: str | Path, *, preci
     each precision, resize in the graph on and off; each graph is written under `out_dir` for
     parse_with_real_parser. int8 without a gated Q/DQ model in `cache_dir` is recorded as skipped."""
     import time
-
-    from streamseg.errors import BackendError, UserError
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
