@@ -236,11 +236,13 @@ def _opset(g: _Graph):
     """The table's opset range ("supports operators in the inclusive range of opset 9 to opset N")."""
     if g.opset is None:
         return
-    for v in VERSIONS:
-        lo, hi = op_table()[v]["opset"]
-        if not lo <= g.opset <= hi:
-            yield Finding("(model)", "opset", "opset-range", f"opset {g.opset} is outside TensorRT {v}'s {lo}..{hi}",
-                          f"convert the model to an opset in {lo}..{hi} (onnx.version_converter)", versions=(v,))  # fmt: skip
+    ranges = {v: op_table()[v]["opset"] for v in VERSIONS}
+    outside = tuple(v for v, (lo, hi) in ranges.items() if not lo <= g.opset <= hi)
+    if outside:
+        lo, hi = max(r[0] for r in ranges.values()), min(r[1] for r in ranges.values())
+        said = ", ".join(f"TensorRT {v}: {ranges[v][0]}..{ranges[v][1]}" for v in outside)
+        yield Finding("(model)", "opset", "opset-range", f"opset {g.opset} is outside the range TensorRT imports ({said})",
+                      f"convert the model to an opset in {lo}..{hi} (onnx.version_converter)", versions=outside)  # fmt: skip
 
 
 def _dtypes(g: _Graph):
@@ -505,6 +507,10 @@ def _attributes(g: _Graph):
                     f"axes {n.input[1]!r} are computed at run time",
                     "give the axes as a constant",
                 )
+        elif op == "Slice" and len(n.input) > 3 and n.input[3] and g.const(n.input[3]) is None:
+            # 10.1's table only: "`axes` must be an initializer"; 11.1's Slice row has no restriction
+            yield Finding(_label(n), op, "axes-constant", f"axes {n.input[3]!r} are computed at run time",
+                          "give the axes as a constant", versions=("10",))  # fmt: skip
 
 
 RULES = (_ops, _opset, _dtypes, _uint8, _types, _gathernd, _topk, _qdq, _nms, _output_shapes, _attributes)

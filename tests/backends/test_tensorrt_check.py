@@ -192,6 +192,12 @@ def _cases():
         "scatternd-reduction", "error", "scatternd_node",
     )  # fmt: skip
     yield (
+        "Slice axes at run time (10.1 only)",
+        model([n("Slice", ["x", "b", "e", "a"], ["y"])], [vi("x", F, [4, 4]), vi("a", I64, [1])], [vi("y", F, None)],
+              [const("b", np.array([0], np.int64)), const("e", np.array([2], np.int64))]),
+        "axes-constant", "error", "slice_node",
+    )  # fmt: skip
+    yield (
         "ReduceSum axes at run time",
         model([n("ReduceSum", ["x", "a"], ["y"])], [vi("x", F, [2, 3]), vi("a", I64, [1])], [vi("y", F, None)]),
         "axes-constant", "error", "reducesum_node",
@@ -215,6 +221,7 @@ def test_each_rule_names_the_node_the_op_and_what_to_do(case, graph, rule, level
     assert "\n" not in line and f"[{rule}," in line and f"({f.op})" in line and f"'{node}'" in line and " -> " in line
     # no other error on a graph built to break one rule
     assert [x.rule for x in tc.errors(found)] == ([rule] if level == "error" else [])
+    assert f.versions == (("10",) if "10.1 only" in case else ("10", "11"))
 
 
 def test_op_tables_name_their_commits_and_lack_the_ops_of_2f():
