@@ -144,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
         "tensorrt: onnxruntime, symmetric)",
     )
     eb.add_argument("--max-batch", type=int, default=8, help="tensorrt: the largest batch the plan's profile takes")
+    ex = esub.add_parser(
+        "export", help="write the exact ONNX graph TensorRT's builder gets for a card, and the trtexec line that builds it"
+    )
+    ex.add_argument("card")
+    ex.add_argument("--backend", default="tensorrt", choices=["tensorrt"])
+    ex.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    ex.add_argument("--max-batch", type=int, default=8, help="the largest batch of the plan's profile")
+    ex.add_argument("--cache-dir", default="engines/cache", help="int8: where the gated Q/DQ model is")
+    ex.add_argument("-o", "--out", required=True, metavar="OUT.onnx")
     el = esub.add_parser("list", help="what the engine cache holds")
     el.add_argument("--cache-dir", default="engines/cache")
 
@@ -154,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("dirs", nargs="*", default=["engines"], help="folders holding cards (default: engines)")
     mc = msub.add_parser("check", help="load a card's model and check its inputs and outputs against the card")
     mc.add_argument("cards", nargs="+")
+    mc.add_argument(
+        "--backend", choices=["tensorrt"], help="tensorrt: check the graph its builder would get against TensorRT's parser rules"
+    )
+    mc.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="with --backend tensorrt")
+    mc.add_argument("--cache-dir", default="engines/cache", help="int8: where the gated Q/DQ model is")
     mk = msub.add_parser("card", help="write a model card from what an ONNX file says (the first step for your own model)")
     mk.add_argument("model", metavar="MODEL.onnx")
     mk.add_argument("-o", "--out", metavar="CARD.yaml", help="write the card here (default: print it)")
@@ -436,6 +450,8 @@ def cmd_models(args) -> int:
                     rows.append(f"{str(f):<44} INVALID: {e}")
         print("\n".join(rows) if rows else "no model cards found")
         return 0
+    if args.models_command == "check" and args.backend == "tensorrt":
+        return _check_tensorrt(args.cards, args.precision, args.cache_dir)
     if args.models_command == "check":
         for path in args.cards:
             model = open_model(path, fuse=False)  # the model's own inputs and outputs
@@ -476,6 +492,27 @@ def cmd_models(args) -> int:
         print(make_dynamic(args.src, args.dst))
         return 0
     raise UserError("models: say `list`, `check CARD`, `card MODEL.onnx [-o CARD.yaml]` or `make-dynamic IN.onnx OUT.onnx`")
+
+
+def _check_tensorrt(cards: list[str], precision: str, cache_dir: str) -> int:
+    """`models check --backend tensorrt`: each finding one line on stderr; exit 2 when TensorRT
+    would refuse a graph (a model the user must change), 0 when it would not (warnings included)."""
+    from streamseg.backends.tensorrt_check import check_card, errors
+
+    refused = 0
+    for path in cards:
+        graph, findings = check_card(path, precision=precision, cache_dir=cache_dir)
+        for f in findings:
+            print(f"streamseg: {path}: {f.line()}", file=sys.stderr)
+        bad = errors(findings)
+        refused += bool(bad)
+        what = f"{'fused' if graph.fused else 'unfused'} {precision} graph" + (
+            ", resize in the graph" if graph.resize_in_graph else ""
+        )
+        verdict = f"REFUSED ({len(bad)} error(s))" if bad else "ok"
+        warn = len(findings) - len(bad)
+        print(f"{path}: TensorRT 10/11 parser rules: {verdict} ({what}; {warn} warning(s) only a GPU can settle)")
+    return 2 if refused else 0
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -621,10 +658,24 @@ def cmd_engines(args) -> int:
                 f"{e['device']}  sha256 {e['sha256'][:16]}  model {Path(e.get('model', '?')).name}"
             )
         return 0
+    if args.engines_command == "export":
+        from streamseg.backends.tensorrt_check import builder_graph
+        from streamseg.sinks.base import check_writable
+
+        check_writable(Path(args.out))
+        g = builder_graph(
+            args.card, args.out, precision=args.precision, max_batch=args.max_batch, cache_dir=args.cache_dir
+        )
+        print(f"wrote {args.out}: the {args.precision} graph TensorRT's builder gets for {args.card}; build it with:")
+        print(g.trtexec())
+        return 0
     if args.engines_command == "build":
         from streamseg.backends import CACHED
         from streamseg.models import open_model
 
+        # TensorRT's parser rules, on the CPU, before any plan is built (int8: on the Q/DQ model, made below)
+        if args.backend == "tensorrt" and args.precision != "int8" and _check_tensorrt([args.card], args.precision, args.cache_dir):
+            return 2
         if args.precision == "int8" and not args.calib:
             raise UserError("int8 needs calibration frames: --calib URI")
         if args.precision == "int8" and args.backend in ("onnxruntime", "openvino", "tensorrt"):
@@ -647,6 +698,8 @@ def cmd_engines(args) -> int:
             )
             if args.backend != "tensorrt":
                 return 0
+            if _check_tensorrt([args.card], args.precision, args.cache_dir):
+                return 2
             import importlib.util
 
             if importlib.util.find_spec("tensorrt") is None:
@@ -672,4 +725,4 @@ def cmd_engines(args) -> int:
         with model:
             print(f"{args.card}: {model.engine.cached} ({args.backend} {args.precision}) in {args.cache_dir}")
         return 0
-    raise UserError("engines: say `build CARD` or `list`")
+    raise UserError("engines: say `build CARD`, `export CARD -o OUT.onnx` or `list`")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamseg.errors import ConfigError
 
@@ -123,6 +123,18 @@ class EngineConfig(Section):
         description="Run the fused graph: resize, colour, normalization, argmax / NMS and mask assembly inside the "
         "engine (models/fuse.py); false = the numpy/OpenCV path; null = the measured default for the backend.",
     )
+    nms: Literal["dynamic", "static"] = Field(
+        "dynamic",
+        description="The fused instance graph's NMS: dynamic (ONNX NonMaxSuppression, its selection gathered), or "
+        "static (the same detections with no data-dependent shape after NMS, for a TensorRT that refuses dynamic).",
+    )
+
+    @model_validator(mode="after")
+    def _tensorrt_topk(self):
+        # TensorRT's TopK takes k <= 3840 (models/fuse.py TRT_TOPK_MAX, with its sources)
+        if self.backend == "tensorrt" and self.max_detections is not None and self.max_detections > 3840:
+            raise ValueError(f"max_detections {self.max_detections} is more than TensorRT's TopK takes (3840)")
+        return self
 
 
 class EnginesConfig(Section):

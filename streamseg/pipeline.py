@@ -406,6 +406,13 @@ def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tupl
     tasks = [t for t in ("semantic", "instance") if getattr(cfg.engines, t) is not None]
     confs = {t: getattr(cfg.engines, t) for t in tasks}
     schedule = cfg.pipeline.engine_schedule
+    for c in confs.values():  # an op TensorRT lacks: one line, before its runtime is looked for (issue 25 2f)
+        if c.backend == "tensorrt":
+            from streamseg.backends.tensorrt_check import refuse_missing_ops
+            from streamseg.models import load_card
+
+            card = load_card(c.card)
+            refuse_missing_ops(card.model_path, card.name)
     backends = {resolve_backend(c.backend, c.precision)[0] for c in confs.values()}
     if schedule == "auto" and backends != {"onnxruntime"}:
         # TensorRT: a GPU's engines overlap on its streams; the CPU cores are not theirs. OpenVINO

@@ -106,3 +106,30 @@ def yolo_case(nc: int = 3, nm: int = 2, anchors: int = 6, proto_wh=(16, 16)):
     pw, ph = proto_wh
     protos = np.stack([np.full((ph, pw), 8.0, np.float32), np.full((ph, pw), -8.0, np.float32)])[:nm]
     return det, protos
+
+
+def uint8_ids_model(path: Path, size_wh=(16, 8), scale: float | None = None) -> Path:
+    """NCHW -> [N, H, W] uint8 class ids, made as YOLO26-sem makes them: an INT64 tensor, then a
+    Cast to UINT8 as the graph output. scale None: ArgMax of `red_logits_model`'s two channels
+    (1 where red > 0.5); a number: floor(max over channels of x * scale), which wraps past 255."""
+    w, h = size_wh
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, h, w])
+    if scale is None:
+        weight = np.zeros((2, 3, 1, 1), np.float32)
+        weight[1, 0] = 1.0
+        inits = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array([0.5, 0.0], np.float32), "B")]
+        nodes = [
+            helper.make_node("Conv", ["images", "W", "B"], ["logits"]),
+            helper.make_node("ArgMax", ["logits"], ["ids64"], axis=1, keepdims=0),
+        ]
+    else:
+        inits = [numpy_helper.from_array(np.array(scale, np.float32), "S")]
+        nodes = [
+            helper.make_node("Mul", ["images", "S"], ["scaled"]),
+            helper.make_node("Floor", ["scaled"], ["floored"]),
+            helper.make_node("Cast", ["floored"], ["as64"], to=TensorProto.INT64),
+            helper.make_node("ReduceMax", ["as64"], ["ids64"], axes=[1], keepdims=0),
+        ]
+    nodes.append(helper.make_node("Cast", ["ids64"], ["output0"], name="/model/Cast", to=TensorProto.UINT8))
+    out = helper.make_tensor_value_info("output0", TensorProto.UINT8, ["N", h, w])
+    return _save(helper.make_graph(nodes, "uint8_ids", [x], [out], inits), path)

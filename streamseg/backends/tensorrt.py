@@ -32,6 +32,7 @@ stream use, cache keys, strongly typed builds) is tested against a test double o
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +44,7 @@ from streamseg.backends.tensorrt_build import (
     PRECISIONS,
     BuildSettings,
     build_plan,
+    builder_source,
     is_strongly_typed,
     timing_cache_name,
     trt_logger,
@@ -253,10 +255,7 @@ class TensorRtEngine(Engine):
         gpu = gpu_name()
         if gpu is None:
             raise BackendError("the tensorrt backend needs an NVIDIA GPU with a working driver; none found")
-        if self.precision == "int8" and not self.prequantized:
-            from streamseg.backends.cache import gated_int8
-
-            self.run_path = gated_int8(self.cache, self.model_path, "tensorrt")  # the symmetric Q/DQ model
+        self._gated()
         self.device = f"{gpu[0]} (sm {gpu[1]})"
         self.version = trt.__version__
         self.gpu = gpu
@@ -268,6 +267,19 @@ class TensorRtEngine(Engine):
             )
         self.runner = TensorRtRunner(trt, engine, self.model_path.name)
         self.inputs, self.outputs = dict(self.runner.inputs), dict(self.runner.outputs)
+
+    def _gated(self) -> None:
+        """int8: the plan is built from the gated Q/DQ model (unless model_path already is it)."""
+        if self.precision == "int8" and not self.prequantized:
+            from streamseg.backends.cache import gated_int8
+
+            self.run_path = gated_int8(self.cache, self.model_path, "tensorrt")  # the symmetric Q/DQ model
+
+    def builder_graph(self, workdir) -> Path:
+        """The ONNX file this engine's builder would parse, made without TensorRT (for
+        `models check --backend tensorrt` and `engines export`); fp16 copies go to `workdir`."""
+        self._gated()
+        return builder_source(self.run_path, self.precision, workdir)
 
     def _build(self, trt) -> bytes:
         # one timing cache per GPU model and TensorRT version: another's would be refused anyway

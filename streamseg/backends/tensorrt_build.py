@@ -157,42 +157,59 @@ def fp16_copy(onnx_path: str | Path, out_path: str | Path) -> Path:
 
 
 def profile_shapes(network, s: BuildSettings, name: str) -> list[tuple[str, tuple, tuple, tuple]]:
-    """(input, min, opt, max): the batch axis spans 1..max_batch; a fused graph's frames span
-    `frame_hw`; any other dynamic axis is an error naming it."""
+    """(input, min, opt, max) of a parsed network's inputs (see profile_for)."""
+    inputs = [(network.get_input(i).name, tuple(network.get_input(i).shape)) for i in range(network.num_inputs)]
+    return profile_for(inputs, s, name)
+
+
+def profile_for(inputs, s: BuildSettings, name: str) -> list[tuple[str, tuple, tuple, tuple]]:
+    """(input, min, opt, max) for `inputs` [(name, dims with -1 dynamic)]: the batch axis spans
+    1..max_batch; a fused graph's frames span `frame_hw`; any other dynamic axis is an error naming
+    it. The same profile for the builder and for `engines export`'s trtexec line."""
     shapes = []
-    for i in range(network.num_inputs):
-        t = network.get_input(i)
-        dims = tuple(t.shape)
+    for tname, dims in inputs:
+        dims = tuple(dims)
         rest = list(dims[1:])
         lo, opt, hi = list(rest), list(rest), list(rest)
         if len(dims) == 4 and dims[3] == 3 and dims[1] < 0 and dims[2] < 0:  # frames [N, H, W, 3]
             (lo[0], lo[1]), (opt[0], opt[1]), (hi[0], hi[1]) = s.frame_hw
         if any(d < 0 for d in lo):
-            raise ModelError(f"{name}: input {t.name} has dynamic dimensions other than the batch: {dims}")
+            raise ModelError(f"{name}: input {tname} has dynamic dimensions other than the batch: {dims}")
         if dims[0] >= 0:  # a fixed batch: the plan takes exactly that
-            shapes.append((t.name, (dims[0], *lo), (dims[0], *opt), (dims[0], *hi)))
+            shapes.append((tname, (dims[0], *lo), (dims[0], *opt), (dims[0], *hi)))
         else:
-            shapes.append((t.name, (1, *lo), (s.opt_batch, *opt), (s.max_batch, *hi)))
+            shapes.append((tname, (1, *lo), (s.opt_batch, *opt), (s.max_batch, *hi)))
     return shapes
+
+
+def builder_source(onnx_path: str | Path, precision: str, workdir=None) -> Path:
+    """The ONNX file the builder parses for `precision`: the graph itself (fp32, int8: it must be
+    the gated Q/DQ model) or its FP16 copy, written to `workdir` (a new temporary folder if None).
+    build_plan and `engines export` / `models check --backend tensorrt` both take it from here."""
+    onnx_path = Path(onnx_path)
+    if precision not in PRECISIONS:
+        raise BackendError(f"the tensorrt backend builds fp32, fp16 or int8 plans, not {precision}")
+    if precision == "int8" and not has_qdq(onnx_path):
+        raise BackendError(
+            f"{onnx_path.name}: TensorRT builds INT8 from the gated Q/DQ model; quantize and gate it first "
+            "(streamseg engines build CARD --backend tensorrt --precision int8 --calib URI)"
+        )
+    if precision != "fp16":
+        return onnx_path
+    import tempfile
+
+    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="streamseg-fp16-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return fp16_copy(onnx_path, folder / f"{onnx_path.stem}.fp16.onnx")
 
 
 def build_plan(trt, onnx_path: str | Path, s: BuildSettings, *, timing_cache: Path | None = None, workdir=None):
     """Parse the ONNX file and build a serialized plan. Returns (plan bytes, profile, build info)."""
     onnx_path = Path(onnx_path)
-    if s.precision not in PRECISIONS:
-        raise BackendError(f"the tensorrt backend builds fp32, fp16 or int8 plans, not {s.precision}")
-    if s.precision == "int8" and not has_qdq(onnx_path):
-        raise BackendError(
-            f"{onnx_path.name}: TensorRT builds INT8 from the gated Q/DQ model; quantize and gate it first "
-            "(streamseg engines build CARD --backend tensorrt --precision int8 --calib URI)"
-        )
-    source = onnx_path
-    if s.precision == "fp16":
-        import tempfile
+    source = builder_source(onnx_path, s.precision, workdir)
+    from streamseg.backends.tensorrt_check import check_file, refuse
 
-        folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="streamseg-fp16-"))
-        folder.mkdir(parents=True, exist_ok=True)
-        source = fp16_copy(onnx_path, folder / f"{onnx_path.stem}.fp16.onnx")
+    refuse(check_file(source), onnx_path.name)  # TensorRT's parser rules, on the CPU, before any build
     logger = trt_logger(trt)
     builder = trt.Builder(logger)
     st = strongly_typed_flag(trt)

@@ -169,6 +169,7 @@ class SegModel:
             **self.engine.describe(),
             "fused": self.fused,
             "resize_in_graph": self._fused.resize_in_graph if self.fused else None,
+            "nms": self._fused.nms if self.fused else None,
             "card": self.card.name,
             "why": self.backend_reason,
             "batch_mean": round(self.frames / self.batches, 3) if self.batches else 0.0,
@@ -208,16 +209,24 @@ def open_model(
     hint: str | None = None,
     fuse: bool | None = None,
     resize_in_graph: bool | None = None,
+    nms: str = "dynamic",
+    runtime_needed: bool = True,
 ) -> SegModel:
     """Load a card and make its (unloaded) model; enter it to load the engine.
     `engine_options` go to the backend's engine as they are (e.g. TensorRT's max_batch, calibration).
     `fuse`: run the fused graph (pre- and postprocessing inside the engine); None = the measured
     default for the backend (models/fuse.py FUSE_DEFAULT). `resize_in_graph`: whether that graph
-    resizes the frames itself (None: models/fuse.py RESIZE_IN_GRAPH for the backend)."""
+    resizes the frames itself (None: models/fuse.py RESIZE_IN_GRAPH for the backend). `nms`: the
+    fused yolo-seg graph's NMS, "dynamic" or "static" (no data-dependent shape: models/fuse.py)."""
     card = load_card(card_path)
     if task is not None and card.task != task:
         raise ModelError(f"{card_path}: card is for task {card.task!r}, but is configured as the {task} engine")
-    name, why = resolve_backend(backend, precision)
+    if backend == "tensorrt":  # an op TensorRT lacks: one line before anything is looked for or built
+        from streamseg.backends.tensorrt_check import refuse_missing_ops
+
+        refuse_missing_ops(card.model_path, card.name)
+    # runtime_needed=False: only the graph the backend would get is wanted (backends/tensorrt_check.py)
+    name, why = resolve_backend(backend, precision) if runtime_needed else (backend, "graph only")
     options = dict(engine_options or {})
     if hint and name == "openvino":  # latency | throughput: OpenVINO's performance hint
         options.setdefault("hint", hint.upper())
@@ -227,14 +236,19 @@ def open_model(
     fixed = None
     if name in ("openvino", "tensorrt"):  # a dynamic-size export gets the card's H and W (see fixed_size)
         inp = card.input
-        fixed = with_input_size(card.model_path, inp.name, inp.layout, inp.size_wh, explicit_gathers=name == "openvino")
+        fixed = with_input_size(
+            card.model_path, inp.name, inp.layout, inp.size_wh,
+            explicit_gathers=name == "openvino", uint8_casts=name == "tensorrt",
+        )
     path = fixed[0] if fixed else card.model_path
     model = None
     if fuse is not False and (fuse or _fuse.FUSE_DEFAULT.get(name, {}).get(card.task, False)):
         if resize_in_graph is None:
             resize_in_graph = _fuse.RESIZE_IN_GRAPH.get(name, True)
         try:
-            model = _open_fused(card, path, name, why, precision, threads, cache_dir, options, thresholds, resize_in_graph)
+            model = _open_fused(
+                card, path, name, why, precision, threads, cache_dir, options, thresholds, resize_in_graph, nms
+            )
         except _fuse.NotFusable:
             if fuse:  # asked for: say why not
                 raise
@@ -247,7 +261,9 @@ def open_model(
     return model
 
 
-def _open_fused(card, path, name, why, precision, threads, cache_dir, options, thresholds, resize_in_graph) -> SegModel:
+def _open_fused(
+    card, path, name, why, precision, threads, cache_dir, options, thresholds, resize_in_graph, nms="dynamic"
+) -> SegModel:
     """Build the card's fused graph (from the gated INT8 model for int8) and an engine on it.
     `path`: the model to fuse (the card's file, or its fixed-size copy for OpenVINO/TensorRT)."""
     import onnx
@@ -273,7 +289,7 @@ def _open_fused(card, path, name, why, precision, threads, cache_dir, options, t
         if not hasattr(decoder, "set_thresholds"):
             raise ModelError(f"{card.name}: thresholds apply to instance models only")
         decoder.set_thresholds(**given)
-    fused = _fuse.build_fused(card, core, decoder, resize_in_graph=resize_in_graph)
+    fused = _fuse.build_fused(card, core, decoder, resize_in_graph=resize_in_graph, nms=nms, backend=name)
     workdir = Path(tempfile.mkdtemp(prefix="streamseg-fused-"))
     # named as the model: engines report and refuse things by the file name the user knows
     try:
@@ -287,7 +303,7 @@ def _open_fused(card, path, name, why, precision, threads, cache_dir, options, t
         engine,
         backend_reason=why,
         thresholds=thresholds,  # already in the graph and its host decoder; kept for describe()
-        fused_host=_fuse.FusedHost(card, decoder, resize_in_graph),
+        fused_host=_fuse.FusedHost(card, decoder, resize_in_graph, fused.nms),
         workdir=workdir,
     )
 

@@ -22,6 +22,7 @@ def open_configured(
         max_detections=ec.max_detections,
         hint=ec.hint,
         fuse=ec.fuse,
+        nms=ec.nms,
         cache_dir=cache_dir,
         engine_options=engine_options,
     )

@@ -10,8 +10,14 @@ GatherElements made explicit.
   demands equal sizes and refuses the model. Slicing the data to the indices' size outside
   the axis first is the same computation, which every backend accepts.
 
-ONNX Runtime runs the user's file as it is (it needs neither); OpenVINO gets both changes,
-TensorRT the input size. The copy is a temporary file, made again on every load (never read back from a cache
+- For TensorRT, a graph output made by a Cast from an integer type to UINT8 (YOLO26-sem's
+  class ids: ArgMax INT64 -> Cast UINT8) becomes Mod 256 -> Cast FLOAT -> Cast UINT8: TensorRT
+  converts UINT8 only to and from FP32/FP16 (NVIDIA/TensorRT include/NvInferRuntimeBase.h,
+  `DataType::kUINT8`: "kUINT8 conversions are only supported for {kFLOAT, kHALF}"). The Mod
+  keeps the wrap-around of the integer -> UINT8 cast, so the values are the same.
+
+ONNX Runtime runs the user's file as it is (it needs none of these); OpenVINO gets the first two,
+TensorRT the first and the last. The copy is a temporary file, made again on every load (never read back from a cache
 folder, so nothing unchecked is loaded) and deleted with the model.
 """
 
@@ -83,12 +89,78 @@ def _explicit_gather_elements(graph) -> int:
     return count
 
 
+INTEGER_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)  # TensorProto UINT8, INT8, UINT16, INT16, INT32, INT64, UINT32, UINT64
+FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def elem_types(m) -> dict[str, int]:
+    """The element type of every tensor of the graph whose type ONNX's inference knows."""
+    import onnx
+
+    types = {i.name: i.data_type for i in m.graph.initializer}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m).graph
+    except Exception:  # a custom op or a broken model: what the graph itself declares
+        inferred = m.graph
+    for vi in (*inferred.input, *inferred.value_info, *inferred.output):
+        if vi.type.tensor_type.elem_type:
+            types[vi.name] = vi.type.tensor_type.elem_type
+    for n in m.graph.node:  # a Cast says its output type even where inference gave up
+        if n.op_type == "Cast":
+            types[n.output[0]] = next(a.i for a in n.attribute if a.name == "to")
+    return types
+
+
+def _uint8_output_casts(m) -> list[tuple]:
+    """(Cast node, its input's type) for each Cast from an integer type to UINT8 that makes a graph output."""
+    outputs = {o.name for o in m.graph.output}
+    casts = [
+        n
+        for n in m.graph.node
+        if n.op_type == "Cast" and n.output[0] in outputs and any(a.name == "to" and a.i == 2 for a in n.attribute)
+    ]
+    if not casts:
+        return []
+    types = elem_types(m)
+    return [(n, types[n.input[0]]) for n in casts if types.get(n.input[0]) in INTEGER_TYPES and types[n.input[0]] != 2]
+
+
+def _uint8_through_float(graph, casts) -> None:
+    """integer -> UINT8 casts (graph outputs) as integer -> Mod 256 -> FLOAT -> UINT8: the same
+    values, with UINT8 converted only from FP32 as TensorRT requires."""
+    from onnx import TensorProto, helper
+
+    rewrite = {n.output[0]: t for n, t in casts}
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Cast" or node.output[0] not in rewrite:
+            nodes.append(node)
+            continue
+        src, out = node.input[0], node.output[0]
+        p = f"{node.name or out}/streamseg_uint8"
+        divisor = helper.make_tensor(f"{p}/256", rewrite[out], [], [256])  # Mod wants the source's type
+        nodes += [
+            helper.make_node("Constant", [], [f"{p}/256"], value=divisor),
+            helper.make_node("Mod", [src, f"{p}/256"], [f"{p}/wrapped"], fmod=0),
+            helper.make_node("Cast", [f"{p}/wrapped"], [f"{p}/float"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", [f"{p}/float"], [out], name=node.name, to=TensorProto.UINT8),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
 def with_input_size(
-    model_path: Path, input_name: str | None, layout: str, size_wh: tuple[int, int], *, explicit_gathers: bool = True
+    model_path: Path,
+    input_name: str | None,
+    layout: str,
+    size_wh: tuple[int, int],
+    *,
+    explicit_gathers: bool = True,
+    uint8_casts: bool = False,
 ) -> tuple[Path, tempfile.TemporaryDirectory] | None:
     """The portable copy of the model (see the module's docstring), or None when the model
-    needs none (`explicit_gathers`: rewrite GatherElements too). Keep the returned folder
-    alive while the engine runs."""
+    needs none (`explicit_gathers`: rewrite GatherElements too; `uint8_casts`: integer -> UINT8
+    output casts through FP32, for TensorRT). Keep the returned folder alive while the engine runs."""
     import onnx
 
     if model_path.suffix.lower() != ".onnx" or not model_path.is_file():
@@ -100,7 +172,8 @@ def with_input_size(
     inp = _image_input(m, input_name)
     dynamic = _dynamic_dims(inp) is not None
     gathers = explicit_gathers and any(n.op_type == "GatherElements" for n in m.graph.node)
-    if not (dynamic or gathers):
+    casts = _uint8_output_casts(m) if uint8_casts else []
+    if not (dynamic or gathers or casts):
         return None
     from streamseg.models.onnx_check import check_external_data
 
@@ -116,6 +189,8 @@ def with_input_size(
             d.dim_value = v
     if gathers:
         _explicit_gather_elements(m.graph)
+    if casts:
+        _uint8_through_float(m.graph, casts)
     tmp = tempfile.TemporaryDirectory(prefix="streamseg-model-")
     w, h = size_wh
     out = Path(tmp.name) / f"{model_path.stem}-{w}x{h}.onnx"

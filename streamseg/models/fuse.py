@@ -44,12 +44,18 @@ from streamseg.backends.base import TensorSpec
 from streamseg.errors import ModelError
 from streamseg.frames import Instances, SemanticResult
 from streamseg.models.card import ModelCard
+from streamseg.models.fixed_size import FLOAT_TYPES, INTEGER_TYPES, elem_types
 from streamseg.models.preprocess import RESIZE_ROWS, Preprocessor, ResizeTransform, resize_tables
 from streamseg.models.yolo_seg import masks_in_frame
 
 FRAMES = "frames"
 RESIZE_X, RESIZE_Y = "resize_x", "resize_y"
 MASK_MARGIN_CELLS = 3.0
+# TensorRT's TopK takes k up to 3840 (NVIDIA/TensorRT include/NvInfer.h, ITopKLayer::setK: "Currently
+# only values up to 3840 are supported"; onnx-tensorrt docs/operators.md, TopK)
+TRT_TOPK_MAX = 3840
+NMS_VARIANTS = ("dynamic", "static")
+CPU_BACKENDS = ("onnxruntime", "openvino")  # graphs for these may hold uint8 intermediates
 _NP = {
     TensorProto.FLOAT: np.float32,
     TensorProto.FLOAT16: np.float16,
@@ -120,20 +126,42 @@ class FusedModel:
     task: str
     outputs: tuple[str, ...]
     resize_in_graph: bool = True
+    nms: str | None = None  # yolo-seg: which NMS variant (NMS_VARIANTS)
 
     def save(self, path: str | Path) -> Path:
         onnx.save(self.model, str(path))
         return Path(path)
 
 
-def build_fused(card: ModelCard, core_path: str | Path, decoder, *, resize_in_graph: bool = True) -> FusedModel:
+def build_fused(
+    card: ModelCard,
+    core_path: str | Path,
+    decoder,
+    *,
+    resize_in_graph: bool = True,
+    nms: str = "dynamic",
+    backend: str | None = None,
+) -> FusedModel:
     """The card's model at `core_path` (fp32, or the gated INT8 QDQ copy) with its preprocessing
     and postprocessing around it. `decoder` is the card's numpy decoder, already given its
     thresholds: the graph reads labels, class filter and thresholds from it.
 
     resize_in_graph: the graph takes frames at capture size and resizes them itself (the GPU
     graph); False: it takes frames OpenCV already resized/letterboxed to the input size, uint8
-    BGR (measured faster on CPU backends, whose integer kernels are slow)."""
+    BGR (measured faster on CPU backends, whose integer kernels are slow).
+    nms (yolo-seg): "dynamic", ONNX NonMaxSuppression over every anchor, its [K, 3] selection
+    gathered and scattered; "static", the same detections with no data-dependent shape after the
+    NMS node (see _select_static), for a TensorRT that refuses the dynamic one.
+    backend: the engine it is built for: "tensorrt" bounds max_detections to what its TopK takes;
+    the CPU backends' graph without the resize orders the uint8 planes before casting (faster there,
+    the same values), any other casts the frames first, as TensorRT requires."""
+    if nms not in NMS_VARIANTS:
+        raise ModelError(f"{card.name}: nms must be one of {', '.join(NMS_VARIANTS)}, not {nms!r}")
+    if backend == "tensorrt" and card.task == "instance" and int(getattr(decoder, "max_det", 0)) > TRT_TOPK_MAX:
+        raise ModelError(
+            f"{card.name}: max_detections {decoder.max_det} is more than TensorRT's TopK takes ({TRT_TOPK_MAX}); "
+            f"set max_detections <= {TRT_TOPK_MAX} for the tensorrt backend"
+        )
     model = onnx.load(str(core_path))
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < 12:
@@ -150,12 +178,14 @@ def build_fused(card: ModelCard, core_path: str | Path, decoder, *, resize_in_gr
     batch = in_vi.type.tensor_type.shape.dim[0]
     fixed_batch = batch.dim_value if batch.HasField("dim_value") and batch.dim_value > 0 else None
 
-    _preprocess(b, card, in_name, in_type, resize_in_graph)
+    _preprocess(b, card, in_name, in_type, resize_in_graph, cast_first=backend not in CPU_BACKENDS)
     if card.task == "semantic":
-        out_vis = _semantic_post(b, card, decoder, outs)
+        types = elem_types(model) if card.format == "semantic-argmax" else {}
+        out_vis = _semantic_post(b, card, decoder, outs, types)
         task_outputs = ("label_map",)
     else:
-        out_vis = _yolo_post(b, card, decoder, outs)
+        anchors = _static_dim(model, decoder.det_name, 2) if nms == "static" else None
+        out_vis = _yolo_post(b, card, decoder, outs, nms, anchors)
         task_outputs = ("boxes_xyxy", "scores", "class_id", "mask_logits", "count")
 
     # preprocessing, the model, postprocessing: the node list stays topologically sorted
@@ -181,12 +211,55 @@ def build_fused(card: ModelCard, core_path: str | Path, decoder, *, resize_in_gr
     g.output.extend(out_vis(n))
     # intermediate shape annotations of the old outputs may now be wrong for no one: drop them
     del g.value_info[:]
+    _prune(g)
     model.doc_string = f"streamseg fused graph for card {card.name}: uint8 BGR frames in, {', '.join(task_outputs)} out"
     onnx.checker.check_model(model)
-    return FusedModel(model, card.task, task_outputs, resize_in_graph)
+    return FusedModel(model, card.task, task_outputs, resize_in_graph, nms if card.task == "instance" else None)
 
 
-def _preprocess(b: _Builder, card: ModelCard, in_name: str, in_type: int, resize_in_graph: bool) -> None:
+def _prune(g: onnx.GraphProto) -> None:
+    """Drop the nodes no graph output needs (the model's outputs that the postprocessing reads
+    past, e.g. YOLO26-sem's Cast to UINT8: TensorRT's parser imports every node, dead or not)."""
+    needed = {o.name for o in g.output}
+
+    def reads(node: onnx.NodeProto):  # its inputs, and the outer names its subgraphs read
+        yield from node.input
+        for a in node.attribute:
+            for sub in (*([a.g] if a.HasField("g") else []), *a.graphs):
+                for n in sub.node:
+                    yield from reads(n)
+
+    kept = []
+    for node in reversed(g.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(reads(node))
+    if len(kept) < len(g.node):
+        del g.node[:]
+        g.node.extend(reversed(kept))
+
+
+def _static_dim(model: onnx.ModelProto, name: str, axis: int) -> int | None:
+    """Axis `axis` of tensor `name` where ONNX's shape inference gives a number, else None."""
+    if (v := next((o for o in model.graph.output if o.name == name), None)) is not None:
+        dims = v.type.tensor_type.shape.dim
+        if len(dims) > axis and dims[axis].HasField("dim_value") and dims[axis].dim_value > 0:
+            return dims[axis].dim_value
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    except Exception:  # a model ONNX cannot infer: the caller takes the safe default
+        return None
+    for v in (*inferred.value_info, *inferred.output):
+        if v.name == name:
+            dims = v.type.tensor_type.shape.dim
+            if len(dims) > axis and dims[axis].HasField("dim_value") and dims[axis].dim_value > 0:
+                return dims[axis].dim_value
+    return None
+
+
+def _preprocess(
+    b: _Builder, card: ModelCard, in_name: str, in_type: int, resize_in_graph: bool, cast_first: bool = True
+) -> None:
     """frames uint8 NHWC BGR (+ resize tables) -> the model's input tensor, named as the model's input.
 
     The resize is cv2's own fixed-point arithmetic, from the tables `resize_tables` makes on the
@@ -233,12 +306,21 @@ def _preprocess(b: _Builder, card: ModelCard, in_name: str, in_type: int, resize
             )  # 1, 1, dh, dw: 1 inside
             outside = b.op("Cast", [b.op("Sub", [b.const(1, np.int32), inside])], to=TensorProto.FLOAT)
             x = b.op("Add", [x, b.op("Mul", [outside, b.const(float(spec.pad_value), np.float32)])])
+    elif cast_first:
+        # TensorRT allows UINT8 only as a graph input or output (onnx-tensorrt ModelImporter.cpp:
+        # "TensorRT does not support UINT8 types for intermediate tensors!"; docs/operators.md: "UINT8
+        # is only supported as network input or output tensor types"), so the uint8 frames feed
+        # nothing but a Cast to FP32 (NvInferRuntimeBase.h, DataType::kUINT8: "kUINT8 conversions are
+        # only supported for {kFLOAT, kHALF}")
+        x = b.op("Transpose", [b.op("Cast", [FRAMES], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
     else:
+        # the CPU backends: order the uint8 planes, a quarter of the bytes, then cast (the same
+        # values; 0.5 ms of 0.9 ms per 320x320 frame saved on ONNX Runtime, one thread)
         x = b.op("Transpose", [FRAMES], perm=[0, 3, 1, 2])
-        if spec.color == "rgb":  # on the uint8 planes: a quarter of the bytes
+        if spec.color == "rgb":
             x = b.op("Gather", [x, b.const([2, 1, 0], np.int64)], axis=1)
         x = b.op("Cast", [x], to=TensorProto.FLOAT)
-    if spec.color == "rgb" and resize_in_graph:
+    if spec.color == "rgb" and (resize_in_graph or cast_first):
         x = b.op("Gather", [x, b.const([2, 1, 0], np.int64)], axis=1)
     std = np.asarray(spec.std, np.float32)
     mul = (spec.scale / std).astype(np.float32).reshape(1, 3, 1, 1)
@@ -252,7 +334,25 @@ def _preprocess(b: _Builder, card: ModelCard, in_name: str, in_type: int, resize
     b.pre_count = len(b.nodes)
 
 
-def _semantic_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec]):
+def _before_uint8_cast(g: onnx.GraphProto, types: dict[str, int], name: str) -> tuple[str, int] | None:
+    """(tensor, type): the integer tensor that the model's Cast to UINT8 makes `name` from, directly
+    or through the Cast to FLOAT that fixed_size puts in between for TensorRT; None if there is none."""
+    producer = {o: n for n in g.node for o in n.output}
+
+    def cast_to(node, to: tuple[int, ...]) -> bool:
+        return node is not None and node.op_type == "Cast" and helper.get_node_attr_value(node, "to") in to
+
+    cast = producer.get(name)
+    if not cast_to(cast, (TensorProto.UINT8,)):
+        return None
+    src = cast.input[0]
+    if types.get(src) in FLOAT_TYPES and cast_to(producer.get(src), FLOAT_TYPES):
+        src = producer[src].input[0]
+    t = types.get(src)
+    return (src, t) if t in INTEGER_TYPES and t != TensorProto.UINT8 else None
+
+
+def _semantic_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec], types: dict[str, int]):
     if card.format == "semantic-logits":
         result = None
         for out_name, lut in decoder.heads:
@@ -275,9 +375,15 @@ def _semantic_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, Tensor
     else:
         ids = decoder.output
         dt = outs[ids].dtype
-        if outs[ids].shape and len(outs[ids].shape) == 4:
+        source = _before_uint8_cast(b.g, types, ids)
+        if source is not None:
+            # the model's class ids before its own Cast to UINT8 (YOLO26-sem: ArgMax INT64 -> UINT8):
+            # a UINT8 tensor inside the graph is what TensorRT refuses (see _preprocess). Mod 256 is
+            # that cast's wrap-around, so the ids are the same; the unused Cast is pruned
+            ids = b.op("Mod", [source[0], b.const(256, helper.tensor_dtype_to_np_dtype(source[1]))])
+        if outs[decoder.output].shape and len(outs[decoder.output].shape) == 4:
             ids = b.op("Reshape", [ids, _squeeze1(b, ids)])
-        if dt.kind == "f":
+        if source is None and dt.kind == "f":
             ids = b.op("Round", [ids] if dt == np.float32 else [b.op("Cast", [ids], to=TensorProto.FLOAT)])
         ids = b.op("Cast", [ids], to=TensorProto.INT32)
         ok = b.op(
@@ -296,7 +402,7 @@ def _squeeze1(b: _Builder, x: str) -> str:
     return b.op("Concat", [b.slice(s, 0, 1, 0), b.slice(s, 2, 4, 0)], axis=0)
 
 
-def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec]):
+def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec], nms: str, anchors: int | None):
     nc = decoder.nc
     m = int(decoder.max_det)
     det, protos = decoder.det_name, decoder.proto_name
@@ -320,37 +426,20 @@ def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec
     conf = b.op("GatherElements", [scores, cls], axis=1)  # N, 1, A
     keep = b.op("Gather", [b.const(decoder.keep_class.astype(np.float32)), cls], axis=0)
     conf = b.op("Where", [b.op("Greater", [keep, b.const(0.5, np.float32)]), conf, b.const(0.0, np.float32)])
-    # each anchor competes in its own best class only (one candidate per anchor, as in numpy)
-    onehot = b.op("Equal", [b.const(np.arange(nc, dtype=np.int32).reshape(1, nc, 1)), cls])
-    nms_scores = b.op("Where", [onehot, conf, b.const(0.0, np.float32)])  # N, nc, A
-    selected = b.op(
-        "NonMaxSuppression",
-        [
-            boxes,
-            nms_scores,
-            b.const([m], np.int64),
-            b.const([decoder.iou], np.float32),
-            b.const([decoder.conf], np.float32),
-        ],
-        center_point_box=0,
-    )  # K, 3: (batch, class, anchor)
     conf2 = b.op("Reshape", [conf, b.const([0, -1], np.int64)])  # N, A
-    ba = b.op("Gather", [selected, b.const([0, 2], np.int64)], axis=1)  # K, 2
-    picked = b.op("GatherND", [conf2, ba])
-    dense = b.op("ScatterND", [b.op("Sub", [b.op("Mul", [conf2, b.const(0.0, np.float32)]), b.const(1.0, np.float32)]), ba, picked])
-    # M slots of -1 after the anchors: TopK's k stays a constant even with fewer anchors than M
-    n_shape = b.slice(b.op("Shape", [conf2]), 0, 1, 0)
-    pad_shape = b.op("Concat", [n_shape, b.const([m], np.int64)], axis=0)
-    filler = b.op("ConstantOfShape", [pad_shape], value=numpy_helper.from_array(np.array([-1.0], np.float32)))
-    padded = b.op("Concat", [dense, filler], axis=1)
-    values, index = b.op("TopK", [padded, b.const([m], np.int64)], outputs=2, axis=1, largest=1, sorted=1)
-    valid = b.op("Greater", [values, b.const(-0.5, np.float32)])  # N, M
     a_last = b.op("Sub", [b.slice(b.op("Shape", [conf2]), 1, 2, 0), b.const([1], np.int64)])
+    if nms == "static":
+        values, index = _select_static(b, decoder, boxes, conf2, cls, a_last, m, anchors)
+    else:
+        values, index = _select_dynamic(b, decoder, boxes, conf, conf2, cls, m)
+    valid = b.op("Greater", [values, b.const(-0.5, np.float32)])  # N, M
     index = b.op("Min", [index, a_last])  # empty slots point at a real anchor; masked below
     gidx = b.op("Reshape", [index, b.const([0, 0, 1], np.int64)])  # N, M, 1
     sel_boxes = b.op("GatherND", [boxes, gidx], batch_dims=1)  # N, M, 4
-    cls_flat = b.op("Reshape", [cls, b.const([0, -1], np.int64)])
-    sel_cls = b.op("GatherND", [cls_flat, gidx], batch_dims=1)
+    # the class ids as [N, A, 1]: TensorRT's GatherND (IGatherLayer kND) needs batch_dims <
+    # rank(data) - 1, a rank-2 [N, A] with batch_dims=1 fails its build (NVIDIA/TensorRT#4469)
+    cls3 = b.op("Transpose", [cls], perm=[0, 2, 1])
+    sel_cls = b.op("Reshape", [b.op("GatherND", [cls3, gidx], batch_dims=1), b.const([0, m], np.int64)])  # N, M
     coefs = b.op("Transpose", [b.slice(det, 4 + nc, 4 + nc + nm, 1)], perm=[0, 2, 1])  # N, A, nm
     sel_coefs = b.op("GatherND", [coefs, gidx], batch_dims=1)  # N, M, nm
     flat_protos = b.op("Reshape", [protos, b.const([0, nm, ph * pw], np.int64)])
@@ -399,6 +488,71 @@ def _yolo_post(b: _Builder, card: ModelCard, decoder, outs: dict[str, TensorSpec
         ]
 
     return vis
+
+
+def _pad(b: _Builder, x: str, k: int, value: float) -> str:
+    """x [N, L] with k slots of `value` after it: a TopK of k stays a constant whatever L is."""
+    n_shape = b.slice(b.op("Shape", [x]), 0, 1, 0)
+    shape = b.op("Concat", [n_shape, b.const([k], np.int64)], axis=0)
+    filler = b.op("ConstantOfShape", [shape], value=numpy_helper.from_array(np.array([value], np.float32)))
+    return b.op("Concat", [x, filler], axis=1)
+
+
+def _top(b: _Builder, x: str, k: int, largest: int = 1) -> tuple[str, str]:
+    """TopK as TensorRT takes it (onnx-tensorrt docs/operators.md: "`sorted` must be 1. `K` input must
+    be less than 3840"): sorted, k a constant initializer (build_fused bounds it for TensorRT)."""
+    return b.op("TopK", [x, b.const([k], np.int64)], outputs=2, axis=1, largest=largest, sorted=1)
+
+
+def _nms(b: _Builder, decoder, boxes: str, conf: str, cls: str, m: int) -> str:
+    """Class-aware NMS: each anchor competes in its own best class only (one candidate per anchor,
+    as in numpy). boxes [N, L, 4], conf and cls [N, 1, L] -> the class scores [N, nc, L] it ran on
+    and its selection [K, 3] (batch, class, index)."""
+    nc = decoder.nc
+    onehot = b.op("Equal", [b.const(np.arange(nc, dtype=np.int32).reshape(1, nc, 1)), cls])
+    scores = b.op("Where", [onehot, conf, b.const(0.0, np.float32)])  # N, nc, L
+    limits = [b.const([m], np.int64), b.const([decoder.iou], np.float32), b.const([decoder.conf], np.float32)]
+    return scores, b.op("NonMaxSuppression", [boxes, scores, *limits], center_point_box=0)
+
+
+def _select_dynamic(b: _Builder, decoder, boxes, conf, conf2, cls, m: int) -> tuple[str, str]:
+    """NMS over every anchor, its [K, 3] selection gathered and scattered into [N, A]: the best
+    `m` (score, anchor) per image, -1 in empty slots."""
+    _, selected = _nms(b, decoder, boxes, conf, cls, m)
+    ba = b.op("Gather", [selected, b.const([0, 2], np.int64)], axis=1)  # K, 2
+    picked = b.op("GatherND", [conf2, ba])
+    dense = b.op("ScatterND", [b.op("Sub", [b.op("Mul", [conf2, b.const(0.0, np.float32)]), b.const(1.0, np.float32)]), ba, picked])
+    return _top(b, _pad(b, dense, m, -1.0), m)
+
+
+def _select_static(b: _Builder, decoder, boxes, conf2, cls, a_last, m: int, anchors: int | None) -> tuple[str, str]:
+    """The same selection with no data-dependent shape after the NMS node: the best P anchors by
+    score (P = TRT_TOPK_MAX, or the anchor count when it is smaller and known), NMS on those, its
+    selection turned into a fixed [N, nc, P] mask by one ScatterND, then fixed-slot gathers.
+
+    NMS decides each box from the higher-scored boxes only, so while no more than P anchors pass
+    the score threshold, NMS sees the same candidates in the same (anchor) order as the dynamic
+    variant and keeps the same boxes; beyond that it keeps the best P (TensorRT's own NMS layer
+    considers at most 5000 boxes per image anyway: NvInfer.h, INMSLayer::setTopKBoxLimit)."""
+    p = min(anchors, TRT_TOPK_MAX) if anchors else TRT_TOPK_MAX
+    padded = _pad(b, conf2, p, -1.0)  # N, A + P: fillers below any threshold
+    _, best = _top(b, padded, p)  # N, P: the best first
+    # back into anchor order: NMS meets its candidates in the order the dynamic variant gives them
+    order, _ = _top(b, best, p, largest=0)  # N, P ascending
+    p_score = b.op("GatherElements", [padded, order], axis=1)  # N, P
+    p_anchor = b.op("Min", [order, a_last])  # fillers point at a real anchor; their score is -1
+    p_boxes = b.op("GatherND", [boxes, b.op("Reshape", [p_anchor, b.const([0, p, 1], np.int64)])], batch_dims=1)
+    p_cls = b.op("GatherElements", [cls, b.op("Reshape", [p_anchor, b.const([0, 1, p], np.int64)])], axis=2)
+    p_conf = b.op("Reshape", [p_score, b.const([0, 1, p], np.int64)])
+    scores, selected = _nms(b, decoder, p_boxes, p_conf, p_cls, m)  # selected: K, 3 (batch, class, slot)
+    # the selection as a mask of fixed size: ones scattered at (batch, class, slot), any class
+    ones = b.op("Add", [b.op("Mul", [b.reduce("ReduceMax", selected, 1), b.const(0, np.int64)]), b.const(1, np.int64)])
+    hit = b.op("ScatterND", [b.op("Mul", [scores, b.const(0.0, np.float32)]), selected, b.op("Cast", [ones], to=TensorProto.FLOAT)])
+    kept = b.op("Greater", [b.reduce("ReduceMax", hit, 1), b.const(0.5, np.float32)])  # N, P
+    dense = b.op("Where", [kept, p_score, b.const(-1.0, np.float32)])
+    values, slot = _top(b, _pad(b, dense, m, -1.0), m)
+    slot = b.op("Min", [slot, b.const(p - 1, np.int64)])  # empty slots; masked by their -1 score
+    return values, b.op("GatherElements", [p_anchor, slot], axis=1)
 
 
 # which engines run fused by default, per backend and task: measured on the CPU backends
@@ -538,9 +692,10 @@ class FusedHost:
     """What stays on the host around a fused graph: stacking (or, for a graph without the resize,
     OpenCV-resizing) the frames, and the cheap per-instance decoding."""
 
-    def __init__(self, card: ModelCard, decoder, resize_in_graph: bool) -> None:
+    def __init__(self, card: ModelCard, decoder, resize_in_graph: bool, nms: str | None = None) -> None:
         self.card = card
         self.resize_in_graph = resize_in_graph
+        self.nms = nms  # the yolo-seg graph's NMS variant, for describe()
         self.decoder = host_decoder(card, decoder)
         self.output_names = self.decoder.output_names
         self._pre = None if resize_in_graph else Preprocessor.for_input(card.input)

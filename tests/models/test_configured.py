@@ -51,3 +51,27 @@ def test_a_card_configured_as_the_other_task_is_refused(tiny):
     ec = _cfg(tiny).engines.instance
     with pytest.raises(ModelError, match="configured as the semantic engine"):
         open_configured(ec, task="semantic")
+
+
+def test_the_nms_variant_reaches_the_fused_graph(tiny):
+    cfg = _cfg(tiny)
+    ec = cfg.engines.instance.model_copy(update={"fuse": True, "nms": "static"})
+    with open_configured(ec, task="instance") as m:
+        assert m.fused and m.describe()["nms"] == "static"
+    assert cfg.engines.instance.nms == "dynamic"  # the default
+
+
+def test_config_refuses_more_detections_than_tensorrts_topk_in_one_line():
+    from streamseg.config import ConfigError
+    from streamseg.models.fuse import TRT_TOPK_MAX
+
+    engine = {"card": "x.yaml", "backend": "tensorrt", "max_detections": TRT_TOPK_MAX}
+    assert validate_config({"engines": {"instance": engine}}).engines.instance.max_detections == TRT_TOPK_MAX
+    with pytest.raises(ConfigError) as e:
+        validate_config({"engines": {"instance": {**engine, "max_detections": TRT_TOPK_MAX + 1}}})
+    assert str(e.value).splitlines() == [
+        f"config: engines.instance: Value error, max_detections {TRT_TOPK_MAX + 1} is more than TensorRT's TopK takes "
+        f"({TRT_TOPK_MAX})"
+    ]
+    engine = {**engine, "backend": "openvino", "max_detections": TRT_TOPK_MAX + 1}  # the CPU backends take more
+    assert validate_config({"engines": {"instance": engine}}).engines.instance.max_detections == TRT_TOPK_MAX + 1
