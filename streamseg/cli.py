@@ -497,7 +497,8 @@ def cmd_models(args) -> int:
 def _check_tensorrt(cards: list[str], precision: str, cache_dir: str) -> int:
     """`models check --backend tensorrt`: each finding one line on stderr; exit 2 when TensorRT
     would refuse a graph (a model the user must change), 0 when it would not (warnings included)."""
-    from streamseg.backends.tensorrt_check import check_card, errors
+    from streamseg.backends.tensorrt_check import errors
+    from streamseg.models.tensorrt_graphs import check_card
 
     refused = 0
     for path in cards:
@@ -659,7 +660,7 @@ def cmd_engines(args) -> int:
             )
         return 0
     if args.engines_command == "export":
-        from streamseg.backends.tensorrt_check import builder_graph
+        from streamseg.models.tensorrt_graphs import builder_graph
         from streamseg.sinks.base import check_writable
 
         check_writable(Path(args.out))

@@ -15,6 +15,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 from streamseg.backends import tensorrt_check as tc
+from streamseg.models import tensorrt_graphs as tg
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data" / "models"
@@ -312,9 +313,9 @@ def test_every_graph_the_product_hands_tensorrt_passes(cards, precision, resize_
     for card in cards:
         if _refused_by_2f(card):
             with pytest.raises(ModelError, match=r"has no ConvInteger, DynamicQuantizeLinear"):
-                tc.check_card(card, precision=precision, resize_in_graph=resize_in_graph)
+                tg.check_card(card, precision=precision, resize_in_graph=resize_in_graph)
             continue
-        graph, findings = tc.check_card(card, precision=precision, resize_in_graph=resize_in_graph)
+        graph, findings = tg.check_card(card, precision=precision, resize_in_graph=resize_in_graph)
         failed += [f"{card.name}: {f.line()}" for f in tc.errors(findings)]
     assert failed == [], "\n".join(failed)
 
@@ -326,7 +327,7 @@ def test_the_static_nms_variant_feeds_its_selection_only_into_one_fixed_size_sca
     card = ROOT / "engines" / "synth-instance.yaml"
     dd = {}
     for nms in ("dynamic", "static"):
-        findings = tc.check_card(card, nms=nms)[1]
+        findings = tg.check_card(card, nms=nms)[1]
         assert tc.errors(findings) == [] and not any(f.rule.startswith("output-") for f in findings)
         dd[nms] = next(f.problem for f in findings if f.rule == "data-dependent-shape")
     assert "(Gather)" in dd["dynamic"] and "(GatherND)" in dd["dynamic"]
@@ -338,7 +339,7 @@ def test_every_int8_graph_passes(int8_cache, resize_in_graph):
     cache, gated = int8_cache
     failed = []
     for card in gated:
-        graph, findings = tc.check_card(card, precision="int8", resize_in_graph=resize_in_graph, cache_dir=cache)
+        graph, findings = tg.check_card(card, precision="int8", resize_in_graph=resize_in_graph, cache_dir=cache)
         assert graph.fused, card.name  # the fused Q/DQ graph, pre/post included
         failed += [f"{card.name}: {f.line()}" for f in tc.errors(findings)]
     assert failed == [], "\n".join(failed)
@@ -445,7 +446,7 @@ def test_export_profile_is_the_builders(tmp_path):
     """The trtexec profile comes from the builder's own profile function (tensorrt_build.profile_for)."""
     from streamseg.backends.tensorrt_build import BuildSettings, profile_for
 
-    g = tc.builder_graph(ROOT / "engines" / "synth-semantic.yaml", tmp_path / "s.onnx", max_batch=2)
+    g = tg.builder_graph(ROOT / "engines" / "synth-semantic.yaml", tmp_path / "s.onnx", max_batch=2)
     m = onnx.load(str(g.path))
     dims = [(v.name, tuple(d.dim_value or -1 for d in v.type.tensor_type.shape.dim)) for v in m.graph.input]
     assert g.profile == profile_for(dims, BuildSettings(max_batch=2, opt_batch=2), "s")
@@ -453,7 +454,7 @@ def test_export_profile_is_the_builders(tmp_path):
 
 # gpu-check's steps ------------------------------------------------------------------------------------
 def test_check_all_graphs_and_the_real_parser_step(monkeypatch, tmp_path):
-    r = tc.check_all_graphs(
+    r = tg.check_all_graphs(
         {"synth-semantic": ROOT / "engines" / "synth-semantic.yaml"}, tmp_path, precisions=("fp32", "int8")
     )
     rows = {(g["precision"], g["resize_in_graph"]): g for g in r["graphs"]}
@@ -483,9 +484,9 @@ def test_export_works_for_every_product_graph(cards, tmp_path):
         out = tmp_path / f"{card.stem}.onnx"
         if _refused_by_2f(card):
             with pytest.raises(ModelError, match="ConvInteger"):
-                tc.builder_graph(card, out, precision="fp16")
+                tg.builder_graph(card, out, precision="fp16")
             continue
-        g = tc.builder_graph(card, out, precision="fp16", max_batch=2)
+        g = tg.builder_graph(card, out, precision="fp16", max_batch=2)
         m = onnx.load(str(out))
         onnx.checker.check_model(m, full_check=True)
         init = {i.name for i in m.graph.initializer}

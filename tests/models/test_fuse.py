@@ -213,7 +213,7 @@ def test_bundled_models_fused_agree_with_numpy_on_the_demo_scene_and_udacity(bac
 # graph that has it, so none can pass by reading nothing.
 from streamseg.errors import ModelError  # noqa: E402
 from streamseg.models import fuse  # noqa: E402
-from streamseg.models.fixed_size import elem_types, with_input_size  # noqa: E402
+from streamseg.models.fixed_size import with_input_size  # noqa: E402
 from tests.models.test_fixed_size import uint8_cast_problems  # noqa: E402
 
 FORMATS = ROOT.parent / "shared" / "data" / "models" / "formats"
