@@ -17,7 +17,7 @@ from streamseg.models.fixed_size import with_input_size
 from streamseg.models.fuse import build_fused, compare_results, core_specs, frames_batch
 from streamseg.models.preprocess import Preprocessor
 from tests import models_factory as mf
-from tests.conftest import CARDS, ROOT, UDACITY, needs_shared_models
+from tests.conftest import CARDS, ROOT, TWIN, UDACITY, YOLO, needs_shared_models
 from tests.models.test_fixed_size import uint8_cast_problems
 
 BACKENDS = ["onnxruntime", "openvino"]
@@ -292,17 +292,22 @@ def _tensorrt_graph(card_path, in_graph: bool, nms: str = "dynamic", backend="te
             fixed[1].cleanup()
 
 
-def _graph_cards(tmp_path, tiny) -> list[Path]:
-    """Every card whose graph the product can hand TensorRT fused: bundled, tiny, test fixtures and
-    the fusable format fixtures (where ../shared/data is present)."""
-    ids = mf.uint8_ids_model(tiny / "ids.onnx", size_wh=(64, 48))
-    (tiny / "ids.yaml").write_text(
+def _ids_card(folder: Path) -> Path:
+    """A semantic-argmax card whose model ends as YOLO26-sem's does: INT64 ids, Cast to UINT8."""
+    ids = mf.uint8_ids_model(folder / "ids.onnx", size_wh=(64, 48))
+    (folder / "ids.yaml").write_text(
         f"name: ids\nfile: {ids.name}\ntask: semantic\nformat: semantic-argmax\n"
         "input: {size_wh: [64, 48], resize: stretch}\nlabels: [none, red]\ngroups: {road: [red]}\n"
     )
+    return folder / "ids.yaml"
+
+
+def _graph_cards(tmp_path, tiny) -> list[Path]:
+    """Every card whose graph the product can hand TensorRT fused: bundled, tiny, test fixtures and
+    the fusable format fixtures (where ../shared/data is present)."""
     cards = [ROOT / "engines" / "synth-semantic.yaml", ROOT / "engines" / "synth-instance.yaml"]
-    cards += [tiny / "red.yaml", tiny / "yolo.yaml", tiny / "ids.yaml"]
-    if (CARDS.parent.parent.parent.parent / "shared" / "data" / "models" / "twinlitenet-bdd-360x640.onnx").is_file():
+    cards += [tiny / "red.yaml", tiny / "yolo.yaml", _ids_card(tmp_path)]
+    if TWIN.is_file() and YOLO.is_file():
         cards += [CARDS / "twinlitenet-bdd.yaml", CARDS / "yolov8n-seg-coco.yaml"]
     if FORMATS.is_dir():
         from tests.models.test_yolo_formats import _card_for
@@ -355,8 +360,8 @@ def test_the_rules_catch_what_the_old_graphs_had(tmp_path, tiny, monkeypatch):
     cpu = _tensorrt_graph(tiny / "red.yaml", False, backend="onnxruntime")  # uint8 planes ordered, then cast
     assert any("UINT8 intermediate" in p for p in uint8_cast_problems(cpu))
     monkeypatch.setattr(fuse, "_before_uint8_cast", lambda *a: None)  # read the model's UINT8 ids, as before
-    _graph_cards(tmp_path, tiny)
-    assert any("UINT8 intermediate output0" in p for p in uint8_cast_problems(_tensorrt_graph(tiny / "ids.yaml", True)))
+    old_ids = _tensorrt_graph(_ids_card(tmp_path), True)
+    assert any("UINT8 intermediate output0" in p for p in uint8_cast_problems(old_ids))
     rank2 = onnx.helper.make_model(
         onnx.helper.make_graph(
             [onnx.helper.make_node("GatherND", ["d", "i"], ["o"], name="G", batch_dims=1)],
@@ -394,9 +399,9 @@ def test_tensorrt_build_with_more_detections_than_its_topk_takes_is_one_line(tin
         assert m.fused  # the CPU backends have no such limit
 
 
-def test_semantic_argmax_ids_read_before_the_uint8_cast_are_the_same(tiny, monkeypatch):
+def test_semantic_argmax_ids_read_before_the_uint8_cast_are_the_same(tmp_path, monkeypatch):
     """(b) the fused label map from the INT64 ids (Mod 256) equals the one from the model's UINT8 ids."""
-    _graph_cards(tiny, tiny)
+    card = _ids_card(tmp_path)
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(2)]
     out = {}
@@ -405,7 +410,7 @@ def test_semantic_argmax_ids_read_before_the_uint8_cast_are_the_same(tiny, monke
             monkeypatch.setattr(fuse, "_before_uint8_cast", lambda *a: None)
         for backend in BACKENDS:
             for in_graph in (True, False):
-                with open_model(str(tiny / "ids.yaml"), backend=backend, threads=1, fuse=True, resize_in_graph=in_graph) as m:
+                with open_model(str(card), backend=backend, threads=1, fuse=True, resize_in_graph=in_graph) as m:
                     out[name, backend, in_graph] = [r.label_map for r in m.run(frames)]
     for (_, backend, in_graph), maps in out.items():
         for a, b in zip(maps, out["old", backend, in_graph], strict=True):
