@@ -446,6 +446,9 @@ def test_static_nms_gives_the_same_detections_as_the_default(tiny, backend, monk
             np.testing.assert_array_equal(a.xyxy, b.xyxy)
             np.testing.assert_array_equal(a.score, b.score)
             np.testing.assert_array_equal(a.masks, b.masks)
+    # nothing passes the threshold: NMS selects nothing ([0, 3]), the scatter writes nothing
+    with open_model(str(tiny / "yolo.yaml"), backend=backend, threads=1, fuse=True, nms="static", conf_threshold=0.95) as m:
+        assert [len(r) for r in m.run([image, image])] == [0, 0]
     with pytest.raises(ModelError, match="nms must be one of dynamic, static, not 'fast'"):
         with open_model(str(tiny / "yolo.yaml"), backend=backend, threads=1, fuse=True, nms="fast"):
             pass
