@@ -14,6 +14,12 @@ model it reduces the outputs to compact fixed-shape tensors:
   `scores` [N, M], `class_id` int32 [N, M] (-1 in empty slots), `mask_logits` [N, M, ph, pw]
   (coefficients @ prototypes at prototype resolution, cropped to the box plus a 3-cell
   margin, the most the host's bilinear sampling into the frame reads), `count` int32 [N].
+  `nms="static"` makes the same selection with no data-dependent shape after the NMS node
+  (`_select_static`), for a TensorRT that refuses the default's gathers on NMS's [K, 3] output.
+
+Every graph keeps TensorRT's ONNX parser rules (issue 25 §2, each cited where it is kept): no
+UINT8 tensor but the frames and `label_map`, GatherND on rank-3 data only, TopK sorted with a
+constant K <= TRT_TOPK_MAX.
 
 The in-graph resize is cv2's own fixed-point arithmetic from host-made tables (bit-exact wherever
 OpenCV downscales, which every capture size in the project's data does; a frame smaller than the
