@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", metavar="PATH", help="write the latency plot PNG here (default: beside --report, if the config plots)"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
 
     bench = sub.add_parser(
         "bench", help="engines-only limit, naive baseline, pipeline sweep and live load sweep, with plots"
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-c", "--config", default=None, help="default: configs/demo.yaml of this project")
     demo.add_argument("--max-frames", type=int, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
 
     ev = sub.add_parser("eval", help="accuracy of models (IoU, mask AP50) against ground truth")
     ev.set_defaults(handler=cmd_eval)
@@ -116,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     eb.add_argument("--backend", default="openvino", choices=["onnxruntime", "openvino", "tensorrt"])
     eb.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"])
     eb.add_argument("--threads", type=int, default=0)
-    eb.add_argument("--cache-dir", default="engines/cache")
+    eb.add_argument("--cache-dir", help=CACHE_HELP)
     eb.add_argument("--calib", metavar="URI", help="int8: frames for calibration and for the accuracy gate")
     eb.add_argument(
         "--calib-frames", type=int, default=64, help="int8: frames to calibrate on (as many again judge it)"
@@ -129,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eb.add_argument("--max-batch", type=int, default=8, help="tensorrt: the largest batch the plan's profile takes")
     el = esub.add_parser("list", help="what the engine cache holds")
-    el.add_argument("--cache-dir", default="engines/cache")
+    el.add_argument("--cache-dir", help=CACHE_HELP)
 
     models = sub.add_parser("models", help="list model cards or check one against its ONNX file")
     models.set_defaults(handler=cmd_models)
@@ -262,6 +264,8 @@ def cmd_run(args) -> int:
     )
     if args.no_progress:
         cfg.metrics.progress = False
+    if args.cache_dir:
+        cfg.engines.cache_dir = args.cache_dir
     return run_config(cfg)
 
 
@@ -434,6 +438,10 @@ def cmd_models(args) -> int:
     raise UserError("models: say `list`, `check CARD`, `card MODEL.onnx [-o CARD.yaml]` or `make-dynamic IN.onnx OUT.onnx`")
 
 
+CACHE_HELP = (
+    "where built engines are cached (default: $STREAMSEG_CACHE_DIR, else $XDG_CACHE_HOME/streamseg, "
+    "else ~/.cache/streamseg; config: engines.cache_dir)"
+)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -459,6 +467,8 @@ def cmd_demo(args) -> int:
     cfg = apply_overrides(project_config(args.config, "demo.yaml"), max_frames=args.max_frames)
     if args.no_progress:
         cfg.metrics.progress = False
+    if args.cache_dir:
+        cfg.engines.cache_dir = args.cache_dir
     return run_config(cfg)
 
 
@@ -469,7 +479,7 @@ def cmd_eval(args) -> int:
     from streamseg.evaluate import evaluate
 
     engines: dict[str, EngineConfig] = {}  # used as they are: backend, precision, thresholds
-    cache_dir = "engines/cache"
+    cache_dir = "default"  # the user's cache folder, unless a config says otherwise
     for path in args.models:
         p = Path(path)
         if not p.is_file():
@@ -565,8 +575,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_engines(args) -> int:
-    from streamseg.backends.cache import EngineCache
+    from streamseg.backends.cache import EngineCache, default_cache_dir
 
+    args.cache_dir = args.cache_dir or str(default_cache_dir())
     if args.engines_command == "list":
         entries = EngineCache(args.cache_dir).entries()
         if not entries:

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from streamseg.backends.cache import default_cache_dir
 from streamseg.errors import ConfigError
 
 Mode = Literal["auto", "offline", "live", "realtime"]
@@ -111,8 +112,9 @@ class EnginesConfig(Section):
     semantic: EngineConfig | None = None
     instance: EngineConfig | None = None
     cache_dir: str | None = Field(
-        "engines/cache",
-        description="Built engines (OpenVINO blobs, TensorRT plans), sha256-checked; null = build every run.",
+        default_factory=lambda: str(default_cache_dir()),
+        description="Built engines (OpenVINO blobs, TensorRT plans), sha256-checked; default: $STREAMSEG_CACHE_DIR, "
+        "else $XDG_CACHE_HOME/streamseg, else ~/.cache/streamseg (also --cache-dir); null = build every run.",
     )
 
 
