@@ -22,16 +22,55 @@ log = logging.getLogger("streamseg")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
-        raise UserError(f"{self.prog}: {message}")
+        # "streamseg: error: run: ...", not "streamseg: error: streamseg run: ..."
+        where = self.prog.removeprefix("streamseg").strip()
+        err = UserError(f"{where}: {message}" if where else message)
+        if "arguments are required" in message:  # a command given nothing says how it is used
+            err.usage = self.format_usage().strip()
+        raise err
+
+
+def _doc(description: str, *examples: str) -> dict:
+    """A subcommand's --help: what it does, in a paragraph, and how it is called."""
+    return {
+        "description": description,
+        "epilog": "examples:\n" + "\n".join(f"  {e}" for e in examples),
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
+RUN_EPILOG = """
+source URIs: a file (drive.mp4, file://drive.mp4), /dev/video0 or v4l2:///dev/video0,
+  rtsp://user:pass@cam:554/stream, rtp://@:5000, images://DIR?fps=10, gst://... ! appsink,
+  synthetic://driving?size=1280x720&fps=30&frames=300
+sink URIs: out.mp4 / out.mkv (H.264), results.jsonl, rtsp://:8554/NAME (served),
+  rtp://HOST:PORT, http://127.0.0.1:8080 (browser preview), display://, null://
+
+exit codes: 0 done; 1 the run failed (no frame came out, the report could not be written);
+  2 a user mistake, found before any frame is read (nothing already written is touched);
+  130 after SIGINT, 143 after SIGTERM, once everything is written"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="streamseg", description="Real-time road/car/person segmentation of driving video.")
     p.add_argument("--version", action="version", version=f"streamseg {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="also the internal decisions (schedules, timings)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run the pipeline on sources, writing sinks and a latency report")
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline on sources, writing sinks and a latency report",
+        **_doc(
+            "Decode every --source, batch its frames into the semantic and instance engines of the model "
+            "cards given, draw the masks and write every --sink; print a latency table at the end and write "
+            "the report. A config (-c) holds the same and more; flags given here replace its values.",
+            "streamseg run --source drive.mp4 --semantic CARD.yaml --instance CARD.yaml --sink out.mp4 --report r.json",
+            "streamseg run -c configs/dashcam-replay.yaml --max-frames 100",
+            "streamseg run --source rtsp://cam:554/stream --instance CARD.yaml --sink http://127.0.0.1:8080",
+        ),
+    )
+    run.epilog += "\n" + RUN_EPILOG
     run.set_defaults(handler=cmd_run)
     run.add_argument("-c", "--config", help="YAML config (configs/*.yaml)")
     run.add_argument("--source", action="append", metavar="URI", help="source URI (repeatable); replaces the config's")
@@ -48,9 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    run.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as streamseg -v")
 
     bench = sub.add_parser(
-        "bench", help="engines-only limit, naive baseline, pipeline sweep and live load sweep, with plots"
+        "bench",
+        help="engines-only limit, naive baseline, pipeline sweep and live load sweep, with plots",
+        **_doc(
+            "Measure what the engines can do alone, what a naive loop does, what the pipeline does across "
+            "batch sizes and how latency grows with load; writes bench.json, bench.md and plots to --out. "
+            "Figures are only comparable on one machine: the report names its CPU.",
+            "streamseg bench",
+            "streamseg bench --source drive.mp4 --backend onnxruntime --reps 1 --out out/bench-ort",
+        ),
     )
     bench.set_defaults(handler=cmd_bench)
     bench.add_argument("-c", "--config", default=None, help="default: configs/benchmark.yaml of this project")
@@ -62,7 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--load-seconds", type=float, help="length of each live load run")
     bench.add_argument("--out", default="out/bench", help="folder for bench.json, bench.md and the plots")
 
-    fleet = sub.add_parser("fleet", help="process many recordings on a Ray cluster (or a local Ray instance)")
+    fleet = sub.add_parser(
+        "fleet",
+        help="process many recordings on a Ray cluster (or a local Ray instance)",
+        **_doc(
+            "Run one config over many recordings, one Ray actor per worker: each recording gets its own "
+            "folder of outputs under --out, failed ones are retried, and fleet-report.json sums them up.",
+            "streamseg fleet -c configs/dashcam-replay.yaml recordings/*.mp4",
+            "streamseg fleet -c my.yaml list.txt --ray-address ray://head:10001 --out out/fleet",
+        ),
+    )
     fleet.set_defaults(handler=cmd_fleet)
     fleet.add_argument("-c", "--config", required=True, help="YAML config: engines, overlay, sinks (file names)")
     fleet.add_argument("inputs", nargs="+", help="files, folders, globs, or .txt files listing URIs")
@@ -72,14 +129,34 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--retries", type=int, default=2, help="attempts after the first for a failed recording")
     fleet.add_argument("--no-progress", action="store_true")
 
-    demo = sub.add_parser("demo", help="bundled models on the synthetic driving scene; writes out/demo.*")
+    demo = sub.add_parser(
+        "demo",
+        help="bundled models on the synthetic driving scene; writes out/demo.*",
+        **_doc(
+            "Run configs/demo.yaml: the two bundled models on the built-in synthetic driving scene, paced "
+            "as a camera would deliver it; writes the overlaid video, per-frame results, the latency report "
+            "and plot under ./out/.",
+            "streamseg demo",
+            "streamseg demo --max-frames 30 --no-progress",
+        ),
+    )
     demo.set_defaults(handler=cmd_demo)
     demo.add_argument("-c", "--config", default=None, help="default: configs/demo.yaml of this project")
     demo.add_argument("--max-frames", type=int, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
     demo.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
 
-    ev = sub.add_parser("eval", help="accuracy of models (IoU, mask AP50) against ground truth")
+    ev = sub.add_parser(
+        "eval",
+        help="accuracy of models (IoU, mask AP50) against ground truth",
+        **_doc(
+            "Run model cards (or a config's engines, as configured) over sources that carry ground truth - "
+            "the synthetic scene, or images:// with --labels and --label-map - and print per-group IoU and "
+            "mask AP50.",
+            "streamseg eval engines/synth-semantic.yaml engines/synth-instance.yaml --source synthetic://driving?frames=50",
+            "streamseg eval CARD.yaml --source images://frames --labels labels/ --label-map map.yaml --merge lane=road",
+        ),
+    )
     ev.set_defaults(handler=cmd_eval)
     ev.add_argument("models", nargs="+", metavar="CONFIG_OR_CARD", help="a run config, or model cards")
     ev.add_argument(
@@ -110,10 +187,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--json", metavar="PATH", help="write the metrics here")
 
-    engines = sub.add_parser("engines", help="build engines into the cache, or list what it holds")
+    engines = sub.add_parser(
+        "engines",
+        help="build engines into the cache, or list what it holds",
+        **_doc(
+            "Build a card's engine ahead of a run (OpenVINO blob, TensorRT plan, gated INT8 model) into the "
+            "engine cache, or list the cache. The cache is $STREAMSEG_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/streamseg, else ~/.cache/streamseg (--cache-dir overrides it).",
+            "streamseg engines build engines/synth-semantic.yaml --backend openvino",
+            "streamseg engines build CARD.yaml --precision int8 --calib synthetic://driving?frames=128",
+            "streamseg engines list",
+        ),
+    )
     engines.set_defaults(handler=cmd_engines)
     esub = engines.add_subparsers(dest="engines_command", metavar="ACTION", parser_class=_Parser)
-    eb = esub.add_parser("build", help="build (and cache) the engine for a card")
+    eb = esub.add_parser(
+        "build",
+        help="build (and cache) the engine for a card",
+        **_doc(
+            "Build the card's engine for a backend and precision and store it in the engine cache, so a run "
+            "loads it at once. INT8 is calibrated on --calib frames and accepted only when it agrees with "
+            "fp32 on as many more (the --gate).",
+            "streamseg engines build engines/synth-semantic.yaml",
+            "streamseg engines build CARD.yaml --backend tensorrt --precision fp16 --max-batch 8",
+            "streamseg engines build CARD.yaml --precision int8 --calib drive.mp4 --cache-dir /data/engines",
+        ),
+    )
     eb.add_argument("card")
     eb.add_argument("--backend", default="openvino", choices=["onnxruntime", "openvino", "tensorrt"])
     eb.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"])
@@ -130,26 +229,88 @@ def build_parser() -> argparse.ArgumentParser:
         help="int8 on the CPU: who quantizes (default: the faster measured here - nncf for openvino, onnxruntime for onnxruntime)",
     )
     eb.add_argument("--max-batch", type=int, default=8, help="tensorrt: the largest batch the plan's profile takes")
-    el = esub.add_parser("list", help="what the engine cache holds")
+    el = esub.add_parser(
+        "list",
+        help="what the engine cache holds",
+        **_doc(
+            "List the engine cache: each artifact's backend, precision, size, device, sha256 and model.",
+            "streamseg engines list",
+            "streamseg engines list --cache-dir /data/engines",
+        ),
+    )
     el.add_argument("--cache-dir", help=CACHE_HELP)
 
-    models = sub.add_parser("models", help="list model cards or check one against its ONNX file")
+    models = sub.add_parser(
+        "models",
+        help="list model cards or check one against its ONNX file",
+        **_doc(
+            "Model cards say how to feed a model and read its outputs. List the cards of a folder, check a "
+            "card against its ONNX file, write a first card for your own model, or give a batch-1 export a "
+            "dynamic batch axis.",
+            "streamseg models list engines tests/fixtures/cards",
+            "streamseg models card my-model.onnx -o engines/my-model.yaml",
+            "streamseg models check engines/my-model.yaml",
+        ),
+    )
     models.set_defaults(handler=cmd_models)
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
-    ml = msub.add_parser("list", help="list the model cards in folders")
+    ml = msub.add_parser(
+        "list",
+        help="list the model cards in folders",
+        **_doc(
+            "One line per card (*.yaml) in each folder: task, format, input size and groups, or why it is invalid.",
+            "streamseg models list",
+            "streamseg models list engines tests/fixtures/cards",
+        ),
+    )
     ml.add_argument("dirs", nargs="*", default=["engines"], help="folders holding cards (default: engines)")
-    mc = msub.add_parser("check", help="load a card's model and check its inputs and outputs against the card")
+    mc = msub.add_parser(
+        "check",
+        help="load a card's model and check its inputs and outputs against the card",
+        **_doc(
+            "Load each card's ONNX file and check its inputs and outputs against what the card says; a card "
+            "whose labels map to no group (nothing would be drawn or reported) is warned about.",
+            "streamseg models check engines/synth-semantic.yaml",
+            "streamseg models check engines/*.yaml",
+        ),
+    )
     mc.add_argument("cards", nargs="+")
-    mk = msub.add_parser("card", help="write a model card from what an ONNX file says (the first step for your own model)")
+    mk = msub.add_parser(
+        "card",
+        help="write a model card from what an ONNX file says (the first step for your own model)",
+        **_doc(
+            "Read an ONNX file's inputs, outputs and metadata and write the card they imply; what the file "
+            "does not say is marked FILL IN. The card's `file:` is absolute when printed, relative to the "
+            "card with -o, so the card works wherever it is saved.",
+            "streamseg models card yolov8n-seg.onnx > engines/yolov8n-seg.yaml",
+            "streamseg models card my-model.onnx -o engines/my-model.yaml",
+        ),
+    )
     mk.add_argument("model", metavar="MODEL.onnx")
     mk.add_argument("-o", "--out", metavar="CARD.yaml", help="write the card here (default: print it)")
     mk.add_argument("--force", action="store_true", help="overwrite an existing CARD.yaml")
-    md = msub.add_parser("make-dynamic", help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)")
+    md = msub.add_parser(
+        "make-dynamic",
+        help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)",
+        **_doc(
+            "Rewrite an export made with a fixed batch of 1 so its batch axis is dynamic, then check that a "
+            "batch of several gives the same outputs as one frame at a time.",
+            "streamseg models make-dynamic model-b1.onnx model-dyn.onnx",
+            "streamseg models make-dynamic shared/twinlitenet.onnx engines/twinlitenet-dyn.onnx",
+        ),
+    )
     md.add_argument("src", metavar="IN.onnx")
     md.add_argument("dst", metavar="OUT.onnx")
     gc = sub.add_parser(
         "gpu-check",
         help="on a GPU machine: install TensorRT, build fp16/int8 plans, run tests/gpu and the pipeline; one JSON",
+        **_doc(
+            "On a machine with an NVIDIA GPU: build TensorRT fp16 and int8 plans of the models, compare them "
+            "with the CPU, run tests/gpu and the pipeline, and write one JSON of what held. --dry-run does "
+            "everything short of a GPU, against a TensorRT test double.",
+            "streamseg gpu-check --out out/gpu-check.json",
+            "streamseg gpu-check --dry-run --no-tests",
+        ),
     )
     gc.add_argument("--dry-run", action="store_true", help="everything short of a GPU, against the TensorRT test double")
     gc.add_argument("--out", default="out/gpu-check.json", help="the JSON written (default: out/gpu-check.json)")
@@ -168,20 +329,46 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     logging.basicConfig(format="streamseg: %(message)s", level=logging.INFO, stream=sys.stderr)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            raise UserError(_unrecognized(parser, args, extra))
         if args.quiet:
             logging.getLogger().setLevel(logging.WARNING)
+        if args.verbose:
+            logging.getLogger("streamseg").setLevel(logging.DEBUG)
         handler = getattr(args, "handler", None)
         if handler is not None:  # each subcommand's parser names its handler (set_defaults)
             return handler(args)
         build_parser().print_help()
         return 2
     except UserError as e:
+        if getattr(e, "usage", None):
+            print(e.usage, file=sys.stderr)
         print(f"streamseg: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
         print("streamseg: interrupted", file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
+
+
+def _unrecognized(parser: argparse.ArgumentParser, args, extra: list[str]) -> str:
+    """`run: unrecognized arguments: --max-framez (did you mean --max-frames?)`: the error names
+    the subcommand the user typed and the closest option it has."""
+    import difflib
+
+    for dest in ("command", "engines_command", "models_command"):  # down to the innermost subcommand
+        name = getattr(args, dest, None)
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not name or not subs or name not in subs[0].choices:
+            break
+        parser = subs[0].choices[name]
+    where = parser.prog.removeprefix("streamseg").strip()
+    msg = f"{where + ': ' if where else ''}unrecognized arguments: {' '.join(extra)}"
+    flag = next((x.split("=")[0] for x in extra if x.startswith("--")), None)
+    options = [o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    close = difflib.get_close_matches(flag[2:], options, n=1) if flag else []  # "--" alike in all: not compared
+    return msg + (f" (did you mean --{close[0]}?)" if close else f" (see: {parser.prog} --help)")
 
 
 def cmd_gpu_check(args) -> int:

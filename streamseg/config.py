@@ -255,15 +255,67 @@ class Config(Section):
         return v
 
 
-def _describe(err: ValidationError, where: str) -> str:
-    parts = []
+# the command-line flag behind each key path that apply_overrides sets (list indices as *)
+FLAGS = {
+    "sources.*.uri": "--source",
+    "sources.*.mode": "--mode",
+    "sinks.*.uri": "--sink",
+    "engines.semantic.card": "--semantic",
+    "engines.instance.card": "--instance",
+    "engines.semantic.backend": "--backend",
+    "engines.instance.backend": "--backend",
+    "engines.semantic.precision": "--precision",
+    "engines.instance.precision": "--precision",
+    "max_frames": "--max-frames",
+    "metrics.report": "--report",
+    "metrics.plot": "--plot",
+}
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    """The config section a key path leads to (list indices and dict keys stepped over)."""
+    import typing
+
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model, todo = None, [field.annotation]
+        while todo:  # unwrap Optional[...], list[...], dict[str, ...]
+            t = todo.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                model = t
+                break
+            todo += list(typing.get_args(t))
+    return model
+
+
+def _describe(err: ValidationError, where: str, flags: dict[str, str] | None = None) -> str:
+    """One line for all of a validation's errors: each names its key path, or the flag the user
+    typed (`flags`); an unknown key names the closest valid one."""
+    import difflib
+
+    parts, all_flags = [], True
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        flag = (flags or {}).get(".".join("*" if isinstance(p, int) else str(p) for p in e["loc"]))
+        all_flags = all_flags and flag is not None
         if e["type"] == "extra_forbidden":
-            parts.append(f"{path}: unknown key")
+            section = _section_at(e["loc"][:-1])
+            known = list(section.model_fields) if section is not None else []
+            close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1, cutoff=0.5)
+            parts.append(f"{path}: unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        elif flag is not None:
+            msg = e["msg"][:1].lower() + e["msg"][1:]
+            parts.append(f"{flag} {e['input']}: {msg}")
         else:
             parts.append(f"{path}: {e['msg']}")
-    return f"{where}: " + "; ".join(parts)
+    return ("" if all_flags else f"{where}: ") + "; ".join(parts)
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -288,11 +340,11 @@ def load_config(path: str | Path | None) -> Config:
     return validate_config(data, str(p))
 
 
-def validate_config(data: dict, where: str = "config") -> Config:
+def validate_config(data: dict, where: str = "config", flags: dict[str, str] | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, where)) from None
+        raise ConfigError(_describe(e, where, flags)) from None
 
 
 def apply_overrides(
@@ -340,4 +392,4 @@ def apply_overrides(
             data["metrics"]["plot"] = str(Path(report).with_suffix(".png"))
     if plot:
         data["metrics"]["plot"] = plot
-    return validate_config(data, "command line")
+    return validate_config(data, "command line", FLAGS)

@@ -449,7 +449,7 @@ def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tupl
         d = model.describe()
         log.info("%s engine: %s on %s %s (%s)", t, d["card"], d["backend"], d["precision"], d["why"])
     if len(tasks) > 1:
-        log.info("engines run %s: %s", plan.schedule, plan.why)
+        log.debug("engines run %s: %s", plan.schedule, plan.why)  # -v: an internal decision
     return models, plan
 
 
