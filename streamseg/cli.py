@@ -567,6 +567,7 @@ class _ProgressBar:
 
 def cmd_models(args) -> int:
     from streamseg.models import load_card, open_model
+    from streamseg.models.card import ungrouped_warning
 
     if args.models_command == "list":
         rows = []
@@ -596,6 +597,8 @@ def cmd_models(args) -> int:
                 print(
                     f"{path}: ok ({model.card.format}{head}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
                 )
+                if warning := ungrouped_warning(model.card, list(model.decoder.labels)):
+                    log.warning("warning: %s", warning)
         return 0
     if args.models_command == "card":
         from streamseg.models.cardgen import make_card

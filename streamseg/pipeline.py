@@ -42,6 +42,7 @@ from streamseg.cpu import CpuBudget, CpuPlan, EngineRunner, plan_engines, tune_m
 from streamseg.errors import UserError
 from streamseg.latency import LatencyRecorder
 from streamseg.models import SegModel
+from streamseg.models.card import ungrouped_warning
 from streamseg.models.configured import open_configured
 from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
@@ -448,6 +449,8 @@ def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tupl
         models[t] = model
         d = model.describe()
         log.info("%s engine: %s on %s %s (%s)", t, d["card"], d["backend"], d["precision"], d["why"])
+        if warning := ungrouped_warning(model.card, list(getattr(model.decoder, "labels", []))):
+            log.warning("warning: %s", warning)
     if len(tasks) > 1:
         log.debug("engines run %s: %s", plan.schedule, plan.why)  # -v: an internal decision
     return models, plan
