@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="bad input (a recording cut short, a frame or image that does not decode) fails the run: exit 1 "
+        "(config: pipeline.strict)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as streamseg -v")
 
     bench = sub.add_parser(
@@ -453,6 +459,8 @@ def cmd_run(args) -> int:
         cfg.metrics.progress = False
     if args.cache_dir:
         cfg.engines.cache_dir = args.cache_dir
+    if args.strict:
+        cfg.pipeline.strict = True
     return run_config(cfg)
 
 
@@ -518,6 +526,10 @@ def run_config(cfg) -> int:
     fr = report["frames"]
     if fr["in"] > 0 and fr["out"] == 0:
         print("streamseg: error: no frame came out; see the errors above", file=sys.stderr)
+        return 1
+    if cfg.pipeline.strict and (fr["decode_errors"] or report.get("bad_input")):
+        what = "; ".join(report.get("bad_input") or []) or f"{fr['decode_errors']} frame(s) did not decode"
+        print(f"streamseg: error: strict: bad input: {what}", file=sys.stderr)
         return 1
     return 0
 

@@ -88,6 +88,11 @@ class PipelineConfig(Section):
         description="How the engines of one batch share the cores: one after the other with every core each, side by "
         "side on a share each, or auto: both timed at start-up and the faster kept (stated in the report).",
     )
+    strict: bool = Field(
+        False,
+        description="Bad input fails the run (exit 1): a recording that ends before the frames its header announces, "
+        "a frame or image that does not decode. Off: each is named in the log and the report, and counted.",
+    )
 
 
 class EngineConfig(Section):

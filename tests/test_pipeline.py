@@ -415,3 +415,23 @@ def test_sinks_alike_once_redacted_keep_an_entry_each(tiny, tmp_path, video):
     assert list(rep["sinks"]) == ["null://", "null:// #2", str(tmp_path / "r.jsonl"), "null:// #3"]
     assert all(s["frames"] == {"offered": 30, "written": 30, "dropped": {}} for s in rep["sinks"].values())
     assert {"sink:null://", "sink:null:// #2", "sink:null:// #3"} <= set(rep["queues"])
+
+
+def test_a_frame_a_sink_could_not_send_is_that_sinks_drop_and_the_run_goes_on(tiny, tmp_path, video, monkeypatch):
+    from streamseg.sinks.base import FrameDropped
+
+    orig = JsonlSink.write_impl
+
+    def flaky(self, frame):
+        if frame.seq % 10 == 3:
+            raise FrameDropped("send_failed", "Error sending UDP packets: Network is unreachable")
+        orig(self, frame)
+
+    monkeypatch.setattr(JsonlSink, "write_impl", flaky)
+    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl"), str(tmp_path / "o.mp4")])
+    rep = Pipeline(cfg).run().report
+    jl = str(tmp_path / "r.jsonl")
+    assert rep["sinks"][jl]["frames"] == {"offered": 30, "written": 27, "dropped": {"send_failed": 3}}
+    assert rep["sinks"][jl]["error"] is None and rep["errors"] == []
+    assert rep["frames"]["dropped"] == {f"send_failed:{jl}": 3} and rep["frames"]["out"] == 27
+    assert len(jsonl(tmp_path / "r.jsonl")) == 27

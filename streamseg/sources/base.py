@@ -27,7 +27,8 @@ class GroundTruth:
 
 class Source:
     """A stream of frames. `open()` fails with a SourceError naming the problem; `read()` returns
-    None at the end of the stream; decode failures the source skipped are counted in `decode_errors`."""
+    None at the end of the stream; decode failures the source skipped are counted in `decode_errors`
+    and, where the source can name them (the image file that failed), said in `bad_input`."""
 
     live = False  # a camera or network stream (drop old frames) rather than a recording
     scheme = ""
@@ -38,6 +39,7 @@ class Source:
         self.size_wh: tuple[int, int] | None = None
         self.frame_count: int | None = None  # when known in advance
         self.decode_errors = 0
+        self.bad_input: list[str] = []  # what was wrong with the input, each named (a file, where it ended)
 
     def __enter__(self) -> Source:
         self.open()
