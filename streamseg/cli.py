@@ -32,8 +32,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _doc(description: str, *examples: str) -> dict:
     """A subcommand's --help: what it does, in a paragraph, and how it is called."""
+    import textwrap
+
     return {
-        "description": description,
+        "description": textwrap.fill(description, 79),  # the raw formatter keeps the examples' lines as written
         "epilog": "examples:\n" + "\n".join(f"  {e}" for e in examples),
         "formatter_class": argparse.RawDescriptionHelpFormatter,
     }
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-frames", type=int, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
     demo.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    demo.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as streamseg -v")
 
     ev = sub.add_parser(
         "eval",
