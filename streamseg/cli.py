@@ -23,7 +23,13 @@ log = logging.getLogger("streamseg")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
         # "streamseg: error: run: ...", not "streamseg: error: streamseg run: ..."
+        import difflib
+        import re
+
         where = self.prog.removeprefix("streamseg").strip()
+        if m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message):  # a mistyped command
+            close = difflib.get_close_matches(m[1], re.findall(r"'([^']*)'", m[2]), n=1)
+            message += f"; did you mean {close[0]!r}?" if close else ""
         err = UserError(f"{where}: {message}" if where else message)
         if "arguments are required" in message:  # a command given nothing says how it is used
             err.usage = self.format_usage().strip()
