@@ -123,6 +123,7 @@ class SourceStage(Stage):
         self._t0: int | None = None  # perf_counter_ns() at which pts 0 is due
         self._errors_seen = 0
         self._named = 0  # entries of source.bad_input already logged
+        self._checked = False  # the end was checked against the announced frame count
 
     def count_decode_errors(self) -> None:
         n = self.source.decode_errors - self._errors_seen
@@ -139,8 +140,9 @@ class SourceStage(Stage):
         as a decode error, not taken as a normal end. (Frame counts from a duration are
         estimates: a few frames short is not flagged.)"""
         src, expected = self.source, self.source.frame_count
-        if src.live or not expected or self.stopping.is_set() or self.error is not None:
+        if src.live or not expected or self.stopping.is_set() or self.error is not None or self._checked:
             return
+        self._checked = True  # once, however often the ended stream is asked
         if self.frames + src.decode_errors >= expected - max(2, expected // 50):
             return
         src.decode_errors += 1
