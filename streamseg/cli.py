@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--reps", type=int, help="repetitions of every variant")
     bench.add_argument("--load-seconds", type=float, help="length of each live load run")
     bench.add_argument("--out", default="out/bench", help="folder for bench.json, bench.md and the plots")
+    bench.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
 
     fleet = sub.add_parser(
         "fleet",
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grade GROUP as INTO, in predictions and ground truth (e.g. lane=road); repeatable",
     )
     ev.add_argument("--json", metavar="PATH", help="write the metrics here")
+    ev.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
 
     engines = sub.add_parser(
         "engines",
@@ -435,6 +437,8 @@ def cmd_bench(args) -> int:
     for key in ("frames", "reps", "load_seconds"):
         if getattr(args, key) is not None:
             setattr(cfg.bench, key, getattr(args, key))
+    if args.cache_dir:
+        cfg.engines.cache_dir = args.cache_dir
     if cfg.engines.semantic is None and cfg.engines.instance is None:
         raise UserError(f"{path}: the bench needs at least one engine (engines.semantic / engines.instance)")
     out = Path(args.out).resolve()
@@ -708,6 +712,8 @@ def cmd_eval(args) -> int:
                 ec = getattr(cfg.engines, task)
                 if ec is not None:
                     engines[task] = ec
+    if args.cache_dir:
+        cache_dir = args.cache_dir
     if not engines:
         raise UserError("nothing to evaluate: give model cards or a config with engines")
     merge = {}

@@ -64,3 +64,15 @@ def test_help_says_where_engines_are_cached():
         r = run_streamseg(*cmd)
         text = " ".join(r.stdout.split())
         assert "$XDG_CACHE_HOME/streamseg" in text and "STREAMSEG_CACHE_DIR" in text, r.stdout
+
+
+def test_eval_caches_where_told(tmp_path, tiny):
+    pytest.importorskip("openvino")
+    work = tmp_path / "work"
+    work.mkdir()
+    r = run_streamseg(
+        "eval", tiny / "red.yaml", "--source", "synthetic://driving?size=64x48&frames=2",
+        "--cache-dir", tmp_path / "c", cwd=work,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert list(work.iterdir()) == [] and list((tmp_path / "c").glob("*.blob")), r.stderr
