@@ -74,7 +74,7 @@ class CacheKey:
 
 class EngineCache:
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()  # a config's "~/..."
         self.manifest_path = self.root / "manifest.json"
 
     @contextlib.contextmanager

@@ -59,6 +59,13 @@ def test_a_run_caches_its_engine_where_told_and_writes_nothing_in_the_current_fo
     assert not (tmp_path / "home").exists()
 
 
+def test_a_cache_dir_with_a_tilde_is_in_the_home_folder(monkeypatch, tmp_path):
+    from streamseg.backends.cache import EngineCache
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert EngineCache("~/engines").root == tmp_path / "engines"
+
+
 def test_help_says_where_engines_are_cached():
     for cmd in (["run", "--help"], ["engines", "build", "--help"]):
         r = run_streamseg(*cmd)
