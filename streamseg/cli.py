@@ -22,11 +22,10 @@ log = logging.getLogger("streamseg")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
-        # "streamseg: error: run: ...", not "streamseg: error: streamseg run: ..."
         import difflib
         import re
 
-        where = self.prog.removeprefix("streamseg").strip()
+        where = self.prog.removeprefix("streamseg").strip()  # "error: run: ...", not "error: streamseg run: ..."
         if m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message):  # a mistyped command
             close = difflib.get_close_matches(m[1], re.findall(r"'([^']*)'", m[2]), n=1)
             message += f"; did you mean {close[0]!r}?" if close else ""
