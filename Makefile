@@ -98,4 +98,4 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff check streamseg tests benchmarks
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache .test-cache

@@ -22,16 +22,62 @@ log = logging.getLogger("streamseg")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
-        raise UserError(f"{self.prog}: {message}")
+        import difflib
+        import re
+
+        where = self.prog.removeprefix("streamseg").strip()  # "error: run: ...", not "error: streamseg run: ..."
+        if m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message):  # a mistyped command
+            close = difflib.get_close_matches(m[1], re.findall(r"'([^']*)'", m[2]), n=1)
+            message += f"; did you mean {close[0]!r}?" if close else ""
+        err = UserError(f"{where}: {message}" if where else message)
+        if "arguments are required" in message:  # a command given nothing says how it is used
+            err.usage = self.format_usage().strip()
+        raise err
+
+
+def _doc(description: str, *examples: str) -> dict:
+    """A subcommand's --help: what it does, in a paragraph, and how it is called."""
+    import textwrap
+
+    return {
+        "description": textwrap.fill(description, 79),  # the raw formatter keeps the examples' lines as written
+        "epilog": "examples:\n" + "\n".join(f"  {e}" for e in examples),
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
+RUN_EPILOG = """
+source URIs: a file (drive.mp4, file://drive.mp4), /dev/video0 or v4l2:///dev/video0,
+  rtsp://user:pass@cam:554/stream, rtp://@:5000, images://DIR?fps=10, gst://... ! appsink,
+  synthetic://driving?size=1280x720&fps=30&frames=300
+sink URIs: out.mp4 / out.mkv (H.264), results.jsonl, rtsp://:8554/NAME (served),
+  rtp://HOST:PORT, http://127.0.0.1:8080 (browser preview), display://, null://
+
+exit codes: 0 done; 1 the run failed (no frame came out, the report could not be written);
+  2 a user mistake, found before any frame is read (nothing already written is touched);
+  130 after SIGINT, 143 after SIGTERM, once everything is written"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="streamseg", description="Real-time road/car/person segmentation of driving video.")
     p.add_argument("--version", action="version", version=f"streamseg {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="also the internal decisions (schedules, timings)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run the pipeline on sources, writing sinks and a latency report")
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline on sources, writing sinks and a latency report",
+        **_doc(
+            "Decode every --source, batch its frames into the semantic and instance engines of the model "
+            "cards given, draw the masks and write every --sink; print a latency table at the end and write "
+            "the report. A config (-c) holds the same and more; flags given here replace its values.",
+            "streamseg run --source drive.mp4 --semantic CARD.yaml --instance CARD.yaml --sink out.mp4 --report r.json",
+            "streamseg run -c configs/dashcam-replay.yaml --max-frames 100",
+            "streamseg run --source rtsp://cam:554/stream --instance CARD.yaml --sink http://127.0.0.1:8080",
+        ),
+    )
+    run.epilog += "\n" + RUN_EPILOG
     run.set_defaults(handler=cmd_run)
     run.add_argument("-c", "--config", help="YAML config (configs/*.yaml)")
     run.add_argument("--source", action="append", metavar="URI", help="source URI (repeatable); replaces the config's")
@@ -47,9 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", metavar="PATH", help="write the latency plot PNG here (default: beside --report, if the config plots)"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="bad input (a recording cut short, a frame or image that does not decode) fails the run: exit 1 "
+        "(config: pipeline.strict)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as streamseg -v")
 
     bench = sub.add_parser(
-        "bench", help="engines-only limit, naive baseline, pipeline sweep and live load sweep, with plots"
+        "bench",
+        help="engines-only limit, naive baseline, pipeline sweep and live load sweep, with plots",
+        **_doc(
+            "Measure what the engines can do alone, what a naive loop does, what the pipeline does across "
+            "batch sizes and how latency grows with load; writes bench.json, bench.md and plots to --out. "
+            "Figures are only comparable on one machine: the report names its CPU.",
+            "streamseg bench",
+            "streamseg bench --source drive.mp4 --backend onnxruntime --reps 1 --out out/bench-ort",
+        ),
     )
     bench.set_defaults(handler=cmd_bench)
     bench.add_argument("-c", "--config", default=None, help="default: configs/benchmark.yaml of this project")
@@ -67,8 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
         "and the naive loop (bench.density in the config; writes density.json, density.md, density.png)",
     )
     bench.add_argument("--max-streams", type=int, metavar="N", help="--streams: most cameras tried per variant")
+    bench.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
 
-    fleet = sub.add_parser("fleet", help="process many recordings on a Ray cluster (or a local Ray instance)")
+    fleet = sub.add_parser(
+        "fleet",
+        help="process many recordings on a Ray cluster (or a local Ray instance)",
+        **_doc(
+            "Run one config over many recordings, one Ray actor per worker: each recording gets its own "
+            "folder of outputs under --out, failed ones are retried, and fleet-report.json sums them up.",
+            "streamseg fleet -c configs/dashcam-replay.yaml recordings/*.mp4",
+            "streamseg fleet -c my.yaml list.txt --ray-address ray://head:10001 --out out/fleet",
+        ),
+    )
     fleet.set_defaults(handler=cmd_fleet)
     fleet.add_argument("-c", "--config", required=True, help="YAML config: engines, overlay, sinks (file names)")
     fleet.add_argument("inputs", nargs="+", help="files, folders, globs, or .txt files listing URIs")
@@ -79,20 +151,52 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--no-progress", action="store_true")
 
     serve = sub.add_parser(
-        "serve", help="live cameras on a Ray cluster: placed, moved when a node dies, one /metrics for all"
+        "serve",
+        help="live cameras on a Ray cluster: placed, moved when a node dies, one /metrics for all",
+        **_doc(
+            "Run a fleet of live cameras on a Ray cluster (or a local Ray instance): a detached controller "
+            "packs the cameras into groups, each one multi-stream live pipeline on a Ray actor; a group whose "
+            "node dies is placed again elsewhere and its cameras resume; /metrics and /stats cover the whole "
+            "fleet; editing the fleet file adds and removes cameras without touching the others. See docs/fleet.md.",
+            "streamseg serve fleet.yaml",
+            "streamseg serve fleet.yaml --ray-address 10.0.0.1:6379",
+            "streamseg serve fleet.yaml --duration 600",
+        ),
     )
     serve.set_defaults(handler=cmd_serve)
     serve.add_argument("fleet", metavar="FLEET.yaml", help="the cameras and the pipeline config they share")
     serve.add_argument("--ray-address", help="an existing Ray cluster (HOST:6379); default: a local Ray instance")
     serve.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until ^C)")
 
-    demo = sub.add_parser("demo", help="bundled models on the synthetic driving scene; writes out/demo.*")
+    demo = sub.add_parser(
+        "demo",
+        help="bundled models on the synthetic driving scene; writes out/demo.*",
+        **_doc(
+            "Run configs/demo.yaml: the two bundled models on the built-in synthetic driving scene, paced "
+            "as a camera would deliver it; writes the overlaid video, per-frame results, the latency report "
+            "and plot under ./out/.",
+            "streamseg demo",
+            "streamseg demo --max-frames 30 --no-progress",
+        ),
+    )
     demo.set_defaults(handler=cmd_demo)
     demo.add_argument("-c", "--config", default=None, help="default: configs/demo.yaml of this project")
     demo.add_argument("--max-frames", type=int, metavar="N")
     demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    demo.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as streamseg -v")
 
-    ev = sub.add_parser("eval", help="accuracy of models (IoU, mask AP50) against ground truth")
+    ev = sub.add_parser(
+        "eval",
+        help="accuracy of models (IoU, mask AP50) against ground truth",
+        **_doc(
+            "Run model cards (or a config's engines, as configured) over sources that carry ground truth - "
+            "the synthetic scene, or images:// with --labels and --label-map - and print per-group IoU and "
+            "mask AP50.",
+            "streamseg eval engines/synth-semantic.yaml engines/synth-instance.yaml --source synthetic://driving?frames=50",
+            "streamseg eval CARD.yaml --source images://frames --labels labels/ --label-map map.yaml --merge lane=road",
+        ),
+    )
     ev.set_defaults(handler=cmd_eval)
     ev.add_argument("models", nargs="+", metavar="CONFIG_OR_CARD", help="a run config, or model cards")
     ev.add_argument(
@@ -122,16 +226,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="grade GROUP as INTO, in predictions and ground truth (e.g. lane=road); repeatable",
     )
     ev.add_argument("--json", metavar="PATH", help="write the metrics here")
+    ev.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
 
-    engines = sub.add_parser("engines", help="build engines into the cache, or list what it holds")
+    engines = sub.add_parser(
+        "engines",
+        help="build engines into the cache, or list what it holds",
+        **_doc(
+            "Build a card's engine ahead of a run (OpenVINO blob, TensorRT plan, gated INT8 model) into the "
+            "engine cache, or list the cache. The cache is $STREAMSEG_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/streamseg, else ~/.cache/streamseg (--cache-dir overrides it).",
+            "streamseg engines build engines/synth-semantic.yaml --backend openvino",
+            "streamseg engines build CARD.yaml --precision int8 --calib synthetic://driving?frames=128",
+            "streamseg engines list",
+        ),
+    )
     engines.set_defaults(handler=cmd_engines)
     esub = engines.add_subparsers(dest="engines_command", metavar="ACTION", parser_class=_Parser)
-    eb = esub.add_parser("build", help="build (and cache) the engine for a card")
+    eb = esub.add_parser(
+        "build",
+        help="build (and cache) the engine for a card",
+        **_doc(
+            "Build the card's engine for a backend and precision and store it in the engine cache, so a run "
+            "loads it at once. INT8 is calibrated on --calib frames and accepted only when it agrees with "
+            "fp32 on as many more (the --gate).",
+            "streamseg engines build engines/synth-semantic.yaml",
+            "streamseg engines build CARD.yaml --backend tensorrt --precision fp16 --max-batch 8",
+            "streamseg engines build CARD.yaml --precision int8 --calib drive.mp4 --cache-dir /data/engines",
+        ),
+    )
     eb.add_argument("card")
     eb.add_argument("--backend", default="openvino", choices=["onnxruntime", "openvino", "tensorrt"])
     eb.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"])
     eb.add_argument("--threads", type=int, default=0)
-    eb.add_argument("--cache-dir", default="engines/cache")
+    eb.add_argument("--cache-dir", help=CACHE_HELP)
     eb.add_argument("--calib", metavar="URI", help="int8: frames for calibration and for the accuracy gate")
     eb.add_argument(
         "--calib-frames", type=int, default=64, help="int8: frames to calibrate on (as many again judge it)"
@@ -145,39 +272,109 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eb.add_argument("--max-batch", type=int, default=8, help="tensorrt: the largest batch the plan's profile takes")
     ex = esub.add_parser(
-        "export", help="write the exact ONNX graph TensorRT's builder gets for a card, and the trtexec line that builds it"
+        "export",
+        help="write the exact ONNX graph TensorRT's builder gets for a card, and the trtexec line that builds it",
+        **_doc(
+            "Write the graph the tensorrt backend would hand TensorRT's builder for CARD (fused, fixed-size, FP16 "
+            "or the gated Q/DQ model, as the precision says) to OUT.onnx, checked against TensorRT's parser rules, "
+            "and print the trtexec command that builds the same plan with NVIDIA's own tool on any GPU machine.",
+            "streamseg engines export engines/synth-instance.yaml --backend tensorrt -o instance.onnx",
+            "streamseg engines export engines/synth-semantic.yaml --precision fp16 --max-batch 4 -o sem16.onnx",
+        ),
     )
     ex.add_argument("card")
     ex.add_argument("--backend", default="tensorrt", choices=["tensorrt"])
     ex.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     ex.add_argument("--max-batch", type=int, default=8, help="the largest batch of the plan's profile")
-    ex.add_argument("--cache-dir", default="engines/cache", help="int8: where the gated Q/DQ model is")
+    ex.add_argument("--cache-dir", metavar="DIR", help="int8: where the gated Q/DQ model is; " + CACHE_HELP)
     ex.add_argument("-o", "--out", required=True, metavar="OUT.onnx")
-    el = esub.add_parser("list", help="what the engine cache holds")
-    el.add_argument("--cache-dir", default="engines/cache")
+    el = esub.add_parser(
+        "list",
+        help="what the engine cache holds",
+        **_doc(
+            "List the engine cache: each artifact's backend, precision, size, device, sha256 and model.",
+            "streamseg engines list",
+            "streamseg engines list --cache-dir /data/engines",
+        ),
+    )
+    el.add_argument("--cache-dir", help=CACHE_HELP)
 
-    models = sub.add_parser("models", help="list model cards or check one against its ONNX file")
+    models = sub.add_parser(
+        "models",
+        help="list model cards or check one against its ONNX file",
+        **_doc(
+            "Model cards say how to feed a model and read its outputs. List the cards of a folder, check a "
+            "card against its ONNX file, write a first card for your own model, or give a batch-1 export a "
+            "dynamic batch axis.",
+            "streamseg models list engines tests/fixtures/cards",
+            "streamseg models card my-model.onnx -o engines/my-model.yaml",
+            "streamseg models check engines/my-model.yaml",
+        ),
+    )
     models.set_defaults(handler=cmd_models)
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
-    ml = msub.add_parser("list", help="list the model cards in folders")
+    ml = msub.add_parser(
+        "list",
+        help="list the model cards in folders",
+        **_doc(
+            "One line per card (*.yaml) in each folder: task, format, input size and groups, or why it is invalid.",
+            "streamseg models list",
+            "streamseg models list engines tests/fixtures/cards",
+        ),
+    )
     ml.add_argument("dirs", nargs="*", default=["engines"], help="folders holding cards (default: engines)")
-    mc = msub.add_parser("check", help="load a card's model and check its inputs and outputs against the card")
+    mc = msub.add_parser(
+        "check",
+        help="load a card's model and check its inputs and outputs against the card",
+        **_doc(
+            "Load each card's ONNX file and check its inputs and outputs against what the card says; a card "
+            "whose labels map to no group (nothing would be drawn or reported) is warned about.",
+            "streamseg models check engines/synth-semantic.yaml",
+            "streamseg models check engines/*.yaml",
+        ),
+    )
     mc.add_argument("cards", nargs="+")
     mc.add_argument(
         "--backend", choices=["tensorrt"], help="tensorrt: check the graph its builder would get against TensorRT's parser rules"
     )
     mc.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="with --backend tensorrt")
-    mc.add_argument("--cache-dir", default="engines/cache", help="int8: where the gated Q/DQ model is")
-    mk = msub.add_parser("card", help="write a model card from what an ONNX file says (the first step for your own model)")
+    mc.add_argument("--cache-dir", metavar="DIR", help="int8: where the gated Q/DQ model is; " + CACHE_HELP)
+    mk = msub.add_parser(
+        "card",
+        help="write a model card from what an ONNX file says (the first step for your own model)",
+        **_doc(
+            "Read an ONNX file's inputs, outputs and metadata and write the card they imply; what the file "
+            "does not say is marked FILL IN. The card's `file:` is absolute when printed, relative to the "
+            "card with -o, so the card works wherever it is saved.",
+            "streamseg models card yolov8n-seg.onnx > engines/yolov8n-seg.yaml",
+            "streamseg models card my-model.onnx -o engines/my-model.yaml",
+        ),
+    )
     mk.add_argument("model", metavar="MODEL.onnx")
     mk.add_argument("-o", "--out", metavar="CARD.yaml", help="write the card here (default: print it)")
     mk.add_argument("--force", action="store_true", help="overwrite an existing CARD.yaml")
-    md = msub.add_parser("make-dynamic", help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)")
+    md = msub.add_parser(
+        "make-dynamic",
+        help="rewrite a fixed-batch-1 ONNX model with a dynamic batch axis (checked)",
+        **_doc(
+            "Rewrite an export made with a fixed batch of 1 so its batch axis is dynamic, then check that a "
+            "batch of several gives the same outputs as one frame at a time.",
+            "streamseg models make-dynamic model-b1.onnx model-dyn.onnx",
+            "streamseg models make-dynamic shared/twinlitenet.onnx engines/twinlitenet-dyn.onnx",
+        ),
+    )
     md.add_argument("src", metavar="IN.onnx")
     md.add_argument("dst", metavar="OUT.onnx")
     gc = sub.add_parser(
         "gpu-check",
         help="on a GPU machine: install TensorRT, build fp16/int8 plans, run tests/gpu and the pipeline; one JSON",
+        **_doc(
+            "On a machine with an NVIDIA GPU: build TensorRT fp16 and int8 plans of the models, compare them "
+            "with the CPU, run tests/gpu and the pipeline, and write one JSON of what held. --dry-run does "
+            "everything short of a GPU, against a TensorRT test double.",
+            "streamseg gpu-check --out out/gpu-check.json",
+            "streamseg gpu-check --dry-run --no-tests",
+        ),
     )
     gc.add_argument("--dry-run", action="store_true", help="everything short of a GPU, against the TensorRT test double")
     gc.add_argument("--out", default="out/gpu-check.json", help="the JSON written (default: out/gpu-check.json)")
@@ -196,20 +393,46 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     logging.basicConfig(format="streamseg: %(message)s", level=logging.INFO, stream=sys.stderr)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            raise UserError(_unrecognized(parser, args, extra))
         if args.quiet:
             logging.getLogger().setLevel(logging.WARNING)
+        if args.verbose:
+            logging.getLogger("streamseg").setLevel(logging.DEBUG)
         handler = getattr(args, "handler", None)
         if handler is not None:  # each subcommand's parser names its handler (set_defaults)
             return handler(args)
         build_parser().print_help()
         return 2
     except UserError as e:
+        if getattr(e, "usage", None):
+            print(e.usage, file=sys.stderr)
         print(f"streamseg: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
         print("streamseg: interrupted", file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
+
+
+def _unrecognized(parser: argparse.ArgumentParser, args, extra: list[str]) -> str:
+    """`run: unrecognized arguments: --max-framez (did you mean --max-frames?)`: the error names
+    the subcommand the user typed and the closest option it has."""
+    import difflib
+
+    for dest in ("command", "engines_command", "models_command"):  # down to the innermost subcommand
+        name = getattr(args, dest, None)
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not name or not subs or name not in subs[0].choices:
+            break
+        parser = subs[0].choices[name]
+    where = parser.prog.removeprefix("streamseg").strip()
+    msg = f"{where + ': ' if where else ''}unrecognized arguments: {' '.join(extra)}"
+    flag = next((x.split("=")[0] for x in extra if x.startswith("--")), None)
+    options = [o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    close = difflib.get_close_matches(flag[2:], options, n=1) if flag else []  # "--" alike in all: not compared
+    return msg + (f" (did you mean --{close[0]}?)" if close else f" (see: {parser.prog} --help)")
 
 
 def cmd_gpu_check(args) -> int:
@@ -279,6 +502,8 @@ def cmd_bench(args) -> int:
     for key in ("frames", "reps", "load_seconds"):
         if getattr(args, key) is not None:
             setattr(cfg.bench, key, getattr(args, key))
+    if args.cache_dir:
+        cfg.engines.cache_dir = args.cache_dir
     if cfg.engines.semantic is None and cfg.engines.instance is None:
         raise UserError(f"{path}: the bench needs at least one engine (engines.semantic / engines.instance)")
     out = Path(args.out).resolve()
@@ -320,6 +545,10 @@ def cmd_run(args) -> int:
     )
     if args.no_progress:
         cfg.metrics.progress = False
+    if args.cache_dir:
+        cfg.engines.cache_dir = args.cache_dir
+    if args.strict:
+        cfg.pipeline.strict = True
     return run_config(cfg)
 
 
@@ -386,6 +615,10 @@ def run_config(cfg) -> int:
     if fr["in"] > 0 and fr["out"] == 0:
         print("streamseg: error: no frame came out; see the errors above", file=sys.stderr)
         return 1
+    if cfg.pipeline.strict and (fr["decode_errors"] or report.get("bad_input")):
+        what = "; ".join(report.get("bad_input") or []) or f"{fr['decode_errors']} frame(s) did not decode"
+        print(f"streamseg: error: strict: bad input: {what}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -434,6 +667,7 @@ class _ProgressBar:
 
 def cmd_models(args) -> int:
     from streamseg.models import load_card, open_model
+    from streamseg.models.card import ungrouped_warning
 
     if args.models_command == "list":
         rows = []
@@ -451,7 +685,9 @@ def cmd_models(args) -> int:
         print("\n".join(rows) if rows else "no model cards found")
         return 0
     if args.models_command == "check" and args.backend == "tensorrt":
-        return _check_tensorrt(args.cards, args.precision, args.cache_dir)
+        from streamseg.backends.cache import default_cache_dir
+
+        return _check_tensorrt(args.cards, args.precision, args.cache_dir or str(default_cache_dir()))
     if args.models_command == "check":
         for path in args.cards:
             model = open_model(path, fuse=False)  # the model's own inputs and outputs
@@ -465,6 +701,8 @@ def cmd_models(args) -> int:
                 print(
                     f"{path}: ok ({model.card.format}{head}; inputs {ins}; outputs {outs}; labels {len(model.decoder.labels)})"
                 )
+                if warning := ungrouped_warning(model.card, list(model.decoder.labels)):
+                    log.warning("warning: %s", warning)
         return 0
     if args.models_command == "card":
         from streamseg.models.cardgen import make_card
@@ -516,6 +754,10 @@ def _check_tensorrt(cards: list[str], precision: str, cache_dir: str) -> int:
     return 2 if refused else 0
 
 
+CACHE_HELP = (
+    "where built engines are cached (default: $STREAMSEG_CACHE_DIR, else $XDG_CACHE_HOME/streamseg, "
+    "else ~/.cache/streamseg; config: engines.cache_dir)"
+)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -541,6 +783,8 @@ def cmd_demo(args) -> int:
     cfg = apply_overrides(project_config(args.config, "demo.yaml"), max_frames=args.max_frames)
     if args.no_progress:
         cfg.metrics.progress = False
+    if args.cache_dir:
+        cfg.engines.cache_dir = args.cache_dir
     return run_config(cfg)
 
 
@@ -551,7 +795,7 @@ def cmd_eval(args) -> int:
     from streamseg.evaluate import evaluate
 
     engines: dict[str, EngineConfig] = {}  # used as they are: backend, precision, thresholds
-    cache_dir = "engines/cache"
+    cache_dir = "default"  # the user's cache folder, unless a config says otherwise
     for path in args.models:
         p = Path(path)
         if not p.is_file():
@@ -569,6 +813,8 @@ def cmd_eval(args) -> int:
                 ec = getattr(cfg.engines, task)
                 if ec is not None:
                     engines[task] = ec
+    if args.cache_dir:
+        cache_dir = args.cache_dir
     if not engines:
         raise UserError("nothing to evaluate: give model cards or a config with engines")
     merge = {}
@@ -647,8 +893,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_engines(args) -> int:
-    from streamseg.backends.cache import EngineCache
+    from streamseg.backends.cache import EngineCache, default_cache_dir
 
+    args.cache_dir = args.cache_dir or str(default_cache_dir())
     if args.engines_command == "list":
         entries = EngineCache(args.cache_dir).entries()
         if not entries:

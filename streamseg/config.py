@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from streamseg.backends.cache import default_cache_dir
 from streamseg.errors import ConfigError
 
 Mode = Literal["auto", "offline", "live", "realtime"]
@@ -105,6 +106,11 @@ class PipelineConfig(Section):
         description="How the engines of one batch share the cores: one after the other with every core each, side by "
         "side on a share each, or auto: both timed at start-up and the faster kept (stated in the report).",
     )
+    strict: bool = Field(
+        False,
+        description="Bad input fails the run (exit 1): a recording that ends before the frames its header announces, "
+        "a frame or image that does not decode. Off: each is named in the log and the report, and counted.",
+    )
 
 
 class EngineConfig(Section):
@@ -141,8 +147,9 @@ class EnginesConfig(Section):
     semantic: EngineConfig | None = None
     instance: EngineConfig | None = None
     cache_dir: str | None = Field(
-        "engines/cache",
-        description="Built engines (OpenVINO blobs, TensorRT plans), sha256-checked; null = build every run.",
+        default_factory=lambda: str(default_cache_dir()),
+        description="Built engines (OpenVINO blobs, TensorRT plans), sha256-checked; default: $STREAMSEG_CACHE_DIR, "
+        "else $XDG_CACHE_HOME/streamseg, else ~/.cache/streamseg (also --cache-dir); null = build every run.",
     )
 
 
@@ -347,15 +354,67 @@ class Config(Section):
         return v
 
 
-def _describe(err: ValidationError, where: str) -> str:
-    parts = []
+# the command-line flag behind each key path that apply_overrides sets (list indices as *)
+FLAGS = {
+    "sources.*.uri": "--source",
+    "sources.*.mode": "--mode",
+    "sinks.*.uri": "--sink",
+    "engines.semantic.card": "--semantic",
+    "engines.instance.card": "--instance",
+    "engines.semantic.backend": "--backend",
+    "engines.instance.backend": "--backend",
+    "engines.semantic.precision": "--precision",
+    "engines.instance.precision": "--precision",
+    "max_frames": "--max-frames",
+    "metrics.report": "--report",
+    "metrics.plot": "--plot",
+}
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    """The config section a key path leads to (list indices and dict keys stepped over)."""
+    import typing
+
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model, todo = None, [field.annotation]
+        while todo:  # unwrap Optional[...], list[...], dict[str, ...]
+            t = todo.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                model = t
+                break
+            todo += list(typing.get_args(t))
+    return model
+
+
+def _describe(err: ValidationError, where: str, flags: dict[str, str] | None = None) -> str:
+    """One line for all of a validation's errors: each names its key path, or the flag the user
+    typed (`flags`); an unknown key names the closest valid one."""
+    import difflib
+
+    parts, all_flags = [], True
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        flag = (flags or {}).get(".".join("*" if isinstance(p, int) else str(p) for p in e["loc"]))
+        all_flags = all_flags and flag is not None
         if e["type"] == "extra_forbidden":
-            parts.append(f"{path}: unknown key")
+            section = _section_at(e["loc"][:-1])
+            known = list(section.model_fields) if section is not None else []
+            close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1, cutoff=0.5)
+            parts.append(f"{path}: unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        elif flag is not None:
+            msg = e["msg"][:1].lower() + e["msg"][1:]
+            parts.append(f"{flag} {e['input']}: {msg}")
         else:
             parts.append(f"{path}: {e['msg']}")
-    return f"{where}: " + "; ".join(parts)
+    return ("" if all_flags else f"{where}: ") + "; ".join(parts)
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -380,11 +439,11 @@ def load_config(path: str | Path | None) -> Config:
     return validate_config(data, str(p))
 
 
-def validate_config(data: dict, where: str = "config") -> Config:
+def validate_config(data: dict, where: str = "config", flags: dict[str, str] | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, where)) from None
+        raise ConfigError(_describe(e, where, flags)) from None
 
 
 def apply_overrides(
@@ -432,4 +491,4 @@ def apply_overrides(
             data["metrics"]["plot"] = str(Path(report).with_suffix(".png"))
     if plot:
         data["metrics"]["plot"] = plot
-    return validate_config(data, "command line")
+    return validate_config(data, "command line", FLAGS)

@@ -342,14 +342,15 @@ def evaluate(
     min_area: int = 1024,
     min_visibility: float = 0.5,
     batch: int = 4,
-    cache_dir: str | None = "engines/cache",
+    cache_dir: str | None = "default",
     merge: dict[str, str] | None = None,
 ) -> EvalResult:
     """Run the pipeline (offline, no overlay) over `sources` and grade every frame.
 
     `engines`: task -> the typed engine config (`EngineConfig`: card, backend, precision,
     thresholds), used as it is, or a card path (the defaults of a run). `merge`: group
-    renames applied to predictions and ground truth before grading (`{"lane": "road"}`)."""
+    renames applied to predictions and ground truth before grading (`{"lane": "road"}`).
+    `cache_dir`: built engines; "default" the user's cache folder, None build every run."""
     from streamseg.config import EngineConfig, validate_config
     from streamseg.models import load_card
     from streamseg.pipeline import Pipeline
@@ -359,7 +360,10 @@ def evaluate(
     cfg = validate_config(
         {
             "sources": [{"uri": u, "mode": "offline"} for u in sources],
-            "engines": {**{t: ec.model_dump() for t, ec in typed.items()}, "cache_dir": cache_dir},
+            "engines": {
+                **{t: ec.model_dump() for t, ec in typed.items()},
+                **({} if cache_dir == "default" else {"cache_dir": cache_dir}),
+            },
             "pipeline": {"batch": {"max_size": batch, "max_wait_ms": 0}},
             "overlay": {"enabled": False},
             "tracking": {"enabled": False},  # grade the model's own detections, every one of them

@@ -88,14 +88,20 @@ def has_element(name: str) -> bool:
     return Gst.ElementFactory.find(name) is not None
 
 
-def pop_error(pipeline) -> str | None:
-    """The first ERROR (or None) waiting on a pipeline's bus, as one line."""
+def pop_error(pipeline, warnings: list[str] | None = None) -> str | None:
+    """The first ERROR (or None) waiting on a pipeline's bus, as one line; the WARNINGs before
+    it go to `warnings` (as "element: message: details") when given, else are dropped."""
     Gst, _ = require()
     bus = pipeline.get_bus()
     while True:
         msg = bus.pop_filtered(Gst.MessageType.ERROR | Gst.MessageType.WARNING)
         if msg is None:
             return None
+        if msg.type == Gst.MessageType.WARNING and warnings is not None:
+            warn, debug = msg.parse_warning()
+            reason = (debug or "").rsplit("reason: ", 1)[-1] if debug and "reason: " in debug else ""
+            src = msg.src.get_name() if msg.src else "?"
+            warnings.append(f"{src}: {warn.message}" + (f": {reason}" if reason else ""))
         if msg.type == Gst.MessageType.ERROR:
             err, _debug = msg.parse_error()
             src = msg.src.get_name() if msg.src else "?"

@@ -43,10 +43,11 @@ from streamseg.cpu import CpuBudget, CpuPlan, EngineRunner, plan_engines, tune_m
 from streamseg.errors import UserError
 from streamseg.latency import LatencyRecorder
 from streamseg.models import SegModel
+from streamseg.models.card import ungrouped_warning
 from streamseg.models.configured import open_configured
 from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
-from streamseg.sinks import Sink, StreamInfo, open_sink
+from streamseg.sinks import Sink, StreamInfo, open_sink, sink_file
 from streamseg.sources import Source, open_source
 from streamseg.stages import (
     ErrorLog,
@@ -158,8 +159,7 @@ class Pipeline:
             self.models, self.cpu_plan = open_models(self.cfg, stack, sizes[0] if sizes else None)
             stack.callback(self.engine_runner.close)
             self.engine_runner.schedule = self.cpu_plan.schedule
-            self._open_sinks(stack)
-            start_metrics_server(self.cfg.metrics.prometheus, self, stack)
+            self._open_sinks(stack)  # and the metrics server
             threads = self._start_threads()
             try:
                 self._wait(threads)
@@ -192,6 +192,8 @@ class Pipeline:
                 raise UserError(f"{s.cfg.uri}: realtime pacing is for recordings; a live source is paced by itself")
 
     def _open_sinks(self, stack: contextlib.ExitStack) -> None:
+        """Open the sinks and start the metrics server. Every port and the display are acquired
+        before any file is opened for writing: a refused run leaves every existing file as it was."""
         infos = {s.id: StreamInfo(s.id, s.source.fps, s.source.size_wh) for s in self.streams}
         configs = list(self.cfg.sinks) or ([] if self.extra_sinks else [SinkConfig(uri="null://")])
         depth = self.cfg.pipeline.queue_depth
@@ -202,10 +204,21 @@ class Pipeline:
                     f"(streams: {', '.join(infos)})"
                 )
         made = [(open_sink(sc.uri, sc), sc) for sc in configs] + [(s, None) for s in self.extra_sinks]
-        for sink, sc in made:
+        for sink, _ in made:
             stack.enter_context(sink)
             sink.attach(self)
-            sink.open({k: v for k, v in infos.items() if sc is None or not sc.streams or k in sc.streams})
+
+        def streams_of(sc):  # the streams a sink takes: its `streams:`, else every one
+            return {k: v for k, v in infos.items() if sc is None or not sc.streams or k in sc.streams}
+
+        for sink, sc in made:
+            if sink_file(sink.uri) is None:  # ports, screens, network destinations
+                sink.open(streams_of(sc))
+        start_metrics_server(self.cfg.metrics.prometheus, self, stack)
+        for sink, sc in made:
+            if sink_file(sink.uri) is not None:
+                sink.open(streams_of(sc))
+        for sink, sc in made:  # stages in the config's order
             stage = SinkStage(len(self.sinks), sink, sc, self.fanout, self.errors)
             if n := sum(s.label == stage.label or s.label.startswith(f"{stage.label} #") for s in self.sinks):
                 stage.label = f"{stage.label} #{n + 1}"  # two null:// (or URIs alike once redacted): two entries
@@ -467,8 +480,10 @@ def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tupl
         models[t] = model
         d = model.describe()
         log.info("%s engine: %s on %s %s (%s)", t, d["card"], d["backend"], d["precision"], d["why"])
+        if warning := ungrouped_warning(model.card, list(getattr(model.decoder, "labels", []))):
+            log.warning("warning: %s", warning)
     if len(tasks) > 1:
-        log.info("engines run %s: %s", plan.schedule, plan.why)
+        log.debug("engines run %s: %s", plan.schedule, plan.why)  # -v: an internal decision
     return models, plan
 
 

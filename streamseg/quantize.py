@@ -253,7 +253,7 @@ def build_int8(
                     f"{card_path}: INT8 ({q_name} on {backend}) agrees with fp32 at {score:.3f}, below the gate's "
                     f"{threshold:.3f} (short by {threshold - score:.3f}); the INT8 model is refused"
                 )
-            cache = EngineCache(cache_dir or "engines/cache")
+            cache = EngineCache(cache_dir)
             stored = cache.store(
                 int8_cache_key(ref.card.model_path, backend),
                 q_path.read_bytes(),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamseg.cpu import malloc_state
+from streamseg.uris import redact
 
 if TYPE_CHECKING:
     from streamseg.pipeline import Pipeline
@@ -49,10 +50,13 @@ def build_report(pipe: Pipeline) -> dict:
                 "max_latency_ms": round(s.budget_ns / 1e6, 1) if s.mode != "offline" else None,
                 "frames": s.frames,
                 "decode_errors": s.source.decode_errors,
+                "bad_input": list(s.source.bad_input),  # each bad file or early end, named
                 "error": s.error,
             }
             for s in pipe.streams
         },
+        # every stream's bad input in one list: what `--strict` fails the run on
+        "bad_input": [f"{redact(s.cfg.uri)}: {what}" for s in pipe.streams for what in s.source.bad_input],
         "sinks": {
             s.label: {
                 **s.sink.describe(),

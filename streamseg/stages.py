@@ -41,6 +41,7 @@ from streamseg.models import SegModel
 from streamseg.overlay import Overlay
 from streamseg.queues import BoundedQueue
 from streamseg.sinks import Sink
+from streamseg.sinks.base import FrameDropped
 from streamseg.sources import Source
 from streamseg.tracking import SemanticSmoother, Tracker
 from streamseg.uris import redact
@@ -135,12 +136,34 @@ class SourceStage(Stage):
         self.stopping: threading.Event = threading.Event()
         self._t0: int | None = None  # perf_counter_ns() at which pts 0 is due
         self._errors_seen = 0
+        self._named = 0  # entries of source.bad_input already logged
+        self._checked = False  # the end was checked against the announced frame count
 
     def count_decode_errors(self) -> None:
         n = self.source.decode_errors - self._errors_seen
         if n:
             self.recorder.decode_error(n)
             self._errors_seen += n
+        while self._named < len(self.source.bad_input):  # a bad file, named in the log (and the report)
+            log.warning("warning: %s: %s", redact(self.cfg.uri), self.source.bad_input[self._named])
+            self._named += 1
+
+    def _check_complete(self) -> None:
+        """A recording that ends well short of the frames its container announced was cut short
+        or holds data the decoder gave up on: said (file, frames expected and read) and counted
+        as a decode error, not taken as a normal end. (Frame counts from a duration are
+        estimates: a few frames short is not flagged.)"""
+        src, expected = self.source, self.source.frame_count
+        if src.live or not expected or self.stopping.is_set() or self.error is not None or self._checked:
+            return
+        self._checked = True  # once, however often the ended stream is asked
+        if self.frames + src.decode_errors >= expected - max(2, expected // 50):
+            return
+        src.decode_errors += 1
+        src.bad_input.append(
+            f"ended early: its header announces {expected} frames, {self.frames} were read "
+            "(cut short or corrupt; the decoder's error is counted as a decode error)"
+        )
 
     @property
     def budget_ns(self) -> int:
@@ -183,6 +206,8 @@ class SourceStage(Stage):
             self.errors.add(f"source {self.id}: {e}")
             return None
         if sf is None:
+            self._check_complete()
+            self.count_decode_errors()  # and named: a bad last image
             return None
         if self.paced:
             # a recording played at its own rate: the frame is "captured" at its due time
@@ -496,7 +521,8 @@ class SinkFanout:
 
 class SinkStage(Stage):
     """One sink behind its own queue: `process(frame)` writes it. Its ledger: offered = written +
-    sum(dropped) (`sink_queue`: its lossy queue was full; `sink_failed`: the sink had failed)."""
+    sum(dropped) (`sink_queue`: its lossy queue was full; `sink_failed`: the sink had failed;
+    a reason of the sink's own, such as `send_failed`: that frame did not reach its destination)."""
 
     def __init__(self, index: int, sink: Sink, cfg: SinkConfig | None, fanout: SinkFanout, errors: ErrorLog) -> None:
         self.index, self.sink, self.cfg, self.fanout, self.errors = index, sink, cfg, fanout, errors
@@ -516,6 +542,11 @@ class SinkStage(Stage):
             try:
                 self.sink.write(f)
                 self.fanout.done(self, f)
+                return
+            except FrameDropped as d:  # this frame only: the sink goes on
+                if not self.dropped[d.reason]:
+                    log.warning("warning: sink %s: %s (such frames are counted as its %s drops)", self.label, d, d.reason)
+                self.fanout.done(self, f, d.reason)
                 return
             except Exception as e:
                 self.failed = f"{type(e).__name__}: {e}"

@@ -10,6 +10,7 @@ lists the registered ones.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,8 +111,11 @@ class Registry(Generic[T]):
         entry = self._entries.get(scheme)
         if entry is None:
             known = ", ".join(f"{s}://" for s in self.schemes)
+            close = difflib.get_close_matches(scheme, self.schemes, n=1)
+            hint = f"did you mean {close[0] + '://'!r}? " if close else ""
             raise self.error(
-                f"unknown {self.kind} scheme {scheme + '://'!r} in {redact(uri)!r} (known: {known}, {self.bare_hint()})"
+                f"unknown {self.kind} scheme {scheme + '://'!r} in {redact(uri)!r} "
+                f"({hint}known: {known}, {self.bare_hint()})"
             )
         if not rest and not entry.empty_ok:
             raise self.error(f"{redact(uri)}: nothing after {scheme}://")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 CARDS = ROOT / "tests" / "fixtures" / "cards"
 UDACITY = SHARED / "video" / "udacity-solidWhiteRight-960x540.mp4"
+# the suite's built engines (and those of every streamseg it starts) go to one folder of the
+# checkout kept between sessions, never to the user's ~/.cache/streamseg
+TEST_CACHE = ROOT / ".test-cache"
+os.environ["STREAMSEG_CACHE_DIR"] = str(TEST_CACHE)
 BDD_DIR = SHARED / "images" / "bdd100k"
 TWIN = SHARED / "models" / "twinlitenet-bdd-360x640.onnx"
 YOLO = SHARED / "models" / "yolov8n-seg-int8-320.onnx"
@@ -28,8 +33,6 @@ needs_shared_models = pytest.mark.skipif(
 def checkout_env(env: dict | None = None) -> dict:
     """The environment with this checkout first on the import path: a run from another folder
     (cwd=tmp_path) tests this checkout's streamseg, not whichever one the venv installed."""
-    import os
-
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env

@@ -46,8 +46,18 @@ def one_line_error(r, pattern):
         (["run", "--source", "{video}", "--sink", "{tmp}/r.jsonl", "--report", "{tmp}/sub/../r.jsonl"], "both write"),
         (["run", "-c", "{tmp}/twice.yaml", "--source", "{video}", "--semantic", "{red}"], "both write"),
         (["run", "--source", "{video}", "--sink", "bogus://x"], "unknown sink scheme 'bogus://'"),
-        (["run", "--source", "{video}", "--max-frames", "0"], "max_frames"),
-        (["run", "--frobnicate"], "unrecognized arguments"),
+        # errors name what the user typed, and the closest valid name
+        (["run", "--source", "{video}", "--max-frames", "0"], "--max-frames 0: input should be greater than"),
+        (["run", "--frobnicate"], "run: unrecognized arguments: --frobnicate (see: streamseg run --help)"),
+        (["run", "--source", "{video}", "--max-framez", "3"], "did you mean --max-frames?"),
+        (["rnu"], "invalid choice: 'rnu' (choose from 'run', "),
+        (["models", "chek", "c.yaml"], "models: argument ACTION: invalid choice: 'chek' (choose from 'list', 'check'"),
+        (["models", "chek", "c.yaml"], "; did you mean 'check'?"),
+        (["run", "--backend", "openvno"], "run: argument --backend: invalid choice: 'openvno'"),
+        (["run", "--backend", "openvno"], "; did you mean 'openvino'?"),
+        (["run", "-c", "{tmp}/typo.yaml"], "pipeline.queue_deph: unknown key (did you mean 'queue_depth'?)"),
+        (["run", "--source", "synthetc://driving"], "did you mean 'synthetic://'?"),
+        (["run", "--source", "{video}", "--sink", "htp://127.0.0.1:8080"], "did you mean 'http://'?"),
         (["run"], "no source given"),
         (["models", "check", "{tmp}/nocard.yaml"], "model card not found"),
     ],
@@ -57,6 +67,7 @@ def test_user_mistakes_give_one_line_and_exit_2(tmp_path, video, tiny, args, pat
     (tmp_path / "adir.mp4").mkdir()
     (tmp_path / "twice.yaml").write_text(f"sinks: [{tmp_path}/o.mp4, {tmp_path}/o.jsonl, {tmp_path}/o.mp4]\n")
     (tmp_path / "bad.yaml").write_text("pipeline:\n  batch:\n    sise: 2\n")
+    (tmp_path / "typo.yaml").write_text("pipeline:\n  queue_deph: 2\n")
     (tmp_path / "wrong.yaml").write_text(
         (tiny / "red.yaml")
         .read_text()
@@ -65,6 +76,52 @@ def test_user_mistakes_give_one_line_and_exit_2(tmp_path, video, tiny, args, pat
     )
     r = streamseg(*[a.format(tmp=tmp_path, video=video, red=tiny / "red.yaml") for a in args])
     one_line_error(r, pattern)
+
+
+def _subcommands(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subcommands(sub, (*prefix, name))
+
+
+def test_every_subcommand_help_has_a_description_and_examples():
+    from streamseg.cli import build_parser
+
+    subs = dict(_subcommands(build_parser()))
+    assert {("run",), ("eval",), ("models", "card"), ("engines", "build")} <= set(subs)
+    for name, sub in subs.items():
+        text = sub.format_help()
+        assert sub.description and len(sub.description.split()) >= 12, name  # a paragraph, not a title
+        examples = text.split("examples:\n", 1)[-1].split("\n\n")[0].splitlines()
+        assert "examples:" in text and 2 <= len(examples) <= 3, (name, text)
+        assert all(e.startswith(f"  streamseg {name[0]}") for e in examples), (name, examples)
+    run = subs[("run",)].format_help()
+    for needed in ("rtsp://", "synthetic://", "images://", "http://127.0.0.1:8080", "exit codes", "130", "143"):
+        assert needed in run, needed
+
+
+def test_a_command_given_nothing_prints_its_usage():
+    r = streamseg("eval")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("usage: streamseg eval ")
+    assert lines[-1] == "streamseg: error: eval: the following arguments are required: CONFIG_OR_CARD, --source"
+    assert "streamseg: error: streamseg" not in r.stderr
+
+
+def test_internal_decisions_only_with_verbose(tiny):
+    args = ["run", "--source", "synthetic://driving?size=64x48&frames=2", "--semantic", tiny / "red.yaml"]
+    args += ["--instance", tiny / "yolo.yaml", "--backend", "onnxruntime", "--no-progress"]
+    quiet, verbose = streamseg(*args), streamseg("-v", *args)
+    assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert "semantic engine: red on onnxruntime" in quiet.stderr  # the user's story: what runs where
+    assert "engines run" not in quiet.stderr
+    assert "engines run" in verbose.stderr
+    assert "engines run" in streamseg(*args, "-v").stderr  # -v after the subcommand too
 
 
 def test_run_writes_everything(tmp_path, video, tiny):

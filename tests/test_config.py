@@ -72,9 +72,27 @@ def test_overrides_replace_lists_and_set_engine_options():
     assert cfg.sources[0].uri == "a.mp4"  # the original is untouched
 
 
-def test_bad_override_is_a_config_error():
-    with pytest.raises(ConfigError, match="max_frames"):
+def test_bad_override_is_a_config_error_naming_the_flag():
+    with pytest.raises(ConfigError, match="^--max-frames 0: input should be greater than or equal to 1$"):
         apply_overrides(validate_config({}), max_frames=0)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"pipeline": {"queue_deph": 2}}, "pipeline.queue_deph: unknown key (did you mean 'queue_depth'?)"),
+        ({"sinks": [{"uri": "x.mp4", "bitrat_kbps": 9}]}, "sinks.0.bitrat_kbps: unknown key (did you mean 'bitrate_kbps'?)"),
+        ({"engines": {"semantic": {"card": "c.yaml", "presicion": "fp16"}}}, "(did you mean 'precision'?)"),
+        ({"metrix": {}}, "metrix: unknown key (did you mean 'metrics'?)"),
+        ({"pipeline": {"zzzzzz": 1}}, "pipeline.zzzzzz: unknown key"),  # nothing close: no guess
+    ],
+)
+def test_unknown_keys_suggest_the_closest_valid_one(data, message):
+    with pytest.raises(ConfigError) as e:
+        validate_config(data)
+    assert message in str(e.value)
+    if "did you mean" not in message:
+        assert "did you mean" not in str(e.value)
 
 
 @pytest.mark.parametrize(

@@ -77,3 +77,80 @@ def test_a_fifo_with_its_reader_there_sees_no_end_of_file_before_the_run_wrote(t
         assert os.read(reader, 100) == b""  # the sink closed: now the end of file
     finally:
         os.close(reader)
+
+
+# a refused run loses nothing --------------------------------------------------------------
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("failing", ["http", "rtsp", "prometheus", "display"])
+def test_a_refused_run_leaves_every_existing_file_byte_for_byte(tmp_path, video, failing, reliability):
+    """Every resource a run needs (ports, the display) is acquired before any existing file
+    is opened for writing: files listed before and after the failing sink keep their bytes."""
+    import hashlib
+    import socket
+
+    from tests.conftest import checkout_env, run_streamseg
+
+    if failing == "rtsp":
+        from streamseg import gst
+
+        if not gst.available():
+            pytest.skip("GStreamer/PyGObject not installed")
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # another program holds the port
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    old = {
+        "before.jsonl": b'{"seq": 0}\n' * 30,
+        "before.mp4": video.read_bytes(),
+        "after.jsonl": b'{"seq": 1}\n' * 30,
+        "after.mp4": video.read_bytes(),
+        "r.json": b'{"frames": {}}\n',
+    }
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    sink = {
+        "http": f"http://127.0.0.1:{port}",
+        "rtsp": f"rtsp://127.0.0.1:{port}/live",
+        "prometheus": None,
+        "display": "display://",
+    }[failing]
+    sinks = [tmp_path / "before.jsonl", tmp_path / "before.mp4", sink, tmp_path / "after.jsonl", tmp_path / "after.mp4"]
+    args = ["run", "--source", video, "--max-frames", "5", "--report", tmp_path / "r.json", "--no-progress"]
+    for s in sinks:
+        if s is not None:
+            args += ["--sink", s]
+    if failing == "prometheus":
+        (tmp_path / "c.yaml").write_text(f"metrics:\n  prometheus: 127.0.0.1:{port}\n")
+        args += ["-c", tmp_path / "c.yaml"]
+    env = checkout_env()
+    if failing == "display":
+        env.pop("DISPLAY", None)
+        env.pop("WAYLAND_DISPLAY", None)
+    try:
+        r = run_streamseg(*args, cwd=tmp_path, env=env)
+    finally:
+        taken.close()
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("streamseg: error: ")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "c.yaml") == sorted(old)
+    for name, data in old.items():
+        assert _sha256(tmp_path / name) == hashlib.sha256(data).hexdigest(), name
+    what = {
+        "http": "an http:// sink on a port already taken",
+        "rtsp": "an rtsp:// sink on a port already taken",
+        "prometheus": "metrics.prometheus on a port already taken",
+        "display": "display:// with no display",
+    }[failing]
+    reliability(
+        f"{what}, with .jsonl/.mp4 sinks and a report from an earlier run listed before and after it",
+        "one line, exit 2; every port and the display are acquired before any file is opened for writing",
+        "- (every existing file byte for byte as it was, sha256)",
+    )

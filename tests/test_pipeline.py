@@ -461,3 +461,21 @@ def test_a_sink_naming_a_stream_that_does_not_exist_is_one_line_and_exit_2(tiny,
     r = run_streamseg("run", "-c", cfgf)
     assert r.returncode == 2 and "streams: no stream 'rear' (streams: front)" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "o.jsonl").exists()
+def test_a_frame_a_sink_could_not_send_is_that_sinks_drop_and_the_run_goes_on(tiny, tmp_path, video, monkeypatch):
+    from streamseg.sinks.base import FrameDropped
+
+    orig = JsonlSink.write_impl
+
+    def flaky(self, frame):
+        if frame.seq % 10 == 3:
+            raise FrameDropped("send_failed", "Error sending UDP packets: Network is unreachable")
+        orig(self, frame)
+
+    monkeypatch.setattr(JsonlSink, "write_impl", flaky)
+    cfg = config(tiny, [str(video)], [str(tmp_path / "r.jsonl"), str(tmp_path / "o.mp4")])
+    rep = Pipeline(cfg).run().report
+    jl = str(tmp_path / "r.jsonl")
+    assert rep["sinks"][jl]["frames"] == {"offered": 30, "written": 27, "dropped": {"send_failed": 3}}
+    assert rep["sinks"][jl]["error"] is None and rep["errors"] == []
+    assert rep["frames"]["dropped"] == {f"send_failed:{jl}": 3} and rep["frames"]["out"] == 27
+    assert len(jsonl(tmp_path / "r.jsonl")) == 27

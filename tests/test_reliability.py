@@ -12,7 +12,7 @@ import pytest
 from streamseg.backends.onnxruntime import OnnxRuntimeEngine
 from streamseg.config import validate_config
 from streamseg.pipeline import Pipeline
-from tests.conftest import make_video, run_streamseg
+from tests.conftest import UDACITY, make_video, run_streamseg
 from tests.test_cli import one_line_error
 
 needs_gst = pytest.mark.skipif(shutil.which("gst-launch-1.0") is None, reason="needs GStreamer's gst-launch-1.0")
@@ -207,3 +207,54 @@ def test_variable_frame_rate_video(tmp_path, tiny, reliability):
     gaps = sorted({round(b - a, 3) for a, b in zip(pts, pts[1:], strict=False)})
     assert gaps[0] == pytest.approx(0.02, abs=0.002) and gaps[-1] == pytest.approx(0.08, abs=0.002)
     reliability("variable frame rate H.264 (20/33/80 ms gaps)", "every frame out with its own timestamp", "0")
+
+
+@pytest.mark.skipif(not UDACITY.is_file(), reason="../shared/data/video not present")
+def test_a_recording_cut_short_is_named_counted_and_fails_a_strict_run(tmp_path, reliability):
+    """The first 100 KB of a 221-frame clip: the header still announces 221 frames, a few decode.
+    It used to run with exit 0 and `decode errors 0`."""
+    import re
+
+    (tmp_path / "cut.mp4").write_bytes(UDACITY.read_bytes()[:100_000])
+    r, rep = run_report(tmp_path, tmp_path / "cut.mp4", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stderr.splitlines() if "ended early" in x)
+    assert line.startswith("streamseg: warning: ") and str(tmp_path / "cut.mp4") in line
+    expected, read = map(int, re.search(r"announces (\d+) frames, (\d+) were read", line).groups())
+    assert expected == 221 and read == rep["frames"]["in"] < 221
+    assert rep["frames"]["decode_errors"] >= 1
+    assert any(str(tmp_path / "cut.mp4") in b and "ended early" in b for b in rep["bad_input"])
+    assert rep["sources"]["cam0"]["bad_input"] and rep["sources"]["cam0"]["decode_errors"] >= 1
+    strict, _ = run_report(tmp_path, tmp_path / "cut.mp4", "--no-progress", "--strict")
+    assert strict.returncode == 1 and "streamseg: error: strict: bad input: " in strict.stderr, strict.stderr
+    (tmp_path / "strict.yaml").write_text("pipeline:\n  strict: true\n")
+    by_config, _ = run_report(tmp_path, tmp_path / "cut.mp4", "--no-progress", "-c", tmp_path / "strict.yaml")
+    assert by_config.returncode == 1, by_config.stderr
+    ok, rep_ok = run_report(tmp_path, make_video(tmp_path / "whole.mp4"), "--no-progress", "--strict")
+    assert ok.returncode == 0 and rep_ok["bad_input"] == [] and "warning" not in ok.stderr, ok.stderr
+    reliability(
+        "MP4 cut short with its index (moov) whole: the first 100 KB of a 221-frame clip",
+        "a warning names the file, the frames its header announces and those read; counted as a decode "
+        "error and listed in the report's bad_input; --strict (pipeline.strict) exits 1",
+        "- (the frames in the file all come out; the missing ones are named)",
+    )
+
+
+def test_a_corrupt_image_is_named_in_the_log_and_the_report(tmp_path, reliability):
+    d = tmp_path / "frames"
+    d.mkdir()
+    for name in ("a.png", "c.png"):
+        cv2.imwrite(str(d / name), np.full((24, 32, 3), 90, np.uint8))
+    (d / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))  # a PNG signature, then nothing decodable
+    r, rep = run_report(tmp_path, f"images://{d}", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert rep["frames"]["in"] == 2 and rep["frames"]["decode_errors"] == 1
+    warnings = [x for x in r.stderr.splitlines() if x.startswith("streamseg: warning: ")]
+    assert len(warnings) == 1 and str(d / "b.png") in warnings[0], r.stderr
+    assert rep["sources"]["cam0"]["bad_input"] == [f"cannot decode {d / 'b.png'}: skipped"]
+    assert rep["bad_input"] == [f"images://{d}: cannot decode {d / 'b.png'}: skipped"]
+    reliability(
+        "a corrupt image in an images:// folder",
+        "skipped, counted as a decode error, named (its path) in the log and the report's bad_input",
+        "0 (the image held no frame)",
+    )

@@ -1,5 +1,6 @@
-"""The engine cache: built artifacts (TensorRT plans, OpenVINO blobs, quantized models) under
-`engines/cache/`, keyed by what they were built from, with a manifest of their sha256.
+"""The engine cache: built artifacts (TensorRT plans, OpenVINO blobs, quantized models) in the
+user's cache folder (`default_cache_dir()`), keyed by what they were built from, with a
+manifest of their sha256.
 
 A key is the hash of: the model file's sha256, the backend and its version, the device,
 the precision and the batch profile. Any change gives another key, so a changed model,
@@ -21,7 +22,18 @@ from pathlib import Path
 
 from streamseg.errors import BackendError
 
-DEFAULT_ROOT = Path("engines") / "cache"
+CACHE_ENV = "STREAMSEG_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """Where built engines go unless told otherwise: $STREAMSEG_CACHE_DIR, else
+    $XDG_CACHE_HOME/streamseg, else ~/.cache/streamseg (the XDG base directory rule), never
+    the current folder: a run from anywhere leaves no engines/ behind."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"  # the spec ignores a relative one
+    return base / "streamseg"
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -61,8 +73,8 @@ class CacheKey:
 
 
 class EngineCache:
-    def __init__(self, root: str | Path = DEFAULT_ROOT) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()  # a config's "~/..."
         self.manifest_path = self.root / "manifest.json"
 
     @contextlib.contextmanager

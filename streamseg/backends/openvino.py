@@ -124,7 +124,13 @@ class OpenVinoEngine(Engine):
         if blob is not None:
             self.cached = "hit"
             return core.import_model(io.BytesIO(blob.read_bytes()), "CPU", config)
-        log.info("building OpenVINO blob for %s (%s, %s); it will be cached", self.model_path.name, self.precision, cpu)
+        log.info(
+            "building OpenVINO blob for %s (%s, %s); it will be cached in %s",
+            self.model_path.name,
+            self.precision,
+            cpu,
+            self.cache.root,
+        )
         compiled = core.compile_model(model, "CPU", config)
         stream = io.BytesIO()
         compiled.export_model(stream)

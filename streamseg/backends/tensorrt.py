@@ -309,10 +309,11 @@ class TensorRtEngine(Engine):
             self.build_info = {"strongly_typed": is_strongly_typed(trt)}  # as it was built here
             return path.read_bytes()
         log.info(
-            "building TensorRT plan for %s (%s, %s); this takes a while and is cached",
+            "building TensorRT plan for %s (%s, %s); this takes a while and is cached in %s",
             self.model_path.name,
             self.precision,
             self.device,
+            self.cache.root,
         )
         plan = self._build(trt)
         stored = self.cache.store(key, plan, ".plan", {"model": str(self.run_path), **self.build_info})

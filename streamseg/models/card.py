@@ -101,6 +101,22 @@ class ModelCard(_Strict):
         return list(self.groups)
 
 
+def ungrouped_warning(card: ModelCard, labels: list[str]) -> str | None:
+    """A card whose `groups` take none of the model's labels draws and reports nothing (a card
+    made from an export whose class names are numbers gets `groups: {}`): say so, naming the
+    card and what to fill in. None when some label is in a group."""
+    named = [lab for lab in labels if lab not in (None, "", "background")]
+    if {lab for members in card.groups.values() for lab in members} & set(named):
+        return None
+    shown = ", ".join(map(str, named[:6])) + (", ..." if len(named) > 6 else "")
+    example = f"{{car: [{named[0]}]}}" if named else "{road: [LABEL]}"
+    return (
+        f"{card.path or card.name}: no label of the model is in any group, so nothing will be drawn or reported; "
+        f"fill in `groups:` with the labels each group (road, lane, car, person, ...) draws, e.g. groups: {example} "
+        f"(labels: {shown or 'none'})"
+    )
+
+
 def labels_from_metadata(metadata: dict[str, str]) -> list[str] | None:
     """Class names from an Ultralytics export's `names` metadata ("{0: 'person', ...}")."""
     raw = metadata.get("names")

@@ -162,7 +162,8 @@ def _label_list(labels: list[str], indent: str = "  ") -> str:
 
 
 def make_card(model: str | Path, card_path: str | Path | None = None) -> str:
-    """The text of a card for `model`; its `file` is relative to `card_path` (default: the current folder)."""
+    """The text of a card for `model`; its `file` is relative to `card_path` when given, else
+    absolute (a printed card may be saved anywhere: `models card m.onnx > cards/m.yaml`)."""
     model = Path(model)
     facts = _read(model)
     meta = facts.metadata
@@ -179,8 +180,7 @@ def make_card(model: str | Path, card_path: str | Path | None = None) -> str:
     heads = extra.get("heads", [])
     if labels is None:
         labels = extra.pop("placeholder_labels", None)
-    card_dir = Path(card_path).resolve().parent if card_path else Path.cwd()
-    rel = os.path.relpath(model.resolve(), card_dir)
+    rel = os.path.relpath(model.resolve(), Path(card_path).resolve().parent) if card_path else str(model.resolve())
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", model.stem)
     w, h = facts.size_wh
     what = (

@@ -21,6 +21,15 @@ class StreamInfo:
     size_wh: tuple[int, int] | None
 
 
+class FrameDropped(Exception):
+    """Raised by `write()` for a frame that did not reach its destination (a send failed) while
+    the sink goes on: counted as the sink's drop `reason`, not as its failure."""
+
+    def __init__(self, reason: str, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason
+
+
 class Sink:
     """Consumes finished frames on its own thread, behind its own queue.
 

@@ -41,7 +41,7 @@ import numpy as np
 from streamseg import codecs, gst
 from streamseg.errors import SinkError
 from streamseg.frames import Frame
-from streamseg.sinks.base import Sink, StreamInfo, check_writable
+from streamseg.sinks.base import FrameDropped, Sink, StreamInfo, check_writable
 
 log = logging.getLogger("streamseg")
 
@@ -139,6 +139,7 @@ class _Encoder:
         )
         self.pipeline = gst.parse_launch(desc)
         self.src = self.pipeline.get_by_name("src")
+        self.warnings: list[str] = []  # the bus's WARNINGs (udpsink: "Error sending UDP packets")
         self.n = 0
         self.name = name
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
@@ -157,9 +158,9 @@ class _Encoder:
         buf.duration = self.timeline.frame_ns
         self.n += 1
         if self.src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
-            err = gst.pop_error(self.pipeline)
+            err = gst.pop_error(self.pipeline, self.warnings)
             raise SinkError(f"{self.name}: {err or 'the encoder pipeline stopped'}")
-        err = gst.pop_error(self.pipeline)
+        err = gst.pop_error(self.pipeline, self.warnings)
         if err:
             raise SinkError(f"{self.name}: {err}")
 
@@ -261,12 +262,27 @@ class RtpSink(_PerStream):
         super().open(streams)
         if len(streams) > 1:
             raise SinkError(f"{self.uri}: one RTP destination carries one stream; give one rtp:// sink per source")
+        try:  # a host that does not resolve is a mistake to name now, not a silent stream to nowhere
+            socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        except (socket.gaierror, UnicodeError) as e:
+            raise SinkError(f"{self.uri}: cannot resolve the host {self.host!r}: {getattr(e, 'strerror', None) or e}") from None
+
+    def write_impl(self, frame: Frame) -> None:
+        """A send that fails (udpsink's WARNING "Error sending UDP packets": network unreachable,
+        no route) drops that frame, counted as this sink's `send_failed`; the stream goes on."""
+        enc = self._enc.get(frame.stream_id)
+        seen = len(enc.warnings) if enc is not None else 0
+        super().write_impl(frame)
+        enc = self._enc[frame.stream_id]
+        failed = [w for w in enc.warnings[seen:] if "sending" in w.lower()]
+        if failed:
+            raise FrameDropped("send_failed", failed[-1])
 
     def tail(self, stream_id: str) -> str:
         # SPS/PPS before each IDR access unit: h264parse's job, not the payloader's (module docstring)
         return (
             f"{self.settings.encoder()} ! h264parse config-interval=-1 ! rtph264pay pt=96 ! "
-            f"udpsink host={self.host} port={self.port} sync=false async=false"
+            f"udpsink name=udp host={self.host} port={self.port} sync=false async=false"
         )
 
 

@@ -27,7 +27,8 @@ class GroundTruth:
 
 class Source:
     """A stream of frames. `open()` fails with a SourceError naming the problem; `read()` returns
-    None at the end of the stream; decode failures the source skipped are counted in `decode_errors`."""
+    None at the end of the stream; decode failures the source skipped are counted in `decode_errors`
+    and, where the source can name them (the image file that failed), said in `bad_input`."""
 
     live = False  # a camera or network stream (drop old frames) rather than a recording
     scheme = ""
@@ -41,6 +42,7 @@ class Source:
         # how long the source holds a frame after its capture before read() can give it (a jitter
         # buffer's latency): part of every frame's age, so part of a live stream's latency budget
         self.delivery_ms = 0.0
+        self.bad_input: list[str] = []  # what was wrong with the input, each named (a file, where it ended)
 
     def __enter__(self) -> Source:
         self.open()

@@ -53,6 +53,7 @@ class ImagesSource(Source):
             img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
             if img is None or img.size == 0:
                 self.decode_errors += 1
+                self.bad_input.append(f"cannot decode {f}: skipped")
                 continue
             if self.size_wh is None:
                 self.size_wh = (img.shape[1], img.shape[0])

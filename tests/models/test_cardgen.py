@@ -185,3 +185,36 @@ def test_the_card_written_for_the_shared_yolov8n_matches_the_hand_written_fixtur
     assert {g: sorted(v) for g, v in mine.groups.items()} == {g: sorted(v) for g, v in fixture.groups.items()}
     assert mine.labels[:8] == ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"]
     assert mine.end2end is False and "FILL IN" not in written.read_text()
+
+
+def test_a_printed_card_works_wherever_it_is_saved_and_says_when_it_maps_no_label(tmp_path):
+    """`models card M.onnx > cards/c.yaml` from another folder: `file:` is absolute, so the card
+    loads; its class names are numbers, so no group is proposed, and `models check` and `run`
+    say so, naming the card and what to fill in (a run used to draw and report nothing, silently)."""
+    det, protos = yolo_case()
+    constant_yolo_model(tmp_path / "m.onnx", det, protos, names=["0", "1", "2"])
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "cards" / "deep").mkdir(parents=True)  # not where the card was printed from
+    r = run_streamseg("models", "card", tmp_path / "m.onnx", cwd=tmp_path / "elsewhere")
+    assert r.returncode == 0, r.stderr
+    card = tmp_path / "cards" / "deep" / "c.yaml"
+    card.write_text(r.stdout)
+    data = yaml.safe_load(r.stdout)
+    assert data["file"] == str((tmp_path / "m.onnx").resolve()) and data["groups"] == {}
+    assert load_card(card).model_path == (tmp_path / "m.onnx").resolve()
+
+    check = run_streamseg("models", "check", card, cwd=tmp_path)
+    assert check.returncode == 0 and ": ok (" in check.stdout, check.stderr
+    warning = f"streamseg: warning: {card}: no label of the model is in any group"
+    assert warning in check.stderr and "fill in `groups:`" in check.stderr and "groups: {car: [0]}" in check.stderr
+    run = run_streamseg(
+        "run", "--source", "synthetic://driving?size=64x48&frames=2", "--instance", card,
+        "--backend", "onnxruntime", "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0 and warning in run.stderr, run.stderr
+
+
+def test_a_card_with_a_group_says_nothing(tmp_path, tiny):
+    for name in ("red.yaml", "yolo.yaml"):
+        r = run_streamseg("models", "check", tiny / name)
+        assert r.returncode == 0 and "warning" not in r.stderr, r.stderr

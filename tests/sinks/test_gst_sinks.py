@@ -377,3 +377,45 @@ def test_size_on_a_sink_that_does_not_encode_is_one_line(tmp_path):
     r = run_streamseg("run", "-c", cfg, timeout=60)
     assert r.returncode == 2 and "size is for the H.264 sinks" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.jsonl").exists()
+def test_an_rtp_host_that_does_not_resolve_is_one_line_at_start_up(tmp_path):
+    (tmp_path / "kept.jsonl").write_text("earlier\n")
+    r = run_streamseg(
+        "run", "--source", "synthetic://driving?size=64x36&frames=2", "--sink", tmp_path / "kept.jsonl",
+        "--sink", "rtp://no.such.host.invalid:5004", timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "streamseg: error: rtp://no.such.host.invalid:5004: cannot resolve the host 'no.such.host.invalid': "
+        + r.stderr.strip().rsplit(": ", 1)[-1]
+    ]
+    assert (tmp_path / "kept.jsonl").read_text() == "earlier\n"
+
+
+def test_an_rtp_send_that_fails_drops_that_frame_and_the_stream_goes_on():
+    """udpsink posts a WARNING "Error sending UDP packets" for a send that fails (network
+    unreachable) and goes on; the frame is the sink's `send_failed` drop, not its failure."""
+    import numpy as np
+
+    from streamseg.frames import Frame
+    from streamseg.sinks import StreamInfo, open_sink
+    from streamseg.sinks.base import FrameDropped
+
+    Gst, _ = gst.require()
+    from gi.repository import GLib
+
+    sink = open_sink(f"rtp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}")
+    sink.open({"cam0": StreamInfo("cam0", 25.0, (64, 48))})
+
+    def frame(i):
+        return Frame("cam0", i, i / 25, np.full((48, 64, 3), 90, np.uint8), time.perf_counter_ns())
+
+    with sink:
+        sink.write(frame(0))
+        udp = sink._enc["cam0"].pipeline.get_by_name("udp")
+        err = GLib.Error.new_literal(Gst.ResourceError.quark(), "Error sending UDP packets", Gst.ResourceError.WRITE)
+        udp.post_message(Gst.Message.new_warning(udp, err, "client 127.0.0.1:5004, reason: Network is unreachable"))
+        with pytest.raises(FrameDropped, match="udp: Error sending UDP packets: Network is unreachable") as e:
+            sink.write(frame(1))
+        assert e.value.reason == "send_failed"
+        sink.write(frame(2))  # the next send goes through
+    assert sink.written == 2
