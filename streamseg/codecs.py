@@ -238,10 +238,23 @@ def record(frames: int = 8, size_wh: tuple[int, int] = (1920, 1080), prefer_hard
     have = available_elements()
     enc = pick_encoder(have, prefer_hardware) or Codec("x264enc", "cpu")
     dec = pick_decoder(have, prefer_hardware)
+    ranks = {}  # the chosen decoder ranked first for this test only; given back below
     for name in decoder_rank_boost(dec) if dec else []:
         factory = Gst.ElementFactory.find(name)
         if factory is not None:
+            ranks[factory] = factory.get_rank()
             factory.set_rank(Gst.Rank.PRIMARY + 100)
+    try:
+        out["used"] = _run_codec_test(Gst, gst, enc, frames, size_wh)
+    finally:
+        for factory, rank in ranks.items():
+            factory.set_rank(rank)
+    return out
+
+
+def _run_codec_test(Gst, gst, enc: Codec, frames: int, size_wh: tuple[int, int]) -> dict:  # noqa: N803
+    """Encode and decode `frames` test frames; which elements (every one in the pipeline, decodebin's
+    children included) encoded and decoded them: only what was seen, never what was meant."""
     w, h = size_wh
     desc = (
         f"videotestsrc num-buffers={int(frames)} pattern=ball ! video/x-raw,width={w},height={h},framerate=30/1 ! "
@@ -253,8 +266,7 @@ def record(frames: int = 8, size_wh: tuple[int, int] = (1920, 1080), prefer_hard
     try:
         pipe = gst.parse_launch(desc)
     except Exception as e:
-        out["used"] = {"error": f"cannot build the test pipeline: {e}"}
-        return out
+        return {"error": f"cannot build the test pipeline: {e}"}
 
     def seen(_bin, _sub, element) -> None:
         factory = element.get_factory()
@@ -265,12 +277,20 @@ def record(frames: int = 8, size_wh: tuple[int, int] = (1920, 1080), prefer_hard
     pipe.get_by_name("out").connect("handoff", lambda *_: decoded.__setitem__(0, decoded[0] + 1))
     pipe.set_state(Gst.State.PLAYING)
     msg = pipe.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    it = pipe.iterate_recurse()  # the top-level elements too (the encoder): deep-element-added missed them
+    while True:
+        ok, element = it.next()
+        if ok != Gst.IteratorResult.OK:
+            break
+        factory = element.get_factory()
+        if factory is not None:
+            made.append((factory.get_name(), factory.get_metadata("klass") or ""))
     pipe.set_state(Gst.State.NULL)
-    decoders = [f for f, k in made if "Decoder" in k and "Video" in k]
-    encoders = [f for f, k in made if "Encoder" in k and "Video" in k] or [enc.element]
+    decoders = list(dict.fromkeys(f for f, k in made if "Decoder" in k and "Video" in k))
+    encoders = list(dict.fromkeys(f for f, k in made if "Encoder" in k and "Video" in k))
     used = {
-        "encoded_by": encoders[0],
-        "encoder_device": _device_of(encoders[0]),
+        "encoded_by": encoders[0] if encoders else None,
+        "encoder_device": _device_of(encoders[0]) if encoders else None,
         "decoded_by": decoders[0] if decoders else None,
         "decoder_device": _device_of(decoders[0]) if decoders else None,
         "frames": int(frames),
@@ -279,5 +299,4 @@ def record(frames: int = 8, size_wh: tuple[int, int] = (1920, 1080), prefer_hard
     }
     if msg is None or msg.type != Gst.MessageType.EOS:
         used["error"] = str(msg.parse_error()[0].message) if msg is not None else "no end of stream within 60 s"
-    out["used"] = used
-    return out
+    return used

@@ -144,3 +144,16 @@ def test_record_says_which_elements_really_encoded_and_decoded(monkeypatch):
     assert r["decoder"]["element"] == "nvh264dec" and r["split"]["decode"] == "nvidia-gpu"
     assert r["used"]["decoded_by"] in ("avdec_h264", "openh264dec") and r["used"]["decoder_device"] == "cpu"
     assert r["used"]["encoded_by"] == "x264enc" and r["used"]["frames_decoded"] == 2
+
+
+@pytest.mark.skipif(not _gstreamer_with_x264(), reason="needs GStreamer with x264enc, h264parse, decodebin")
+def test_record_gives_the_decoders_their_ranks_back():
+    """The chosen decoder is ranked first for the test only: the rest of the process decodes as before."""
+    from streamseg import codecs, gst
+
+    Gst, _ = gst.require()
+    dec = codecs.pick_decoder(codecs.available_elements(), True)
+    names = codecs.decoder_rank_boost(dec) if dec else []
+    before = {n: Gst.ElementFactory.find(n).get_rank() for n in names if Gst.ElementFactory.find(n)}
+    codecs.record(frames=2, size_wh=(160, 120))
+    assert {n: Gst.ElementFactory.find(n).get_rank() for n in before} == before

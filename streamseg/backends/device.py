@@ -218,6 +218,21 @@ class Device:
             self.waits.cpu_s += _thread_time() - c0
 
     # freeing --------------------------------------------------------------------------------
+    def synchronize(self) -> bool:
+        """Wait for every stream's work (checked); False when one could not be synchronized. The
+        runner calls it before it lets go of what the work uses (execution contexts, the engine)."""
+        if not self.streams:
+            return True
+        rt = cudart()
+        ok = True
+        for s in self.streams:
+            try:
+                check(rt.cudaStreamSynchronize(s.handle), "cudaStreamSynchronize")
+            except BackendError as e:
+                log.error("synchronizing a stream: %s", e)
+                ok = False
+        return ok
+
     def close(self) -> None:
         """Synchronize every stream, then free the buffers and destroy the events and streams (see
         the module's note for the order and why); raises one BackendError naming what failed."""

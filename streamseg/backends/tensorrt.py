@@ -198,7 +198,9 @@ class TensorRtRunner:
 
     def close(self) -> None:
         """Synchronize the streams, free the buffers, destroy events and streams (device.Device.close
-        has the order); a batch in flight is waited for, not freed under the device."""
+        has the order); a batch in flight is waited for before its execution contexts and the engine
+        (TensorRT's activation and weight memory) are let go, not freed under the device."""
+        self.device.synchronize()
         self._slots.clear()
         self._engine = None
         self.device.close()

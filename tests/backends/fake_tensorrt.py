@@ -547,6 +547,11 @@ class _Context:
         self.addresses: dict[str, int] = {}
         self.executions: list[int] = []
 
+    def __del__(self):
+        # TensorRT's context destructor releases its activation memory: the log shows when the
+        # runner let go of a context, so a test can ask that the streams were drained first
+        CUDA.log.append(("context_released", id(self)))
+
     def set_input_shape(self, name, shape):
         """False for a shape outside the profile (TensorRT logs why and returns false)."""
         mn, _, mx = self.engine.plan["profile"][name]
