@@ -80,7 +80,8 @@ def stamp(lock: Path, pyproject: Path) -> None:
         if not line.startswith((" ", "#")):
             skip = bool(re.match(r"^([A-Za-z0-9._-]+)\s*@", line)) and _name(line.split("@")[0].strip()) == project
         if not skip and (body or line.strip()):
-            body.append(line)
+            # pip-compile names the pyproject by its absolute path: this machine's, nobody else's
+            body.append(re.sub(r"\((?:/[^()\s]*)?/pyproject\.toml\)", "(pyproject.toml)", line))
     header = [
         "# The exact versions `make test` and `make demo` install (and CI passes with): CPython 3.11,",
         f"# Linux x86_64, pyproject.toml's dependencies and the extras {', '.join(LOCKED_EXTRAS)}.",
