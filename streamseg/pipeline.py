@@ -30,10 +30,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from streamseg import codecs
+from streamseg import api, codecs
 from streamseg import report as reports
 from streamseg.backends import resolve_backend
 from streamseg.batching import Batcher
@@ -43,6 +44,7 @@ from streamseg.errors import UserError
 from streamseg.latency import LatencyRecorder
 from streamseg.models import SegModel
 from streamseg.models.configured import open_configured
+from streamseg.outputs import check_outputs
 from streamseg.overlay import Overlay
 from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink
@@ -77,7 +79,9 @@ def resolve_mode(mode: str, source: Source) -> str:
 
 
 class Pipeline:
-    """Build with a validated Config; `run()` blocks until done and returns the report."""
+    """A run of a validated Config: `run()` blocks until it is over and returns the report (the
+    CLI's way); or, as a library, `with Pipeline.from_config(...) as run:` and `run.results()`,
+    `run.aresults()`, `run.on_result(fn)` (streamseg.api: consumers beside the sinks)."""
 
     def __init__(
         self,
@@ -91,17 +95,19 @@ class Pipeline:
         self.cfg = cfg
         self.on_progress = on_progress
         self.extra_sinks = list(extra_sinks or [])  # sink objects made by the caller (eval)
+        self.consumers: list[api.Consumer] = []  # Python consumers of results, beside the sinks
         self.recorder = LatencyRecorder()
         self.errors = ErrorLog()
         self.fanout = SinkFanout(self.recorder)
         self._stop = threading.Event()
+        self.running = threading.Event()  # every stage runs (the sources too)
         self._fatal: BaseException | None = None
         self.queues: list[BoundedQueue] = []
         self.streams: list[SourceStage] = []
         self.models: dict[str, SegModel] = {}
         self.sinks: list[SinkStage] = []
-        self.post_stage: PostprocessStage | None = None
         self.infer_stage: InferStage | None = None
+        self.post_stage: PostprocessStage | None = None
         self.overlay_stage: OverlayStage | None = None
         self.interrupted = False
         self.last_report: dict | None = None
@@ -110,6 +116,48 @@ class Pipeline:
         self.thread_cpu_s: dict[str, float] = {}  # each stage thread's CPU time (thread_time)
         self._cpu0 = 0.0
         self.warmup: dict | None = None  # the warm-up pass at start-up: frames, ms, error
+        self.background: api.Background | None = None  # the library face's run thread
+
+    # the library face (streamseg.api) -------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: str | Path | dict | Config, *, sources=None, sinks=None, **overrides) -> Pipeline:
+        """From a YAML file, a dict or a Config; `sources`/`sinks` (URIs) replace the config's;
+        `overrides` are `streamseg run`'s options: max_frames, mode, backend, precision, report, ..."""
+        cfg = api.load(config, sources, sinks, overrides)
+        check_outputs(cfg)
+        return cls(cfg)
+
+    def results(self, *, name: str = "results", policy: str | None = None, depth: int | None = None):
+        """FrameResults, per stream in order, on this thread; starts the run. `policy`: block (offline
+        default) or latest (live default). Breaking out of the loop stops the run as SIGINT does."""
+        c = api.add_consumer(self, name, policy, depth)
+        self.start()
+        return api.iterate(self, c)
+
+    def aresults(self, *, name: str = "aresults", policy: str | None = None, depth: int | None = None):
+        """`async for r in run.aresults()`: as results(), for asyncio programs."""
+        return api.aiterate(self, api.add_consumer(self, name, policy, depth))
+
+    def on_result(self, fn, *, name=None, policy=None, depth=None, on_error: str = "log") -> None:
+        """Call `fn(result)` on a thread of its own; an exception is logged once and counted
+        (on_error="stop": the run stops, and wait() raises it). Call before the run starts."""
+        api.add_consumer(self, name or getattr(fn, "__name__", "callback"), policy, depth, fn, on_error)
+
+    def start(self) -> None:
+        """Run in the background; return once every stage runs (a start-up error raises here)."""
+        api.start(self)
+
+    def wait(self) -> RunResult:
+        """Start if need be and block until the run is over, callbacks included (^C: stop and drain)."""
+        return api.start(self).wait()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Leaving the block stops the run as SIGINT does and waits until all is written."""
+        if self.background is not None:
+            self.background.close()
 
     # control -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -119,6 +167,15 @@ class Pipeline:
         for s in self.streams:
             s.source.cancel()
 
+    def abort(self, e: BaseException) -> None:
+        """End now (a second ^C, a crashed stage): frames in flight count as dropped `aborted`."""
+        self._fatal = self._fatal or e
+        self._stop.set()
+        for s in self.streams:
+            s.source.cancel()
+        for q in self.queues:
+            q.cancel()
+
     @property
     def mode(self) -> str:
         return "offline" if all(s.mode == "offline" for s in self.streams) else "live"
@@ -126,15 +183,7 @@ class Pipeline:
     @property
     def total_frames(self) -> int | None:
         """Frames the run will take in, when known (for progress bars)."""
-        total = 0
-        for s in self.streams:
-            n = s.source.frame_count
-            if self.cfg.max_frames is not None:
-                n = self.cfg.max_frames if n is None else min(n, self.cfg.max_frames)
-            if n is None or s.mode != "offline":
-                return None
-            total += n
-        return total
+        return total_frames(self.streams, self.cfg.max_frames)
 
     # run ----------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -144,50 +193,37 @@ class Pipeline:
         codecs.set_threads(CpuBudget.for_process(self.cfg.pipeline.cpu_cores).plan([]).codec_threads)
         with contextlib.ExitStack() as stack:
             stack.callback(gc.unfreeze)  # last out: what the run set aside (see _start_threads)
-            self._open_sources(stack)
+            self.streams = open_streams(self.cfg, stack, self.recorder, self.errors, self._stop)
             sizes = [s.source.size_wh for s in self.streams if s.source.size_wh]
             self.models, self.cpu_plan = open_models(self.cfg, stack, sizes[0] if sizes else None)
             stack.callback(self.engine_runner.close)
             self.engine_runner.schedule = self.cpu_plan.schedule
-            self._open_sinks(stack)
+            self._open_outlets(stack)
             start_metrics_server(self.cfg.metrics.prometheus, self, stack)
             threads = self._start_threads()
+            self.running.set()
             try:
                 self._wait(threads)
             except BaseException as e:  # KeyboardInterrupt from a second ^C: abort
-                self._fatal = self._fatal or e
-                self._cancel_all()
+                self.abort(e)
                 for t in threads:
                     t.join(timeout=5)
             # leaving the ExitStack closes sinks (finalizing files), models and sources
+        for c in self.consumers:  # a frame is out once every consumer has taken it too
+            c.drained.wait()
         self.recorder.close_ledger(aborted=self._fatal is not None)
         report = self.last_report = self.report()
         if self._fatal is not None and not isinstance(self._fatal, KeyboardInterrupt):
             raise self._fatal
         return RunResult(report, list(self.errors.messages), self.interrupted)
 
-    def _open_sources(self, stack: contextlib.ExitStack) -> None:
-        ids = set()
-        for i, sc in enumerate(self.cfg.sources):
-            sid = sc.id or f"cam{i}"
-            if sid in ids:
-                raise UserError(f"two sources have the stream id {sid!r}")
-            ids.add(sid)
-            src = open_source(sc.uri, sc)
-            stack.enter_context(src)
-            mode = resolve_mode(sc.mode, src)
-            self.streams.append(SourceStage(sid, sc, src, mode, self.recorder, self.errors, self.cfg.max_frames))
-        for s in self.streams:
-            s.stopping = self._stop
-            if s.mode == "realtime" and s.source.live:
-                raise UserError(f"{s.cfg.uri}: realtime pacing is for recordings; a live source is paced by itself")
-
-    def _open_sinks(self, stack: contextlib.ExitStack) -> None:
+    def _open_outlets(self, stack: contextlib.ExitStack) -> None:
+        """The sinks, each behind its own queue, then the consumers: the frames' ways out."""
         infos = {s.id: StreamInfo(s.id, s.source.fps, s.source.size_wh) for s in self.streams}
-        configs = list(self.cfg.sinks) or ([] if self.extra_sinks else [SinkConfig(uri="null://")])
+        implicit = [] if self.extra_sinks or self.consumers else [SinkConfig(uri="null://")]
+        made = [(open_sink(sc.uri, sc), sc) for sc in self.cfg.sinks or implicit]
         depth = self.cfg.pipeline.queue_depth
-        made = [(open_sink(sc.uri, sc), sc) for sc in configs] + [(s, None) for s in self.extra_sinks]
-        for sink, sc in made:
+        for sink, sc in made + [(s, None) for s in self.extra_sinks]:
             stack.enter_context(sink)
             sink.attach(self)
             sink.open(infos)
@@ -196,13 +232,12 @@ class Pipeline:
                 stage.label = f"{stage.label} #{n + 1}"  # two null:// (or URIs alike once redacted): two entries
                 stage.name = f"sink:{stage.label}"
             policy = "block" if self.mode == "offline" and sink.lossless else "drop_oldest"
-            stage.queue = self._queue(
-                depth if sink.lossless else min(depth, LOSSY_SINK_DEPTH),  # a file may absorb a hiccup
-                policy,
-                stage.name,
-                on_drop=stage.queue_dropped,
-            )
+            size = depth if sink.lossless else min(depth, LOSSY_SINK_DEPTH)  # a file may absorb a hiccup
+            stage.queue = self._queue(size, policy, stage.name, on_drop=stage.queue_dropped)
             self.sinks.append(stage)
+        for i, c in enumerate(self.consumers):
+            c.attach(len(self.sinks) + i, self.fanout, self.mode == "offline", depth)
+            self.queues.append(c.queue)
 
     # threads --------------------------------------------------------------------------
     def _queue(self, depth: int, policy: str, name: str, **kw) -> BoundedQueue:
@@ -220,38 +255,31 @@ class Pipeline:
                 drop = lambda f: self.recorder.drop(f, "queue_full")  # noqa: E731
                 s.queue = self._queue(pc.live_queue_depth, "drop_oldest", f"stream:{s.id}", cond=cond, on_drop=drop)
             s.wait_ready = s.queue.wait_empty
-        queues = {s.id: s.queue for s in self.streams}
-        self.batcher = Batcher(queues, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)
+        self.batcher = Batcher({s.id: s.queue for s in self.streams}, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)
         live = self.mode != "offline"  # live hand-offs hold one item: a frame waits in one place only
         # engine outputs wait in post_queue for decoding: the engines start the next batch meanwhile
         self.post_queue = self._queue(1 if live else 2, "block", "postprocess")
         self.overlay_queue = self._queue(1 if live else max(2, pc.batch.max_size * 2), "block", "overlay")
-
-        self.infer_stage = InferStage(self.cfg.engines, self.models, self.recorder, self.errors, self.engine_runner)
-        self.infer_stage.pipelined = not live
-        cfg = self.cfg
-        self.post_stage = PostprocessStage(self.models, cfg.tracking, cfg.smoothing, self.recorder, self.errors)
-        overlay = Overlay(self.cfg.overlay, stats=self.recorder.live)
-        overlay.show_processing = not live  # offline: the queue wait in front of the engines is no latency of ours
-        if "instance" in self.models:
-            overlay.instance_groups = frozenset(self.models["instance"].card.groups)
         draw = any(s.sink.needs_pixels for s in self.sinks)
-        self.overlay_stage = OverlayStage(self.cfg.overlay, overlay, draw, pc.cv_threads)
-
+        self.infer_stage, self.post_stage, self.overlay_stage = make_stages(self, live, draw)
         sizes = [s.source.size_wh for s in self.streams if s.source.size_wh]
         warm = WarmUp(sizes, pc.batch.max_size) if pc.warmup and sizes and self.models else None
 
         def step(name, stage):  # the stage's warm-up step, run on its thread before its loop
             return functools.partial(getattr(warm, name), stage) if warm else None
 
-        post, over = self.post_stage, self.overlay_stage
+        # the stages after inference, in order: (thread, warm-up step, loop, stage, its queue, where results go)
+        infer, post, over = self.infer_stage, self.post_stage, self.overlay_stage
         work = [
-            ("inference", step("infer", self.infer_stage), self._inference_loop),
-            ("postprocess", step("postprocess", post), self._stage_loop, post, self.post_queue, self.overlay_queue.put),
-            ("overlay", step("overlay", over), self._stage_loop, over, self.overlay_queue, self._to_sinks),
+            ("inference", step("infer", infer), run_engines, self.batcher, infer, self.post_queue, not live),
+            ("postprocess", step("postprocess", post), feed, post, self.post_queue, self.overlay_queue.put),
+            ("overlay", step("overlay", over), feed, over, self.overlay_queue, self._to_outlets),
         ]
-        work += [(f"sink-{i}", None, self._stage_loop, s, s.queue, None) for i, s in enumerate(self.sinks)]
-        threads = [threading.Thread(target=self._guard(w, fn, *a), name=n, daemon=True) for n, w, fn, *a in work]
+        work += [(f"sink-{i}", None, feed, s, s.queue, None) for i, s in enumerate(self.sinks)]
+        def guard(warm, fn, args):  # a thread's body: a crash aborts the run
+            return functools.partial(guarded, warm, fn, args, self.abort, self.thread_cpu_s)
+
+        threads = [threading.Thread(target=guard(w, fn, a), name=n, daemon=True) for n, w, fn, *a in work]
         for t in threads:
             t.start()
         if warm is not None:  # the sources start once the stages are warm
@@ -263,105 +291,29 @@ class Pipeline:
         gc.collect()
         gc.freeze()
         self._cpu0 = time.process_time()  # the run's CPU from here: start-up (loading, probing, warm-up) apart
-        sources = [
-            threading.Thread(target=self._guard(None, self._source_loop, s), name=f"source-{s.id}", daemon=True)
-            for s in self.streams
-        ]
+        sources = [threading.Thread(target=guard(None, read_stream, (s,)), name=f"source-{s.id}") for s in self.streams]
         for t in sources:
+            t.daemon = True
             t.start()
         return sources + threads
 
-    def _guard(self, warm, fn, *args):
-        """Run a stage (after its warm-up step, when it has one); an unexpected exception aborts
-        the whole pipeline instead of hanging it."""
-
-        def run():
-            if warm is not None:
-                warm()
-            t0 = time.thread_time()  # the stage's CPU from here: the warm-up step apart
-            try:
-                fn(*args)
-            except Cancelled:
-                pass
-            except BaseException as e:
-                if self._fatal is None:
-                    self._fatal = e
-                self._cancel_all()
-            finally:
-                self.thread_cpu_s[threading.current_thread().name] = time.thread_time() - t0
-
-        return run
-
-    def _cancel_all(self) -> None:
-        self._stop.set()
-        for s in self.streams:
-            s.source.cancel()
-        for q in self.queues:
-            q.cancel()
-
     def _wait(self, threads: list[threading.Thread]) -> None:
         last = -1
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(timeout=0.1)
-                if t.is_alive():
-                    break
-            if self.on_progress is not None:
-                n = self.recorder.frames_out
-                if n != last:
-                    self.on_progress(n, self.recorder.live())
-                    last = n
+        while alive := [t for t in threads if t.is_alive()]:
+            alive[0].join(timeout=0.1)
+            if self.on_progress is not None and (n := self.recorder.frames_out) != last:
+                self.on_progress(n, self.recorder.live())
+                last = n
         if self.on_progress is not None:
             self.on_progress(self.recorder.frames_out, self.recorder.live(max_age_s=0))
 
-    # the loops: each feeds one stage from its queue and passes what it gives on --------------
-    def _source_loop(self, s: SourceStage) -> None:
-        try:
-            while (frame := s.process()) is not None:
-                s.queue.put(frame)
-        finally:
-            s.count_decode_errors()
+    def _to_outlets(self, f) -> None:
+        """Hand a frame (or END) to every sink's queue and every consumer."""
+        if f is not END:
+            self.fanout.offer(f)
+        for q in [s.queue for s in self.sinks] + self.consumers:
             with contextlib.suppress(Cancelled):
-                s.queue.put(END)
-
-    def _inference_loop(self) -> None:
-        stage, wait = self.infer_stage, self.mode == "offline"
-        try:
-            while True:
-                # live: with the engines idle, waiting for batch-mates would only add latency
-                frames = self.batcher.next_batch(block=not stage.in_flight, wait=wait or stage.in_flight)
-                done = stage.process(frames) if frames else stage.flush()  # []: nothing waiting: finish
-                for batch in done:
-                    self.post_queue.put(batch)
-                if frames is None:
-                    break
-        finally:
-            with contextlib.suppress(Cancelled):
-                self.post_queue.put(END)
-
-    def _stage_loop(self, stage, inq: BoundedQueue, out: Callable | None) -> None:
-        """Feed `stage` from `inq` until END; pass each result (or each of a list) to `out`."""
-        try:
-            while (item := inq.get()) is not END:
-                res = stage.process(item)
-                if out is not None and res is not None:
-                    for r in res if isinstance(res, list) else (res,):
-                        out(r)
-        finally:
-            if out is not None:
-                with contextlib.suppress(Cancelled):
-                    out(END)
-
-    def _to_sinks(self, f) -> None:
-        """Hand a frame (or END) to every sink's queue."""
-        if f is END:
-            for s in self.sinks:
-                with contextlib.suppress(Cancelled):
-                    s.queue.put(END)
-            return
-        self.fanout.offer(f)
-        for s in self.sinks:
-            s.queue.put(f)
+                q.put(f)
 
     # live figures (preview page, /stats, /metrics) and the report: streamseg.report ----------
     @property
@@ -378,6 +330,105 @@ class Pipeline:
 
     def report(self) -> dict:
         return reports.build_report(self)
+
+
+# the loops: each feeds one stage from its queue and passes what it gives on ---------------------
+def guarded(warm, fn, args, abort: Callable[[BaseException], None], cpu_s: dict[str, float]) -> None:
+    """A stage thread's body: its warm-up step, then its loop; an unexpected exception aborts the
+    whole pipeline instead of hanging it. The thread's CPU time (warm-up apart) goes to `cpu_s`."""
+    if warm is not None:
+        warm()
+    t0 = time.thread_time()
+    try:
+        fn(*args)
+    except Cancelled:
+        pass
+    except BaseException as e:
+        abort(e)
+    finally:
+        cpu_s[threading.current_thread().name] = time.thread_time() - t0
+
+
+def read_stream(s: SourceStage) -> None:
+    try:
+        while (frame := s.process()) is not None:
+            s.queue.put(frame)
+    finally:
+        s.count_decode_errors()
+        with contextlib.suppress(Cancelled):
+            s.queue.put(END)
+
+
+def run_engines(batcher: Batcher, stage: InferStage, out: BoundedQueue, offline: bool) -> None:
+    try:
+        while True:
+            # live: with the engines idle, waiting for batch-mates would only add latency
+            frames = batcher.next_batch(block=not stage.in_flight, wait=offline or stage.in_flight)
+            done = stage.process(frames) if frames else stage.flush()  # []: nothing waiting: finish
+            for batch in done:
+                out.put(batch)
+            if frames is None:
+                break
+    finally:
+        with contextlib.suppress(Cancelled):
+            out.put(END)
+
+
+def feed(stage, inq: BoundedQueue, out: Callable | None) -> None:
+    """Feed `stage` from `inq` until END; pass each result (or each of a list) to `out`."""
+    try:
+        while (item := inq.get()) is not END:
+            res = stage.process(item)
+            if out is not None and res is not None:
+                for r in res if isinstance(res, list) else (res,):
+                    out(r)
+    finally:
+        if out is not None:
+            with contextlib.suppress(Cancelled):
+                out(END)
+
+
+def total_frames(streams: list[SourceStage], max_frames: int | None) -> int | None:
+    """Frames a run of these streams will take in, when known: offline streams of known length."""
+    total = 0
+    for s in streams:
+        n = s.source.frame_count
+        if max_frames is not None:
+            n = max_frames if n is None else min(n, max_frames)
+        if n is None or s.mode != "offline":
+            return None
+        total += n
+    return total
+
+
+def open_streams(cfg: Config, stack: contextlib.ExitStack, recorder, errors, stop: threading.Event) -> list[SourceStage]:
+    """Every configured source, opened (closed when `stack` is), as a SourceStage in its mode."""
+    streams: list[SourceStage] = []
+    for i, sc in enumerate(cfg.sources):
+        sid = sc.id or f"cam{i}"
+        if any(s.id == sid for s in streams):
+            raise UserError(f"two sources have the stream id {sid!r}")
+        src = open_source(sc.uri, sc)
+        stack.enter_context(src)
+        streams.append(SourceStage(sid, sc, src, resolve_mode(sc.mode, src), recorder, errors, cfg.max_frames))
+    for s in streams:
+        s.stopping = stop
+        if s.mode == "realtime" and s.source.live:
+            raise UserError(f"{s.cfg.uri}: realtime pacing is for recordings; a live source is paced by itself")
+    return streams
+
+
+def make_stages(pipe: Pipeline, live: bool, draw: bool) -> tuple[InferStage, PostprocessStage, OverlayStage]:
+    """The stages between the stream queues and the sinks, set for a live or an offline run."""
+    cfg, models = pipe.cfg, pipe.models
+    infer = InferStage(cfg.engines, models, pipe.recorder, pipe.errors, pipe.engine_runner)
+    infer.pipelined = not live
+    post = PostprocessStage(models, cfg.tracking, cfg.smoothing, pipe.recorder, pipe.errors)
+    overlay = Overlay(cfg.overlay, stats=pipe.recorder.live)
+    overlay.show_processing = not live  # offline: the queue wait in front of the engines is no latency of ours
+    if "instance" in models:
+        overlay.instance_groups = frozenset(models["instance"].card.groups)
+    return infer, post, OverlayStage(cfg.overlay, overlay, draw, cfg.pipeline.cv_threads)
 
 
 def open_models(cfg: Config, stack: contextlib.ExitStack, frame_wh=None) -> tuple[dict[str, SegModel], CpuPlan]:

@@ -5,6 +5,9 @@
 `on_drop` and takes the new one, so a slow consumer sees fresh data and latency
 stays bounded.
 
+A queue whose reader leaves (a Python consumer that broke out of its loop) is `discard`ed:
+what it holds and every later item go to `on_drop`, so its producer never waits on it.
+
 Several queues may share one Condition, so a consumer (the batcher) can wait for
 "any of these queues has something" without polling.
 """
@@ -53,6 +56,7 @@ class BoundedQueue:
         self.dropped = 0
         self.high_water = 0  # the most items it ever held (behaviour checks: live queues stay short)
         self.ended = False  # END was put
+        self.discarding = False  # the reader left: items go straight to on_drop
 
     def __len__(self) -> int:
         return len(self._items)
@@ -67,14 +71,19 @@ class BoundedQueue:
                 while (
                     len(self._items) >= self.maxsize
                     and not self._cancelled
+                    and not self.discarding
                     and not (item is END and self.policy == "drop_oldest")
                 ):
                     self.cond.wait()
             self._check_cancelled()
-            if len(self._items) >= self.maxsize:
+            if self.discarding and item is not END:
+                dropped = item
+                self.dropped += 1
+            elif len(self._items) >= self.maxsize:
                 dropped = self._items.popleft()
                 self.dropped += 1
-            self._items.append(item)
+            if dropped is not item:
+                self._items.append(item)
             if item is END:
                 self.ended = True
             elif len(self._items) > self.high_water:
@@ -84,12 +93,13 @@ class BoundedQueue:
             self._on_drop(dropped)
 
     def get(self, timeout: float | None = None) -> Any:
-        """Take the oldest item, waiting up to `timeout` seconds (None: forever). Raises TimeoutError."""
+        """Take the oldest item, waiting up to `timeout` seconds (None: forever). Raises TimeoutError.
+        A discarded queue gives END."""
         with self.cond:
-            if not self.cond.wait_for(lambda: self._items or self._cancelled, timeout):
+            if not self.cond.wait_for(lambda: self._items or self._cancelled or self.discarding, timeout):
                 raise TimeoutError
             self._check_cancelled()
-            return self._pop()
+            return END if self.discarding else self._pop()
 
     def wait_empty(self) -> None:
         """Block until every item put so far has been taken (a producer that makes its next item
@@ -116,6 +126,19 @@ class BoundedQueue:
             self._items.clear()
             self.cond.notify_all()
             return items
+
+    def discard(self) -> None:
+        """The reader is gone: everything queued, and every item put from now on (END apart),
+        is handed to `on_drop` at once; waiting producers and readers wake."""
+        with self.cond:
+            self.discarding = True
+            items = [i for i in self._items if i is not END]
+            self.dropped += len(items)
+            self._items.clear()
+            self.cond.notify_all()
+        if self._on_drop is not None:
+            for i in items:
+                self._on_drop(i)
 
     def cancel(self) -> None:
         """Make every current and future wait on this queue raise Cancelled."""
