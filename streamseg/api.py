@@ -284,6 +284,7 @@ class Background:
         self.pipe = pipe
         self.result = None  # the pipeline's RunResult
         self.error: BaseException | None = None
+        self.raised = False
         self.thread = threading.Thread(target=self._run, name="streamseg-run", daemon=True)
         self.callbacks = [
             threading.Thread(target=c.serve, args=(pipe.stop,), name=f"consumer-{c.name}", daemon=True)
@@ -327,13 +328,12 @@ class Background:
                     raise
                 interrupted = e  # the first: drain and finish, then say so
                 self.pipe.stop()
-        if self.error is not None:
-            raise self.error
         if interrupted is not None:
             raise interrupted
-        for c in self.pipe.consumers:
-            if c.stop_error is not None:
-                raise c.stop_error
+        errors = [self.error] + [c.stop_error for c in self.pipe.consumers]
+        if (err := next((e for e in errors if e is not None), None)) is not None and not self.raised:
+            self.raised = True  # once: leaving the `with` after wait() raised it does not raise it again
+            raise err
         return self.result
 
     def close(self) -> None:
