@@ -36,8 +36,10 @@ async def main(source: str, max_frames: int | None) -> None:
         async for r in run.aresults():
             cars = int(np.count_nonzero(r.instances.group == "car"))
             road = float(r.semantic.mask("road").mean())
-            print(f"{r.stream} #{r.seq} at {r.pts_s:5.2f} s: {cars} cars, road {road:.0%}, "
-                  f"{r.latency_ms['end_to_end']:.0f} ms end to end")
+            print(
+                f"{r.stream} #{r.seq} at {r.pts_s:5.2f} s: {cars} cars, road {road:.0%}, "
+                f"{r.latency_ms['end_to_end']:.0f} ms end to end"
+            )
     beat.cancel()
     fr = run.last_report["frames"]
     print(f"frames in {fr['in']}, out {fr['out']}")

@@ -203,7 +203,7 @@ class Pipeline:
             threads = self._start_threads()
             self.running.set()
             try:
-                self._wait(threads)
+                join(threads, self.on_progress, self.recorder)
             except BaseException as e:  # KeyboardInterrupt from a second ^C: abort
                 self.abort(e)
                 for t in threads:
@@ -248,14 +248,9 @@ class Pipeline:
     def _start_threads(self) -> list[threading.Thread]:
         pc = self.cfg.pipeline
         cond = threading.Condition(threading.RLock())
-        for s in self.streams:
-            if s.mode == "offline":
-                s.queue = self._queue(pc.queue_depth, "block", f"stream:{s.id}", cond=cond)
-            else:
-                drop = lambda f: self.recorder.drop(f, "queue_full")  # noqa: E731
-                s.queue = self._queue(pc.live_queue_depth, "drop_oldest", f"stream:{s.id}", cond=cond, on_drop=drop)
-            s.wait_ready = s.queue.wait_empty
-        self.batcher = Batcher({s.id: s.queue for s in self.streams}, cond, pc.batch.max_size, pc.batch.max_wait_ms / 1000)
+        self.queues += stream_queues(self.streams, pc, cond, lambda f: self.recorder.drop(f, "queue_full"))
+        queues, b = {s.id: s.queue for s in self.streams}, pc.batch
+        self.batcher = Batcher(queues, cond, b.max_size, b.max_wait_ms / 1000)
         live = self.mode != "offline"  # live hand-offs hold one item: a frame waits in one place only
         # engine outputs wait in post_queue for decoding: the engines start the next batch meanwhile
         self.post_queue = self._queue(1 if live else 2, "block", "postprocess")
@@ -276,6 +271,7 @@ class Pipeline:
             ("overlay", step("overlay", over), feed, over, self.overlay_queue, self._to_outlets),
         ]
         work += [(f"sink-{i}", None, feed, s, s.queue, None) for i, s in enumerate(self.sinks)]
+
         def guard(warm, fn, args):  # a thread's body: a crash aborts the run
             return functools.partial(guarded, warm, fn, args, self.abort, self.thread_cpu_s)
 
@@ -296,16 +292,6 @@ class Pipeline:
             t.daemon = True
             t.start()
         return sources + threads
-
-    def _wait(self, threads: list[threading.Thread]) -> None:
-        last = -1
-        while alive := [t for t in threads if t.is_alive()]:
-            alive[0].join(timeout=0.1)
-            if self.on_progress is not None and (n := self.recorder.frames_out) != last:
-                self.on_progress(n, self.recorder.live())
-                last = n
-        if self.on_progress is not None:
-            self.on_progress(self.recorder.frames_out, self.recorder.live(max_age_s=0))
 
     def _to_outlets(self, f) -> None:
         """Hand a frame (or END) to every sink's queue and every consumer."""
@@ -388,6 +374,30 @@ def feed(stage, inq: BoundedQueue, out: Callable | None) -> None:
                 out(END)
 
 
+def join(threads: list[threading.Thread], on_progress, recorder: LatencyRecorder) -> None:
+    """Wait for every thread, telling `on_progress(frames_out, live figures)` as frames come out."""
+    last = -1
+    while alive := [t for t in threads if t.is_alive()]:
+        alive[0].join(timeout=0.1)
+        if on_progress is not None and (n := recorder.frames_out) != last:
+            on_progress(n, recorder.live())
+            last = n
+    if on_progress is not None:
+        on_progress(recorder.frames_out, recorder.live(max_age_s=0))
+
+
+def stream_queues(streams: list[SourceStage], pc, cond: threading.Condition, drop) -> list[BoundedQueue]:
+    """Each stream's queue, sharing `cond` (the batcher waits on them all): offline, it blocks;
+    live, it keeps the newest `live_queue_depth` frames and hands the ones it drops to `drop`."""
+    for s in streams:
+        if s.mode == "offline":
+            s.queue = BoundedQueue(pc.queue_depth, "block", name=f"stream:{s.id}", cond=cond)
+        else:
+            s.queue = BoundedQueue(pc.live_queue_depth, "drop_oldest", name=f"stream:{s.id}", cond=cond, on_drop=drop)
+        s.wait_ready = s.queue.wait_empty
+    return [s.queue for s in streams]
+
+
 def total_frames(streams: list[SourceStage], max_frames: int | None) -> int | None:
     """Frames a run of these streams will take in, when known: offline streams of known length."""
     total = 0
@@ -401,7 +411,9 @@ def total_frames(streams: list[SourceStage], max_frames: int | None) -> int | No
     return total
 
 
-def open_streams(cfg: Config, stack: contextlib.ExitStack, recorder, errors, stop: threading.Event) -> list[SourceStage]:
+def open_streams(
+    cfg: Config, stack: contextlib.ExitStack, recorder, errors, stop: threading.Event
+) -> list[SourceStage]:
     """Every configured source, opened (closed when `stack` is), as a SourceStage in its mode."""
     streams: list[SourceStage] = []
     for i, sc in enumerate(cfg.sources):

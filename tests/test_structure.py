@@ -1,4 +1,5 @@
-"""The package has no import circles: a lower layer never imports a higher one (STYLE.md, 12).
+"""The house stays easy to live in (issue 28, section 3): the Pipeline class reads in one screen,
+and the package has no import circles: a lower layer never imports a higher one (STYLE.md, 12).
 
 Every `import streamseg...` anywhere in a module counts, inside functions and under
 TYPE_CHECKING too: a lazy import still ties the two modules together."""
@@ -94,6 +95,18 @@ def test_the_check_finds_a_circle_when_there_is_one():
 
 def test_the_former_circles_import_alone_in_a_fresh_interpreter():
     """Each side of the two circles there were imports first, in a new process."""
-    for mod in ("streamseg.sources.gst", "streamseg.sources", "streamseg.report", "streamseg.pipeline", "streamseg.api"):
+    for mod in (
+        "streamseg.sources.gst",
+        "streamseg.sources",
+        "streamseg.report",
+        "streamseg.pipeline",
+        "streamseg.api",
+    ):
         r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, text=True, env=checkout_env())
         assert r.returncode == 0, (mod, r.stderr[-2000:])
+
+
+def test_the_pipeline_class_reads_in_one_screen():
+    tree = ast.parse((PACKAGE / "pipeline.py").read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Pipeline"]
+    assert cls.end_lineno - cls.lineno + 1 <= 250
