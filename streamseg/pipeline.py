@@ -6,6 +6,7 @@
                                   --postprocess queue-->  postprocess thread: PostprocessStage
                                   --overlay queue-->  overlay thread: OverlayStage
                                   --sink queue (one per sink)-->  sink threads: SinkStage
+                                  --consumer queue (one each)-->  the user's threads (streamseg.api)
 
 Every queue is bounded. In `offline` mode they block, so nothing is dropped; live and
 realtime streams keep their newest frame instead (a paced source that can skip is pulled,
