@@ -196,6 +196,17 @@ def test_aresults_works_under_asyncio_run(tiny, tmp_path):
     seqs, rep = asyncio.run(main())
     assert seqs == list(range(8)) and rep["frames"]["out"] == 8
 
+    async def leave_early():
+        long = make_video(tmp_path / "long.mp4", n=300, fps=300)
+        with streamseg.Pipeline.from_config(cfg_dict(tiny, [str(long)])) as run:
+            async for r in run.aresults():
+                if r.seq == 2:
+                    break
+        return run.last_report  # leaving the block stopped the run and waited for it
+
+    rep = asyncio.run(leave_early())
+    assert rep["interrupted"] and balanced(rep) and rep["consumers"]["aresults"]["frames"]["delivered"] == 3
+
 
 def test_user_mistakes_are_user_errors_before_any_frame(tiny, tmp_path):
     with pytest.raises(UserError, match="unknown option.*max_frame"):
