@@ -345,6 +345,14 @@ class Background:
         self.wait()
 
 
+def leave(pipe) -> None:
+    """Leaving the `with` block: stop a run that still goes (as SIGINT does) and wait for it."""
+    if pipe.background is not None:
+        pipe.background.close()
+    elif pipe.consumers:
+        log.warning("the run was never started: results(), aresults(), start() or wait() starts it")
+
+
 def start(pipe) -> Background:
     """Start `pipe` in the background once (a second call finds it started); return when it runs."""
     with _START_LOCK:

@@ -157,8 +157,7 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         """Leaving the block stops the run as SIGINT does and waits until all is written."""
-        if self.background is not None:
-            self.background.close()
+        api.leave(self)
 
     # control -----------------------------------------------------------------------
     def stop(self) -> None:
