@@ -93,18 +93,18 @@ def test_a_slow_consumer_on_a_live_stream_keeps_e2e_bounded_and_every_drop_count
     assert c["policy"] == "latest" and c["kind"] == "callback"
     f = c["frames"]
     assert f["offered"] == f["delivered"] + sum(f["dropped"].values()) and f["delivered"] == len(seen)
-    assert f["dropped"].get("consumer", 0) >= 1  # it takes 5 results/s of up to 15 offered
+    assert f["dropped"].get("consumer", 0) >= 1, (c, rep["frames"])  # it takes 5 results/s of up to 15 offered
     assert rep["frames"]["dropped"]["consumer:slow"] == f["dropped"]["consumer"]  # the consumer is its only outlet
     assert run.metric_samples()["dropped"]["consumer:slow"] == f["dropped"]["consumer"]  # /metrics
     assert balanced(rep) and rep["frames"]["in"] == 45
     assert seen == sorted(seen)  # in order, the newest each time
     assert rep["queues"]["consumer:slow"]["high_water"] <= 2 and rep["queues"]["overlay"]["high_water"] <= 1
     # waiting for this consumer would put its 200 ms into a frame's latency; bounds derived from
-    # the run without it (twice its figure, for the shared machine's noise, and one frame period):
-    # end to end, and the hand-off to the outlets alone (`sink`: the null sink's write, or the
-    # result put in the consumer's queue), where 200 ms would stand out of any noise
+    # the run without it, with room for a shared machine's noise: end to end (p99 of 45 frames is
+    # nearly their max), and the hand-off to the outlets alone (`sink`: the null sink's write, or
+    # the result put in the consumer's queue), where 200 ms would stand out of any noise
     e2e, e2e_base = rep["latency_ms"]["end_to_end"]["p99"], base["latency_ms"]["end_to_end"]["p99"]
-    assert e2e <= 2 * e2e_base + 1000 / 15, (e2e, e2e_base)
+    assert e2e <= 3 * e2e_base + 2 * 1000 / 15, (e2e, e2e_base)
     out, out_base = rep["latency_ms"]["stages"]["sink"]["p99"], base["latency_ms"]["stages"]["sink"]["p99"]
     assert out <= 2 * out_base + 1000 / 15, (out, out_base)
 
