@@ -181,6 +181,21 @@ def test_break_out_of_results_stops_the_run_and_finalizes_everything(tiny, tmp_p
         assert judged.frames == rep["sinks"][str(out)]["frames"]["written"] and not judged.errors, judged.summary()
 
 
+def test_an_exception_in_the_loop_stops_the_run_cleanly_and_goes_on_up(tiny, tmp_path):
+    v = make_video(tmp_path / "v.mp4", n=300, fps=300)
+    with pytest.raises(ValueError, match="user bug"):
+        with streamseg.Pipeline.from_config(cfg_dict(tiny, [str(v)], [str(tmp_path / "r.jsonl")])) as run:
+            for r in run.results():
+                if r.seq == 3:
+                    raise ValueError("user bug")
+    rep = run.last_report
+    assert rep["interrupted"] and balanced(rep) and rep["frames"]["in"] < 300
+    assert (
+        len((tmp_path / "r.jsonl").read_text().splitlines())
+        == rep["sinks"][str(tmp_path / "r.jsonl")]["frames"]["written"]
+    )
+
+
 def test_aresults_works_under_asyncio_run(tiny, tmp_path):
     v = make_video(tmp_path / "v.mp4", n=8)
 
