@@ -1,5 +1,7 @@
-"""What `r.instances.masks` costs per frame (streamseg.api), and what the instance decoder spends
-making masks at the frame's size (yolo_seg.masks_in_frame), on the bundled models.
+"""What `r.instances.masks` costs per frame (streamseg.api: the decoder's crops pasted into
+frame-size masks on first access), beside what the decoder spends on the crops themselves
+(yolo_seg.masks_in_frame), on the bundled models, in a run where nothing else reads masks
+(a Python consumer only: no overlay drawn, no jsonl).
 
     python benchmarks/api_masks.py [--size 1280x720] [--frames 40]
 
@@ -47,10 +49,10 @@ def main() -> None:
             inst = r.instances
             t = time.perf_counter_ns()
             inst[inst.group == "person"].masks  # noqa: B018 (the access is what is timed)
-            persons_us.append((time.perf_counter_ns() - t) / 1e3)
+            persons_us.append((time.perf_counter_ns() - t) / 1e6)
             t = time.perf_counter_ns()
             m = inst.masks
-            all_us.append((time.perf_counter_ns() - t) / 1e3)
+            all_us.append((time.perf_counter_ns() - t) / 1e6)
             k.append(len(inst))
             mb.append(m.nbytes / 1e6)
     warm = len(decode_ms) - len(k)  # the warm-up pass's calls come first
@@ -61,9 +63,9 @@ def main() -> None:
 
     print(f"{len(k)} frames at {args.size}, {statistics.mean(k):.1f} instances per frame (max {max(k)})\n")
     print("| per frame | median | p90 |\n|---|---|---|")
-    print(row("decoder: masks at frame size (`masks_in_frame`, postprocess thread)", dec, "ms"))
-    print(row("`r.instances.masks`, first access (all instances)", all_us, "µs"))
-    print(row("`r.instances[group == 'person'].masks` (a slice)", persons_us, "µs"))
+    print(row("decoder: mask crops (`masks_in_frame`, postprocess thread)", dec, "ms"))
+    print(row("`r.instances[group == 'person'].masks` (persons only, first)", persons_us, "ms"))
+    print(row("`r.instances.masks`, first access (all instances)", all_us, "ms"))
     print(row("memory of `r.instances.masks`", mb, "MB"))
 
 

@@ -72,9 +72,9 @@ class InstanceResults:
     @property
     def masks(self) -> np.ndarray:
         """K x H x W bool at the frame's size, made when first asked for."""
-        if self._masks is None:
-            m = self._inst.masks
-            self._masks = _ro(m if self._index is None else m[self._index])
+        if self._masks is None:  # the decoder's crops pasted at the frame's size, the rows kept only
+            kept = self._inst if self._index is None else self._inst[self._index]
+            self._masks = _ro(kept.masks)
         return self._masks
 
     def __len__(self) -> int:
