@@ -118,6 +118,36 @@ class SemanticResult:
 NO_TRACK = -1  # track_id of a detection that belongs to no track (yet)
 
 
+class MaskCrops:
+    """K instance masks as the decoder makes them: a bool crop per instance and where its box
+    starts in the frame. `Instances.masks` pastes them into K x H x W frame-size masks the first
+    time it is read, so a run in which nothing reads them (no overlay drawn, no jsonl, a Python
+    consumer that does not ask) never makes them: megabytes per frame (docs/python-api.md)."""
+
+    def __init__(self, size_wh: tuple[int, int], origins_xy: np.ndarray, crops: list[np.ndarray]) -> None:
+        if len(origins_xy) != len(crops) or any(c.dtype != bool or c.ndim != 2 for c in crops):
+            raise ValueError("MaskCrops: one 2-D bool crop per origin")
+        self.size_wh = size_wh
+        self.origins_xy = np.asarray(origins_xy, np.int64).reshape(-1, 2)
+        self.crops = crops
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, index) -> MaskCrops:
+        idx = np.atleast_1d(np.arange(len(self))[index])
+        return MaskCrops(self.size_wh, self.origins_xy[idx], [self.crops[i] for i in idx])
+
+    def paste(self) -> np.ndarray:
+        """K x H x W bool at the frame's size."""
+        w, h = self.size_wh
+        masks = np.zeros((len(self), h, w), bool)
+        for k, ((x0, y0), crop) in enumerate(zip(self.origins_xy, self.crops, strict=True)):
+            ch, cw = crop.shape
+            masks[k, y0 : y0 + ch, x0 : x0 + cw] = crop
+        return masks
+
+
 @dataclass
 class Instances:
     """Detected objects of one frame, in the frame's pixel coordinates.
@@ -126,7 +156,7 @@ class Instances:
     """
 
     xyxy: np.ndarray  # K x 4 float32
-    masks: np.ndarray  # K x H x W bool
+    masks: np.ndarray  # K x H x W bool; given as MaskCrops, made when first read
     class_id: np.ndarray  # K int32, index into the model's labels
     score: np.ndarray  # K float32
     labels: list[str]  # K class names
@@ -137,7 +167,11 @@ class Instances:
         k = len(self.xyxy)
         if self.xyxy.shape != (k, 4):
             raise ValueError(f"xyxy must be Kx4, got {self.xyxy.shape}")
-        if self.masks.ndim != 3 or self.masks.shape[0] != k or self.masks.dtype != bool:
+        if isinstance(self.masks, MaskCrops):
+            if len(self.masks) != k:
+                raise ValueError(f"masks must hold {k} crops, got {len(self.masks)}")
+            self.__dict__["_crops"] = self.__dict__.pop("masks")  # `masks` is made when first read
+        elif self.masks.ndim != 3 or self.masks.shape[0] != k or self.masks.dtype != bool:
             raise ValueError(f"masks must be K x H x W bool with K={k}, got {self.masks.dtype} {self.masks.shape}")
         for name, arr in (("class_id", self.class_id), ("score", self.score)):
             if arr.shape != (k,):
@@ -159,15 +193,23 @@ class Instances:
             groups=[],
         )
 
+    def __getattr__(self, name: str):
+        crops = self.__dict__.get("_crops")
+        if name != "masks" or crops is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.__dict__["masks"] = masks = crops.paste()  # once; two threads at once paste the same
+        return masks
+
     def __len__(self) -> int:
         return len(self.xyxy)
 
     def __getitem__(self, index) -> Instances:
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx)
+        crops = self.__dict__.get("_crops") if "masks" not in self.__dict__ else None
         return Instances(
             xyxy=self.xyxy[idx],
-            masks=self.masks[idx],
+            masks=crops[idx] if crops is not None else self.masks[idx],
             class_id=self.class_id[idx],
             score=self.score[idx],
             labels=[self.labels[i] for i in idx],

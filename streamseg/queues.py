@@ -8,6 +8,9 @@ an item, the ones before the newest that can no longer be served in time are dro
 first, reported through `on_expire` (a burst from the network waits its turn; only a
 backlog older than its budget goes). The newest item is never dropped that way.
 
+A queue whose reader leaves (a Python consumer that broke out of its loop) is `discard`ed:
+what it holds and every later item go to `on_drop`, so its producer never waits on it.
+
 Several queues may share one Condition, so a consumer (the batcher) can wait for
 "any of these queues has something" without polling.
 """
@@ -61,6 +64,7 @@ class BoundedQueue:
         self.dropped = 0
         self.high_water = 0  # the most items it ever held (behaviour checks: live queues stay short)
         self.ended = False  # END was put
+        self.discarding = False  # the reader left: items go straight to on_drop
 
     def __len__(self) -> int:
         return len(self._items)
@@ -75,14 +79,19 @@ class BoundedQueue:
                 while (
                     len(self._items) >= self.maxsize
                     and not self._cancelled
+                    and not self.discarding
                     and not (item is END and self.policy == "drop_oldest")
                 ):
                     self.cond.wait()
             self._check_cancelled()
-            if len(self._items) >= self.maxsize:
+            if self.discarding and item is not END:
+                dropped = item
+                self.dropped += 1
+            elif len(self._items) >= self.maxsize:
                 dropped = self._items.popleft()
                 self.dropped += 1
-            self._items.append(item)
+            if dropped is not item:
+                self._items.append(item)
             if item is END:
                 self.ended = True
             elif len(self._items) > self.high_water:
@@ -92,11 +101,14 @@ class BoundedQueue:
             self._on_drop(dropped)
 
     def get(self, timeout: float | None = None) -> Any:
-        """Take the oldest item, waiting up to `timeout` seconds (None: forever). Raises TimeoutError."""
+        """Take the oldest item, waiting up to `timeout` seconds (None: forever). Raises TimeoutError.
+        A discarded queue gives END."""
         with self.cond:
-            if not self.cond.wait_for(lambda: self._items or self._cancelled, timeout):
+            if not self.cond.wait_for(lambda: self._items or self._cancelled or self.discarding, timeout):
                 raise TimeoutError
             self._check_cancelled()
+            if self.discarding:
+                return END
             self._take_expired()
             item = self._pop()
         self.report_expired()
@@ -149,6 +161,19 @@ class BoundedQueue:
             self._items.clear()
             self.cond.notify_all()
             return items
+
+    def discard(self) -> None:
+        """The reader is gone: everything queued, and every item put from now on (END apart),
+        is handed to `on_drop` at once; waiting producers and readers wake."""
+        with self.cond:
+            self.discarding = True
+            items = [i for i in self._items if i is not END]
+            self.dropped += len(items)
+            self._items.clear()
+            self.cond.notify_all()
+        if self._on_drop is not None:
+            for i in items:
+                self._on_drop(i)
 
     def cancel(self) -> None:
         """Make every current and future wait on this queue raise Cancelled."""

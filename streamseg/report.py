@@ -4,23 +4,22 @@ source) and the Prometheus samples, built from a pipeline's recorder and stages.
 The report's schema is ARCHITECTURE.md's "Latency report" (latency.LatencyRecorder.report)
 plus: mode, interrupted, sources, sinks (each with its ledger `frames {offered, written,
 dropped}`), config, queues (depth, policy, most held), parts (thread needs), cpu,
-cpu_ms_per_frame, warmup, errors, flicker, tracks.
+cpu_ms_per_frame, warmup, errors, flicker, tracks, and with Python consumers (streamseg.api)
+`consumers` (each with its ledger `frames {offered, delivered, dropped}`).
+
+`pipe` is a streamseg.pipeline.Pipeline, handed in: this module does not import it (the
+pipeline imports this one; tests/test_imports.py keeps the package free of import circles).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streamseg.cpu import malloc_state
 from streamseg.uris import redact
 
-if TYPE_CHECKING:
-    from streamseg.pipeline import Pipeline
 
-
-def cpu_per_frame(pipe: Pipeline) -> dict[str, float]:
+def cpu_per_frame(pipe) -> dict[str, float]:
     """CPU ms per frame read, per stage thread (its own thread CPU time), and what the libraries'
     own pools used beside them (engines' intra-op threads, the codecs): the process's CPU time
     less the stage threads'. Next to the stages' latency, it says where the cores went."""
@@ -37,7 +36,7 @@ def cpu_per_frame(pipe: Pipeline) -> dict[str, float]:
     return out
 
 
-def build_report(pipe: Pipeline) -> dict:
+def build_report(pipe) -> dict:
     engines = {task: m.describe() for task, m in pipe.models.items()}
     extra = {
         "mode": pipe.mode if pipe.streams else None,
@@ -86,6 +85,8 @@ def build_report(pipe: Pipeline) -> dict:
         "warmup": pipe.warmup,
         "errors": list(pipe.errors.messages),
     }
+    if pipe.consumers:  # Python consumers beside the sinks: same ledger, offered = delivered + dropped
+        extra["consumers"] = {c.name: c.describe() for c in pipe.consumers}
     post = pipe.post_stage
     if post is not None:
         flicker = {sid: sm.flicker for sid, sm in post.smoothers.items() if sm.flicker is not None}
@@ -100,7 +101,7 @@ def build_report(pipe: Pipeline) -> dict:
     return pipe.recorder.report(engines, extra)
 
 
-def live_stats(pipe: Pipeline) -> dict:
+def live_stats(pipe) -> dict:
     """The figures of the last moments, for /stats and the preview page."""
     live = pipe.recorder.live()
     counts = pipe.recorder.counts()
@@ -130,7 +131,7 @@ def live_stats(pipe: Pipeline) -> dict:
     }
 
 
-def metric_samples(pipe: Pipeline) -> dict:
+def metric_samples(pipe) -> dict:
     """Counters and latency samples for Prometheus /metrics."""
     rec = pipe.recorder
     samples = rec.samples()

@@ -496,13 +496,14 @@ class SinkFanout:
             self.recorder.frame_out(f)
             f.image_bgr = f.overlay_bgr = f.truth = None
 
-    def done(self, sink: SinkStage, f: Frame, dropped: str | None = None) -> None:
-        """`sink` is through with `f`: wrote it, or `dropped` it for that reason."""
-        now = time.perf_counter_ns()
+    def done(self, sink: SinkStage, f: Frame, dropped: str | None = None, at_ns: int | None = None) -> None:
+        """`sink` is through with `f`: wrote it (at `at_ns`, default now), or `dropped` it for that
+        reason. (A Python consumer is through when the result is in its queue: streamseg.api.)"""
+        now = time.perf_counter_ns() if at_ns is None else at_ns
         with self.lock:
             if dropped is None:
                 sink.written += 1
-                f.written_ns = now
+                f.written_ns = now if f.written_ns is None else max(f.written_ns, now)
             else:
                 sink.dropped[dropped] += 1
                 if f.sink_drop is None or sink.index < f.sink_drop[0]:

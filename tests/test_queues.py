@@ -137,3 +137,19 @@ def test_expired_items_are_reported_outside_the_queue_lock():
     q.put(END)
     assert [f.n for f in b.next_batch(wait=False)] == [2] and held == [False, False]  # through the batcher
     assert b.next_batch() is None
+def test_discard_hands_queued_and_later_items_to_on_drop_and_frees_a_blocked_producer():
+    """A reader that left (a consumer that broke out of its loop) must never stall its producer."""
+    dropped = []
+    q = BoundedQueue(1, "block", on_drop=dropped.append)
+    q.put(1)
+    t = threading.Thread(target=q.put, args=(2,))  # blocks: the queue is full
+    t.start()
+    time.sleep(0.05)
+    assert t.is_alive()
+    q.discard()
+    t.join(5)
+    assert not t.is_alive()
+    q.put(3)
+    q.put(END)
+    assert dropped == [1, 2, 3] and q.dropped == 3
+    assert q.get() is END and q.get() is END  # a discarded queue's reader is told it is over

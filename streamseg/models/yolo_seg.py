@@ -19,7 +19,7 @@ import numpy as np
 
 from streamseg.backends.base import TensorSpec
 from streamseg.errors import ModelError
-from streamseg.frames import Instances
+from streamseg.frames import Instances, MaskCrops
 from streamseg.models.card import ModelCard, resolve_labels
 from streamseg.models.card import labels_from_metadata as labels_from_metadata  # re-exported
 from streamseg.models.preprocess import ResizeTransform
@@ -257,14 +257,15 @@ class YoloSegDecoder:
 
 def masks_in_frame(
     logits: np.ndarray, xyxy: np.ndarray, t: ResizeTransform, input_wh: tuple[int, int], mask_logit: float
-) -> np.ndarray:
-    """K prototype-resolution mask logits -> K x H x W bool frame masks, each sampled (bilinear)
-    into its box only: one affine warp per instance maps frame pixels to prototype cells,
-    undoing the letterbox and cropping at once. The numpy decoder and the fused graphs' host
-    side both map masks through it, so the two agree by construction."""
+) -> MaskCrops:
+    """K prototype-resolution mask logits -> K frame masks, each sampled (bilinear) into its box
+    only: one affine warp per instance maps frame pixels to prototype cells, undoing the
+    letterbox and cropping at once. The numpy decoder and the fused graphs' host side both map
+    masks through it, so the two agree by construction. The crops are pasted into K x H x W
+    frame-size masks when `Instances.masks` is first read."""
     ph, pw = logits.shape[1:]
     sw, sh = t.src_wh
-    masks = np.zeros((len(logits), sh, sw), bool)
+    origins, crops = np.zeros((len(logits), 2), np.int64), []
     # frame pixel centre (X + .5) -> input x = (X + .5) * scale + pad -> prototype cell x * pw / in_w - .5
     kx, ky = pw / input_wh[0], ph / input_wh[1]
     ax, ay = t.scale_x * kx, t.scale_y * ky
@@ -272,6 +273,7 @@ def masks_in_frame(
         bx0, by0 = int(np.floor(x0)), int(np.floor(y0))
         bx1, by1 = min(int(np.ceil(x1)), sw), min(int(np.ceil(y1)), sh)
         if bx1 <= bx0 or by1 <= by0:
+            crops.append(np.zeros((0, 0), bool))
             continue
         m = np.array(
             [[ax, 0, (bx0 + 0.5) * ax + t.pad_x * kx - 0.5], [0, ay, (by0 + 0.5) * ay + t.pad_y * ky - 0.5]],
@@ -284,5 +286,6 @@ def masks_in_frame(
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,
         )
-        masks[k, by0:by1, bx0:bx1] = crop > mask_logit
-    return masks
+        origins[k] = bx0, by0
+        crops.append(crop > mask_logit)
+    return MaskCrops((sw, sh), origins, crops)

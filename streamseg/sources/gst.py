@@ -184,7 +184,7 @@ class GstSource(Source):
 
     @property
     def redacted(self) -> str:
-        from streamseg.sources import redact
+        from streamseg.uris import redact
 
         return redact(self.uri)
 
