@@ -232,11 +232,10 @@ def run(
         result["codecs"] = codec_record()  # which elements decoded and encoded here (GPU decode, CPU encode on an H100)
         shared_models = (SHARED / "models").is_dir()
         present = {m: MODELS[m] for m in models if m.startswith("synth") or shared_models}
-        from streamseg.backends import tensorrt_check as rules  # issue 25: TensorRT's parser rules, before any build
         from streamseg.models import tensorrt_graphs
 
         result["parser_rules"] = tensorrt_graphs.check_all_graphs(present, out.parent / "gpu-check-graphs", precisions=PRECISIONS, cache_dir=cache_dir)
-        result["real_parser"] = rules.parse_with_real_parser([g["graph"] for g in result["parser_rules"]["graphs"] if "graph" in g])
+        result["real_parser"] = tensorrt_graphs.parse_with_real_parser([g["graph"] for g in result["parser_rules"]["graphs"] if "graph" in g])
         udacity = _frames_udacity(frames) if UDACITY.is_file() else []
         demo = _frames_demo(min(frames, 8))
         clip = udacity or demo

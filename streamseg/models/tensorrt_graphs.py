@@ -111,3 +111,36 @@ def check_all_graphs(cards: dict[str, str | Path], out_dir: str | Path, *, preci
                              "warnings": [f.line() for f in findings if f.level != "error"]})  # fmt: skip
     bad = [r for r in rows if r.get("errors") or r.get("refused")]
     return {"graphs": rows, "refused": len(bad), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def parse_with_real_parser(graphs: list[str | Path]) -> dict:
+    """Parse each graph with TensorRT's own OnnxParser (no build): every node it refuses, with the
+    parser's message, and the seconds it took. {"skipped": why} where `import tensorrt` fails."""
+    import time
+
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        return {"skipped": f"tensorrt does not import: {e}"}
+    from streamseg.backends.tensorrt_build import strongly_typed_flag
+
+    t0 = time.perf_counter()
+    logger = trt.Logger(trt.Logger.WARNING)
+    rows = []
+    for path in graphs:
+        builder = trt.Builder(logger)
+        st = strongly_typed_flag(trt)
+        network = builder.create_network(st if st is not None else 0)
+        parser = trt.OnnxParser(network, logger)
+        ok = bool(parser.parse_from_file(str(path)))
+        refused = []
+        for i in range(parser.num_errors):
+            e = parser.get_error(i)
+            node = getattr(e, "node_name", None)
+            op = getattr(e, "node_operator", None)
+            refused.append(
+                {"node": node() if callable(node) else None, "op": op() if callable(op) else None, "error": str(e)}
+            )
+        rows.append({"graph": str(path), "parsed": ok, "refused": refused})
+    return {"tensorrt": getattr(trt, "__version__", "?"), "graphs": rows,
+            "refused": sum(not r["parsed"] for r in rows), "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip

@@ -464,11 +464,11 @@ def test_check_all_graphs_and_the_real_parser_step(monkeypatch, tmp_path):
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
-        assert "does not import" in tc.parse_with_real_parser(graphs)["skipped"]
+        assert "does not import" in tg.parse_with_real_parser(graphs)["skipped"]
     from tests.backends import fake_tensorrt as fake
 
     fake.install(monkeypatch)
-    parsed = tc.parse_with_real_parser([*graphs, tmp_path / "missing.onnx"])
+    parsed = tg.parse_with_real_parser([*graphs, tmp_path / "missing.onnx"])
     assert [g["parsed"] for g in parsed["graphs"]] == [True] * len(graphs) + [False]
     assert parsed["refused"] == 1 and "cannot read" in parsed["graphs"][-1]["refused"][0]["error"]
 
