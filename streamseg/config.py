@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from streamseg.errors import ConfigError
 
 Mode = Literal["auto", "offline", "live", "realtime"]
-BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt"]
+BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt", "torch"]
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 
 
