@@ -318,7 +318,8 @@ class TorchEngine(Engine):
         import torch
 
         if self.torch_device.type == "cpu":
-            return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()}
+            # a read-only batch (broadcast tables) is copied: torch tensors are writable
+            return {k: torch.from_numpy(np.ascontiguousarray(v) if v.flags.writeable else v.copy()) for k, v in feeds.items()}
         # pinned staging, then an asynchronous copy on the engine's stream
         return {k: pinned(v).to(self.torch_device, non_blocking=True) for k, v in feeds.items()}
 
