@@ -147,13 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("dst", metavar="OUT.onnx")
     gc = sub.add_parser(
         "gpu-check",
-        help="on a GPU machine: install TensorRT, build fp16/int8 plans, run tests/gpu and the pipeline; one JSON",
+        help="on a GPU machine: the torch backend's agreement, throughput and pipeline, step by step; one JSON "
+        "(--tensorrt: the TensorRT plans flow)",
     )
-    gc.add_argument("--dry-run", action="store_true", help="everything short of a GPU, against the TensorRT test double")
+    gc.add_argument("--dry-run", action="store_true", help="everything short of a GPU (torch on the CPU; with --tensorrt, the TensorRT test double)")
+    gc.add_argument("--tensorrt", action="store_true", help="the TensorRT flow: install it, build fp16/int8 plans (your own GPU machine)")
+    gc.add_argument("--bundle", default=None, help="the folder `make gpu-bundle` wrote (default: gpu-bundle/)")
     gc.add_argument("--out", default="out/gpu-check.json", help="the JSON written (default: out/gpu-check.json)")
     gc.add_argument("--models", default=None, help="comma-separated subset of the four models (default: all)")
     gc.add_argument("--api", type=int, choices=(10, 11), default=11, help="--dry-run: which TensorRT the double models")
-    gc.add_argument("--frames", type=int, default=None, help="frames per clip (default 64; 4 with --dry-run)")
+    gc.add_argument("--frames", type=int, default=None, help="frames per clip (default 16; 2 with --dry-run)")
     gc.add_argument("--no-tests", action="store_true", help="skip running tests/gpu")
     gc.set_defaults(handler=cmd_gpu_check)
     return p
