@@ -594,7 +594,8 @@ def install(bundle: Path, venv: Path, timeout: float) -> dict:
 
 def run_steps(out: Path, *, dry_run: bool, bundle: Path = BUNDLE, python: str | None = None,
               models: tuple[str, ...] | None = None, run_tests: bool = True, budget_s: float = BUDGET_S,
-              do_install: bool = False, frames: int | None = None, seconds: float | None = None) -> dict:
+              do_install: bool = False, frames: int | None = None, seconds: float | None = None,
+              steps: list[tuple[str, float]] | None = None) -> dict:
     """The whole check; every step a subprocess of `python` (the venv's), its result in `out` at once."""
     import tempfile
 
@@ -633,7 +634,7 @@ def run_steps(out: Path, *, dry_run: bool, bundle: Path = BUNDLE, python: str | 
     workdir = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     worker = _Worker(python, workdir)
     try:
-        for name, limit in plan(dry_run, models, run_tests):
+        for name, limit in steps if steps is not None else plan(dry_run, models, run_tests):
             left = budget_s - (time.perf_counter() - t_start)
             if left < min(limit, 30):  # the budget is enforced before a step starts
                 record(name, {"skipped": f"not started: {left:.0f} s of the {budget_s:.0f} s budget left"}, 0.0)
