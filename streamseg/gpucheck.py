@@ -465,27 +465,20 @@ def step_codecs(ctx: dict) -> dict:
 
 def step_tensorrt(ctx: dict) -> dict:
     """TensorRT is absent on the lent machines: recorded, with the CPU check of TensorRT's ONNX parser
-    rules on every fused graph instead (streamseg.backends.tensorrt_check, when present)."""
+    rules on every graph the tensorrt backend would get instead (streamseg.backends.tensorrt_check's
+    `check_all_graphs`, issue 25; recorded as skipped in a build without it)."""
     res = {"installed": importlib.util.find_spec("tensorrt") is not None}
     try:
         check = importlib.import_module("streamseg.backends.tensorrt_check")
-    except ImportError:
-        res["parser_rules"] = {"skipped": "streamseg.backends.tensorrt_check is not in this build yet"}
+        check_all = check.check_all_graphs
+    except (ImportError, AttributeError):
+        res["parser_rules"] = {"skipped": "streamseg.backends.tensorrt_check.check_all_graphs is not in this build"}
         return res
-    from streamseg.models import open_model
-
-    verdicts = {}
-    for name in MODELS:
-        card = card_for(name, Path(ctx["workdir"]), Path(ctx["bundle"]))
-        if card is None:
-            verdicts[name] = {"skipped": "model not found"}
-            continue
-        try:
-            with open_model(str(card), backend="onnxruntime", fuse=True, resize_in_graph=True) as m:
-                verdicts[name] = check.verdict(m.engine.model_path)
-        except Exception as e:
-            verdicts[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
-    res["parser_rules"] = verdicts
+    wd, bundle = Path(ctx["workdir"]), Path(ctx["bundle"])
+    cards = {m: card_for(m, wd, bundle) for m in MODELS}
+    res["parser_rules"] = check_all({m: c for m, c in cards.items() if c is not None}, wd / "trt-graphs",
+                                    precisions=("fp32", "fp16"))
+    res["parser_rules"]["models_missing"] = sorted(m for m, c in cards.items() if c is None)
     return res
 
 
