@@ -13,12 +13,23 @@ fragments follow the elements' documented properties.
 On a GPU the video path is then: one upload per frame of the decoded uint8 picture (the fused
 engine graph takes frames at capture size, streamseg/models/fuse.py) and one download of the
 compact results per batch; the nvcodec decoder and encoder keep the bitstream work off the CPU.
+
+Decoder on the GPU, encoder on the CPU: datacenter GPUs (H100, H200, A100) have NVDEC but no NVENC
+(NVIDIA's Video Encode and Decode GPU Support Matrix), so GStreamer's nvcodec plugin registers
+nvh264dec there and no nvh264enc (likewise a Jetson Orin Nano: nvv4l2decoder, no nvv4l2h264enc).
+Then the decoder is the GPU's and the encoder x264 on the CPU, its threads from the run's CPU
+budget (`set_threads`); `report` says so (`split`), `encoder()` logs it once, and `record` (run by
+gpu-check) encodes and decodes a few frames to record which elements actually did it.
+docs/gpu-plan.md has what that costs for 32 streams of 1080p30.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+log = logging.getLogger("streamseg")
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,16 @@ def _pick(table, available, prefer_hardware: bool, kind: str, doing: str):
     return None
 
 
+def _gpu_without_encoder(available, prefer_hardware: bool) -> Codec | None:
+    """The hardware decoder of a device whose encoder is absent (an H100: nvh264dec, no nvh264enc)."""
+    dec = pick_decoder(available, prefer_hardware)
+    if dec is None or not dec.hardware:
+        return None
+    has = _has(available)
+    same_device = [e for e, d, _ in ENCODERS if d == dec.device]
+    return dec if not any(has(e) for e in same_device) else None
+
+
 def pick_decoder(available: Iterable[str] | Callable[[str], bool], prefer_hardware: bool = True) -> Codec | None:
     """The H.264 decoder to use, or None when there is none at all."""
     got = _pick(DECODERS, available, prefer_hardware, "decoder", "decoding")
@@ -87,7 +108,29 @@ def pick_decoder(available: Iterable[str] | Callable[[str], bool], prefer_hardwa
 def pick_encoder(available: Iterable[str] | Callable[[str], bool], prefer_hardware: bool = True) -> Codec | None:
     """The H.264 encoder to use, or None when there is none at all."""
     got = _pick(ENCODERS, available, prefer_hardware, "encoder", "encoding")
-    return Codec(got[0], got[1], before=got[2], why=got[3]) if got else None
+    if got is None:
+        return None
+    why = got[3]
+    gpu = _gpu_without_encoder(available, prefer_hardware) if got[1] == "cpu" else None
+    if gpu is not None:
+        why += (
+            f"; the {gpu.device} decodes ({gpu.element}) but has no video encoder (H100, H200 and A100 have "
+            "NVDEC, no NVENC): encoding on the CPU, threads from the CPU budget"
+        )
+    return Codec(got[0], got[1], before=got[2], why=why)
+
+
+def split(dec: Codec | None, enc: Codec | None) -> dict | None:
+    """Where decoding and encoding run when they run on different devices (a hardware decoder,
+    a CPU encoder), else None: what the report says and the log line tells."""
+    if dec is None or enc is None or dec.device == enc.device or not dec.hardware or enc.hardware:
+        return None
+    return {
+        "decode": dec.device,
+        "encode": enc.device,
+        "encoder_threads": threads() or "x264's own (one per core)",
+        "why": f"{dec.element} decodes on the {dec.device}; no hardware encoder, so {enc.element} encodes on the CPU",
+    }
 
 
 def encoder_fragment(codec: Codec, *, bitrate_kbps: int, keyframe_interval: int, preset: str = "veryfast") -> str:
@@ -130,9 +173,14 @@ _CHOSEN: dict[str, Codec | None] = {}
 
 def encoder(prefer_hardware: bool = True) -> Codec:
     """The encoder this machine's GStreamer would use (looked up once per process); x264 when the
-    registry cannot be read, since every H.264 sink needs one."""
+    registry cannot be read, since every H.264 sink needs one. Decoding on the GPU and encoding on
+    the CPU is logged once."""
     if "encoder" not in _CHOSEN:
-        _CHOSEN["encoder"] = pick_encoder(available_elements(), prefer_hardware)
+        have = available_elements()
+        _CHOSEN["encoder"] = pick_encoder(have, prefer_hardware)
+        where = split(pick_decoder(have, prefer_hardware), _CHOSEN["encoder"])
+        if where is not None:
+            log.info("codecs: %s (x264 threads: %s)", where["why"], where["encoder_threads"])
     return _CHOSEN["encoder"] or Codec("x264enc", "cpu", why="no encoder found in the registry")
 
 
@@ -160,7 +208,76 @@ def available_elements(names: Iterable[str] = CANDIDATES) -> set[str]:
 
 
 def report(available: Iterable[str] | Callable[[str], bool] | None = None, prefer_hardware: bool = True) -> dict:
-    """What a run would use, for the run report and `gpu-check`: {"decoder": {...}, "encoder": {...}}."""
+    """What a run would use, for the run report and `gpu-check`: {"decoder": {...}, "encoder": {...},
+    "split": {...} when the decoder is the GPU's and the encoder the CPU's, else None}."""
     have = available_elements() if available is None else available
     dec, enc = pick_decoder(have, prefer_hardware), pick_encoder(have, prefer_hardware)
-    return {"decoder": dec.describe() if dec else None, "encoder": enc.describe() if enc else None}
+    return {
+        "decoder": dec.describe() if dec else None,
+        "encoder": enc.describe() if enc else None,
+        "split": split(dec, enc),
+    }
+
+
+def _device_of(element: str) -> str:
+    return next((d for e, d, _ in DECODERS + ENCODERS if e == element), "unknown")
+
+
+def record(frames: int = 8, size_wh: tuple[int, int] = (1920, 1080), prefer_hardware: bool = True) -> dict:
+    """For gpu-check: `report()`, plus which elements really encoded and decoded a few frames here
+    (`used`): `frames` test frames through the encoder a sink would use, then through `decodebin`
+    with the chosen decoder ranked first, as a source does; each element GStreamer made is seen."""
+    out = report(None, prefer_hardware)
+    try:
+        from streamseg import gst
+
+        Gst, _ = gst.require()
+    except Exception as e:  # no GStreamer: nothing to run
+        out["used"] = {"error": f"GStreamer unavailable: {e}"}
+        return out
+    have = available_elements()
+    enc = pick_encoder(have, prefer_hardware) or Codec("x264enc", "cpu")
+    dec = pick_decoder(have, prefer_hardware)
+    for name in decoder_rank_boost(dec) if dec else []:
+        factory = Gst.ElementFactory.find(name)
+        if factory is not None:
+            factory.set_rank(Gst.Rank.PRIMARY + 100)
+    w, h = size_wh
+    desc = (
+        f"videotestsrc num-buffers={int(frames)} pattern=ball ! video/x-raw,width={w},height={h},framerate=30/1 ! "
+        f"videoconvert ! {encoder_fragment(enc, bitrate_kbps=4000, keyframe_interval=30)} ! h264parse ! "
+        "decodebin ! fakesink name=out sync=false signal-handoffs=true"
+    )
+    made: list[tuple[str, str]] = []  # (factory, klass) of every element made, decodebin's children too
+    decoded = [0]
+    try:
+        pipe = gst.parse_launch(desc)
+    except Exception as e:
+        out["used"] = {"error": f"cannot build the test pipeline: {e}"}
+        return out
+
+    def seen(_bin, _sub, element) -> None:
+        factory = element.get_factory()
+        if factory is not None:
+            made.append((factory.get_name(), factory.get_metadata("klass") or ""))
+
+    pipe.connect("deep-element-added", seen)
+    pipe.get_by_name("out").connect("handoff", lambda *_: decoded.__setitem__(0, decoded[0] + 1))
+    pipe.set_state(Gst.State.PLAYING)
+    msg = pipe.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipe.set_state(Gst.State.NULL)
+    decoders = [f for f, k in made if "Decoder" in k and "Video" in k]
+    encoders = [f for f, k in made if "Encoder" in k and "Video" in k] or [enc.element]
+    used = {
+        "encoded_by": encoders[0],
+        "encoder_device": _device_of(encoders[0]),
+        "decoded_by": decoders[0] if decoders else None,
+        "decoder_device": _device_of(decoders[0]) if decoders else None,
+        "frames": int(frames),
+        "frames_decoded": decoded[0],
+        "size": f"{w}x{h}",
+    }
+    if msg is None or msg.type != Gst.MessageType.EOS:
+        used["error"] = str(msg.parse_error()[0].message) if msg is not None else "no end of stream within 60 s"
+    out["used"] = used
+    return out

@@ -21,6 +21,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -190,7 +191,7 @@ def run_tensorrt(
     """`gpu-check --tensorrt`: the TensorRT flow for a GPU machine that has (or may install) TensorRT;
     returns (and writes to `out`) the JSON result."""
     from streamseg.backends.tensorrt import gpu_name
-    from streamseg.codecs import report as codec_report
+    from streamseg.codecs import record as codec_record
     from streamseg.errors import BackendError, ModelError
     from streamseg.models import open_model
     from streamseg.models.fuse import compare_results
@@ -229,7 +230,7 @@ def run_tensorrt(
             raise RuntimeError("gpu-check: no NVIDIA GPU answers (cudaGetDeviceCount); use --dry-run on a machine without one")
         result["gpu"] = {"name": gpu[0], "compute_capability": gpu[1]}
         result["tensorrt"] = trt.__version__
-        result["codecs"] = codec_report()
+        result["codecs"] = codec_record()  # which elements decoded and encoded here (GPU decode, CPU encode on an H100)
         shared_models = (SHARED / "models").is_dir()
         present = {m: MODELS[m] for m in models if m.startswith("synth") or shared_models}
         udacity = _frames_udacity(frames) if UDACITY.is_file() else []
@@ -275,6 +276,7 @@ def run_tensorrt(
             r = subprocess.run(  # noqa: S603 - our own interpreter and test folder
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "gpu")],
                 capture_output=True, text=True, cwd=ROOT, timeout=240,
+                env={**os.environ, "STREAMSEG_GPU_CHECK_CACHE": cache_dir},  # tests/gpu load the plans built above
             )
             lines = [ln for ln in r.stdout.strip().splitlines() if ln.strip()]
             result["tests_gpu"] = {"rc": r.returncode, "summary": lines[-1] if lines else ""}

@@ -14,8 +14,20 @@ graph we hand over, not by builder flags:
   quantization: one INT8 artifact and one accuracy gate for every backend.
 
 TensorRT 11 removed BuilderFlag.FP16/INT8, the INT8 calibrators and EXPLICIT_BATCH (see
-tests/backends/tensorrt_names/); the weak-typing flags are used only by a TensorRT without
-STRONGLY_TYPED, which no 10.x release is (kept so an odd build still works).
+tests/backends/tensorrt_names/), and always builds strongly typed: NvInfer.h at the 11.1 commit,
+`kSTRONGLY_TYPED TRT_DEPRECATED_ENUM = 0` "Deprecated in TensorRT 11.0. Strongly typed mode is
+always enabled. This flag is retained for API compatibility but is ignored." So on 11 and later a
+missing flag still means strongly typed (`is_strongly_typed`); the weak-typing flags are used only
+by a TensorRT before 11 without STRONGLY_TYPED, which no 10.x release is (kept for an odd build).
+
+- One `trt.Logger` per process (`trt_logger`), shared by the builder, parser and runtime: TensorRT
+  warns when a second engine is made with another logger than the first.
+- The workspace pool is left to TensorRT (NvInfer.h, MemoryPoolType::kWORKSPACE: "This defaults to
+  max device memory. Set to a smaller value to restrict tactics") unless `workspace_mb` is set.
+- The timing cache is one file per GPU, compute capability and TensorRT version
+  (`timing_cache_name`), attached with `ignore_mismatch=False`; a cache TensorRT refuses
+  (set_timing_cache returns false: "A failure will be reported if the CUDA device property in the
+  provided cache is different from current environment") is logged and the build starts empty.
 
 NEVER RUN ON A GPU: tested against tests/backends/fake_tensorrt.py and the API snapshot.
 """
@@ -23,6 +35,7 @@ NEVER RUN ON A GPU: tested against tests/backends/fake_tensorrt.py and the API s
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +53,7 @@ class BuildSettings:
     precision: str = "fp32"
     max_batch: int = 8
     opt_batch: int = 4
-    workspace_mb: int = 1024
+    workspace_mb: int | None = None  # None: TensorRT's default (all device memory) for tactics' workspace
     frame_hw: tuple = DEFAULT_FRAME_HW  # (min, opt, max) (h, w) for inputs with dynamic H and W
 
     @property
@@ -58,6 +71,51 @@ def strongly_typed_flag(trt) -> int | None:
     ):
         return None
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def trt_major(trt) -> int:
+    try:
+        return int(str(trt.__version__).split(".")[0])
+    except (AttributeError, ValueError):
+        return 0
+
+
+def is_strongly_typed(trt) -> bool:
+    """Does this TensorRT build strongly typed networks: with the flag, or always (11 and later)."""
+    return strongly_typed_flag(trt) is not None or trt_major(trt) >= 11
+
+
+_LOGGER: dict[str, object] = {}
+
+
+def trt_logger(trt):
+    """The process's one trt.Logger (per tensorrt module: the tests' double is a new module each time)."""
+    if _LOGGER.get("module") is not trt:
+        _LOGGER["module"], _LOGGER["logger"] = trt, trt.Logger(trt.Logger.WARNING)
+    return _LOGGER["logger"]
+
+
+def timing_cache_name(trt_version: str, gpu: tuple[str, str]) -> str:
+    """The timing cache's file name for one TensorRT version on one GPU model (name, compute capability)."""
+    gpu_slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu[0]).strip("-").lower() or "gpu"
+    return f"tensorrt-{trt_version}-{gpu_slug}-sm{gpu[1].replace('.', '')}.timing-cache"
+
+
+def _attach_timing_cache(config, timing_cache: Path | None) -> None:
+    """The timing cache from `timing_cache` (empty when absent or refused), attached and checked."""
+    data = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    if data:
+        log.warning(
+            "TensorRT refused the timing cache %s (another GPU or TensorRT version?); building with an empty one",
+            timing_cache,
+        )
+        cache = config.create_timing_cache(b"")
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return
+    raise BackendError("TensorRT refused even an empty timing cache (see its log above)")
 
 
 def has_qdq(onnx_path: str | Path) -> bool:
@@ -122,17 +180,19 @@ def build_plan(trt, onnx_path: str | Path, s: BuildSettings, *, timing_cache: Pa
         folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="streamseg-fp16-"))
         folder.mkdir(parents=True, exist_ok=True)
         source = fp16_copy(onnx_path, folder / f"{onnx_path.stem}.fp16.onnx")
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     st = strongly_typed_flag(trt)
+    strong = st is not None or trt_major(trt) >= 11  # 11: always strongly typed, flag or not
     network = builder.create_network(st if st is not None else 0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(source)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelError(f"{onnx_path.name}: TensorRT cannot parse it: {errors}")
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, s.workspace_mb << 20)
-    if st is None:  # weak typing (no 10.x or 11.x release): precision by flags
+    if s.workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(s.workspace_mb) << 20)
+    if not strong:  # weak typing (a TensorRT before 11 without STRONGLY_TYPED): precision by flags
         if s.precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
         if s.precision == "int8":
@@ -142,13 +202,12 @@ def build_plan(trt, onnx_path: str | Path, s: BuildSettings, *, timing_cache: Pa
     for name, mn, opt, mx in shapes:
         profile.set_shape(name, mn, opt, mx)
     config.add_optimization_profile(profile)
-    timing = config.create_timing_cache(timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b"")
-    config.set_timing_cache(timing, False)
+    _attach_timing_cache(config, timing_cache)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise BackendError(f"{onnx_path.name}: TensorRT could not build a plan (see its log above)")
     if timing_cache is not None:
         timing_cache.parent.mkdir(parents=True, exist_ok=True)
         timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    info = {"strongly_typed": st is not None, "source": source.name}
+    info = {"strongly_typed": strong, "source": source.name}
     return bytes(plan), shapes, info

@@ -31,9 +31,17 @@ API = 10
 
 
 # cuda-python runtime --------------------------------------------------------------------
-class cudaError_t(enum.IntEnum):  # noqa: N801 - the real names
+class cudaError_t(enum.IntEnum):  # noqa: N801 - the real names and values
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
+    cudaErrorIllegalAddress = 700
+
+
+# flag values as in cuda.bindings.runtime (tests/backends/test_device.py compares them)
+cudaStreamNonBlocking = 1  # noqa: N816
+cudaEventDefault = 0  # noqa: N816
+cudaEventBlockingSync = 1  # noqa: N816
+cudaEventDisableTiming = 2  # noqa: N816
 
 
 class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
@@ -54,8 +62,9 @@ class _Stream:
 class _Event:
     _ids = itertools.count(0xE000)
 
-    def __init__(self) -> None:
+    def __init__(self, flags: int = 0) -> None:
         self.handle = next(self._ids)
+        self.flags = flags
 
 
 class FakeCuda:
@@ -68,6 +77,10 @@ class FakeCuda:
 
     cudaError_t = cudaError_t
     cudaMemcpyKind = cudaMemcpyKind
+    cudaStreamNonBlocking = cudaStreamNonBlocking
+    cudaEventDefault = cudaEventDefault
+    cudaEventBlockingSync = cudaEventBlockingSync
+    cudaEventDisableTiming = cudaEventDisableTiming
 
     def __init__(self, gpus: int = 1, name: bytes = b"Fake RTX 4090", cc=(8, 9)) -> None:
         self.gpus, self.name, self.cc = gpus, name, cc
@@ -77,10 +90,26 @@ class FakeCuda:
         self.copies: list[tuple[str, int, int]] = []  # (kind, bytes, stream handle)
         self.synced: list[int] = []
         self.events: set[_Event] = set()
-        self.log: list[
-            tuple
-        ] = []  # ("h2d"|"d2h", stream, device addr) ("record", event, stream) ("wait", stream, event) ...
+        self.event_flags: list[int] = []  # the flags of every event made, in order
+        # ("h2d"|"d2h", stream, device addr) ("record", event, stream) ("wait", stream, event)
+        # ("execute", stream, context) ("sync", event) ("stream_sync", stream) ("free", addr)
+        # ("free_host", addr) ("event_destroy", event) ("stream_destroy", stream)
+        self.log: list[tuple] = []
+        # work enqueued on a stream and not yet waited for by the host: stream -> addresses it uses
+        self.in_flight: dict[int, set[int]] = {}
+        self.freed_in_flight: list[int] = []  # addresses freed while a stream's work still used them
+        self.fail: dict[str, cudaError_t] = {}  # call name -> the error it returns (a device fault)
         self._next = itertools.count(0x10_0000, 0x10_0000)
+
+    def _failing(self, call: str):
+        return (self.fail[call],) if call in self.fail else None
+
+    def _uses(self, stream, *addrs) -> None:
+        self.in_flight.setdefault(int(stream), set()).update(addrs)
+
+    def _check_free(self, addr) -> None:
+        if any(addr in used for used in self.in_flight.values()):
+            self.freed_in_flight.append(addr)
 
     def cudaGetDeviceCount(self):
         return cudaError_t.cudaSuccess, self.gpus
@@ -99,33 +128,66 @@ class FakeCuda:
         return cudaError_t.cudaSuccess, ctypes.addressof(buf)
 
     def cudaFree(self, addr):
+        if err := self._failing("cudaFree"):
+            return err
+        self._check_free(addr)
         self.device.pop(addr)
+        self.log.append(("free", addr))
         return (cudaError_t.cudaSuccess,)
 
     def cudaFreeHost(self, addr):
+        if err := self._failing("cudaFreeHost"):
+            return err
+        self._check_free(addr)
         self.host.pop(addr)
+        self.log.append(("free_host", addr))
         return (cudaError_t.cudaSuccess,)
 
-    def cudaStreamCreate(self):
+    def _new_stream(self):
         s = _Stream()
         self.streams.append(s)
         return cudaError_t.cudaSuccess, s
 
+    def cudaStreamCreate(self):
+        return self._new_stream()
+
+    def cudaStreamCreateWithFlags(self, flags):
+        assert flags in (0, cudaStreamNonBlocking), flags
+        return self._new_stream()
+
     def cudaStreamDestroy(self, s):
+        if err := self._failing("cudaStreamDestroy"):
+            return err
         self.streams.remove(s)
+        self.log.append(("stream_destroy", int(s)))
         return (cudaError_t.cudaSuccess,)
 
     def cudaStreamSynchronize(self, s):
         self.synced.append(int(s))
+        self.log.append(("stream_sync", int(s)))
+        if err := self._failing("cudaStreamSynchronize"):
+            return err  # a device fault: the stream's work never completes
+        self.in_flight.pop(int(s), None)
         return (cudaError_t.cudaSuccess,)
 
-    def cudaEventCreate(self):
-        e = _Event()
+    def _new_event(self, flags):
+        e = _Event(flags)
         self.events.add(e)
+        self.event_flags.append(flags)
         return cudaError_t.cudaSuccess, e
 
+    def cudaEventCreate(self):
+        return self._new_event(cudaEventDefault)
+
+    def cudaEventCreateWithFlags(self, flags):
+        assert flags & ~(cudaEventBlockingSync | cudaEventDisableTiming) == 0, flags
+        return self._new_event(flags)
+
     def cudaEventDestroy(self, e):
+        if err := self._failing("cudaEventDestroy"):
+            return err
         self.events.remove(e)
+        self.log.append(("event_destroy", e.handle))
         return (cudaError_t.cudaSuccess,)
 
     def cudaEventRecord(self, e, stream):
@@ -138,11 +200,19 @@ class FakeCuda:
             "waiting on an event never recorded"
         )
         self.log.append(("wait", int(stream), e.handle))
+        # the waiting stream's later work depends on the recorded stream's: track them together
+        rec = next(x for x in reversed(self.log) if x[0] == "record" and x[1] == e.handle)
+        self._uses(stream, *self.in_flight.get(rec[2], ()))
         return (cudaError_t.cudaSuccess,)
 
     def cudaEventSynchronize(self, e):
         assert any(x[0] == "record" and x[1] == e.handle for x in self.log), "synchronizing an unrecorded event"
         self.log.append(("sync", e.handle))
+        if err := self._failing("cudaEventSynchronize"):
+            return err
+        # the work before the record on its stream (and what that stream waited on) is done
+        rec = next(x for x in reversed(self.log) if x[0] == "record" and x[1] == e.handle)
+        self.in_flight.pop(rec[2], None)
         return (cudaError_t.cudaSuccess,)
 
     def uploaded_before_run(self, stream: int, addr: int) -> bool:
@@ -169,6 +239,8 @@ class FakeCuda:
             self.log.append(("h2d", int(stream) if stream is not None else 0, dst))
         else:
             self.log.append(("d2h", int(stream) if stream is not None else 0, src))
+        if stream is not None:
+            self._uses(stream, dst, src)
         return (cudaError_t.cudaSuccess,)
 
     def cudaMemcpyAsync(self, dst, src, n, kind, stream):
@@ -186,6 +258,10 @@ class Logger:
 
     def __init__(self, level=2) -> None:
         self.level = level
+        LOGGERS.append(self)
+
+
+LOGGERS: list[Logger] = []  # every trt.Logger made: TensorRT wants one per process
 
 
 class MemoryPoolType(enum.Enum):
@@ -209,7 +285,17 @@ class NetworkDefinitionCreationFlag10(enum.IntEnum):
 
 
 class NetworkDefinitionCreationFlag11(enum.IntEnum):
-    STRONGLY_TYPED = 1
+    # NvInfer.h at the 11.1 commit: kSTRONGLY_TYPED = 0, deprecated and ignored (always strongly typed)
+    STRONGLY_TYPED = 0
+    PREFER_JIT_PYTHON_PLUGINS = 1
+    PREFER_AOT_PYTHON_PLUGINS = 2
+
+
+class NetworkDefinitionCreationFlag11Later(enum.IntEnum):
+    """A later 11.x that dropped the deprecated flag from its bindings."""
+
+    PREFER_JIT_PYTHON_PLUGINS = 1
+    PREFER_AOT_PYTHON_PLUGINS = 2
 
 
 BuilderFlag = BuilderFlag10
@@ -342,6 +428,10 @@ class _Config:
         return _TimingCache(data)
 
     def set_timing_cache(self, cache, ignore_mismatch):
+        """False for a cache from another device unless `ignore_mismatch`, as TensorRT does."""
+        if cache.data in REFUSED_TIMING_CACHES and not ignore_mismatch:
+            TIMING_CACHES_REFUSED.append(cache.data)
+            return False
         self.timing = cache
         return True
 
@@ -350,6 +440,11 @@ class _Config:
 
 
 BUILDS: list[dict] = []  # every build, for the tests to inspect
+REFUSED_TIMING_CACHES: set[bytes] = set()  # timing cache contents "from another device"
+TIMING_CACHES_REFUSED: list[bytes] = []  # what set_timing_cache refused
+REFUSED_SHAPES: set[tuple[str, tuple]] = set()  # (input, shape) set_input_shape refuses though in the profile
+DATA_DEPENDENT_OUTPUTS: set[str] = set()  # outputs whose context shape is -1 (as NonZero's is)
+REFUSED_ADDRESSES: set[str] = set()  # tensors whose set_tensor_address returns False
 
 
 class Builder:
@@ -357,7 +452,8 @@ class Builder:
         pass
 
     def create_network(self, flags=0):
-        st = 1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        known = getattr(NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        st = 1 << int(known) if known is not None else None
         assert flags in (0, st), "explicit batch is implied since TensorRT 10; STRONGLY_TYPED is the one flag used"
         return _Network(strongly_typed=API >= 11 or flags == st)
 
@@ -380,6 +476,7 @@ class Builder:
             "strongly_typed": network.strongly_typed,
             "precision": network.precision,
             "flags": sorted(names),
+            "pools": {k.name: v for k, v in config.pools.items()},
             "profile": {k: v for k, v in config.profiles[0].shapes.items()},
             "inputs": [(t.name, t.shape, t.dtype.name) for t in network.inputs],
             "outputs": [(t.name, t.shape, t.dtype.name) for t in network.outputs],
@@ -451,10 +548,11 @@ class _Context:
         self.executions: list[int] = []
 
     def set_input_shape(self, name, shape):
+        """False for a shape outside the profile (TensorRT logs why and returns false)."""
         mn, _, mx = self.engine.plan["profile"][name]
-        assert len(shape) == len(mn) and all(a <= s <= b for a, s, b in zip(mn, shape, mx, strict=True)), (
-            f"{name}: shape {shape} outside the profile {mn}..{mx}"
-        )
+        inside = len(shape) == len(mn) and all(a <= s <= b for a, s, b in zip(mn, shape, mx, strict=True))
+        if not inside or (name, tuple(shape)) in REFUSED_SHAPES:
+            return False
         self.input_shapes[name] = tuple(shape)
         return True
 
@@ -473,9 +571,14 @@ class _Context:
     def get_tensor_shape(self, name):
         if name in self.input_shapes:
             return self.input_shapes[name]
-        return self._output_shapes()[name]
+        shape = self._output_shapes()[name]
+        # TensorRT knows a data-dependent output's size only after the run (NonZero, NMS): -1 here
+        return (shape[0], -1, *shape[2:]) if name in DATA_DEPENDENT_OUTPUTS else shape
 
     def set_tensor_address(self, name, addr):
+        """False for a name the engine has no I/O tensor of, or a null address."""
+        if not int(addr) or name not in {t[0] for t in self.engine.io} or name in REFUSED_ADDRESSES:
+            return False
         self.addresses[name] = int(addr)
         return True
 
@@ -502,6 +605,7 @@ class _Context:
             mem[: len(raw)] = raw
         self.executions.append(stream_handle)
         cuda.log.append(("execute", stream_handle, id(self)))
+        cuda.in_flight.setdefault(stream_handle, set()).update(self.addresses.values())
         return True
 
 
@@ -523,16 +627,28 @@ MODULE_NAMES = (
 )
 
 
-def install(monkeypatch, api: int = 10, version: str | None = None, **cuda_kwargs) -> types.ModuleType:
+def install(
+    monkeypatch, api: int = 10, version: str | None = None, strongly_typed_flag: bool = True, **cuda_kwargs
+) -> types.ModuleType:
     """Put the fakes where `import tensorrt` and `from cuda.bindings import runtime` find them,
-    modelling TensorRT `api` (10 or 11)."""
+    modelling TensorRT `api` (10 or 11); `strongly_typed_flag=False` with 11: a later 11.x whose
+    bindings dropped the deprecated STRONGLY_TYPED flag."""
     global CUDA, API, BuilderFlag, NetworkDefinitionCreationFlag, __version__
     CUDA = FakeCuda(**cuda_kwargs)
     BUILDS.clear()
+    LOGGERS.clear()
+    REFUSED_TIMING_CACHES.clear()
+    TIMING_CACHES_REFUSED.clear()
+    REFUSED_SHAPES.clear()
+    DATA_DEPENDENT_OUTPUTS.clear()
+    REFUSED_ADDRESSES.clear()
     API = api
     __version__ = version or VERSIONS[api]
     BuilderFlag = BuilderFlag10 if api == 10 else BuilderFlag11
-    NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag10 if api == 10 else NetworkDefinitionCreationFlag11
+    if api == 10:
+        NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag10
+    else:
+        NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag11 if strongly_typed_flag else NetworkDefinitionCreationFlag11Later
     import importlib.machinery
 
     trt = types.ModuleType("tensorrt")

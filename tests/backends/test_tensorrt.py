@@ -47,7 +47,7 @@ def test_build_profile_bindings_stream_and_results(trt, tiny, tmp_path):
         assert eng.describe()["device"].startswith("Fake RTX 4090") and eng.cached == "built"
     assert not fake.CUDA.device and not fake.CUDA.host and not fake.CUDA.streams  # everything freed
     assert not fake.CUDA.events
-    assert (tmp_path / "cache" / "tensorrt.timing-cache").is_file()
+    assert (tmp_path / "cache" / f"tensorrt-{trt.__version__}-fake-rtx-4090-sm89.timing-cache").is_file()
     assert len(cache.entries()) == 1
 
 
@@ -216,3 +216,172 @@ def test_a_plan_from_another_tensorrt_version_is_rebuilt_never_loaded(monkeypatc
     with pytest.raises(BackendError, match="could not deserialize the plan \\(built for another version or GPU"):
         with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir):
             pass
+
+
+# issue 25, section 5: the runner and builder read against TensorRT's own sources ----------------
+BLOCKING = fake.cudaEventBlockingSync | fake.cudaEventDisableTiming
+
+
+def test_collect_blocks_on_its_events_instead_of_spinning_and_counts_the_wait(trt, tiny, monkeypatch):
+    """(a) every event is made with cudaEventBlockingSync | cudaEventDisableTiming, so the thread in
+    collect() sleeps instead of spinning a core; the wait's wall and thread-CPU time are counted."""
+    from streamseg.backends import device
+
+    clock = iter(range(1000))
+    monkeypatch.setattr(device, "_thread_time", lambda: next(clock) * 0.002)  # each read: 2 ms more CPU
+    with create_engine("tensorrt", tiny / "red.onnx") as eng:
+        assert fake.CUDA.event_flags and set(fake.CUDA.event_flags) == {BLOCKING}
+        eng.collect(eng.submit(feed(2)))
+        eng.infer(feed(1))
+        d = eng.describe()
+        assert d["waits"] == 2 and d["wait_cpu_ms_mean"] == 2.0  # one clock step per wait, in ms
+
+
+def _assert_synced_before_freed(log):
+    syncs = [i for i, x in enumerate(log) if x[0] == "stream_sync"]
+    frees = [i for i, x in enumerate(log) if x[0] in ("free", "free_host")]
+    destroys = [i for i, x in enumerate(log) if x[0] == "event_destroy"]
+    stream_destroys = [i for i, x in enumerate(log) if x[0] == "stream_destroy"]
+    assert len(syncs) == 3 and frees and destroys and len(stream_destroys) == 3
+    assert max(syncs) < min(frees) and max(frees) < min(destroys) and max(destroys) < min(stream_destroys)
+
+
+def test_close_with_a_batch_in_flight_synchronizes_every_stream_before_it_frees(trt, tiny):
+    """(b) a run stopped between submit and collect: the streams are synchronized (the double
+    counts a buffer freed while a stream's copy or run still used it), then buffers freed, then
+    events and streams destroyed."""
+    eng = create_engine("tensorrt", tiny / "red.onnx")
+    eng.load()
+    eng.submit(feed(3))  # in flight: uploaded, run, download enqueued, never collected
+    start = len(fake.CUDA.log)
+    eng.close()
+    assert not fake.CUDA.freed_in_flight
+    _assert_synced_before_freed(fake.CUDA.log[start:])
+    assert not fake.CUDA.device and not fake.CUDA.host and not fake.CUDA.events and not fake.CUDA.streams
+
+
+@pytest.mark.parametrize(
+    "fault, message, freed",
+    [
+        # the device faulted (sticky error): the streams never drain, so nothing they use is freed
+        ("cudaStreamSynchronize", "cudaStreamSynchronize failed: cudaErrorIllegalAddress", False),
+        # a free fails: reported, and the events and streams are still destroyed
+        ("cudaFree", "cudaFree failed: cudaErrorIllegalAddress", True),
+        ("cudaEventDestroy", "cudaEventDestroy failed: cudaErrorIllegalAddress", True),
+    ],
+)
+def test_close_after_a_device_error_checks_every_result_and_frees_nothing_in_use(trt, tiny, fault, message, freed):
+    eng = create_engine("tensorrt", tiny / "red.onnx")
+    eng.load()
+    eng.submit(feed(2))
+    fake.CUDA.fail[fault] = fake.cudaError_t.cudaErrorIllegalAddress
+    with pytest.raises(BackendError, match=f"closing the CUDA resources: {message}"):
+        eng.close()
+    assert not fake.CUDA.freed_in_flight  # never a buffer freed under the device
+    assert bool(fake.CUDA.log[-1][0] == "stream_destroy") and not fake.CUDA.streams
+    assert (not fake.CUDA.host) == freed and (fault == "cudaEventDestroy") == bool(fake.CUDA.events)
+    eng.close()  # a second close is a no-op
+
+
+@pytest.mark.parametrize(
+    "refuse, shape, message",
+    [
+        # inside the profile, but TensorRT says no: its answer is checked, naming tensor and profile
+        (("images", (2, 3, 48, 64)), (2, 3, 48, 64),
+         r"refused shape \(2, 3, 48, 64\) for input 'images' \(profile 0: \(1, 3, 48, 64\) to \(8, 3, 48, 64\)\)"),
+        (None, (2, 3, 40, 64), r"input 'images' of shape \(2, 3, 40, 64\) is below the plan's profile 0 minimum"),
+        (None, (2, 3, 48, 80), r"input 'images' of shape \(2, 3, 48, 80\) exceeds the plan's profile 0 maximum"),
+    ],
+)
+def test_submit_checks_the_profile_minimum_and_maximum_and_tensorrts_answer(trt, tiny, refuse, shape, message):
+    """(c) a shape outside profile 0 or refused by set_input_shape is one error naming the tensor and
+    the profile before anything is enqueued, never a later 'execute_async_v3 failed'."""
+    from streamseg.backends.tensorrt import TensorRtRunner
+
+    with create_engine("tensorrt", tiny / "red.onnx") as eng:
+        if refuse:
+            fake.REFUSED_SHAPES.add(refuse)
+        runs = sum(x[0] == "execute" for x in fake.CUDA.log)
+        with pytest.raises(BackendError, match=message):
+            TensorRtRunner.submit(eng.runner, {"images": np.zeros(shape, np.float32)})
+        assert sum(x[0] == "execute" for x in fake.CUDA.log) == runs
+
+
+def test_a_refused_tensor_address_is_an_error_naming_the_tensor(trt, tiny):
+    fake.REFUSED_ADDRESSES.add("seg")
+    with pytest.raises(BackendError, match="TensorRT refused the device address of tensor 'seg'"):
+        with create_engine("tensorrt", tiny / "red.onnx"):
+            pass
+    assert not fake.CUDA.device and not fake.CUDA.streams and not fake.CUDA.events  # what it made, freed
+
+
+def test_timing_cache_is_keyed_by_gpu_and_version_and_a_refused_one_starts_empty(monkeypatch, tiny, tmp_path, caplog):
+    """(d) one timing cache per GPU model, compute capability and TensorRT version; attached with
+    ignore_mismatch=False and its answer checked: a cache TensorRT refuses is logged and the build
+    starts from an empty one."""
+    cache_dir = tmp_path / "cache"
+    fake.install(monkeypatch, api=10)
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir):
+        pass
+    fake.install(monkeypatch, api=10, name=b"NVIDIA H100 80GB HBM3", cc=(9, 0))
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir):
+        pass
+    fake.install(monkeypatch, api=11)
+    with create_engine("tensorrt", tiny / "red.onnx", cache_dir=cache_dir):
+        pass
+    assert sorted(p.name for p in cache_dir.glob("*.timing-cache")) == [
+        "tensorrt-10.16.1.11-fake-rtx-4090-sm89.timing-cache",
+        "tensorrt-10.16.1.11-nvidia-h100-80gb-hbm3-sm90.timing-cache",
+        "tensorrt-11.4.0.106-fake-rtx-4090-sm89.timing-cache",
+    ]
+    stale = cache_dir / "tensorrt-11.4.0.106-fake-rtx-4090-sm89.timing-cache"
+    stale.write_bytes(b"timings of another device")
+    fake.install(monkeypatch, api=11)
+    fake.REFUSED_TIMING_CACHES.add(b"timings of another device")
+    with caplog.at_level("WARNING", logger="streamseg"):
+        with create_engine("tensorrt", tiny / "red.onnx", precision="fp16", cache_dir=cache_dir):
+            pass
+    assert fake.TIMING_CACHES_REFUSED == [b"timings of another device"]
+    assert fake.BUILDS[-1]["timing_cache"] and "refused the timing cache" in caplog.text
+    assert stale.read_bytes() == b"fake-timing-cache"  # rewritten from the build's fresh cache
+
+
+def test_workspace_is_left_to_tensorrt_unless_configured(trt, tiny):
+    """(e) NvInfer.h: the workspace pool "defaults to max device memory. Set to a smaller value to
+    restrict tactics": no limit unless asked for."""
+    with create_engine("tensorrt", tiny / "red.onnx"):
+        assert fake.BUILDS[-1]["pools"] == {}
+    from streamseg.backends.tensorrt import TensorRtEngine
+
+    with TensorRtEngine(tiny / "red.onnx", workspace_mb=512):
+        assert fake.BUILDS[-1]["pools"] == {"WORKSPACE": 512 << 20}
+
+
+def test_one_trt_logger_for_every_builder_parser_and_runtime(trt, tiny):
+    """(e) two engines built and loaded in one process share one trt.Logger (a second one makes
+    TensorRT warn that the logger differs)."""
+    with create_engine("tensorrt", tiny / "red.onnx"), create_engine("tensorrt", tiny / "red_b1.onnx"):
+        assert len(fake.BUILDS) == 2
+    assert len(fake.LOGGERS) == 1
+
+
+def test_an_output_of_unknown_size_is_a_clear_error(trt, tiny):
+    """(e) an output whose shape is still -1 at the profile's maximum (data-dependent: NonZero, NMS)
+    needs an output allocator: said so, never a negative allocation."""
+    fake.DATA_DEPENDENT_OUTPUTS.add("seg")
+    with pytest.raises(BackendError, match="output 'seg' has a data-dependent shape .* needs an output allocator"):
+        with create_engine("tensorrt", tiny / "red.onnx"):
+            pass
+    assert not fake.CUDA.device and not fake.CUDA.host
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_11_without_the_flag_is_still_strongly_typed(monkeypatch, tiny, tmp_path, precision):
+    """(e) TensorRT 11 is always strongly typed (NvInfer.h, 11.1: kSTRONGLY_TYPED "Deprecated in
+    TensorRT 11.0. Strongly typed mode is always enabled"): where its bindings lack the flag, FP16
+    still comes from the graph, never from BuilderFlag.FP16 (gone in 11)."""
+    fake.install(monkeypatch, api=11, strongly_typed_flag=False)
+    with create_engine("tensorrt", tiny / "red.onnx", precision=precision, cache_dir=tmp_path / "c") as eng:
+        build = fake.BUILDS[-1]
+        assert build["strongly_typed"] and build["flags"] == [] and build["precision"] == precision
+        assert eng.describe()["strongly_typed"]

@@ -1,5 +1,6 @@
 """Real TensorRT (10.x or 11.x) on a real GPU. Skipped cleanly where there is none (this machine
-and CI): nothing in this file has ever run here. `streamseg gpu-check` runs it on a GPU machine."""
+and CI): nothing in this file has ever run here. `streamseg gpu-check` runs it on a GPU machine,
+after building every plan into its cache: these tests use that cache (`plan_cache`, conftest.py)."""
 
 import importlib.util
 
@@ -33,12 +34,12 @@ def _frames(n: int):
 @requires_gpu
 @needs_shared_models
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_twinlitenet_plan_agrees_with_onnxruntime(tmp_path, precision):
+def test_twinlitenet_plan_agrees_with_onnxruntime(plan_cache, precision):
     from streamseg.backends import create_engine
 
     x = np.random.default_rng(0).random((1, 3, 360, 640), np.float32)
     with (
-        create_engine("tensorrt", TWIN, precision=precision, cache_dir=tmp_path) as trt,
+        create_engine("tensorrt", TWIN, precision=precision, cache_dir=plan_cache) as trt,
         create_engine("onnxruntime", TWIN) as ref,
     ):
         assert trt.describe()["strongly_typed"]
@@ -48,16 +49,16 @@ def test_twinlitenet_plan_agrees_with_onnxruntime(tmp_path, precision):
 
 
 @requires_gpu
-def test_bundled_dynamic_model_batches_for_real(tmp_path):
+def test_bundled_dynamic_model_batches_for_real(plan_cache):
     from streamseg.backends import create_engine
 
     model = ROOT / "engines" / "synth-instance.onnx"
     x = np.random.default_rng(0).random((4, 3, 360, 640), np.float32)
-    with create_engine("tensorrt", model, cache_dir=tmp_path) as trt, create_engine("onnxruntime", model) as ref:
+    with create_engine("tensorrt", model, cache_dir=plan_cache) as trt, create_engine("onnxruntime", model) as ref:
         out = trt.infer({"images": x})
         assert trt.calls == 1
         np.testing.assert_allclose(out["output1"], ref.infer({"images": x})["output1"], atol=1e-2)
-    with create_engine("tensorrt", model, cache_dir=tmp_path) as again:
+    with create_engine("tensorrt", model, cache_dir=plan_cache) as again:
         assert again.cached == "hit"
 
 
@@ -69,7 +70,7 @@ def test_bundled_dynamic_model_batches_for_real(tmp_path):
      CARDS / "yolov8n-seg-coco.yaml"],
     ids=lambda p: p.stem,
 )
-def test_fused_graph_on_the_gpu_agrees_with_numpy_on_the_cpu(tmp_path, card):
+def test_fused_graph_on_the_gpu_agrees_with_numpy_on_the_cpu(plan_cache, card):
     """The fused graph in fp32 on TensorRT against today's numpy path on ONNX Runtime (CPU)."""
     if "shared" in str(card.resolve()) and not TWIN.is_file():
         pytest.skip("../shared/data/models not present")
@@ -78,7 +79,7 @@ def test_fused_graph_on_the_gpu_agrees_with_numpy_on_the_cpu(tmp_path, card):
 
     frames = _frames(8)
     with (
-        open_model(str(card), backend="tensorrt", fuse=True, cache_dir=str(tmp_path)) as gpu,
+        open_model(str(card), backend="tensorrt", fuse=True, cache_dir=str(plan_cache)) as gpu,
         open_model(str(card), backend="onnxruntime", fuse=False) as cpu,
     ):
         stats = compare_results(load_card(str(card)).task, cpu.run(frames[:4]) + cpu.run(frames[4:]),
