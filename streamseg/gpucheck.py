@@ -460,9 +460,13 @@ def step_copy(ctx: dict) -> dict:
 
 
 def step_codecs(ctx: dict) -> dict:
-    from streamseg.codecs import report as codec_report
+    """Which decoder and encoder a run would use, and which elements really decoded and encoded a few
+    frames here (codecs.record; the image likely has no GStreamer: then OpenCV's FFmpeg decodes)."""
+    from streamseg import codecs
 
-    return codec_report()
+    if hasattr(codecs, "record"):
+        return codecs.record()
+    return codecs.report()
 
 
 def step_tensorrt(ctx: dict) -> dict:
@@ -485,9 +489,11 @@ def step_tensorrt(ctx: dict) -> dict:
 
 
 def step_tests_gpu(ctx: dict) -> dict:
+    cache_dir = str(Path(ctx["workdir"]) / "plans")  # tests/gpu build any plans there (no TensorRT here: they skip)
     r = subprocess.run(  # noqa: S603 - our own interpreter and test folder
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "gpu")],
         capture_output=True, text=True, cwd=ROOT, timeout=max(10, ctx["limit"] - 5),
+        env={**os.environ, "STREAMSEG_GPU_CHECK_CACHE": cache_dir},
     )
     lines = [ln for ln in r.stdout.strip().splitlines() if ln.strip()]
     return {"rc": r.returncode, "summary": lines[-1] if lines else r.stderr[-300:]}

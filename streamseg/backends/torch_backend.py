@@ -280,11 +280,20 @@ class TorchEngine(Engine):
             if self.fusion.task != "semantic":
                 self.nms = "torchvision" if post.batched_nms is not None else "torch"
         self.version = torch.__version__
-        self._stream = torch.cuda.Stream(self.torch_device) if self.torch_device.type == "cuda" else None
+        from streamseg.backends.device import TorchDevice
+
+        # the shared device module's interface (backends/device.py) on torch's streams and allocator
+        self._dev = TorchDevice(self.torch_device, name=self.model_path.name)
+        self._stream = self._dev.stream("engine") if self.torch_device.type == "cuda" else None
+        self._done = self._dev.event("outputs")
+        self._staging: dict = {}
         self.overlaps = False  # NMS reads back its candidate count: a batch finishes inside submit
 
     def close_impl(self) -> None:
-        self._core = self._pre = self._post = None
+        if getattr(self, "_dev", None) is not None:
+            self._dev.close()  # the stream synchronized before its buffers go
+        self._core = self._pre = self._post = self._dev = None
+        self._staging = {}
         self._graphs.clear()
         if getattr(self, "torch_device", None) is not None and self.torch_device.type == "cuda":
             import torch
@@ -314,14 +323,27 @@ class TorchEngine(Engine):
                 return self._post(outs)
             return {k: v.float() if v.is_floating_point() and self.outputs[k].dtype == np.float32 else v for k, v in outs.items()}
 
+    def _buffers(self, key: str, nbytes: int):
+        """(pinned host, device) staging buffers for `key`, grown when a batch needs more."""
+        have = self._staging.get(key)
+        if have is None or have[0].nbytes < nbytes:
+            size = max(nbytes, int(have[0].nbytes * 1.5) if have else 0)
+            have = self._staging[key] = (self._dev.pinned_buffer(size), self._dev.device_buffer(size))
+        return have
+
     def _to_device(self, feeds: dict[str, np.ndarray]) -> dict:
         import torch
 
         if self.torch_device.type == "cpu":
             # a read-only batch (broadcast tables) is copied: torch tensors are writable
             return {k: torch.from_numpy(np.ascontiguousarray(v) if v.flags.writeable else v.copy()) for k, v in feeds.items()}
-        # pinned staging, then an asynchronous copy on the engine's stream
-        return {k: pinned(v).to(self.torch_device, non_blocking=True) for k, v in feeds.items()}
+        out = {}
+        for k, v in feeds.items():  # pinned staging, then an asynchronous copy on the engine's stream
+            pin, dev = self._buffers(f"in:{k}", v.nbytes)
+            pin.array(v.shape, v.dtype)[...] = v
+            self._dev.upload(dev, pin, v.nbytes, self._stream)
+            out[k] = dev.tensor(v.shape, torch_dtype(v.dtype))
+        return out
 
     def _captured(self, feeds: dict[str, np.ndarray]):
         """The CUDA graph of preprocessing + model for these input shapes (captured on first use)."""
@@ -332,7 +354,7 @@ class TorchEngine(Engine):
         if g is None:
             static_in = {k: torch.zeros(v.shape, dtype=torch_dtype(v.dtype), device=self.torch_device) for k, v in feeds.items()}
             for k, v in feeds.items():
-                static_in[k].copy_(torch.from_numpy(np.ascontiguousarray(v)))
+                static_in[k].copy_(torch.from_numpy(v.copy()))
             side = torch.cuda.Stream(self.torch_device)
             side.wait_stream(torch.cuda.current_stream(self.torch_device))
             with torch.cuda.stream(side):
@@ -349,29 +371,37 @@ class TorchEngine(Engine):
         import torch
 
         stream = self._stream
+        staged = self._to_device(feeds)
         ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
         with ctx:
             if self.cuda_graphs:
                 graph, static_in, static_out = self._captured(feeds)
-                for k, v in feeds.items():
-                    static_in[k].copy_(pinned(v), non_blocking=True)
+                for k, t in staged.items():
+                    static_in[k].copy_(t, non_blocking=True)
                 graph.replay()
                 core_out = static_out
             else:
-                core_out = self._front(self._to_device(feeds))
+                core_out = self._front(staged)
             out = self._back(core_out)
-            if stream is None:
-                return {k: v.numpy() for k, v in out.items()}
-            host = {k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in out.items()}
-            for k, v in out.items():
-                host[k].copy_(v, non_blocking=True)
-        stream.synchronize()
-        return {k: v.numpy() for k, v in host.items()}
+        if stream is None:
+            return {k: v.numpy() for k, v in out.items()}
+        host = {}
+        for k, v in out.items():
+            v = v.contiguous()
+            pin, _ = self._buffers(f"out:{k}", v.numel() * v.element_size())
+            self._dev.to_host(pin, v, stream)
+            host[k] = (pin, tuple(v.shape), v.dtype)
+        self._dev.record(self._done, stream)
+        self._dev.wait(self._done)
+        # copies: the pinned buffers are the next batch's
+        return {k: pin.tensor(shape, dt).numpy().copy() for k, (pin, shape, dt) in host.items()}
 
     def describe(self) -> dict:
         d = {**super().describe(), "version": self.version, "cuda_graphs": self.cuda_graphs, "compile": self.compile}
         if self.torch_device.type == "cpu":
             d["threads"] = self.threads
+        else:
+            d.update(self._dev.waits.describe())
         if self.fusion and self.fusion.task != "semantic":
             d["nms"] = self.nms
         return d
@@ -409,43 +439,32 @@ def torch_dtype(dt: np.dtype):
     }[np.dtype(dt)]
 
 
-def pinned(arr: np.ndarray):
-    """A page-locked host copy of `arr` (a fresh buffer each call; the caller's array may change)."""
-    import torch
-
-    t = torch.empty(arr.shape, dtype=torch_dtype(arr.dtype), pin_memory=True)
-    t.numpy()[...] = arr
-    return t
-
-
 def copy_throughput(nbytes: int = 64 << 20, repeats: int = 10, device: str = "cuda") -> dict:
-    """Host<->device copy rate through the engine's own staging (pinned host buffers, its stream):
-    GB/s host-to-device and device-to-host, pinned and pageable."""
+    """Host<->device copy rate through the staging code the engine uses (backends/device.py's
+    TorchDevice: pinned host buffers, copies on its stream, a blocking event): GB/s each way."""
     import time
 
-    import torch
+    from streamseg.backends.device import TorchDevice
 
-    dev = torch.device(device)
     res = {"bytes": nbytes, "repeats": repeats}
-    stream = torch.cuda.Stream(dev) if dev.type == "cuda" else None
-    for kind in ("pinned", "pageable"):
-        host = torch.empty(nbytes, dtype=torch.uint8, pin_memory=kind == "pinned" and dev.type == "cuda")
-        dst = torch.empty(nbytes, dtype=torch.uint8, device=dev)
+    with TorchDevice(device, name="copy-check") as dev:
+        stream = dev.stream("copies")
+        done = dev.event("copies")
+        pin, buf = dev.pinned_buffer(nbytes), dev.device_buffer(nbytes)
         for direction in ("h2d", "d2h"):
-            src, to = (host, dst) if direction == "h2d" else (dst, host)
-            to.copy_(src)
-            if stream is not None:
-                torch.cuda.synchronize(dev)
+            copy = dev.upload if direction == "h2d" else dev.download
+            a, b = (buf, pin) if direction == "h2d" else (pin, buf)
+            copy(a, b, nbytes, stream)  # warm
+            dev.record(done, stream)
+            dev.wait(done)
             t0 = time.perf_counter()
-            ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
-            with ctx:
-                for _ in range(repeats):
-                    to.copy_(src, non_blocking=kind == "pinned")
-            if stream is not None:
-                stream.synchronize()
-            s = time.perf_counter() - t0
-            res[f"{direction}_{kind}_gb_s"] = round(nbytes * repeats / s / 1e9, 2)
+            for _ in range(repeats):
+                copy(a, b, nbytes, stream)
+            dev.record(done, stream)
+            dev.wait(done)
+            res[f"{direction}_gb_s"] = round(nbytes * repeats / (time.perf_counter() - t0) / 1e9, 2)
+        res["pinned"] = dev.cuda
     return res
 
 
-__all__ = ["TorchEngine", "convert", "copy_throughput", "cuda_device", "pinned"]
+__all__ = ["TorchEngine", "convert", "copy_throughput", "cuda_device"]
