@@ -462,11 +462,16 @@ def step_copy(ctx: dict) -> dict:
 def step_codecs(ctx: dict) -> dict:
     """Which decoder and encoder a run would use, and which elements really decoded and encoded a few
     frames here (codecs.record; the image likely has no GStreamer: then OpenCV's FFmpeg decodes)."""
+    import cv2
+
     from streamseg import codecs
 
-    if hasattr(codecs, "record"):
-        return codecs.record()
-    return codecs.report()
+    res = codecs.record() if hasattr(codecs, "record") else codecs.report()
+    # without GStreamer (the lent image has none) files decode through OpenCV: its video backend
+    info = cv2.getBuildInformation()
+    ffmpeg = next((ln.strip() for ln in info.splitlines() if ln.strip().startswith("FFMPEG:")), "FFMPEG: ?")
+    res["opencv"] = {"version": cv2.__version__, "video_io": ffmpeg}
+    return res
 
 
 def step_tensorrt(ctx: dict) -> dict:
@@ -582,7 +587,7 @@ def install(bundle: Path, venv: Path, timeout: float) -> dict:
     py = venv / "bin" / "python"
     cmds = []
     if not py.exists():
-        cmds.append([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])
+        cmds.append([sys.executable, "-m", "venv", str(venv)])
     cmds.append([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index",
                  "--find-links", str(wheels), "--no-compile", "streamseg[torch]"])
     for cmd in cmds:
@@ -590,6 +595,15 @@ def install(bundle: Path, venv: Path, timeout: float) -> dict:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=max(left, 1))  # noqa: S603 - fixed commands
         if r.returncode:
             return {"error": f"{' '.join(cmd[:4])}... exited {r.returncode}", "tail": (r.stderr or r.stdout)[-800:]}
+        if cmd[1:3] == ["-m", "venv"]:
+            # the image's python3 is itself a venv (/opt/torch/.venv), so --system-site-packages would
+            # see the bare interpreter's packages, not torch: a .pth puts this python's own site dirs
+            # (torch, CUDA, onnxruntime...) on the new venv's path, where pip sees them as installed
+            import site
+
+            dirs = [d for d in (*site.getsitepackages(), site.getusersitepackages()) if Path(d).is_dir()]
+            lib = next((venv / "lib").glob("python3*/site-packages"))
+            (lib / "_gpu_image.pth").write_text("".join(f"{d}\n" for d in dirs))
     return {"python": str(py), "seconds": round(time.perf_counter() - t0, 1)}
 
 
