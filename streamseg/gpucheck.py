@@ -415,7 +415,8 @@ def step_agreement(ctx: dict, model: str) -> dict:
     card = card_for(model, Path(ctx["workdir"]), Path(ctx["bundle"]))
     if card is None:
         return {"skipped": f"{SHARED_FILES[model]} is in neither the bundle nor ../shared/data"}
-    frames = _frames_demo(ctx["frames"]) if model.startswith("synth") else _frames(Path(ctx["bundle"]), ctx["frames"])
+    n = min(ctx["frames"], 8)  # the CPU side of the comparison sets the pace
+    frames = _frames_demo(n) if model.startswith("synth") else _frames(Path(ctx["bundle"]), n)
     with open_model(str(card), backend="onnxruntime") as ref:
         a = [ref.run([f])[0] for f in frames]
     with open_model(str(card), backend="torch", engine_options={"device": "cpu"}) as m:
@@ -450,6 +451,28 @@ def step_throughput(ctx: dict, model: str) -> dict:
             except Exception as e:  # one setting failing (say CUDA graphs on a model) leaves the others
                 rows.append({"precision": precision, "cuda_graphs": g, "error": f"{type(e).__name__}: {e}"[:300]})
     return {"device": device, "rows": rows}
+
+
+def step_compile(ctx: dict, model: str) -> dict:
+    """torch.compile of the model, fp16, batch 8, against the same engine uncompiled (the first
+    call's compile time apart): measured where time is left, never assumed faster."""
+    if ctx["dry_run"]:
+        return {"skipped": "dry run: torch.compile is measured on the GPU only"}
+    from streamseg.models import open_model
+
+    card = card_for(model, Path(ctx["workdir"]), Path(ctx["bundle"]))
+    frames = _frames(Path(ctx["bundle"]), 8)
+    rows = []
+    for compiled in (False, True):
+        with open_model(str(card), backend="torch", precision="fp16",
+                        engine_options={"device": "cuda", "compile": compiled}) as m:
+            t0 = time.perf_counter()
+            x, _ = m.prepare(frames)
+            m.collect(m.submit(x))
+            first = time.perf_counter() - t0
+            rows.append({"compile": compiled, "first_call_s": round(first, 2),
+                         **_engine_only(m, frames, 8, ctx["seconds"], 3)})
+    return {"device": "cuda", "precision": "fp16", "rows": rows}
 
 
 def step_copy(ctx: dict) -> dict:
@@ -563,10 +586,12 @@ def plan(dry_run: bool, models: tuple[str, ...], run_tests: bool) -> list[tuple[
         steps.append(("tests_gpu", 120))
     steps.append(("pipeline:udacity", 120))
     steps += [(f"pipeline:{n}", 120) for n in ((2,) if dry_run else STREAMS)]
+    steps += [(f"compile:{m}", 120) for m in models if m.startswith("synth")]  # as time allows
     return steps
 
 
 STEPS = {"device": step_device, "imports": step_imports, "agreement": step_agreement, "throughput": step_throughput,
+         "compile": step_compile,
          "copy": step_copy, "codecs": step_codecs, "tensorrt": step_tensorrt, "tests_gpu": step_tests_gpu,
          "pipeline": step_pipeline}
 

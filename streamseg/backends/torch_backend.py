@@ -397,13 +397,14 @@ class TorchEngine(Engine):
         return {k: pin.tensor(shape, dt).numpy().copy() for k, (pin, shape, dt) in host.items()}
 
     def describe(self) -> dict:
-        d = {**super().describe(), "version": self.version, "cuda_graphs": self.cuda_graphs, "compile": self.compile}
-        if self.torch_device.type == "cpu":
+        d = {**super().describe(), "version": getattr(self, "version", None), "cuda_graphs": self.cuda_graphs,
+             "compile": self.compile}
+        if self.device == "cpu":
             d["threads"] = self.threads
-        else:
+        elif getattr(self, "_dev", None) is not None:
             d.update(self._dev.waits.describe())
         if self.fusion and self.fusion.task != "semantic":
-            d["nms"] = self.nms
+            d["nms"] = getattr(self, "nms", None)
         return d
 
 

@@ -240,3 +240,25 @@ def test_copy_throughput_runs_through_the_staging_code():
 
     res = copy_throughput(1 << 20, repeats=2, device="cpu")
     assert res["h2d_gb_s"] > 0 and res["d2h_gb_s"] > 0 and res["pinned"] is False
+
+
+def test_torch_device_views_copies_and_counts_waits_on_the_cpu():
+    """backends/device.py's interface on torch: buffers viewed as arrays/tensors, copies, one counted wait."""
+    import torch
+
+    from streamseg.backends.device import TorchDevice
+    from streamseg.errors import BackendError
+
+    with TorchDevice("cpu") as dev:
+        s, e = dev.stream("s"), dev.event("e")
+        pin, buf = dev.pinned_buffer(64), dev.device_buffer(64)
+        pin.array((2, 3), np.int32)[...] = [[1, 2, 3], [4, 5, 6]]
+        dev.upload(buf, pin, 24, s)
+        assert buf.tensor((3, 2), torch.int32).tolist() == [[1, 2], [3, 4], [5, 6]]
+        back = dev.pinned_buffer(64)
+        dev.to_host(back, buf.tensor((6,), torch.int32) * 2, s)
+        dev.record(e, s)
+        dev.wait(e)
+        assert back.array((6,), np.int32).tolist() == [2, 4, 6, 8, 10, 12] and dev.waits.count == 1
+        with pytest.raises(BackendError, match="batch needs 128 bytes, the buffer holds 64"):
+            pin.array((32,), np.float32)
