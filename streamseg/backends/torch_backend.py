@@ -31,6 +31,7 @@ import numpy as np
 from streamseg.backends.base import Engine, TensorSpec, default_threads
 from streamseg.errors import BackendError, ModelError
 
+
 def cuda_device() -> str | None:
     """The GPU torch sees (its name), or None: no CUDA build, no driver, or no device."""
     try:

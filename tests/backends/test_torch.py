@@ -211,8 +211,8 @@ def test_onnx2torch_import_leaves_no_stand_in_torchvision():
 )
 def test_bad_options_are_one_clear_error(kw, error):
     from streamseg.backends import create_engine
-    from streamseg.errors import BackendError
     from streamseg.backends.torch_backend import cuda_device
+    from streamseg.errors import BackendError
 
     if cuda_device() is not None and "cuda" in error:
         pytest.skip("a GPU is present")
