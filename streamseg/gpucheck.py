@@ -1,17 +1,22 @@
-"""`streamseg gpu-check`: the first contact of a GPU with streamseg, as one command.
+"""`streamseg gpu-check`: the first contact of a GPU with streamseg, as one command. Two flows:
 
-On a fresh Linux machine with an NVIDIA GPU it: installs the `tensorrt` extra (unless TensorRT
-already imports), builds fp16 and int8 plans of the fused graphs of the two bundled and the two
-shared models (int8 from the Q/DQ model ONNX Runtime's gate accepts, made here first), runs
-tests/gpu, measures engine-only throughput at batch 1 and 8 on the same plans (trtexec-style:
-warm-up, then a timed loop of submit/collect), runs the pipeline on the udacity clip and the demo
-scene, and writes one JSON with those figures, pipeline / engines-only ratios, the agreement of
-each plan's masks with ONNX Runtime's numpy path on the CPU, and the codecs GStreamer would use.
+The default, for the GPU machines this project can be lent (no network, no TensorRT; docs/gpu.md):
+`make gpu-check` runs this module with the image's python3 before streamseg is installed (the
+orchestrator below needs only the standard library). It installs the project from `gpu-bundle/`
+alone (`make gpu-bundle` wrote it, here, with network) into a venv that sees the image's torch,
+then runs each step (device, imports, the torch backend's agreement with ONNX Runtime on the CPU,
+engine-only throughput, host<->device copies, codecs, TensorRT's absence and the parser-rule check,
+tests/gpu, the pipeline on the udacity clip and on 8/16/32 synthetic 1080p30 streams, torch.compile)
+in a worker process with its own time limit, checks the 8-minute budget before each step starts,
+and writes the JSON after each. `--dry-run`: the same with torch on the CPU.
 
-`--dry-run` does all of it short of a GPU: TensorRT and CUDA are the test double
-(tests/backends/fake_tensorrt.py, which runs the "plans" with ONNX Runtime), nothing is
-installed, and the JSON says `"dry_run": true` - its numbers are CPU numbers of the double,
-never GPU figures. NEVER RUN ON A GPU so far (see README, engine section).
+`--tensorrt` (`run_tensorrt`), for your own GPU machine: installs the `tensorrt` extra (unless
+TensorRT already imports), builds fp16 and int8 plans of the fused graphs of the two bundled and the
+two shared models, runs tests/gpu, measures engine-only throughput at batch 1 and 8, runs the
+pipeline on the udacity clip and the demo scene, and writes one JSON. `--tensorrt --dry-run`: TensorRT
+and CUDA are the test double (tests/backends/fake_tensorrt.py), the JSON says `"dry_run": true`.
+
+NEVER RUN ON A GPU so far (see docs/gpu.md).
 """
 
 from __future__ import annotations
