@@ -16,7 +16,7 @@ GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-go
 # preview page, ffmpeg/ffprobe for files and RTSP/RTP streams, promtool (prometheus) for /metrics.
 TEST_DEBS := chromium ffmpeg prometheus
 
-.PHONY: test demo replay bench train lint clean sysdeps testdeps gpu-check lock
+.PHONY: test demo replay bench train lint clean sysdeps testdeps gpu-check gpu-bundle lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,11 +79,20 @@ replay: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/streamseg bench --out out/bench
 
-# on a GPU machine: TensorRT plans, tests/gpu, pipeline throughput, one JSON (out/gpu-check.json).
-# A lean install (the tensorrt extra and pytest, not the CPU test extras) keeps a bare machine under 8 minutes.
-gpu-check: | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[tensorrt]" "pytest>=8"
-	$(BIN)/streamseg gpu-check --out out/gpu-check.json
+# On the lent GPU machine (no network, no TensorRT; its image's python3 holds CUDA torch): install the
+# project from gpu-bundle/ alone (pip --no-index) into a venv that sees the image's packages, then the
+# torch backend's agreement, throughput and pipeline, step by step, into out/gpu-check.json
+# (streamseg/gpucheck.py; docs/gpu.md). Needs no venv of ours: the orchestrator is standard library.
+# GPU_CHECK_ARGS=--dry-run rehearses it on a CPU. Your own GPU machine with TensorRT: streamseg gpu-check --tensorrt.
+GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(GPU_PYTHON) -m streamseg.gpucheck --bundle gpu-bundle --out out/gpu-check.json $(GPU_CHECK_ARGS)
+
+# Here, with network: the wheels gpu-check needs beyond the GPU image, and copies of the
+# ../shared/data files it reads, into gpu-bundle/ (ignored); prints its size with the working tree.
+gpu-bundle: | $(BIN)/python
+	$(BIN)/python -m streamseg.gpucheck --make-bundle --bundle gpu-bundle
 
 # retrain the bundled models (PyTorch CPU build)
 train: $(STAMP)

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sink", action="append", metavar="URI", help="sink URI (repeatable); replaces the config's")
     run.add_argument("--semantic", metavar="CARD", help="semantic model card")
     run.add_argument("--instance", metavar="CARD", help="instance model card")
-    run.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"])
+    run.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch"])
     run.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"])
     run.add_argument("--mode", choices=["auto", "offline", "live", "realtime"], help="queue policy for all sources")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=cmd_bench)
     bench.add_argument("-c", "--config", default=None, help="default: configs/benchmark.yaml of this project")
     bench.add_argument("--source", metavar="URI", help="bench on this source instead (any URI)")
-    bench.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"])
+    bench.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch"])
     bench.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"])
     bench.add_argument("--frames", type=int, help="frames per throughput run")
     bench.add_argument("--reps", type=int, help="repetitions of every variant")
@@ -367,20 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("dst", metavar="OUT.onnx")
     gc = sub.add_parser(
         "gpu-check",
-        help="on a GPU machine: install TensorRT, build fp16/int8 plans, run tests/gpu and the pipeline; one JSON",
+        help="on a GPU machine: the torch backend's agreement, throughput and pipeline, step by step; one JSON "
+        "(--tensorrt: the TensorRT plans flow)",
         **_doc(
-            "On a machine with an NVIDIA GPU: build TensorRT fp16 and int8 plans of the models, compare them "
-            "with the CPU, run tests/gpu and the pipeline, and write one JSON of what held. --dry-run does "
-            "everything short of a GPU, against a TensorRT test double.",
+            "On a machine with an NVIDIA GPU (the lent one has no TensorRT and no network: make gpu-bundle, "
+            "then make gpu-check there): the torch backend's agreement with ONNX Runtime, engine throughput, "
+            "the pipeline, copies and codecs, step by step, each with a time limit, into one JSON. --tensorrt: "
+            "the TensorRT plans flow (fp16/int8 plans, tests/gpu) on a machine that has it. --dry-run does it "
+            "on the CPU.",
             "streamseg gpu-check --out out/gpu-check.json",
-            "streamseg gpu-check --dry-run --no-tests",
+            "streamseg gpu-check --dry-run",
+            "streamseg gpu-check --tensorrt --out out/gpu-check-trt.json",
         ),
     )
-    gc.add_argument("--dry-run", action="store_true", help="everything short of a GPU, against the TensorRT test double")
+    gc.add_argument("--dry-run", action="store_true", help="everything short of a GPU (torch on the CPU; with --tensorrt, the TensorRT test double)")
+    gc.add_argument("--tensorrt", action="store_true", help="the TensorRT flow: install it, build fp16/int8 plans (your own GPU machine)")
+    gc.add_argument("--bundle", default=None, help="the folder `make gpu-bundle` wrote (default: gpu-bundle/)")
     gc.add_argument("--out", default="out/gpu-check.json", help="the JSON written (default: out/gpu-check.json)")
     gc.add_argument("--models", default=None, help="comma-separated subset of the four models (default: all)")
     gc.add_argument("--api", type=int, choices=(10, 11), default=11, help="--dry-run: which TensorRT the double models")
-    gc.add_argument("--frames", type=int, default=None, help="frames per clip (default 64; 4 with --dry-run)")
+    gc.add_argument("--frames", type=int, default=None, help="frames per clip (default 16; 2 with --dry-run)")
     gc.add_argument("--no-tests", action="store_true", help="skip running tests/gpu")
     gc.set_defaults(handler=cmd_gpu_check)
     return p

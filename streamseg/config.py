@@ -17,7 +17,7 @@ from streamseg.backends.cache import default_cache_dir
 from streamseg.errors import ConfigError
 
 Mode = Literal["auto", "offline", "live", "realtime"]
-BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt"]
+BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt", "torch"]
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 
 

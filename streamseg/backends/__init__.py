@@ -18,14 +18,27 @@ BACKENDS = {
     "onnxruntime": ("streamseg.backends.onnxruntime", "OnnxRuntimeEngine", "onnxruntime"),
     "openvino": ("streamseg.backends.openvino", "OpenVinoEngine", "openvino"),
     "tensorrt": ("streamseg.backends.tensorrt", "TensorRtEngine", "tensorrt"),
+    # PyTorch on CUDA (or the CPU) through onnx2torch: the GPU path where TensorRT cannot be had
+    "torch": ("streamseg.backends.torch_backend", "TorchEngine", "onnx2torch"),
 }
+
+
+def _torch_cuda() -> tuple[str | None, str]:
+    """(GPU name, why not) for the torch backend: torch and onnx2torch installed and a CUDA device seen."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx2torch") is None:
+        return None, "torch/onnx2torch are not installed"
+    from streamseg.backends.torch_backend import cuda_device
+
+    gpu = cuda_device()
+    return gpu, "" if gpu else "torch sees no CUDA device"
 
 
 def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str]:
     """Pick a concrete backend for `name` ("auto" included); returns (backend, why).
 
-    auto: TensorRT when it is installed and a GPU answers, else OpenVINO when installed,
-    else ONNX Runtime - skipping a backend that cannot run `precision`."""
+    auto: TensorRT when it is installed and a GPU answers, else torch on CUDA (onnx2torch installed and
+    torch sees a GPU), else OpenVINO when installed, else ONNX Runtime - skipping a backend that cannot
+    run `precision`."""
     if name == "auto":
         reasons = []
         if importlib.util.find_spec("tensorrt") is not None:
@@ -39,6 +52,13 @@ def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str]:
             )
         else:
             reasons.append("no TensorRT here")
+        if precision in ("fp32", "fp16"):
+            gpu, why_not = _torch_cuda()
+            if gpu is not None:
+                return "torch", f"auto: {', '.join(reasons)}, torch on CUDA ({gpu})"
+            reasons.append(why_not)
+        else:
+            reasons.append(f"the torch backend has no {precision}")
         if importlib.util.find_spec("openvino") is not None:
             from streamseg.cpu import cpu_features
 

@@ -271,3 +271,120 @@ class Device:
         if failed:
             more = f" (and {len(failed) - 1} more: {'; '.join(failed[1:])})" if len(failed) > 1 else ""
             raise BackendError(f"{self.name}: closing the CUDA resources: {failed[0]}{more}")
+
+
+# The same small interface on PyTorch's own CUDA machinery, for the torch backend (issue 26): its
+# tensors must live in torch's caching allocator and run on torch streams, so it cannot take
+# cuda-python's raw pointers. On a CPU device (tests, `gpu-check --dry-run`) the same calls are
+# plain copies, so the staging code runs everywhere.
+class TorchBuffer:
+    """`nbytes` of pinned host memory (or device memory), viewed as arrays or tensors of any shape."""
+
+    def __init__(self, nbytes: int, device, pinned: bool) -> None:
+        import torch
+
+        self.nbytes = int(nbytes)
+        self.t = torch.empty(self.nbytes, dtype=torch.uint8, device=device, pin_memory=pinned)
+
+    def _need(self, n: int) -> None:
+        if n > self.nbytes:
+            raise BackendError(f"batch needs {n} bytes, the buffer holds {self.nbytes}")
+
+    def tensor(self, shape, dtype):
+        """A tensor view (no copy); `dtype` a torch dtype."""
+        count = int(np.prod(shape))
+        n = count * dtype.itemsize
+        self._need(n)
+        return self.t[:n].view(dtype).view(tuple(shape))
+
+    def array(self, shape, dtype) -> np.ndarray:
+        """A numpy view of host memory (no copy)."""
+        count = int(np.prod(shape))
+        n = count * np.dtype(dtype).itemsize
+        self._need(n)
+        return self.t[:n].numpy().view(dtype).reshape(shape)
+
+
+class TorchDevice:
+    """Device's interface on torch: streams, blocking events, pinned and device buffers, copies on a
+    stream, counted waits; `close` synchronizes the streams before it lets go of any buffer."""
+
+    def __init__(self, device="cuda", name: str = "torch") -> None:
+        import torch
+
+        self.name = name
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.streams: list = []
+        self.buffers: list[TorchBuffer] = []
+        self.waits = Waits()
+
+    def __enter__(self) -> TorchDevice:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stream(self, name: str):
+        import torch
+
+        s = torch.cuda.Stream(self.device) if self.cuda else None
+        self.streams.append(s)
+        return s
+
+    def event(self, name: str):
+        import torch
+
+        # blocking: a waiting thread sleeps instead of spinning a core (see the module's note)
+        return torch.cuda.Event(blocking=True) if self.cuda else None
+
+    def device_buffer(self, nbytes: int) -> TorchBuffer:
+        b = TorchBuffer(nbytes, self.device, pinned=False)
+        self.buffers.append(b)
+        return b
+
+    def pinned_buffer(self, nbytes: int) -> TorchBuffer:
+        b = TorchBuffer(nbytes, "cpu", pinned=self.cuda)
+        self.buffers.append(b)
+        return b
+
+    def _on(self, stream):
+        import contextlib
+
+        import torch
+
+        return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+
+    def upload(self, dst: TorchBuffer, src: TorchBuffer, nbytes: int, stream) -> None:
+        with self._on(stream):
+            dst.t[:nbytes].copy_(src.t[:nbytes], non_blocking=True)
+
+    def download(self, dst: TorchBuffer, src: TorchBuffer, nbytes: int, stream) -> None:
+        with self._on(stream):
+            dst.t[:nbytes].copy_(src.t[:nbytes], non_blocking=True)
+
+    def to_host(self, dst: TorchBuffer, tensor, stream) -> None:
+        """A device tensor into pinned memory (its bytes from the start of `dst`)."""
+        with self._on(stream):
+            dst.tensor(tensor.shape, tensor.dtype).copy_(tensor, non_blocking=True)
+
+    def record(self, event, stream) -> None:
+        if event is not None:
+            event.record(stream)
+
+    def wait(self, event) -> None:
+        """Block this thread until `event` completed (a CPU device has nothing in flight)."""
+        t0, c0 = time.perf_counter(), _thread_time()
+        try:
+            if event is not None:
+                event.synchronize()
+        finally:
+            self.waits.count += 1
+            self.waits.wall_s += time.perf_counter() - t0
+            self.waits.cpu_s += _thread_time() - c0
+
+    def close(self) -> None:
+        for s in self.streams:
+            if s is not None:
+                s.synchronize()
+        self.streams, self.buffers = [], []

@@ -290,6 +290,10 @@ def _open_fused(
             raise ModelError(f"{card.name}: thresholds apply to instance models only")
         decoder.set_thresholds(**given)
     fused = _fuse.build_fused(card, core, decoder, resize_in_graph=resize_in_graph, nms=nms, backend=name)
+    if name == "torch":  # the fused graph is the contract; torch runs its pre/post as torch code
+        from streamseg.models.fuse_torch import TorchFusion
+
+        options["fused"] = TorchFusion(Path(core), card, decoder, resize_in_graph)
     workdir = Path(tempfile.mkdtemp(prefix="streamseg-fused-"))
     # named as the model: engines report and refuse things by the file name the user knows
     try:

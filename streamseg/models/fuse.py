@@ -573,10 +573,11 @@ FUSE_DEFAULT = {
     "onnxruntime": {"semantic": False, "instance": True},
     "openvino": {"semantic": True, "instance": True},
     "tensorrt": {"semantic": True, "instance": True},
+    "torch": {"semantic": True, "instance": True},  # pre/post on the GPU: the point of the backend
 }
 # where the fused graph's resize runs, per backend: in the graph on the GPU; with OpenCV before the
 # graph on the CPU backends (their int32 kernels made the in-graph resize slower: benchmarks/fused.py)
-RESIZE_IN_GRAPH = {"onnxruntime": False, "openvino": False, "tensorrt": True}
+RESIZE_IN_GRAPH = {"onnxruntime": False, "openvino": False, "tensorrt": True, "torch": True}
 
 
 # host side ---------------------------------------------------------------------------------

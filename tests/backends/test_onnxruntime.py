@@ -3,7 +3,7 @@ import sys
 import numpy as np
 import pytest
 
-from streamseg.backends import create_engine, resolve_backend
+from streamseg.backends import _torch_cuda, create_engine, resolve_backend
 from streamseg.errors import BackendError
 
 
@@ -53,10 +53,11 @@ def test_precision_other_than_fp32_is_refused(tiny):
 
 def test_backend_resolution(monkeypatch):
     # no TensorRT here: auto takes OpenVINO (installed with the test extra), then ONNX Runtime
-    assert resolve_backend("auto") == ("openvino", "auto: no TensorRT here, OpenVINO is installed")
+    no_torch = _torch_cuda()[1]  # torch on CUDA comes next: not here (not installed, or no GPU)
+    assert resolve_backend("auto") == ("openvino", f"auto: no TensorRT here, {no_torch}, OpenVINO is installed")
     assert resolve_backend("auto", "fp16")[0] == "onnxruntime"  # OpenVINO on a CPU: no fp16 through auto
     monkeypatch.setitem(sys.modules, "openvino", None)
-    assert resolve_backend("auto") == ("onnxruntime", "auto: no TensorRT here, OpenVINO is not installed")
+    assert resolve_backend("auto") == ("onnxruntime", f"auto: no TensorRT here, {no_torch}, OpenVINO is not installed")
     assert resolve_backend("onnxruntime") == ("onnxruntime", "asked for")
     with pytest.raises(BackendError, match="available: auto, onnxruntime, openvino, tensorrt"):
         resolve_backend("cuda")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamseg.backends import create_engine, resolve_backend
+from streamseg.backends import _torch_cuda, create_engine, resolve_backend
 from streamseg.backends.cache import EngineCache
 from streamseg.errors import BackendError
 from tests.backends import fake_tensorrt as fake
@@ -191,9 +191,10 @@ def test_no_gpu_is_one_clear_error_and_auto_falls_back(monkeypatch, tiny):
     with pytest.raises(BackendError, match="needs an NVIDIA GPU"):
         with create_engine("tensorrt", tiny / "red.onnx"):
             pass
+    no_torch = _torch_cuda()[1]  # torch on CUDA comes next: not here (not installed, or no GPU)
     assert resolve_backend("auto") == (
         "openvino",
-        "auto: TensorRT is installed but no GPU answers, OpenVINO is installed",
+        f"auto: TensorRT is installed but no GPU answers, {no_torch}, OpenVINO is installed",
     )
     fake.install(monkeypatch)
     assert resolve_backend("auto")[0] == "tensorrt"
