@@ -498,7 +498,7 @@ def step_codecs(ctx: dict) -> dict:
 
     from streamseg import codecs
 
-    res = codecs.record() if hasattr(codecs, "record") else codecs.report()
+    res = codecs.record()
     # without GStreamer (the lent image has none) files decode through OpenCV: its video backend
     info = cv2.getBuildInformation()
     ffmpeg = next((ln.strip() for ln in info.splitlines() if ln.strip().startswith("FFMPEG:")), "FFMPEG: ?")
@@ -508,15 +508,11 @@ def step_codecs(ctx: dict) -> dict:
 
 def step_tensorrt(ctx: dict) -> dict:
     """TensorRT is absent on the lent machines: recorded, with the CPU check of TensorRT's ONNX parser
-    rules on every graph the tensorrt backend would get instead (streamseg.backends.tensorrt_check's
-    `check_all_graphs`, issue 25; recorded as skipped in a build without it)."""
+    rules on every graph the tensorrt backend would get instead (streamseg.models.tensorrt_graphs'
+    `check_all_graphs`, issue 25)."""
+    from streamseg.models.tensorrt_graphs import check_all_graphs as check_all
+
     res = {"installed": importlib.util.find_spec("tensorrt") is not None}
-    try:
-        check = importlib.import_module("streamseg.backends.tensorrt_check")
-        check_all = check.check_all_graphs
-    except (ImportError, AttributeError):
-        res["parser_rules"] = {"skipped": "streamseg.backends.tensorrt_check.check_all_graphs is not in this build"}
-        return res
     wd, bundle = Path(ctx["workdir"]), Path(ctx["bundle"])
     cards = {m: card_for(m, wd, bundle) for m in MODELS}
     res["parser_rules"] = check_all({m: c for m, c in cards.items() if c is not None}, wd / "trt-graphs",
