@@ -431,7 +431,7 @@ def step_agreement(ctx: dict, model: str) -> dict:
     with open_model(str(card), backend="torch", engine_options={"device": "cpu"}) as m:
         b = [m.run([f])[0] for f in frames]
         d = m.describe()
-    return {"vs": "onnxruntime cpu fp32 (fused)", "device": d["device"], "nms": d.get("nms"),
+    return {"vs": "onnxruntime cpu fp32 (fused)", "device": d["device"], "nms": d.get("nms_op"),
             **compare_results(m.task, a, b)}
 
 

@@ -405,7 +405,7 @@ class TorchEngine(Engine):
         elif getattr(self, "_dev", None) is not None:
             d.update(self._dev.waits.describe())
         if self.fusion and self.fusion.task != "semantic":
-            d["nms"] = getattr(self, "nms", None)
+            d["nms_op"] = getattr(self, "nms", None)  # which NMS ran (torchvision or ours); "nms" is the variant
         return d
 
 

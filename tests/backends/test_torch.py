@@ -65,7 +65,7 @@ def test_fused_torch_agrees_with_onnxruntime(card, frames):
         assert stats["pixels_agree"] >= 0.999, stats
     else:
         assert stats["instances"] > 0 and stats["unmatched"] == 0 and stats["min_mask_iou"] >= 0.99, stats
-        assert d["nms"] in ("torch", "torchvision")
+        assert d["nms_op"] in ("torch", "torchvision")
 
 
 @pytest.mark.skipif(not (YOLO.is_file() and UDACITY.is_file()), reason="../shared/data not present")
