@@ -35,6 +35,7 @@ import numpy as np
 
 from streamseg import codecs
 from streamseg import report as reports
+from streamseg.analytics import analytics_stage
 from streamseg.backends import resolve_backend
 from streamseg.batching import Batcher
 from streamseg.config import Config, SinkConfig
@@ -48,6 +49,7 @@ from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink
 from streamseg.sources import Source, open_source
 from streamseg.stages import (
+    Chain,
     ErrorLog,
     InferStage,
     OverlayStage,
@@ -103,6 +105,7 @@ class Pipeline:
         self.post_stage: PostprocessStage | None = None
         self.infer_stage: InferStage | None = None
         self.overlay_stage: OverlayStage | None = None
+        self.analytics_stage = None  # AnalyticsStage with an `analytics:` section: on the overlay's thread
         self.interrupted = False
         self.last_report: dict | None = None
         self.cpu_plan: CpuPlan | None = None
@@ -149,6 +152,7 @@ class Pipeline:
             self.models, self.cpu_plan = open_models(self.cfg, stack, sizes[0] if sizes else None)
             stack.callback(self.engine_runner.close)
             self.engine_runner.schedule = self.cpu_plan.schedule
+            self.analytics_stage = analytics_stage(self.cfg, self.models)  # its config errors before any sink opens
             self._open_sinks(stack)
             start_metrics_server(self.cfg.metrics.prometheus, self, stack)
             threads = self._start_threads()
@@ -245,6 +249,8 @@ class Pipeline:
             return functools.partial(getattr(warm, name), stage) if warm else None
 
         post, over = self.post_stage, self.overlay_stage
+        if self.analytics_stage is not None:
+            over = Chain(self.analytics_stage, over)
         work = [
             ("inference", step("infer", self.infer_stage), self._inference_loop),
             ("postprocess", step("postprocess", post), self._stage_loop, post, self.post_queue, self.overlay_queue.put),
@@ -367,7 +373,8 @@ class Pipeline:
     @property
     def parts(self) -> list:
         """The stages, in the order a frame passes them."""
-        rest = [self.infer_stage, self.post_stage, self.overlay_stage] if self.overlay_stage else []
+        rest = [self.infer_stage, self.post_stage, self.analytics_stage, self.overlay_stage] if self.overlay_stage else []
+        rest = [p for p in rest if p is not None]
         return [*self.streams, *rest, *self.sinks]
 
     def live_stats(self) -> dict:
