@@ -44,7 +44,8 @@ from streamseg.frames import NO_TRACK, Event, Frame, FrameAnalytics, InPath, Ins
 log = logging.getLogger("streamseg")
 
 CORRIDOR = "ego_corridor"
-MAX_ANALYSIS_W = 640  # without a semantic map, polygon zones and the corridor are rasterized at most this wide
+MAX_ANALYSIS_W = 640  # without a semantic map, polygon zones are rasterized at most this wide
+CORRIDOR_W = 320  # the corridor's component is found on a map at most this wide (strided: cheap, coarse enough)
 
 
 # geometry --------------------------------------------------------------------------------------------
@@ -56,6 +57,7 @@ class Contact:
     ys: np.ndarray  # the mask's lowest row in each
     gap: int  # rows under the mask at which the ground is read
     bottom_xy: tuple[float, float]  # the box's bottom-centre point
+    cut: bool = False  # the mask reaches the frame's bottom: its ground contact is out of view
 
     @property
     def y(self) -> int:
@@ -82,6 +84,8 @@ def ground_contact(mask_hw: np.ndarray, xyxy: np.ndarray, band: float) -> Contac
     xs = x0 + np.flatnonzero(sel)
     ys = y0 + lowest[sel]
     gap = max(2, band_h // 3)
+    if y0 + bot >= h - 1:  # cut off by the frame's bottom: where it stands is not in view
+        return Contact(xs, ys, gap, (float((xyxy[0] + xyxy[2]) / 2), float(y0 + bot)), cut=True)
     return Contact(xs, ys, gap, (float((xyxy[0] + xyxy[2]) / 2), float(y0 + bot)))
 
 
@@ -93,25 +97,41 @@ class Sampler:
         self.mw, self.mh = map_wh
         self.sx, self.sy = self.mw / self.fw, self.mh / self.fh
 
-    def points(self, c: Contact, rule: str) -> tuple[np.ndarray, np.ndarray]:
-        """Map indices (rows K x 2, cols K x 1) of the ground just under the contact, per rule."""
+    def points(self, c: Contact, rule: str, vanish_xy: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Map indices (rows K x 2, cols K x 2) of the ground just under the contact, per rule.
+
+        The ground is read 1 and `gap` rows under the mask, along the image line through the
+        vanishing point: on flat ground that line keeps its lateral position, so a person one
+        step beside the kerb is read beside the kerb, not on the (wider, nearer) road below."""
         if rule == "point":
             xs = np.array([c.bottom_xy[0]])
             ys = np.array([c.bottom_xy[1]])
         else:
-            xs, ys = c.xs, c.ys
-        offs = np.array([1, c.gap])
-        r = np.clip(((ys[:, None] + offs[None, :]) * self.sy).astype(np.int64), 0, self.mh - 1)
-        q = np.clip((xs * self.sx).astype(np.int64), 0, self.mw - 1)[:, None]
+            xs, ys = c.xs.astype(np.float64), c.ys.astype(np.float64)
+        offs = np.array([1.0, float(c.gap)])[None, :]
+        vx, vy = vanish_xy
+        # near the horizon the estimate of it decides too much: at most a quarter of the way
+        gx = xs[:, None] + (xs[:, None] - vx) * np.minimum(offs / np.maximum(ys[:, None] - vy, 1.0), 0.25)
+        r = np.clip(((ys[:, None] + offs) * self.sy).astype(np.int64), 0, self.mh - 1)
+        q = np.clip((gx * self.sx).astype(np.int64), 0, self.mw - 1)
         return r, q
 
     @staticmethod
-    def share(inside_hw: np.ndarray, rq: tuple[np.ndarray, np.ndarray]) -> float:
-        """Share of contact columns whose ground (either row under the mask) is inside."""
+    def share(inside_hw: np.ndarray, rq: tuple[np.ndarray, np.ndarray], lut: np.ndarray | None = None) -> float:
+        """Share of contact columns whose ground (either row under the mask) is inside: `inside_hw`
+        a bool map, or a group map read through `lut` (group id -> inside)."""
         r, q = rq
         if not r.size:
             return 0.0
-        return float(inside_hw[r, q].any(1).mean())
+        hit = inside_hw[r, q] if lut is None else lut[inside_hw[r, q]]
+        return float(hit.any(1).mean())
+
+
+def group_lut(group_names: list[str], groups: list[str]) -> np.ndarray:
+    """256 bools: which group-map values (1-based group ids, 0 = none) are in `groups`."""
+    lut = np.zeros(256, bool)
+    lut[[group_names.index(g) + 1 for g in groups if g in group_names]] = True
+    return lut
 
 
 def polygon_mask(points: list[tuple[float, float]], map_wh: tuple[int, int]) -> np.ndarray:
@@ -270,7 +290,19 @@ class StreamAnalytics:
 
         n = len(inst)
         contacts = [ground_contact(inst.masks[i], inst.xyxy[i], cfg.band) for i in range(n)]
-        points = [samp.points(c, cfg.membership) if c is not None else None for c in contacts]
+        # the vanishing point: straight ahead, at the horizon (the camera model's; else where the
+        # drivable area ends, on a strided map; else the corridor's `top`)
+        step = max(1, math.ceil(map_wh[0] / CORRIDOR_W))
+        small = gmap[::step, ::step] if gmap is not None else None
+        drive = group_lut(sem.group_names, cfg.corridor.groups) if sem is not None else None
+        top = cfg.corridor.top * fh
+        if cfg.corridor.camera is not None:
+            top = horizon_row(cfg.corridor.camera, (fw, fh))
+        elif small is not None and (rows := np.flatnonzero(drive[small].any(1))).size:
+            top = rows[0] * step / samp.sy
+        vanish = (fw / 2, top)
+        # the ground under each instance, where it is in view (a cut-off object keeps its state)
+        points = [samp.points(c, cfg.membership, vanish) if c is not None and not c.cut else None for c in contacts]
         tids = [
             None if inst.track_id is None or inst.track_id[i] == NO_TRACK else int(inst.track_id[i]) for i in range(n)
         ]
@@ -284,18 +316,18 @@ class StreamAnalytics:
 
         # zones
         for zone in self.zones:
+            lut = None
             if zone.groups is not None:
                 if sem is None:
                     continue
-                ids = [sem.group_names.index(g) + 1 for g in zone.groups if g in sem.group_names]
-                inside_map = np.isin(gmap, ids)
+                inside_map, lut = gmap, group_lut(sem.group_names, zone.groups)  # read at the contact points only
             else:
                 inside_map = self._poly(zone, map_wh)
             member = np.zeros(n, bool)
             for i in range(n):
                 if points[i] is None or not watched[i]:
                     continue
-                share = samp.share(inside_map, points[i])
+                share = samp.share(inside_map, points[i], lut)
                 tid = tids[i]
                 if tid is None:
                     member[i] = share >= cfg.enter_share
@@ -348,7 +380,7 @@ class StreamAnalytics:
         # the ego corridor
         cc = cfg.corridor
         if cc.enabled:
-            self._corridor(f, inst, gmap, map_wh, samp, contacts, points, tids, out, emit)
+            self._corridor(f, inst, small, step, map_wh, vanish, contacts, tids, out, emit)
 
         # tracks gone for good leave their zones
         for tid in [t for t, st in self.tracks.items() if f.seq - st.last_seq >= cfg.lost_frames]:
@@ -361,21 +393,28 @@ class StreamAnalytics:
         out.shapes.update({ln.name: np.array(ln.points) * [fw, fh] for ln in self.lines})
         return events, out
 
-    def _corridor(self, f, inst, gmap, map_wh, samp, contacts, points, tids, out, emit) -> None:
+    def _corridor(self, f, inst, small, step, map_wh, vanish, contacts, tids, out, emit) -> None:
         cfg, cc = self.cfg, self.cfg.corridor
         fw, fh = f.size_wh
         sem = f.semantic
         ids = [sem.group_names.index(g) + 1 for g in cc.groups if g in sem.group_names] if sem is not None else []
         top = horizon_row(cc.camera, (fw, fh)) if cc.camera is not None else cc.top * fh
-        corridor = corridor_mask(gmap, ids, map_wh, cc.width, top * samp.sy)
+        cwh = (small.shape[1], small.shape[0]) if small is not None else tuple(-(-v // step) for v in map_wh)
+        csamp = Sampler((fw, fh), cwh)
+        corridor = corridor_mask(small, ids, cwh, cc.width, top * csamp.sy)
         out.corridor = corridor
         intruders = np.zeros(len(inst), bool)
         best: InPath | None = None
         best_y = -1
         for i, tid in enumerate(tids):
-            if points[i] is None or inst.groups[i] not in cc.objects:
+            if contacts[i] is None or inst.groups[i] not in cc.objects:
                 continue
-            share = samp.share(corridor, points[i])
+            # an object cut off by the frame's bottom is as near as can be: in the corridor where its
+            # lowest row is (its ground is out of view)
+            c = contacts[i]
+            share = csamp.share(corridor, csamp.points(c, cfg.membership, vanish)) if not c.cut else 0.0
+            if c.cut and tid is not None and CORRIDOR in self.tracks[tid].zones:
+                share = 1.0 if self.tracks[tid].zones[CORRIDOR].inside else 0.0  # keeps its state
             row = contacts[i].y
             dist_rows = fh - 1 - row
             dist_m = ground_distance_m(cc.camera, (fw, fh), row) if cc.camera is not None else None
