@@ -447,42 +447,55 @@ class EventMeter:
         truth = frame.truth
         if truth is None or truth.placements is None or truth.instance_map is None:
             return
+        imap = truth.instance_map
+        counts = np.bincount(imap.ravel())
+        areas = {o: int(counts[o]) if o < len(counts) else 0 for o in truth.placements}
+        inst = frame.instances
+        owners: dict[int, tuple[int, str | None]] = {}
+        if inst is not None and inst.track_id is not None:
+            for k, tid in enumerate(inst.track_id):
+                if tid >= 0:
+                    ids = imap[inst.masks[k]]
+                    ids = ids[ids > 0]
+                    owners[int(tid)] = (int(np.bincount(ids).argmax()) if ids.size else 0, inst.groups[k])
+        bottom = set(np.unique(imap[-1]).tolist())
+        self.add_truth(frame.stream_id, frame.seq, truth.placements, areas, truth.full_areas or {}, bottom, owners, frame.events)
+
+    def add_truth(
+        self,
+        sid: str,
+        seq: int,
+        placements: dict,
+        areas: dict[int, int],
+        full_areas: dict[int, int],
+        bottom: set[int],
+        owners: dict[int, tuple[int, str | None]],
+        events: list,
+    ) -> None:
+        """One frame, reduced: where each object stands, its visible and full areas, the ids on the
+        frame's bottom row, and each track's owner (the object its mask covers most) and group."""
         self.frames += 1
-        sid, seq, imap = frame.stream_id, frame.seq, truth.instance_map
-        areas = np.bincount(imap.ravel())
-        for oid, (kind, _, _, on) in truth.placements.items():
+        for oid, (kind, _, _, on) in placements.items():
             if kind != self.group:
                 continue
-            area = int(areas[oid]) if oid < len(areas) else 0
-            full = (truth.full_areas or {}).get(oid, area)
-            graded = area >= self.min_area and area >= self.min_visibility * max(full, 1)
-            if area and (imap[-1] == oid).any():  # reaches the frame's bottom: where it stands is out of view
+            area = areas.get(oid, 0)
+            graded = area >= self.min_area and area >= self.min_visibility * max(full_areas.get(oid, area), 1)
+            if area and oid in bottom:  # reaches the frame's bottom: where it stands is out of view
                 self._cut.add((sid, oid, seq))
             prev = self._seen.get((sid, oid))
             if prev is not None and on and not prev.on_road:
                 self.truth.append((sid, seq, oid, graded))
             self._seen[(sid, oid)] = _Seen(on, graded)
-        inst = frame.instances
-        if inst is None or inst.track_id is None:
-            return
-        owner = {}
-        for k, tid in enumerate(inst.track_id):
-            tid = int(tid)
-            if tid < 0:
-                continue
-            ids = imap[inst.masks[k]]
-            ids = ids[ids > 0]
-            oid = int(np.bincount(ids).argmax()) if ids.size else 0
-            owner[tid] = oid
+        for tid, (oid, _) in owners.items():
             self._first.setdefault((sid, tid), (seq, oid))
-        for e in frame.events:
-            if e.type != "enter" or e.zone != self.zone or e.track_id is None:
+        for e in events:
+            if e.type != "enter" or e.zone != self.zone or e.track_id is None or e.track_id not in owners:
                 continue
-            oid = owner.get(e.track_id, 0)
-            kind = truth.placements.get(oid, ("", 0, 0, False))[0]
-            if kind != self.group and (inst.groups[list(map(int, inst.track_id)).index(e.track_id)] != self.group):
+            oid, group = owners[e.track_id]
+            kind = placements.get(oid, ("",))[0]
+            if kind != self.group and group != self.group:
                 continue  # a car entering: not what is graded here
-            first_seq, _ = self._first.get((sid, e.track_id), (seq, oid))
+            first_seq, _ = self._first[(sid, e.track_id)]
             seen = self._seen.get((sid, oid))
             appearance = seq - first_seq <= self.min_frames and seen is not None and seen.on_road
             self.pred.append((sid, seq, oid if kind == self.group else 0, appearance))
