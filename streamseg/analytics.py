@@ -117,14 +117,44 @@ class Sampler:
         return r, q
 
     @staticmethod
-    def share(inside_hw: np.ndarray, rq: tuple[np.ndarray, np.ndarray], lut: np.ndarray | None = None) -> float:
+    def share(
+        inside_hw: np.ndarray,
+        rq: tuple[np.ndarray, np.ndarray],
+        lut: np.ndarray | None = None,
+        ground: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> float | None:
         """Share of contact columns whose ground (either row under the mask) is inside: `inside_hw`
-        a bool map, or a group map read through `lut` (group id -> inside)."""
+        a bool map, or a group map read through `lut` (group id -> inside). `ground`: a group map
+        (same size) and which groups hide the ground (a car in front): points on them are unknown,
+        columns with no known point do not count; None when no column is known."""
         r, q = rq
         if not r.size:
-            return 0.0
+            return None
         hit = inside_hw[r, q] if lut is None else lut[inside_hw[r, q]]
-        return float(hit.any(1).mean())
+        if ground is None:
+            return float(hit.any(1).mean())
+        known = ~ground[1][ground[0][r, q]]
+        cols = known.any(1)
+        if not cols.any():
+            return None
+        return float((hit & known).any(1)[cols].mean())
+
+
+def duplicates(xyxy: np.ndarray, score: np.ndarray, groups: list, overlap: float = 0.6) -> np.ndarray:
+    """K bools: a detection mostly inside a surer one of the same group (intersection over the smaller
+    box >= `overlap`): the detector's second opinion on one object, which would raise its events twice."""
+    k = len(xyxy)
+    out = np.zeros(k, bool)
+    if k < 2:
+        return out
+    lt = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
+    rb = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area = np.clip(xyxy[:, 2:] - xyxy[:, :2], 1e-6, None).prod(-1)
+    ratio = inter / np.minimum(area[:, None], area[None, :])
+    same = np.array(groups, object)[:, None] == np.array(groups, object)[None, :]
+    surer = (score[None, :] > score[:, None]) | ((score[None, :] == score[:, None]) & (np.arange(k)[None, :] < np.arange(k)[:, None]))
+    return ((ratio >= overlap) & same & surer).any(1)
 
 
 def group_lut(group_names: list[str], groups: list[str]) -> np.ndarray:
@@ -206,10 +236,20 @@ class Hysteresis:
 
     inside: bool = False
     pending: int = 0
+    seen: bool = False  # had evidence once
     since_pts: float = 0.0  # when it last went in
     dwell_raised: bool = False
 
-    def update(self, share: float, enter: float, exit_: float, min_frames: int) -> bool:
+    def update(self, share: float | None, enter: float, exit_: float, min_frames: int, appear: bool = True) -> bool:
+        """Feed one frame's share (None: no evidence); True when the state changed. `appear` false: the
+        first evidence sets the state without a change."""
+        if share is None:  # not seen (hidden, cut off): no evidence either way
+            return False
+        if not self.seen:
+            self.seen = True
+            if not appear:
+                self.inside = share >= enter
+                return False
         want = share > exit_ if self.inside else share >= enter
         if want == self.inside:
             self.pending = 0
@@ -257,9 +297,17 @@ def time_to_contact(history, max_span_s: float = 1.0) -> float | None:
 class StreamAnalytics:
     """Zones, lines and the corridor of one stream; `update(frame)` in frame order."""
 
-    def __init__(self, cfg: AnalyticsConfig, stream: str, zones: list[ZoneConfig], lines: list[LineConfig]) -> None:
+    def __init__(
+        self,
+        cfg: AnalyticsConfig,
+        stream: str,
+        zones: list[ZoneConfig],
+        lines: list[LineConfig],
+        occluders: tuple[str, ...] = ("car", "person"),
+    ) -> None:
         self.cfg, self.stream = cfg, stream
         self.zones, self.lines = zones, lines
+        self.occluders = list(occluders)  # semantic groups that stand on the ground and hide it
         self.tracks: dict[int, TrackState] = {}
         self._polys: dict[tuple, np.ndarray] = {}
 
@@ -301,8 +349,15 @@ class StreamAnalytics:
         elif small is not None and (rows := np.flatnonzero(drive[small].any(1))).size:
             top = rows[0] * step / samp.sy
         vanish = (fw / 2, top)
+        hide = group_lut(sem.group_names, self.occluders) if sem is not None else None
+        ground = (gmap, hide) if sem is not None else None  # where a thing in front hides the ground
         # the ground under each instance, where it is in view (a cut-off object keeps its state)
-        points = [samp.points(c, cfg.membership, vanish) if c is not None and not c.cut else None for c in contacts]
+        # evidence only from sure detections that are no second opinion on a surer one
+        unsure = (inst.score < cfg.min_score) | duplicates(inst.xyxy, inst.score, inst.groups)
+        points = [
+            samp.points(c, cfg.membership, vanish) if c is not None and not c.cut and not unsure[i] else None
+            for i, c in enumerate(contacts)
+        ]
         tids = [
             None if inst.track_id is None or inst.track_id[i] == NO_TRACK else int(inst.track_id[i]) for i in range(n)
         ]
@@ -325,16 +380,18 @@ class StreamAnalytics:
                 inside_map = self._poly(zone, map_wh)
             member = np.zeros(n, bool)
             for i in range(n):
-                if points[i] is None or not watched[i]:
+                if not watched[i] or contacts[i] is None:
                     continue
-                share = samp.share(inside_map, points[i], lut)
+                share = samp.share(inside_map, points[i], lut, ground) if points[i] is not None else None
                 tid = tids[i]
                 if tid is None:
-                    member[i] = share >= cfg.enter_share
+                    member[i] = share is not None and share >= cfg.enter_share
                     continue
                 st = self.tracks[tid]
                 hy = st.zones.setdefault(zone.name, Hysteresis())
-                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames):
+                if not hy.seen and share is not None:
+                    hy.since_pts = float(f.pts)  # dwell counts from the first sighting when it starts inside
+                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames, cfg.enter_on_appear):
                     if hy.inside:
                         hy.since_pts, hy.dwell_raised = float(f.pts), False
                         emit("enter", tid, st.label, zone.name, share=round(share, 3))
@@ -380,7 +437,7 @@ class StreamAnalytics:
         # the ego corridor
         cc = cfg.corridor
         if cc.enabled:
-            self._corridor(f, inst, small, step, map_wh, vanish, contacts, tids, out, emit)
+            self._corridor(f, inst, small, step, map_wh, vanish, hide, contacts, unsure, tids, out, emit)
 
         # tracks gone for good leave their zones
         for tid in [t for t, st in self.tracks.items() if f.seq - st.last_seq >= cfg.lost_frames]:
@@ -393,7 +450,7 @@ class StreamAnalytics:
         out.shapes.update({ln.name: np.array(ln.points) * [fw, fh] for ln in self.lines})
         return events, out
 
-    def _corridor(self, f, inst, small, step, map_wh, vanish, contacts, tids, out, emit) -> None:
+    def _corridor(self, f, inst, small, step, map_wh, vanish, hide, contacts, unsure, tids, out, emit) -> None:
         cfg, cc = self.cfg, self.cfg.corridor
         fw, fh = f.size_wh
         sem = f.semantic
@@ -409,17 +466,16 @@ class StreamAnalytics:
         for i, tid in enumerate(tids):
             if contacts[i] is None or inst.groups[i] not in cc.objects:
                 continue
-            # an object cut off by the frame's bottom is as near as can be: in the corridor where its
-            # lowest row is (its ground is out of view)
+            # an object cut off by the frame's bottom, or whose ground a thing in front hides, keeps its state
             c = contacts[i]
-            share = csamp.share(corridor, csamp.points(c, cfg.membership, vanish)) if not c.cut else 0.0
-            if c.cut and tid is not None and CORRIDOR in self.tracks[tid].zones:
-                share = 1.0 if self.tracks[tid].zones[CORRIDOR].inside else 0.0  # keeps its state
+            ground = (small, hide) if small is not None else None
+            unseen = c.cut or unsure[i]
+            share = None if unseen else csamp.share(corridor, csamp.points(c, cfg.membership, vanish), None, ground)
             row = contacts[i].y
             dist_rows = fh - 1 - row
             dist_m = ground_distance_m(cc.camera, (fw, fh), row) if cc.camera is not None else None
             ttc = None
-            inside = share >= cfg.enter_share
+            inside = share is not None and share >= cfg.enter_share
             if tid is not None:
                 st = self.tracks[tid]
                 if dist_m is not None:
@@ -427,7 +483,7 @@ class StreamAnalytics:
                     ttc = time_to_contact(st.distances)
                 hy = st.zones.setdefault(CORRIDOR, Hysteresis())
                 if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames):
-                    metrics = {"distance_rows": dist_rows}
+                    metrics: dict = {"distance_rows": dist_rows}
                     if dist_m is not None:
                         metrics.update(distance_m=round(dist_m, 2), ttc_s=ttc)
                     if hy.inside:
@@ -467,6 +523,7 @@ class AnalyticsStage:
     ) -> None:
         check(cfg, semantic_groups, instance_groups, tracking)
         self.cfg = cfg
+        self.occluders = tuple(instance_groups or ("car", "person"))  # things that hide the ground behind them
         self.streams: dict[str, StreamAnalytics] = {}
         self.totals: collections.Counter = collections.Counter()  # (type, zone) -> events
         self.recent: collections.deque = collections.deque(maxlen=50)  # the last events, for the preview
@@ -481,7 +538,7 @@ class AnalyticsStage:
         if s is None:
             zones = [z for z in self.cfg.zones if z.streams is None or sid in z.streams]
             lines = [ln for ln in self.cfg.lines if ln.streams is None or sid in ln.streams]
-            s = self.streams[sid] = StreamAnalytics(self.cfg, sid, zones, lines)
+            s = self.streams[sid] = StreamAnalytics(self.cfg, sid, zones, lines, self.occluders)
         return s
 
     def process(self, f: Frame) -> Frame:
@@ -496,7 +553,7 @@ class AnalyticsStage:
 
     def warm(self, f: Frame) -> Frame:
         """The warm-up pass: scratch state, so no stream's tracks see it."""
-        f.events, f.analytics = StreamAnalytics(self.cfg, "warmup", self.cfg.zones, self.cfg.lines).update(f)
+        f.events, f.analytics = StreamAnalytics(self.cfg, "warmup", self.cfg.zones, self.cfg.lines, self.occluders).update(f)
         return f
 
     def summary(self) -> dict:

@@ -320,6 +320,19 @@ class AnalyticsConfig(Section):
     objects: list[str] | None = Field(
         None, description="Instance groups that raise zone and line events; null = every group."
     )
+    min_score: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Detections less sure than this give no evidence (a track keeps its state through them): "
+        "a car the detector half takes for a person does not walk onto the road.",
+    )
+    enter_on_appear: bool = Field(
+        False,
+        description="A track first seen inside a zone raises `enter` (true), or its first sighting only sets its "
+        "state (false: events are changes seen happening; a track that starts on an object already inside, after "
+        "an occlusion or an ID switch, raises nothing). The ego corridor always raises intrusions on appearance.",
+    )
     membership: Literal["band", "point"] = Field(
         "band",
         description="band: the share of an instance's ground-contact band (its mask's lowest rows) inside a zone; "

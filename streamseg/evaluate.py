@@ -425,12 +425,13 @@ class EventMeter:
 
     Ground truth: a person in view steps from off the road onto it (frame t on, t-1 off), graded
     when its visible mask has >= `min_area` pixels and >= `min_visibility` of it is in view at t;
-    events of persons not graded are ignore regions, and so are enters of a person whose feet leave
-    the frame (its mask reaches the bottom row) within `window` frames. A predicted `enter` of a track is tied to the
+    events of persons not graded are ignore regions, and so are enters of a person who is hidden or
+    cut by the frame's edge (bottom row, side columns) at any time within `window` frames after. A predicted `enter` of a track is tied to the
     person whose pixels its mask covers most (none: a false alarm); it is a hit when that person
     has an unmatched ground-truth enter within `window` frames. An enter raised as a track
     appears already on the road (within `min_frames` + 1 frames of its first sighting, the person
-    on the road then) is an appearance, not a step onto the road: it counts neither way."""
+    on the road then) is an appearance, not a step onto the road: it counts neither way; so does an
+    unmatched one whose mask is smaller than `min_area` (COCO's area ranges ignore such detections)."""
 
     def __init__(self, zone: str = "on_road", group: str = "person", window: int = 3, min_area: int = 400,
                  min_visibility: float = 0.5, min_frames: int = 2) -> None:
@@ -451,14 +452,15 @@ class EventMeter:
         counts = np.bincount(imap.ravel())
         areas = {o: int(counts[o]) if o < len(counts) else 0 for o in truth.placements}
         inst = frame.instances
-        owners: dict[int, tuple[int, str | None]] = {}
+        owners: dict[int, tuple[int, str | None, int]] = {}
         if inst is not None and inst.track_id is not None:
             for k, tid in enumerate(inst.track_id):
                 if tid >= 0:
                     ids = imap[inst.masks[k]]
+                    area = int(ids.size)
                     ids = ids[ids > 0]
-                    owners[int(tid)] = (int(np.bincount(ids).argmax()) if ids.size else 0, inst.groups[k])
-        bottom = set(np.unique(imap[-1]).tolist())
+                    owners[int(tid)] = (int(np.bincount(ids).argmax()) if ids.size else 0, inst.groups[k], area)
+        bottom = set(np.unique(np.concatenate([imap[-1], imap[:, 0], imap[:, -1]])).tolist())
         self.add_truth(frame.stream_id, frame.seq, truth.placements, areas, truth.full_areas or {}, bottom, owners, frame.events)
 
     def add_truth(
@@ -469,36 +471,37 @@ class EventMeter:
         areas: dict[int, int],
         full_areas: dict[int, int],
         bottom: set[int],
-        owners: dict[int, tuple[int, str | None]],
+        owners: dict[int, tuple[int, str | None, int]],
         events: list,
     ) -> None:
         """One frame, reduced: where each object stands, its visible and full areas, the ids on the
-        frame's bottom row, and each track's owner (the object its mask covers most) and group."""
+        frame's bottom row and side columns, and each track's owner (the object its mask covers most), group and mask area."""
         self.frames += 1
         for oid, (kind, _, _, on) in placements.items():
             if kind != self.group:
                 continue
             area = areas.get(oid, 0)
             graded = area >= self.min_area and area >= self.min_visibility * max(full_areas.get(oid, area), 1)
-            if area and oid in bottom:  # reaches the frame's bottom: where it stands is out of view
+            if not area or oid in bottom:  # hidden, or cut by the frame's edge: where it stands is not in view
                 self._cut.add((sid, oid, seq))
             prev = self._seen.get((sid, oid))
             if prev is not None and on and not prev.on_road:
                 self.truth.append((sid, seq, oid, graded))
             self._seen[(sid, oid)] = _Seen(on, graded)
-        for tid, (oid, _) in owners.items():
+        for tid, (oid, _, _) in owners.items():
             self._first.setdefault((sid, tid), (seq, oid))
         for e in events:
             if e.type != "enter" or e.zone != self.zone or e.track_id is None or e.track_id not in owners:
                 continue
-            oid, group = owners[e.track_id]
+            oid, group, area = owners[e.track_id]
             kind = placements.get(oid, ("",))[0]
             if kind != self.group and group != self.group:
                 continue  # a car entering: not what is graded here
             first_seq, _ = self._first[(sid, e.track_id)]
             seen = self._seen.get((sid, oid))
             appearance = seq - first_seq <= self.min_frames and seen is not None and seen.on_road
-            self.pred.append((sid, seq, oid if kind == self.group else 0, appearance))
+            # as COCO's area ranges: a prediction smaller than graded objects that matches nothing counts neither way
+            self.pred.append((sid, seq, oid if kind == self.group else 0, appearance or area < self.min_area))
 
     def summary(self) -> dict:
         used: set[int] = set()

@@ -56,7 +56,8 @@ def person(x0, x1, y0, y1, feet=None) -> np.ndarray:
 
 
 def analytics(sem_groups=GROUPS, **cfg) -> StreamAnalytics:
-    c = AnalyticsConfig.model_validate({"corridor": {"enabled": False}, **cfg})
+    """Zones and lines alone; a track first seen inside raises `enter` unless the test says otherwise."""
+    c = AnalyticsConfig.model_validate({"corridor": {"enabled": False}, "enter_on_appear": True, **cfg})
     return StreamAnalytics(c, "cam", c.zones, c.lines)
 
 
@@ -116,6 +117,42 @@ def test_an_object_cut_off_by_the_frames_bottom_keeps_its_state():
     cut = person(90, 110, 50, H)  # reaches the last row: where it stands is out of view
     types = [e.type for f in (frame(0, [(1, "person", inside)]), frame(1, [(1, "person", cut)])) for e in sa.update(f)[0]]
     assert types == ["enter"]  # no exit: the ground under it was not seen
+
+
+def test_a_track_first_seen_inside_raises_nothing_unless_enter_on_appear():
+    zone = {"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}
+    inside, outside = person(20, 40, 20, 60), person(150, 170, 20, 60)
+    seq = [inside, inside, outside, outside, inside, inside]
+    for appear, expected in ((False, ["exit", "enter"]), (True, ["enter", "exit", "enter"])):
+        sa = analytics(zones=[zone], min_frames=2, enter_on_appear=appear)
+        assert [e.type for e in run(sa, [frame(i, [(1, "person", m)]) for i, m in enumerate(seq)])] == expected
+
+
+def test_unsure_and_duplicate_detections_give_no_evidence():
+    zone = {"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}
+    inside = person(20, 40, 20, 60)
+    sa = analytics(zones=[zone], min_frames=1, min_score=0.6)
+    f = frame(0, [(1, "person", inside)])
+    f.instances.score[:] = 0.4  # unsure
+    assert sa.update(f)[0] == []
+    # a second, less sure detection mostly inside the first one's box: one object, one event
+    g = frame(1, [(2, "person", inside), (3, "person", person(22, 38, 25, 60))])
+    g.instances.score[:] = [0.9, 0.7]
+    assert [(e.type, e.track_id) for e in sa.update(g)[0]] == [("enter", 2)]
+
+
+def test_ground_hidden_by_a_thing_in_front_is_no_evidence():
+    # a person on the road; a car in front hides the road under its feet: it stays on the road
+    obj = person(95, 105, 30, 60)
+    road = np.ones((H, W), bool)
+    sa = analytics(zones=[{"name": "on_road", "groups": ["road"]}], min_frames=1)
+    assert [e.type for e in sa.update(frame(0, [(1, "person", obj)], road))[0]] == ["enter"]
+    f = frame(1, [(1, "person", obj)], road)
+    f.semantic.group_map[60:80, 80:120] = 3  # group 3: car
+    sem = f.semantic
+    f.semantic = SemanticResult(sem.group_map.copy(), [*GROUPS, "car"], sem.group_map, [*GROUPS, "car"])
+    events, fa = sa.update(f)
+    assert events == [] and fa.zones["on_road"].tolist() == [True]
 
 
 # debounce, hysteresis, pts ------------------------------------------------------------------------
@@ -238,7 +275,9 @@ def test_ground_distance_and_time_to_contact():
 
 # the stage, the sink, the config --------------------------------------------------------------------
 def test_stage_counts_events_for_the_report():
-    cfg = AnalyticsConfig.model_validate({"zones": [{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1]]}], "min_frames": 1})
+    cfg = AnalyticsConfig.model_validate(
+        {"zones": [{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1]]}], "min_frames": 1, "enter_on_appear": True}
+    )
     st = AnalyticsStage(cfg, GROUPS, ["person", "car"])
     st.process(frame(0, [(1, "person", person(150, 160, 10, 40))]))
     s = st.summary()
@@ -325,6 +364,7 @@ pipeline: {{warmup: false}}
 analytics:
   zones: [{{name: on_road, groups: [road, lane]}}]
   min_frames: 2
+  enter_on_appear: true   # the cars already on the road at the first frame raise enter
 metrics: {{progress: false, summary: false}}
 """
     )
