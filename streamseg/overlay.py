@@ -53,7 +53,7 @@ def id_color_bgr(track_id: int) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-CORRIDOR_BGR = (0, 215, 255)  # amber: the ego corridor's outline
+CORRIDOR_BGR = (0, 128, 255)  # orange: the ego corridor's outline (lane paint is yellow)
 ZONE_BGR = (255, 255, 0)  # cyan: polygon zones and lines
 INTRUDER_BGR = (40, 40, 255)  # red: objects in an intrusion
 
