@@ -237,6 +237,7 @@ class Hysteresis:
     inside: bool = False
     pending: int = 0
     seen: bool = False  # had evidence once
+    announced: bool = False  # its being inside was raised as an event (enter, intrusion_start)
     since_pts: float = 0.0  # when it last went in
     dwell_raised: bool = False
 
@@ -392,6 +393,7 @@ class StreamAnalytics:
                 if not hy.seen and share is not None:
                     hy.since_pts = float(f.pts)  # dwell counts from the first sighting when it starts inside
                 if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames, cfg.enter_on_appear):
+                    hy.announced = hy.inside
                     if hy.inside:
                         hy.since_pts, hy.dwell_raised = float(f.pts), False
                         emit("enter", tid, st.label, zone.name, share=round(share, 3))
@@ -443,7 +445,7 @@ class StreamAnalytics:
         for tid in [t for t, st in self.tracks.items() if f.seq - st.last_seq >= cfg.lost_frames]:
             st = self.tracks.pop(tid)
             for name, hy in st.zones.items():
-                if hy.inside:
+                if hy.inside and hy.announced:  # a lost track closes what it opened, and only that
                     kind = "intrusion_end" if name == CORRIDOR else "exit"
                     emit(kind, tid, st.label, name, lost=True, dwell_s=_dwell(hy, f))
         out.shapes = {z.name: np.array(z.polygon) * [fw, fh] for z in self.zones if z.polygon is not None}
@@ -486,6 +488,7 @@ class StreamAnalytics:
                     metrics: dict = {"distance_rows": dist_rows}
                     if dist_m is not None:
                         metrics.update(distance_m=round(dist_m, 2), ttc_s=ttc)
+                    hy.announced = hy.inside
                     if hy.inside:
                         hy.since_pts = float(f.pts)
                         emit("intrusion_start", tid, st.label, CORRIDOR, **metrics)

@@ -194,6 +194,9 @@ def test_a_lost_track_leaves_its_zones():
     obj = person(90, 110, 20, 60)
     events = run(sa, [frame(0, [(5, "person", obj)])] + [frame(i) for i in range(1, 5)])
     assert [(e.type, e.seq, e.metrics.get("lost")) for e in events] == [("enter", 0, None), ("exit", 3, True)]
+    # a track whose being inside was never raised (first seen there) leaves silently too
+    sa = analytics(zones=[{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}], min_frames=1, lost_frames=3, enter_on_appear=False)
+    assert run(sa, [frame(0, [(5, "person", obj)])] + [frame(i) for i in range(1, 5)]) == []
 
 
 # lines --------------------------------------------------------------------------------------------------
