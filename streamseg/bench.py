@@ -207,8 +207,30 @@ class Bench:
             if ec is not None
         ]
 
+    def _analytics_stage(self, models: list):
+        """The config's analytics, or a representative one (a road zone and the ego corridor) when it
+        has none; None when the models cannot serve it."""
+        from streamseg.analytics import AnalyticsStage
+        from streamseg.config import AnalyticsConfig
+        from streamseg.errors import UserError
+
+        cards = {m.task: list(m.card.groups) for m in models}
+        cfg = self.cfg.analytics
+        if cfg is None:
+            road = [g for g in ("road", "lane") if g in cards.get("semantic", [])]
+            objects = [g for g in ("person", "car") if g in cards.get("instance", [])]
+            cfg = AnalyticsConfig.model_validate(
+                {"zones": [{"name": "on_road", "groups": road}] if road else [], "corridor": {"objects": objects}}
+            )
+        try:
+            return AnalyticsStage(cfg, cards.get("semantic"), cards.get("instance"))
+        except UserError:
+            return None
+
     def stage_costs(self, models: list, images: list[np.ndarray], h264: str, passes: int = 2) -> dict[str, float]:
         """CPU ms per frame of each stage alone, on the same frames, one stage at a time.
+        `analytics`: the config's section, or a road zone and the ego corridor when it has none
+        (so the machine limit is that of a pipeline with analytics on: a few ms of a frame's budget).
 
         Process CPU time (`time.process_time`: every thread, so an engine's intra-op pool and
         the encoder's threads count), not wall time: what the stage costs the machine, which is
@@ -218,6 +240,7 @@ class Bench:
         from streamseg.overlay import Overlay
         from streamseg.sinks import StreamInfo, open_sink
         from streamseg.sources import open_source
+        from streamseg.tracking import Tracker
 
         # the pools as the pipeline sizes them, so a stage costs here what it costs there
         CpuBudget(self.cores).plan([m.task for m in models], opencv_threads=self.cfg.pipeline.cv_threads).apply()
@@ -257,6 +280,15 @@ class Bench:
                         f.semantic = r
                     else:
                         f.instances = r
+            if (stage := self._analytics_stage(models)) is not None:
+                tracker = Tracker()
+                for f in frames:  # events are kept per track: the frames get IDs first (not timed here)
+                    if f.instances is not None:
+                        tracker.update(f.instances, f.seq)
+                t0 = cpu()
+                for f in frames:
+                    stage.process(f)
+                keep("analytics", t0)
             overlay = Overlay(self.cfg.overlay)
             t0 = cpu()
             for f in frames:

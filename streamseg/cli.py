@@ -209,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--min-area",
         type=int,
-        default=1024,
-        help="objects with fewer visible pixels are not graded (default 1024 = 32x32, COCO's medium+large)",
+        default=None,
+        help="objects with fewer visible pixels are not graded (default 1024 = 32x32, COCO's medium+large; "
+        "--events: 400)",
     )
     ev.add_argument(
         "--min-visibility",
@@ -227,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--json", metavar="PATH", help="write the metrics here")
     ev.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    ev.add_argument(
+        "--events",
+        action="store_true",
+        help="grade analytics events instead: persons' `enter` into the config's first zone (default: on_road = "
+        "road + lane) against the synthetic scene's truth, precision and recall (docs/analytics.md)",
+    )
+    ev.add_argument("--window", type=int, default=3, help="--events: frames an event may be off its truth (3)")
 
     engines = sub.add_parser(
         "engines",
@@ -802,6 +810,7 @@ def cmd_eval(args) -> int:
 
     engines: dict[str, EngineConfig] = {}  # used as they are: backend, precision, thresholds
     cache_dir = "default"  # the user's cache folder, unless a config says otherwise
+    analytics = None  # a config's analytics section (--events)
     for path in args.models:
         p = Path(path)
         if not p.is_file():
@@ -815,6 +824,7 @@ def cmd_eval(args) -> int:
         else:
             cfg = load_config(p)
             cache_dir = cfg.engines.cache_dir
+            analytics = cfg.analytics
             for task in ("semantic", "instance"):
                 ec = getattr(cfg.engines, task)
                 if ec is not None:
@@ -840,10 +850,12 @@ def cmd_eval(args) -> int:
             sep = "&" if "?" in uri else "?"
             fixed.append(f"{uri}{sep}labels={args.labels}&label_map={args.label_map}")
         sources = fixed
+    if args.events:
+        return _eval_events(args, engines, sources, cache_dir, analytics)
     result = evaluate(
         engines,
         sources,
-        min_area=args.min_area,
+        min_area=1024 if args.min_area is None else args.min_area,
         min_visibility=args.min_visibility,
         cache_dir=cache_dir,
         merge=merge,
@@ -895,6 +907,37 @@ def cmd_eval(args) -> int:
 
         check_writable(Path(args.json))
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _eval_events(args, engines, sources, cache_dir, analytics) -> int:
+    from streamseg.evaluate import evaluate_events
+
+    if analytics is not None and not analytics.zones:
+        raise UserError("--events grades `enter` into the config's first zone: its analytics section has none")
+    meter, _ = evaluate_events(
+        engines,
+        sources,
+        analytics.model_dump() if analytics is not None else None,
+        window=args.window,
+        min_area=400 if args.min_area is None else args.min_area,
+        cache_dir=cache_dir,
+    )
+    s = meter.summary()
+    if not s["frames"]:
+        raise UserError("no frame carried the scene's placements: --events needs synthetic:// sources")
+    p, r = s["precision"], s["recall"]
+    print(
+        f"{s['frames']} frames: {s['group']} enter '{s['zone']}' within {s['window_frames']} frames: "
+        f"precision {'-' if p is None else f'{p:.3f}'}  recall {'-' if r is None else f'{r:.3f}'}  "
+        f"({s['hits']} hits, {s['false_alarms']} false alarms, {s['misses']} misses of {s['ground_truth']} graded; "
+        f"{s['ground_truth_ignored']} not graded, {s['ignored_predictions']} predictions on them or on appearances)"
+    )
+    if args.json:
+        from streamseg.sinks.base import check_writable
+
+        check_writable(Path(args.json))
+        Path(args.json).write_text(json.dumps(s, indent=2) + "\n")
     return 0
 
 

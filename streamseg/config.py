@@ -325,6 +325,141 @@ class MetricsConfig(Section):
     )
 
 
+# analytics (streamseg.analytics) -------------------------------------------------------------
+Point = tuple[float, float]
+
+
+def _normalized(points: list[Point], what: str) -> list[Point]:
+    for x, y in points:
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            raise ValueError(f"{what} points are normalized (0..1 of the frame's width and height), got ({x}, {y})")
+    return points
+
+
+class ZoneConfig(Section):
+    name: str = Field(min_length=1, description="The zone's name in events, counts and /metrics.")
+    polygon: list[Point] | None = Field(
+        None, description="A fixed zone: at least 3 (x, y) points in normalized frame coordinates (0..1)."
+    )
+    groups: list[str] | None = Field(
+        None,
+        description="A semantic zone: the semantic model's groups (e.g. [road, lane]) that make it up; "
+        "it follows the mask frame by frame.",
+    )
+    streams: list[str] | None = Field(None, description="The streams the zone applies to; null = every stream.")
+    dwell_s: float | None = Field(
+        None, gt=0, le=86_400, description="Also raise a `dwell` event once a track has been inside this long (pts)."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.polygon is None) == (self.groups is None):
+            raise ValueError(f"zone {self.name!r}: give either `polygon` or `groups`")
+        if self.polygon is not None:
+            if len(self.polygon) < 3:
+                raise ValueError(f"zone {self.name!r}: a polygon needs at least 3 points")
+            _normalized(self.polygon, f"zone {self.name!r}:")
+        if self.groups is not None and not self.groups:
+            raise ValueError(f"zone {self.name!r}: `groups` names at least one group")
+        return self
+
+
+class LineConfig(Section):
+    name: str = Field(min_length=1, description="The line's name in `cross` events.")
+    points: tuple[Point, Point] = Field(description="The segment's two ends, normalized (0..1).")
+    streams: list[str] | None = Field(None, description="The streams the line applies to; null = every stream.")
+    margin: float = Field(
+        0.01, ge=0, le=0.5, description="A ground point nearer the line than this (share of the frame's width) "
+        "keeps its side: jitter at the line raises no crossings."
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _points(cls, v):
+        _normalized(list(v), "line")
+        if v[0] == v[1]:
+            raise ValueError("a line's two points must differ")
+        return v
+
+
+class CameraModelConfig(Section):
+    height_m: float = Field(gt=0, le=100, description="Camera height above flat ground, metres.")
+    focal_px: float | None = Field(None, gt=0, description="Focal length in pixels at the frame's width.")
+    hfov_deg: float | None = Field(None, gt=1, lt=179, description="Horizontal field of view (instead of focal_px).")
+    pitch_deg: float = Field(0.0, ge=-45, le=45, description="Downward tilt of the optical axis, degrees.")
+
+    @model_validator(mode="after")
+    def _focal(self):
+        if (self.focal_px is None) == (self.hfov_deg is None):
+            raise ValueError("camera: give either focal_px or hfov_deg")
+        return self
+
+
+class CorridorConfig(Section):
+    enabled: bool = Field(True, description="Watch the ego corridor (the drivable region ahead) for intrusions.")
+    groups: list[str] = Field(
+        default_factory=lambda: ["road", "lane"],
+        description="Semantic groups that are drivable; the corridor is their component at the frame's bottom "
+        "centre (a trapezoid when the run has no semantic model or none of these groups).",
+    )
+    width: float = Field(0.6, gt=0, le=2, description="Corridor width at the frame's bottom, share of the frame width.")
+    top: float = Field(
+        0.45, ge=0, lt=1, description="Trapezoid fallback: the row (share of the height) where the corridor ends."
+    )
+    objects: list[str] = Field(
+        default_factory=lambda: ["person", "car"], description="Instance groups whose entering is an intrusion."
+    )
+    camera: CameraModelConfig | None = Field(
+        None, description="Flat-ground camera model: distances in metres and time to contact."
+    )
+
+
+class AnalyticsConfig(Section):
+    zones: list[ZoneConfig] = Field(default_factory=list, description="Zones watched for enter/exit/dwell.")
+    lines: list[LineConfig] = Field(default_factory=list, description="Segments watched for crossings.")
+    corridor: CorridorConfig = CorridorConfig()
+    objects: list[str] | None = Field(
+        None, description="Instance groups that raise zone and line events; null = every group."
+    )
+    min_score: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Detections less sure than this give no evidence (a track keeps its state through them): "
+        "a car the detector half takes for a person does not walk onto the road.",
+    )
+    enter_on_appear: bool = Field(
+        False,
+        description="A track first seen inside a zone raises `enter` (true), or its first sighting only sets its "
+        "state (false: events are changes seen happening; a track that starts on an object already inside, after "
+        "an occlusion or an ID switch, raises nothing). The ego corridor always raises intrusions on appearance.",
+    )
+    membership: Literal["band", "point"] = Field(
+        "band",
+        description="band: the share of an instance's ground-contact band (its mask's lowest rows) inside a zone; "
+        "point: the bottom-centre point of its box.",
+    )
+    band: float = Field(0.15, gt=0, le=1, description="The ground-contact band: this share of the mask's height.")
+    enter_share: float = Field(0.5, gt=0, le=1, description="Band share at which an instance is inside.")
+    exit_share: float = Field(
+        0.3, ge=0, le=1, description="Band share at or under which an inside instance is outside (hysteresis)."
+    )
+    min_frames: int = Field(2, ge=1, le=1000, description="Frames a change must hold before its event (debounce).")
+    lost_frames: int = Field(
+        15, ge=1, le=10_000, description="A track unseen this many frames leaves its zones (exit, intrusion_end)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.exit_share > self.enter_share:
+            raise ValueError("exit_share must not exceed enter_share (hysteresis)")
+        names = [z.name for z in self.zones] + [ln.name for ln in self.lines] + ["ego_corridor"]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"zone and line names must be unique: {', '.join(sorted(dup))}")
+        return self
+
+
 class Config(Section):
     sources: list[SourceConfig] = Field(default_factory=list)
     pipeline: PipelineConfig = PipelineConfig()
@@ -336,6 +471,9 @@ class Config(Section):
     metrics: MetricsConfig = MetricsConfig()
     max_frames: int | None = Field(None, ge=1, description="Stop each source after this many frames.")
     bench: BenchConfig = BenchConfig()
+    analytics: AnalyticsConfig | None = Field(
+        None, description="Zones, the ego corridor, lines and their events (streamseg.analytics); null = off."
+    )
 
     @field_validator("sources", "sinks", mode="before")
     @classmethod

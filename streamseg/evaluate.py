@@ -387,3 +387,218 @@ def evaluate(
         for t, d in report.get("engines", {}).items()
     }
     return result
+
+
+# analytics events --------------------------------------------------------------------------------
+def crossing_seeds(n: int, start: int = 2000, size_wh=(640, 360), fps: float = 15.0, frames: int = 150,
+                   near_m: tuple[float, float] = (6.0, 25.0)) -> list[int]:
+    """The first `n` scene seeds from `start` in which a person steps onto the road within
+    `near_m` metres ahead during the first `frames` frames (5 frames clear of either end).
+    Training uses seeds 1000-1299 and `streamseg eval`'s defaults 0-4: from 2000 they are unseen."""
+    from streamseg.synth.scene import DrivingScene
+
+    out = []
+    seed = start
+    while len(out) < n:
+        scene = DrivingScene(size_wh, fps, seed)
+        prev: dict[int, bool] = {}
+        for i in range(frames):
+            now = scene.placements(i)
+            if 5 <= i < frames - 5 and any(
+                k == "person" and prev.get(o) is False and on and near_m[0] < z < near_m[1]
+                for o, (k, _, z, on) in now.items()
+            ):
+                out.append(seed)
+                break
+            prev = {o: v[3] for o, v in now.items()}
+        seed += 1
+    return out
+
+
+@dataclass
+class _Seen:
+    """One person's last state in one stream (ground truth)."""
+
+    on_road: bool
+    graded: bool
+
+
+class EventMeter:
+    """Precision and recall of `enter` events of persons into a road zone, against the scene's own
+    placements (`GroundTruth.placements`: on the road or not, from where the person stands in the world).
+
+    Ground truth: a person in view steps from off the road onto it (frame t on, t-1 off), graded
+    when its visible mask has >= `min_area` pixels and >= `min_visibility` of it is in view at t;
+    events of persons not graded are ignore regions, and so are enters of a person who is hidden or
+    cut by the frame's edge (bottom row, side columns) at any time within `window` frames after. A predicted `enter` of a track is tied to the
+    person whose pixels its mask covers most (none: a false alarm); it is a hit when that person
+    has an unmatched ground-truth enter within `window` frames. An enter raised as a track
+    appears already on the road (within `min_frames` + 1 frames of its first sighting, the person
+    on the road then) is an appearance, not a step onto the road: it counts neither way; so does an
+    unmatched one whose mask is smaller than `min_area` (COCO's area ranges ignore such detections)."""
+
+    def __init__(self, zone: str = "on_road", group: str = "person", window: int = 3, min_area: int = 400,
+                 min_visibility: float = 0.5, min_frames: int = 2) -> None:
+        self.zone, self.group, self.window = zone, group, window
+        self.min_area, self.min_visibility, self.min_frames = min_area, min_visibility, min_frames
+        self.truth: list[tuple[str, int, int, bool]] = []  # (stream, seq, oid, graded)
+        self.pred: list[tuple[str, int, int, bool]] = []  # (stream, seq, oid, appearance)
+        self._seen: dict[tuple[str, int], _Seen] = {}
+        self._first: dict[tuple[str, int], tuple[int, int]] = {}  # (stream, track) -> (first seq, oid)
+        self._cut: set[tuple[str, int, int]] = set()  # (stream, oid, seq): its feet out of the frame
+        self.frames = 0
+
+    def add(self, frame: Frame) -> None:
+        truth = frame.truth
+        if truth is None or truth.placements is None or truth.instance_map is None:
+            return
+        imap = truth.instance_map
+        counts = np.bincount(imap.ravel())
+        areas = {o: int(counts[o]) if o < len(counts) else 0 for o in truth.placements}
+        inst = frame.instances
+        owners: dict[int, tuple[int, str | None, int]] = {}
+        if inst is not None and inst.track_id is not None:
+            for k, tid in enumerate(inst.track_id):
+                if tid >= 0:
+                    ids = imap[inst.masks[k]]
+                    area = int(ids.size)
+                    ids = ids[ids > 0]
+                    owners[int(tid)] = (int(np.bincount(ids).argmax()) if ids.size else 0, inst.groups[k], area)
+        bottom = set(np.unique(np.concatenate([imap[-1], imap[:, 0], imap[:, -1]])).tolist())
+        self.add_truth(frame.stream_id, frame.seq, truth.placements, areas, truth.full_areas or {}, bottom, owners, frame.events)
+
+    def add_truth(
+        self,
+        sid: str,
+        seq: int,
+        placements: dict,
+        areas: dict[int, int],
+        full_areas: dict[int, int],
+        bottom: set[int],
+        owners: dict[int, tuple[int, str | None, int]],
+        events: list,
+    ) -> None:
+        """One frame, reduced: where each object stands, its visible and full areas, the ids on the
+        frame's bottom row and side columns, and each track's owner (the object its mask covers most), group and mask area."""
+        self.frames += 1
+        for oid, (kind, _, _, on) in placements.items():
+            if kind != self.group:
+                continue
+            area = areas.get(oid, 0)
+            graded = area >= self.min_area and area >= self.min_visibility * max(full_areas.get(oid, area), 1)
+            if not area or oid in bottom:  # hidden, or cut by the frame's edge: where it stands is not in view
+                self._cut.add((sid, oid, seq))
+            prev = self._seen.get((sid, oid))
+            if prev is not None and on and not prev.on_road:
+                self.truth.append((sid, seq, oid, graded))
+            self._seen[(sid, oid)] = _Seen(on, graded)
+        for tid, (oid, _, _) in owners.items():
+            self._first.setdefault((sid, tid), (seq, oid))
+        for e in events:
+            if e.type != "enter" or e.zone != self.zone or e.track_id is None or e.track_id not in owners:
+                continue
+            oid, group, area = owners[e.track_id]
+            kind = placements.get(oid, ("",))[0]
+            if kind != self.group and group != self.group:
+                continue  # a car entering: not what is graded here
+            first_seq, _ = self._first[(sid, e.track_id)]
+            seen = self._seen.get((sid, oid))
+            appearance = seq - first_seq <= self.min_frames and seen is not None and seen.on_road
+            # as COCO's area ranges: a prediction smaller than graded objects that matches nothing counts neither way
+            self.pred.append((sid, seq, oid if kind == self.group else 0, appearance or area < self.min_area))
+
+    def summary(self) -> dict:
+        used: set[int] = set()
+        tp = fp = ignored = 0
+        for sid, seq, oid, appearance in self.pred:
+            match = None
+            for j, (tsid, tseq, toid, _) in enumerate(self.truth):
+                if j not in used and tsid == sid and toid == oid and oid and abs(tseq - seq) <= self.window:
+                    match = j
+                    break
+            if match is not None:
+                used.add(match)
+                if self.truth[match][3]:
+                    tp += 1
+                else:
+                    ignored += 1
+            elif appearance or (oid and not self._graded_near(sid, oid)):
+                ignored += 1
+            else:
+                fp += 1
+        # an enter is graded only when the person's feet stay in view for the matching window after
+        # it (one that steps off the kerb as it leaves the frame at the bottom cannot be seen to)
+        self.truth = [
+            (sid, seq, oid, g and not any((sid, oid, seq + d) in self._cut for d in range(self.window + 1)))
+            for sid, seq, oid, g in self.truth
+        ]
+        graded = sum(1 for t in self.truth if t[3])
+        fn = graded - tp
+        return {
+            "zone": self.zone,
+            "group": self.group,
+            "window_frames": self.window,
+            "frames": self.frames,
+            "ground_truth": graded,
+            "ground_truth_ignored": len(self.truth) - graded,
+            "predicted": len(self.pred),
+            "hits": tp,
+            "false_alarms": fp,
+            "misses": fn,
+            "ignored_predictions": ignored,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / graded, 4) if graded else None,
+        }
+
+    def _graded_near(self, sid: str, oid: int) -> bool:
+        """Was this person big and visible enough to be graded when last seen?"""
+        seen = self._seen.get((sid, oid))
+        return seen is not None and seen.graded
+
+
+class EventEvalSink(Sink):
+    """Grades each frame's analytics events as it leaves the pipeline; writes nothing."""
+
+    name = "eval-events"
+    needs_pixels = False
+
+    def __init__(self, meter: EventMeter) -> None:
+        super().__init__("eval-events://")
+        self.meter = meter
+
+    def write_impl(self, frame: Frame) -> None:
+        self.meter.add(frame)
+
+
+def evaluate_events(
+    engines: dict,
+    sources: list[str],
+    analytics: dict | None = None,
+    *,
+    window: int = 3,
+    min_area: int = 400,
+    cache_dir: str | None = "engines/cache",
+    batch: int = 4,
+) -> tuple[EventMeter, dict]:
+    """Run the pipeline with tracking and analytics (offline, no overlay) over `sources` and grade
+    persons' `enter` events into the `on_road` zone against the scene's placements. Returns the
+    meter and the run's report (its `analytics` section holds the stage's CPU per frame)."""
+    from streamseg.config import EngineConfig, validate_config
+    from streamseg.pipeline import Pipeline
+
+    typed = {t: (ec if isinstance(ec, EngineConfig) else EngineConfig(card=str(ec))) for t, ec in engines.items()}
+    analytics = analytics or {"zones": [{"name": "on_road", "groups": ["road", "lane"]}]}
+    cfg = validate_config(
+        {
+            "sources": [{"uri": u, "mode": "offline"} for u in sources],
+            "engines": {**{t: ec.model_dump() for t, ec in typed.items()}, "cache_dir": cache_dir},
+            "pipeline": {"batch": {"max_size": batch, "max_wait_ms": 0}},
+            "overlay": {"enabled": False},
+            "analytics": analytics,
+            "metrics": {"progress": False, "summary": False},
+        }
+    )
+    zone = cfg.analytics.zones[0].name if cfg.analytics.zones else "on_road"
+    meter = EventMeter(zone, window=window, min_area=min_area, min_frames=cfg.analytics.min_frames)
+    report = Pipeline(cfg, extra_sinks=[EventEvalSink(meter)]).run().report
+    return meter, report

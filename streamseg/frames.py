@@ -41,6 +41,8 @@ class Frame:
     instances: Instances | None = None
     overlay_bgr: np.ndarray | None = None  # the image with its results drawn (when a sink shows pixels)
     truth: object | None = None  # GroundTruth from sources that know it (synthetic)
+    events: list[Event] = field(default_factory=list)  # what the analytics stage raised on this frame
+    analytics: FrameAnalytics | None = None  # the analytics stage's per-frame view (None: stage off)
     # the sinks' bookkeeping: sinks still to handle this frame, when one last wrote it, and
     # (sink index, reason) of the first sink (in config order) that did not write it
     sinks_pending: int = field(default=0, repr=False)
@@ -216,6 +218,57 @@ class Instances:
             groups=[self.groups[i] for i in idx],
             track_id=None if self.track_id is None else self.track_id[idx],
         )
+
+
+@dataclass
+class Event:
+    """An edge-triggered happening (streamseg.analytics): `enter`, `exit`, `dwell`, `cross`,
+    `intrusion_start`, `intrusion_end`; timed by the stream's pts, never by the wall clock."""
+
+    type: str
+    stream: str
+    seq: int  # the frame that raised it (after debouncing)
+    pts_s: float
+    track_id: int | None
+    label: str
+    zone: str  # zone, line, or "ego_corridor"
+    metrics: dict = field(default_factory=dict)  # dwell_s, direction, distance_rows, distance_m, ttc_s, ...
+
+    def to_dict(self) -> dict:
+        return {
+            "type": self.type,
+            "stream": self.stream,
+            "seq": self.seq,
+            "pts_s": round(self.pts_s, 6),
+            "track_id": self.track_id,
+            "label": self.label,
+            "zone": self.zone,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass
+class InPath:
+    """The closest object in the ego corridor on one frame."""
+
+    index: int  # into the frame's instances
+    track_id: int | None
+    label: str
+    distance_rows: int  # image rows from its ground contact to the frame's bottom
+    distance_m: float | None = None  # on flat ground, with a camera model
+    ttc_s: float | None = None  # time to contact from the distance's change over pts
+
+
+@dataclass
+class FrameAnalytics:
+    """What the analytics stage saw on one frame, beside its events."""
+
+    zones: dict[str, np.ndarray] = field(default_factory=dict)  # zone -> K bool: instance inside (debounced where tracked)
+    corridor: np.ndarray | None = None  # H' x W' bool (analysis resolution), or None when off
+    in_path: InPath | None = None
+    intruders: np.ndarray | None = None  # K bool: tracked instances in an intrusion
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # zone -> label -> instances inside
+    shapes: dict[str, np.ndarray] = field(default_factory=dict)  # polygon zones and lines, N x 2 frame pixels
 
 
 @dataclass(eq=False)

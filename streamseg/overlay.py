@@ -53,6 +53,11 @@ def id_color_bgr(track_id: int) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
+CORRIDOR_BGR = (0, 128, 255)  # orange: the ego corridor's outline (lane paint is yellow)
+ZONE_BGR = (255, 255, 0)  # cyan: polygon zones and lines
+INTRUDER_BGR = (40, 40, 255)  # red: objects in an intrusion
+
+
 class Overlay:
     """`draw(frame)` returns the frame's image with its results drawn on it.
 
@@ -102,6 +107,8 @@ class Overlay:
         if frame.instances is not None and len(frame.instances):
             self._draw_instances(out, frame.instances)
             shown += [g for g in dict.fromkeys(frame.instances.groups) if g and g not in shown]
+        if frame.analytics is not None:
+            self._draw_analytics(out, frame)
         if self.cfg.legend and shown:
             self._draw_legend(out, tuple(shown))
         if self.cfg.hud:
@@ -191,6 +198,37 @@ class Overlay:
             if self.cfg.labels:
                 text = f"{inst.labels[k]} {inst.score[k]:.2f}" + (f" #{tid}" if tid is not None else "")
                 _label(out, text, (bx0, by0), color)
+
+    # analytics -----------------------------------------------------------------------
+    def _draw_analytics(self, out: np.ndarray, frame: Frame) -> None:
+        """The ego corridor and polygon zones outlined, lines drawn, intruders boxed in red with
+        their distance, the closest object in the path marked, and this frame's events listed."""
+        fa = frame.analytics
+        h, w = out.shape[:2]
+        if fa.corridor is not None and fa.corridor.any():
+            contours, _ = cv2.findContours(fa.corridor.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            ch, cw = fa.corridor.shape
+            scale = np.array([w / cw, h / ch])
+            cv2.polylines(out, [np.round(c * scale).astype(np.int32) for c in contours], True, CORRIDOR_BGR, 2, cv2.LINE_AA)
+        for name, pts in fa.shapes.items():
+            p = np.round(pts).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(out, [p], len(pts) > 2, ZONE_BGR, 2, cv2.LINE_AA)
+            _label(out, name, tuple(p[0, 0]), ZONE_BGR)
+        inst = frame.instances
+        if inst is not None and fa.intruders is not None:
+            for k in np.flatnonzero(fa.intruders):
+                x0, y0, x1, y1 = (int(v) for v in inst.xyxy[k])
+                cv2.rectangle(out, (x0, y0), (x1, y1), INTRUDER_BGR, 3, cv2.LINE_AA)
+        ip = fa.in_path
+        if ip is not None and inst is not None and ip.index < len(inst):
+            x0, _, x1, y1 = inst.xyxy[ip.index]
+            dist = f"{ip.distance_m:.1f} m" if ip.distance_m is not None else f"{ip.distance_rows} rows"
+            ttc = f" TTC {ip.ttc_s:.1f} s" if ip.ttc_s is not None else ""
+            _label(out, f"in path: {ip.label} {dist}{ttc}", (int(x0), min(int(y1) + 2, h - 16)), INTRUDER_BGR, below=True)
+        for i, e in enumerate(frame.events[-4:]):  # this frame's events, top right
+            text = f"{e.type} {e.label}" + (f" #{e.track_id}" if e.track_id is not None else "") + f" {e.zone}"
+            color = INTRUDER_BGR if "intrusion" in e.type else ZONE_BGR
+            _label(out, text, (w, 4 + 20 * i), color, below=True)  # x is clamped: right-aligned
 
     # legend and HUD ------------------------------------------------------------------
     def _draw_legend(self, out: np.ndarray, groups: tuple[str, ...]) -> None:

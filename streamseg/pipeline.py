@@ -38,6 +38,7 @@ import numpy as np
 
 from streamseg import api, codecs
 from streamseg import report as reports
+from streamseg.analytics import analytics_stage
 from streamseg.backends import resolve_backend
 from streamseg.batching import Batcher
 from streamseg.config import Config, SinkConfig
@@ -53,6 +54,7 @@ from streamseg.queues import END, BoundedQueue, Cancelled
 from streamseg.sinks import Sink, StreamInfo, open_sink, sink_file
 from streamseg.sources import Source, open_source
 from streamseg.stages import (
+    Chain,
     ErrorLog,
     InferStage,
     OverlayStage,
@@ -114,6 +116,7 @@ class Pipeline:
         self.infer_stage: InferStage | None = None
         self.post_stage: PostprocessStage | None = None
         self.overlay_stage: OverlayStage | None = None
+        self.analytics_stage = None  # AnalyticsStage with an `analytics:` section: on the overlay's thread
         self.interrupted = False
         self.last_report: dict | None = None
         self.cpu_plan: CpuPlan | None = None
@@ -202,6 +205,7 @@ class Pipeline:
             self.models, self.cpu_plan = open_models(self.cfg, stack, sizes[0] if sizes else None)
             stack.callback(self.engine_runner.close)
             self.engine_runner.schedule = self.cpu_plan.schedule
+            self.analytics_stage = analytics_stage(self.cfg, self.models)  # its config errors before any sink opens
             self._open_outlets(stack)  # and the metrics server, between the ports and the files
             threads = self._start_threads()
             self.running.set()
@@ -266,6 +270,8 @@ class Pipeline:
 
         # the stages after inference, in order: (thread, warm-up step, loop, stage, its queue, where results go)
         infer, post, over = self.infer_stage, self.post_stage, self.overlay_stage
+        if self.analytics_stage is not None:
+            over = Chain(self.analytics_stage, over)
         work = [
             ("inference", step("infer", infer), run_engines, self.batcher, infer, self.post_queue, not live),
             ("postprocess", step("postprocess", post), feed, post, self.post_queue, self.overlay_queue.put),
@@ -310,7 +316,8 @@ class Pipeline:
     @property
     def parts(self) -> list:
         """The stages, in the order a frame passes them."""
-        rest = [self.infer_stage, self.post_stage, self.overlay_stage] if self.overlay_stage else []
+        rest = [self.infer_stage, self.post_stage, self.analytics_stage, self.overlay_stage] if self.overlay_stage else []
+        rest = [p for p in rest if p is not None]
         return [*self.streams, *rest, *self.sinks]
 
     def live_stats(self) -> dict:

@@ -98,6 +98,8 @@ def build_report(pipe) -> dict:
             }
         if post.trackers:
             extra["tracks"] = {sid: t.started for sid, t in post.trackers.items()}
+    if pipe.analytics_stage is not None:  # events by type and zone, and the stage's CPU per frame
+        extra["analytics"] = pipe.analytics_stage.summary()
     return pipe.recorder.report(engines, extra)
 
 
@@ -128,6 +130,8 @@ def live_stats(pipe) -> dict:
         "engines": {
             task: f"{m.card.name} on {m.engine.backend} {m.engine.precision}" for task, m in pipe.models.items()
         },
+        # the preview's events panel: the newest last
+        "events": [e.to_dict() for e in list(pipe.analytics_stage.recent)[-20:]] if pipe.analytics_stage else [],
     }
 
 
@@ -142,4 +146,5 @@ def metric_samples(pipe) -> dict:
         "stages": {k: v for k, v in samples.items() if k not in ("end_to_end", "processing")},
         "end_to_end": samples["end_to_end"],
         "sample_stride": rec.sample_stride,
+        "events": dict(pipe.analytics_stage.totals) if pipe.analytics_stage is not None else {},  # (type, zone) -> n
     }

@@ -471,6 +471,22 @@ class OverlayStage(Stage):
         return f
 
 
+class Chain(Stage):
+    """Two stages on one thread, one after the other (analytics just before the overlay draws)."""
+
+    def __init__(self, first: Stage, then: Stage) -> None:
+        self.first, self.then, self.name = first, then, then.name
+
+    def pool_threads(self) -> int:
+        return self.then.pool_threads()
+
+    def process(self, f: Frame) -> Frame:
+        return self.then.process(self.first.process(f))
+
+    def warm(self, f: Frame) -> Frame:
+        return self.then.warm(self.first.warm(f))
+
+
 # sinks ---------------------------------------------------------------------------------------------
 class SinkFanout:
     """Hands each frame to every sink and finishes it when the last one is through: `out` when

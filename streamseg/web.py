@@ -130,6 +130,10 @@ def prometheus_text(samples: dict) -> bytes:
             for sid, n in samples["reconnects"].items():
                 c.add_metric([sid], n)
             yield c
+            c = CounterMetricFamily("streamseg_events", "Analytics events, by type and zone", labels=["type", "zone"])
+            for (kind, zone), n in sorted(samples.get("events", {}).items()):
+                c.add_metric([kind, zone], n)
+            yield c
             yield GaugeMetricFamily("streamseg_fps", "Frames out per second, recent window", value=samples["fps"] or 0)
             h = HistogramMetricFamily("streamseg_stage_latency_seconds", "Per-stage latency", labels=["stage"])
             weight = samples.get("sample_stride", 1)
@@ -526,11 +530,13 @@ _PAGE = """<!doctype html>
 <h2>per stage (recent frames), ms</h2>
 <table id="stages"><thead><tr><th>stage</th><th>p50</th><th>p99</th><th></th></tr></thead><tbody></tbody></table>
 <h2>streams</h2><table id="streams"><tbody></tbody></table>
+<h2>events (newest first)</h2><table id="events"><tbody></tbody></table>
 <div id="updated" style="color:#778;margin-top:10px"></div>
 </aside>
 <script>
 const q = "{{Q}}";
 const fmt = v => v == null ? "-" : (v >= 100 ? v.toFixed(0) : v.toFixed(1));
+const esc = v => String(v ?? "-").replace(/[&<>"']/g, c => "&#" + c.charCodeAt(0) + ";");
 async function tick() {
   try {
     const s = await (await fetch("/stats" + q, {cache: "no-store"})).json();
@@ -553,6 +559,9 @@ async function tick() {
     }
     document.querySelector("#streams tbody").innerHTML = Object.entries(s.streams).map(([k, v]) =>
       `<tr><td>${k}</td><td>${v.frames_out} out</td><td>${v.reconnects} reconnects</td></tr>`).join("");
+    document.querySelector("#events tbody").innerHTML = (s.events || []).slice().reverse().map(e =>
+      `<tr><td>${esc(e.pts_s.toFixed(2))} s</td><td>${esc(e.type)}</td><td>${esc(e.label)} #${esc(e.track_id)}</td>` +
+      `<td>${esc(e.zone)}</td></tr>`).join("");
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) { document.getElementById("updated").textContent = "no answer: " + e; }
 }

@@ -50,6 +50,7 @@ def test_stage_costs_measure_every_stage_on_the_same_frames(tmp_path, tiny):
         "preprocess.instance",
         "engine.instance",
         "postprocess.instance",
+        "analytics",  # a representative road zone and ego corridor when the config has none
         "overlay",
         "encode.h264",
     }

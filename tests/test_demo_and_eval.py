@@ -75,6 +75,7 @@ def test_bundled_models_quality_on_held_out_seeds(tmp_path):
         (["eval", SEM, "--source", "synthetic://driving", "--labels", "x"], "--labels and --label-map go together"),
         (["eval", "{tmp}/none.yaml", "--source", "synthetic://driving"], "no such file"),
         (["eval", SEM, "--source", "synthetic://driving", "--merge", "lane"], "say GROUP=INTO"),
+        (["eval", SEM, "--events", "--source", "{video}"], "--events needs synthetic:// sources"),
     ],
 )
 def test_eval_mistakes(tmp_path, video, args, error):

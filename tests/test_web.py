@@ -121,6 +121,13 @@ def test_prometheus_text_counts():
     assert "streamseg_decode_errors_total 2.0" in text
 
 
+def test_prometheus_counts_analytics_events_by_type_and_zone():
+    samples = {**FakePipeline().metric_samples(), "events": {("enter", "on_road"): 3, ("intrusion_start", "ego_corridor"): 1}}
+    text = prometheus_text(samples).decode()
+    assert 'streamseg_events_total{type="enter",zone="on_road"} 3.0' in text
+    assert 'streamseg_events_total{type="intrusion_start",zone="ego_corridor"} 1.0' in text
+
+
 class MjpegClient:
     """A raw-socket MJPEG viewer: reads one part at a time, or stops reading, or goes away."""
 

@@ -1,6 +1,6 @@
 """Sinks by URI: a registry of schemes (streamseg.uris.Registry), the same shape as the sources'.
 
-Video files, `*.jsonl`, `rtsp://` (served), `rtp://`, `http://` (browser preview), `display://`,
+Video files, `*.jsonl`, `events:PATH` (analytics events; also `*.events.jsonl`), `rtsp://` (served), `rtp://`, `http://` (browser preview), `display://`,
 `null://`. `open_sink(uri)` returns an unopened sink; call open(streams) before writing. A new
 sink is a factory `(uri, rest, query, options) -> Sink` given to `register(scheme, factory)`.
 """
@@ -79,8 +79,19 @@ def _null(uri: str, rest: str, query: dict[str, str], opts=None) -> Sink:
     return NullSink(uri)
 
 
+def _events(uri: str, rest: str, query: dict[str, str], opts=None) -> Sink:
+    from streamseg.sinks.events import EventsSink
+
+    path = rest[len("events:") :] if rest.lower().startswith("events:") else rest
+    if not path:
+        raise SinkError(f"{uri}: give the events file: events:out/events.jsonl")
+    return EventsSink(uri, path)
+
+
 def _file(uri: str, rest: str, query: dict[str, str], opts=None) -> Sink:
     suffix = Path(rest).suffix.lower()
+    if rest.lower().endswith(".events.jsonl"):  # the suffix rule: analytics events, not frames
+        return _events(uri, rest, query, opts)
     if suffix == ".jsonl":
         from streamseg.sinks.jsonl import JsonlSink
 
@@ -101,7 +112,10 @@ def _file(uri: str, rest: str, query: dict[str, str], opts=None) -> Sink:
 
 
 SINKS: Registry[Sink] = Registry(
-    "sink", SinkError, lambda path: "file", lambda: f"or a file path ending in {', '.join(FILE_SUFFIXES)}"
+    "sink",
+    SinkError,
+    lambda path: "events" if path.lower().startswith("events:") else "file",  # events:PATH, as events://PATH
+    lambda: f"or a file path ending in {', '.join(FILE_SUFFIXES)}",
 )
 SINKS.register("file", _file, raw=True, empty_ok=True)  # a file name may hold a "?"
 SINKS.register("http", _http)
@@ -109,6 +123,7 @@ SINKS.register("rtsp", _rtsp)
 SINKS.register("rtp", _rtp)
 SINKS.register("display", _display, empty_ok=True)
 SINKS.register("null", _null, empty_ok=True)
+SINKS.register("events", _events, raw=True)  # analytics events as JSONL (also: events:PATH, *.events.jsonl)
 register = SINKS.register
 
 
@@ -126,7 +141,9 @@ def open_sink(uri: str, options=None) -> Sink:
 def sink_file(uri: str) -> Path | None:
     """The file a sink URI writes (before per-stream naming), or None for network and screen sinks."""
     scheme, rest, _ = SINKS.split(uri)
-    return Path(rest) if scheme == "file" and rest else None
+    if scheme == "events" and rest.lower().startswith("events:"):
+        rest = rest[len("events:") :]
+    return Path(rest) if scheme in ("file", "events") and rest else None
 
 
 __all__ = ["SINKS", "Sink", "StreamInfo", "open_sink", "redact", "register", "sink_file"]

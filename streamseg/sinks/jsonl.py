@@ -43,6 +43,8 @@ def frame_record(frame: Frame) -> dict:
             }
             for k in range(len(inst))
         ]
+    if frame.events:  # what the analytics stage raised on this frame
+        rec["events"] = [e.to_dict() for e in frame.events]
     return rec
 
 

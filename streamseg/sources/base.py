@@ -23,6 +23,8 @@ class GroundTruth:
     instance_map: np.ndarray  # H x W int32
     labels: list[str]
     full_areas: dict[int, int] | None = None  # instance id -> unoccluded in-frame area, when known
+    # instance id -> (kind, lateral m, ahead m, on the road) for the cars and persons in view (synthetic)
+    placements: dict[int, tuple] | None = None
 
 
 class Source:

@@ -28,7 +28,7 @@ def _rendered(size_wh, fps, seed, n: int, scene) -> list[tuple]:
     key = (tuple(size_wh), fps, seed, n)
     if key not in _last_rendered:
         _last_rendered.clear()
-        _last_rendered[key] = [(*scene.render(i), scene.full_areas()) for i in range(n)]
+        _last_rendered[key] = [(*scene.render(i), scene.full_areas(), scene.placements(i)) for i in range(n)]
     return _last_rendered[key]
 
 
@@ -93,12 +93,12 @@ class SyntheticSource(Source):
         from streamseg.synth.scene import LABELS
 
         if self._cache:
-            img, label, inst, areas = self._cache[self._i % len(self._cache)]
+            img, label, inst, areas, where = self._cache[self._i % len(self._cache)]
             img = img.copy()  # downstream stages may draw on it
-            truth = GroundTruth(label, inst, LABELS, areas)
+            truth = GroundTruth(label, inst, LABELS, areas, where)
         else:
             img, label, inst = self.scene.render(self._i)
-            truth = GroundTruth(label, inst, LABELS, self.scene.full_areas())
+            truth = GroundTruth(label, inst, LABELS, self.scene.full_areas(), self.scene.placements(self._i))
         f = SourceFrame(img, self._i / self.fps, truth=truth)
         self._i += 1
         return f

@@ -364,6 +364,24 @@ class DrivingScene:
         out.sort(key=lambda oz: -oz[1])  # far first: near objects paint over far ones
         return out
 
+    def placements(self, index: int) -> dict[int, tuple[str, float, float, bool]]:
+        """Where each car and person in view stands at frame `index`: oid -> (kind, x, z, on_road),
+        x metres lateral from the camera's path (the road's curvature taken out), z metres ahead,
+        on_road: its ground point between the road's edges. The truth for analytics events."""
+        t = index / self.fps
+        s = self.speed * t
+        left, right = self._road_edges()
+        out = {}
+        for o, z in self._visible(s, t):
+            if o.kind not in ("car", "person"):
+                continue
+            x = o.x
+            if "crossing" in o.params:
+                a, b = o.params["crossing"]
+                x = a + (x - a + o.vx * t) % (b - a)
+            out[o.oid] = (o.kind, float(x), float(z), bool(left <= x <= right))
+        return out
+
     def _draw_building(self, img, label, inst, o: _Obj, z, t, s) -> None:
         p = o.params
         x = o.x + float(self._curve(z, s))

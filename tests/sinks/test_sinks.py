@@ -35,7 +35,7 @@ def frame(sid="cam0", seq=0, wh=(32, 24)):
     "uri, error",
     [
         ("out.txt", "cannot tell what to write"),
-        ("tcp://x", "unknown sink scheme 'tcp://'.*known: display://, file://, http://, null://, rtp://, rtsp://"),
+        ("tcp://x", "unknown sink scheme 'tcp://'.*known: display://, events://, file://, http://, null://, rtp://, rtsp://"),
         ("http://h:99999?token=hunter2", r"http://h:99999\?token=\*\*\*: expected HOST:PORT"),
         ("out.webm", "cannot tell what to write"),
     ],
