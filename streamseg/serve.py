@@ -25,6 +25,7 @@ SIGHUP) places new cameras and stops removed ones without touching the others.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -84,6 +85,10 @@ class FleetConfig(Section):
         "127.0.0.1:9500", description="HOST:PORT of the fleet's /metrics and /stats (null: none)."
     )
     report: str | None = Field("out/fleet-live.json", description="The fleet report written at the end.")
+    events: str | None = Field(
+        None,
+        description="A JSONL file of every camera's analytics events (with camera and node), appended as they come.",
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -218,6 +223,7 @@ class CameraGroup:
         self.pipe = None
         self.error: str | None = None
         self.done = False
+        self._events_seen = 0  # analytics events already handed to the controller
         self._wall_minus_perf = time.time_ns() - time.perf_counter_ns()  # perf_counter -> wall clock
 
     def start(self, cfg_data: dict, cameras: list[dict], cpus: float = 0) -> str:
@@ -258,6 +264,7 @@ class CameraGroup:
                 "reconnects": getattr(s.source, "reconnects", 0),
             }
         live = self.pipe.recorder.live(max_age_s=0.5) if self.pipe is not None else {}
+        events, self._events_seen, missed = new_events(getattr(self.pipe, "analytics_stage", None), self._events_seen)
         return {
             "group": self.group_id,
             "now": time.time(),
@@ -268,6 +275,8 @@ class CameraGroup:
             "error": self.error,
             "fps": live.get("fps"),
             "cameras": cams,
+            "events": events,  # analytics events raised since the last answer (docs/analytics.md)
+            "events_missed": missed,
         }
 
     def stop(self) -> dict:
@@ -275,6 +284,24 @@ class CameraGroup:
             self.pipe.stop()
             self._thread.join(timeout=60)
         return self.stats()
+
+
+def new_events(stage, seen: int) -> tuple[list[dict], int, int]:
+    """The analytics events a group's stage raised since `seen` of them were handed on: (events,
+    the new count, how many fell out of the stage's recent list before anyone read them)."""
+    if stage is None:
+        return [], seen, 0
+    for _ in range(3):  # the overlay thread may append while we copy
+        try:
+            total, recent = sum(stage.totals.values()), list(stage.recent)
+            break
+        except RuntimeError:
+            continue
+    else:
+        return [], seen, 0
+    fresh = total - seen
+    got = recent[-fresh:] if fresh > 0 else []
+    return [e.to_dict() for e in got], total, max(0, fresh - len(got))
 
 
 # the controller ------------------------------------------------------------------------------
@@ -376,6 +403,10 @@ class FleetController:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.events: list[dict] = []  # placements, deaths, recoveries: the fleet's own log (the last 500)
+        self.camera_events: collections.deque = collections.deque(maxlen=10_000)  # every camera's analytics events
+        self.camera_events_n = 0  # how many ever came in (a reader's cursor counts on it)
+        self.camera_events_by: collections.Counter = collections.Counter()  # (camera, type) -> events
+        self.camera_events_missed = 0
 
     # placement ---------------------------------------------------------------------------
     def apply(self, fleet: dict, cfg_data: dict) -> dict:
@@ -516,6 +547,7 @@ class FleetController:
                     continue
                 g["node"] = st["node"]
                 offset = st["now"] - (asked + got) / 2  # the group's clock minus ours
+                self._take_events(st, st["node"])
                 failed = self._start_failure(g)
                 if failed or (st["started"] and not st["running"]):
                     dead[gid] = failed or f"pipeline ended: {st.get('error') or 'its sources ended'}"
@@ -580,6 +612,21 @@ class FleetController:
         if moved:
             self._place(moved)
 
+    def _take_events(self, st: dict, node: str | None) -> None:
+        """A group's new analytics events into the fleet's one stream (lock held)."""
+        for e in st.get("events") or []:
+            self.camera_events.append({**e, "camera": e["stream"], "node": node})
+            self.camera_events_n += 1
+            self.camera_events_by[(e["stream"], e["type"])] += 1
+        self.camera_events_missed += st.get("events_missed", 0)
+
+    def events_since(self, n: int) -> tuple[list[dict], int]:
+        """Camera events after the first `n` (a reader's cursor), and the cursor for the next call;
+        events older than the last 10,000 are gone."""
+        with self._lock:
+            fresh = min(self.camera_events_n - n, len(self.camera_events))
+            return (list(self.camera_events)[-fresh:] if fresh > 0 else []), self.camera_events_n
+
     def _log(self, what: str, **kw) -> None:
         self.events.append({"t": round(time.time(), 3), "event": what, **kw})
         del self.events[:-500]
@@ -591,7 +638,16 @@ class FleetController:
             groups = {
                 gid: {"cameras": g["cameras"], "node": g["node"], "error": g.get("error")} for gid, g in self.groups.items()
             }
-            return {"cameras": cams, "groups": groups, "spares": [g for g, _ in self.spares], "events": list(self.events)}
+            by: dict[str, dict[str, int]] = {}
+            for (cam, kind), n in sorted(self.camera_events_by.items()):
+                by.setdefault(cam, {})[kind] = n
+            return {
+                "cameras": cams,
+                "groups": groups,
+                "spares": [g for g, _ in self.spares],
+                "events": list(self.events),
+                "camera_events": {"by_camera": by, "total": self.camera_events_n, "missed": self.camera_events_missed},
+            }
 
     def stop(self) -> dict:
         """Stop polling (no placement after this), then every group at once; the final figures."""
@@ -607,6 +663,7 @@ class FleetController:
         with self._lock:
             for gid, g in groups.items():
                 st = finals.get(gid) or {}
+                self._take_events(st, g["node"])
                 for cid in g["cameras"]:
                     cam = self.cameras.get(cid)
                     if cam is not None:
@@ -643,6 +700,10 @@ def metrics_text(snap: dict) -> str:
                 "streamseg_fleet_e2e_latency_seconds", "End-to-end latency of recent frames", labels=[*lab, "percentile"]
             )
             up = GaugeMetricFamily("streamseg_fleet_camera_up", "1 while the camera has a live group", labels=lab)
+            ev = CounterMetricFamily("streamseg_fleet_events", "Analytics events raised", labels=["camera", "type"])
+            for cam, kinds in (snap.get("camera_events") or {}).get("by_camera", {}).items():
+                for kind, n in kinds.items():
+                    ev.add_metric([cam, kind], n)
             for cid, c in snap["cameras"].items():
                 lv = [cid]
                 if c["node"]:
@@ -660,7 +721,7 @@ def metrics_text(snap: dict) -> str:
                     if c["e2e_ms"][q] is not None:
                         lat.add_metric([*lv, q[1:]], c["e2e_ms"][q] / 1000)
                 up.add_metric(lv, 0.0 if c["down"] else 1.0)
-            yield from (node, fin, fout, drop, lost, outs, out_s, rec, lat, up)
+            yield from (node, fin, fout, drop, lost, outs, out_s, rec, lat, up, ev)
 
     reg = CollectorRegistry()
     reg.register(_Fleet())
@@ -760,15 +821,17 @@ def run_serve(
             holder: dict = {}
             serve_http(fleet.metrics, lambda: ray.get(holder["ctl"].snapshot.remote(), timeout=10), stack)
         ctl = controller(ray)
+        events = EventsFile(fleet.events)
         if fleet.metrics:
             holder["ctl"] = ctl
         try:
             r = ray.get(ctl.apply.remote(fleet.model_dump(), cfg_data))
             log_fn(f"fleet: {len(r['cameras'])} camera(s) placed; /metrics and /stats at http://{fleet.metrics}")
-            _follow(fleet_path, ctl, ray, stop, duration_s, log_fn)
+            _follow(fleet_path, ctl, ray, stop, duration_s, log_fn, events)
         finally:
             try:
                 snap = ray.get(ctl.stop.remote(), timeout=300)
+                events.pull(ctl, ray)  # the last ones, gathered as the groups stopped
             except Exception as e:
                 log.error("fleet: stopping the groups: %s", e)
             with contextlib.suppress(Exception):
@@ -779,8 +842,30 @@ def run_serve(
     return snap
 
 
-def _follow(fleet_path: str, ctl, ray, stop: threading.Event, duration_s: float | None, log_fn) -> None:
-    """Until `stop` or `duration_s`: a changed fleet file is applied (only what changed moves)."""
+class EventsFile:
+    """The fleet's one stream of analytics events: every camera's, appended to a JSONL file as the
+    controller gathers them (each with its camera and node)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path, self.cursor = (Path(path) if path else None), 0
+
+    def pull(self, ctl, ray) -> int:
+        if self.path is None:
+            return 0
+        try:
+            events, self.cursor = ray.get(ctl.events_since.remote(self.cursor), timeout=10)
+        except Exception:  # the controller busy: the next pull gets them (it keeps the last 10,000)
+            return 0
+        if events:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as fh:
+                fh.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+        return len(events)
+
+
+def _follow(fleet_path: str, ctl, ray, stop: threading.Event, duration_s: float | None, log_fn, events) -> None:
+    """Until `stop` or `duration_s`: a changed fleet file is applied (only what changed moves);
+    the cameras' events go to the fleet's events file."""
 
     def mtime() -> float | None:
         try:
@@ -790,6 +875,7 @@ def _follow(fleet_path: str, ctl, ray, stop: threading.Event, duration_s: float 
 
     seen, t_end = mtime(), (time.monotonic() + duration_s if duration_s else math.inf)
     while not stop.wait(0.5) and time.monotonic() < t_end:
+        events.pull(ctl, ray)
         m = mtime()
         if m is None or m == seen:
             continue

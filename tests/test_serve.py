@@ -302,3 +302,48 @@ def test_a_camera_whose_node_dies_comes_back_on_another_node_and_a_reload_adds_o
         "in = out + dropped + in flight + outage frames per camera",
         f"kill to first frame out {kill_to_first_frame:.1f} s",
     )
+
+
+def test_every_cameras_events_reach_one_stream_once():
+    """A group hands on the analytics events raised since its last answer; the controller keeps
+    them in one stream (with camera and node) that a reader follows by cursor, and counts them."""
+    import collections
+
+    from streamseg.frames import Event
+    from streamseg.serve import FleetController, new_events
+
+    class Stage:  # the analytics stage's two public records: totals per (type, zone), the last events
+        def __init__(self):
+            self.totals, self.recent = collections.Counter(), collections.deque(maxlen=3)
+
+        def raise_(self, *events):
+            for e in events:
+                self.totals[(e.type, e.zone)] += 1
+                self.recent.append(e)
+
+    st = Stage()
+    ev = lambda t, seq: Event(t, "front", seq, seq / 10, 7, "person", "on_road")  # noqa: E731
+    assert new_events(None, 0) == ([], 0, 0)
+    st.raise_(ev("enter", 1), ev("exit", 5))
+    got, seen, missed = new_events(st, 0)
+    assert [e["type"] for e in got] == ["enter", "exit"] and seen == 2 and missed == 0
+    assert new_events(st, seen) == ([], 2, 0)  # nothing twice
+    st.raise_(*(ev("enter", k) for k in range(10, 15)))  # 5 new, the stage keeps 3: 2 fell out unread
+    got, seen, missed = new_events(st, seen)
+    assert [e["seq"] for e in got] == [12, 13, 14] and seen == 7 and missed == 2
+
+    ctl = FleetController()
+    ctl._take_events({"events": [ev("enter", 1).to_dict(), ev("exit", 5).to_dict()], "events_missed": 1}, "n1")
+    first, cur = ctl.events_since(0)
+    assert [(e["camera"], e["node"], e["type"]) for e in first] == [("front", "n1", "enter"), ("front", "n1", "exit")]
+    ctl._take_events({"events": [ev("intrusion_start", 9).to_dict()]}, "n2")
+    more, cur2 = ctl.events_since(cur)
+    assert [e["type"] for e in more] == ["intrusion_start"] and cur2 == 3 and ctl.events_since(cur2) == ([], 3)
+    snap = ctl.snapshot()
+    assert snap["camera_events"] == {
+        "by_camera": {"front": {"enter": 1, "exit": 1, "intrusion_start": 1}},
+        "total": 3,
+        "missed": 1,
+    }
+    text = metrics_text(snap)
+    assert 'streamseg_fleet_events_total{camera="front",type="intrusion_start"} 1.0' in text
