@@ -34,21 +34,23 @@ def copies(tmp_path):
 def test_a_dependency_added_to_pyproject_fails_the_check(copies):
     lock, pyproject = copies
     text = pyproject.read_text()
-    pyproject.write_text(text.replace('fleet = ["ray>=2.9"]', 'fleet = ["ray>=2.9", "onnx2torch>=1.5"]'))
+    pyproject.write_text(text.replace('fleet = ["ray>=2.9"]', 'fleet = ["ray>=2.9", "kornia>=0.7"]'))
     problems = lockfile.check(lock, pyproject)
     assert any("made from other dependency lists" in p for p in problems)
-    assert any(p.startswith("onnx2torch (extra fleet: onnx2torch>=1.5) has no pin") for p in problems)
+    assert any(p.startswith("kornia (extra fleet: kornia>=0.7) has no pin") for p in problems)
 
 
 def test_an_extra_the_test_extra_pulls_in_is_checked_too(copies):
-    """Another helper adds `torch = ["onnx2torch"]` and names it in `test`'s streamseg[...]: its
-    requirement must be pinned, though `torch` is not in LOCKED_EXTRAS."""
+    """Someone adds `vision = ["kornia"]` and names it in `test`'s streamseg[...]: its requirement
+    must be pinned, though `vision` is not in LOCKED_EXTRAS."""
     lock, pyproject = copies
-    text = pyproject.read_text().replace('"streamseg[openvino,fleet,train]"', '"streamseg[openvino,fleet,train,torch]"')
-    pyproject.write_text(text.replace('fleet = ["ray>=2.9"]', 'fleet = ["ray>=2.9"]\ntorch = ["onnx2torch>=1.5"]'))
+    text = pyproject.read_text()
+    old = next(x for x in text.splitlines() if x.startswith("test = ")).split('"streamseg[')[1].split("]")[0]
+    text = text.replace(f'"streamseg[{old}]"', f'"streamseg[{old},vision]"')
+    pyproject.write_text(text.replace('fleet = ["ray>=2.9"]', 'fleet = ["ray>=2.9"]\nvision = ["kornia>=0.7"]'))
     lockfile.stamp(lock, pyproject)
     assert lockfile.check(lock, pyproject) == [
-        "onnx2torch (extra torch: onnx2torch>=1.5) has no pin in constraints.txt: run `make lock`"
+        "kornia (extra vision: kornia>=0.7) has no pin in constraints.txt: run `make lock`"
     ]
 
 
