@@ -39,9 +39,9 @@ def test_backends_present_are_the_installed_ones(engines_script, monkeypatch, tm
 @pytest.mark.parametrize(
     "missing, present, tensorrt",
     [
-        ({"tensorrt", "torch"}, ["onnxruntime", "openvino"], "not measured: TensorRT is not installed here"),
-        ({"tensorrt", "openvino", "torch"}, ["onnxruntime"], "not measured: TensorRT is not installed here"),
-        ({"torch"}, ["onnxruntime", "openvino", "tensorrt"], "not measured: this script times the CPU backends only"),
+        ({"tensorrt", "onnx2torch"}, ["onnxruntime", "openvino"], "not measured: TensorRT is not installed here"),
+        ({"tensorrt", "openvino", "onnx2torch"}, ["onnxruntime"], "not measured: TensorRT is not installed here"),
+        ({"onnx2torch"}, ["onnxruntime", "openvino", "tensorrt"], "not measured: this script times the CPU backends only"),
     ],
 )
 def test_backends_present_follow_what_can_be_imported(engines_script, monkeypatch, tmp_path, missing, present, tensorrt):
