@@ -336,7 +336,7 @@ def test_scene_placements_say_who_stands_on_the_road():
     scene = DrivingScene((320, 180), 15, seed=2016)
     left, right = scene._road_edges()
     for i in (0, 60, 126):
-        for oid, (kind, x, z, on) in scene.placements(i).items():
+        for _oid, (kind, x, z, on) in scene.placements(i).items():
             assert kind in ("car", "person") and 1.5 < z < 180
             assert on == (left <= x <= right)
     # a crossing person steps onto the road in this scene (the first seed evaluate.crossing_seeds finds)
