@@ -153,7 +153,9 @@ def duplicates(xyxy: np.ndarray, score: np.ndarray, groups: list, overlap: float
     area = np.clip(xyxy[:, 2:] - xyxy[:, :2], 1e-6, None).prod(-1)
     ratio = inter / np.minimum(area[:, None], area[None, :])
     same = np.array(groups, object)[:, None] == np.array(groups, object)[None, :]
-    surer = (score[None, :] > score[:, None]) | ((score[None, :] == score[:, None]) & (np.arange(k)[None, :] < np.arange(k)[:, None]))
+    surer = (score[None, :] > score[:, None]) | (
+        (score[None, :] == score[:, None]) & (np.arange(k)[None, :] < np.arange(k)[:, None])
+    )
     return ((ratio >= overlap) & same & surer).any(1)
 
 
@@ -399,7 +401,12 @@ class StreamAnalytics:
                         emit("enter", tid, st.label, zone.name, share=round(share, 3))
                     else:
                         emit("exit", tid, st.label, zone.name, share=round(share, 3), dwell_s=_dwell(hy, f))
-                if hy.inside and zone.dwell_s is not None and not hy.dwell_raised and f.pts - hy.since_pts >= zone.dwell_s:
+                if (
+                    hy.inside
+                    and zone.dwell_s is not None
+                    and not hy.dwell_raised
+                    and f.pts - hy.since_pts >= zone.dwell_s
+                ):
                     hy.dwell_raised = True
                     emit("dwell", tid, st.label, zone.name, dwell_s=_dwell(hy, f))
                 member[i] = hy.inside
@@ -556,7 +563,9 @@ class AnalyticsStage:
 
     def warm(self, f: Frame) -> Frame:
         """The warm-up pass: scratch state, so no stream's tracks see it."""
-        f.events, f.analytics = StreamAnalytics(self.cfg, "warmup", self.cfg.zones, self.cfg.lines, self.occluders).update(f)
+        f.events, f.analytics = StreamAnalytics(
+            self.cfg, "warmup", self.cfg.zones, self.cfg.lines, self.occluders
+        ).update(f)
         return f
 
     def summary(self) -> dict:

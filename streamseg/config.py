@@ -369,8 +369,11 @@ class LineConfig(Section):
     points: tuple[Point, Point] = Field(description="The segment's two ends, normalized (0..1).")
     streams: list[str] | None = Field(None, description="The streams the line applies to; null = every stream.")
     margin: float = Field(
-        0.01, ge=0, le=0.5, description="A ground point nearer the line than this (share of the frame's width) "
-        "keeps its side: jitter at the line raises no crossings."
+        0.01,
+        ge=0,
+        le=0.5,
+        description="A ground point nearer the line than this (share of the frame's width) "
+        "keeps its side: jitter at the line raises no crossings.",
     )
 
     @field_validator("points")

@@ -508,6 +508,12 @@ class EventMeter:
             self.pred.append((sid, seq, oid if kind == self.group else 0, appearance or area < self.min_area))
 
     def summary(self) -> dict:
+        # an enter is graded only when the person's feet stay in view for the matching window after
+        # it (one that steps off the kerb as it leaves the frame at the bottom cannot be seen to)
+        self.truth = [
+            (sid, seq, oid, g and not any((sid, oid, seq + d) in self._cut for d in range(self.window + 1)))
+            for sid, seq, oid, g in self.truth
+        ]
         used: set[int] = set()
         tp = fp = ignored = 0
         for sid, seq, oid, appearance in self.pred:
@@ -526,12 +532,6 @@ class EventMeter:
                 ignored += 1
             else:
                 fp += 1
-        # an enter is graded only when the person's feet stay in view for the matching window after
-        # it (one that steps off the kerb as it leaves the frame at the bottom cannot be seen to)
-        self.truth = [
-            (sid, seq, oid, g and not any((sid, oid, seq + d) in self._cut for d in range(self.window + 1)))
-            for sid, seq, oid, g in self.truth
-        ]
         graded = sum(1 for t in self.truth if t[3])
         fn = graded - tp
         return {

@@ -115,7 +115,9 @@ def test_an_object_cut_off_by_the_frames_bottom_keeps_its_state():
     sa = analytics(zones=[zone], min_frames=1)
     inside = person(90, 110, 20, 60)
     cut = person(90, 110, 50, H)  # reaches the last row: where it stands is out of view
-    types = [e.type for f in (frame(0, [(1, "person", inside)]), frame(1, [(1, "person", cut)])) for e in sa.update(f)[0]]
+    types = [
+        e.type for f in (frame(0, [(1, "person", inside)]), frame(1, [(1, "person", cut)])) for e in sa.update(f)[0]
+    ]
     assert types == ["enter"]  # no exit: the ground under it was not seen
 
 
@@ -158,7 +160,16 @@ def test_ground_hidden_by_a_thing_in_front_is_no_evidence():
 # debounce, hysteresis, pts ------------------------------------------------------------------------
 def test_hysteresis_and_debounce():
     h = Hysteresis()
-    steps = [(0.6, False), (0.2, False), (0.6, False), (0.6, True), (0.4, True), (0.35, True), (0.3, True), (0.3, False)]
+    steps = [
+        (0.6, False),
+        (0.2, False),
+        (0.6, False),
+        (0.6, True),
+        (0.4, True),
+        (0.35, True),
+        (0.3, True),
+        (0.3, False),
+    ]
     got = []
     for share, _ in steps:
         h.update(share, enter=0.5, exit_=0.3, min_frames=2)
@@ -175,7 +186,13 @@ def test_events_are_timed_by_pts_not_the_clock():
     pts = [100.0, 100.5, 103.25, 104.0]
     clocks = [9e18, 1, 5, 0]  # capture times are nonsense: nothing may depend on them
     objs = [inside, inside, outside, outside]
-    events = run(sa, [frame(i, [(3, "person", o)], pts=p, capture_ns=c) for i, (o, p, c) in enumerate(zip(objs, pts, clocks))])
+    events = run(
+        sa,
+        [
+            frame(i, [(3, "person", o)], pts=p, capture_ns=c)
+            for i, (o, p, c) in enumerate(zip(objs, pts, clocks, strict=False))
+        ],
+    )
     assert [(e.type, e.pts_s) for e in events] == [("enter", 100.0), ("exit", 103.25)]
     assert events[1].metrics["dwell_s"] == 3.25
 
@@ -195,7 +212,12 @@ def test_a_lost_track_leaves_its_zones():
     events = run(sa, [frame(0, [(5, "person", obj)])] + [frame(i) for i in range(1, 5)])
     assert [(e.type, e.seq, e.metrics.get("lost")) for e in events] == [("enter", 0, None), ("exit", 3, True)]
     # a track whose being inside was never raised (first seen there) leaves silently too
-    sa = analytics(zones=[{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}], min_frames=1, lost_frames=3, enter_on_appear=False)
+    sa = analytics(
+        zones=[{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+        min_frames=1,
+        lost_frames=3,
+        enter_on_appear=False,
+    )
     assert run(sa, [frame(0, [(5, "person", obj)])] + [frame(i) for i in range(1, 5)]) == []
 
 
@@ -304,7 +326,10 @@ def test_events_sink_writes_valid_jsonl(tmp_path):
     with sink:
         sink.open({})
         f = frame(0)
-        f.events = [Event("enter", "cam", 0, 0.5, 3, "person", "on_road", {"share": 0.9}), Event("cross", "cam", 0, 0.5, 4, "car", "l", {"direction": "in"})]
+        f.events = [
+            Event("enter", "cam", 0, 0.5, 3, "person", "on_road", {"share": 0.9}),
+            Event("cross", "cam", 0, 0.5, 4, "car", "l", {"direction": "in"}),
+        ]
         sink.write(f)
         sink.write(frame(1))  # no events: no line
     lines = (tmp_path / "ev.jsonl").read_text().splitlines()
@@ -323,13 +348,19 @@ def test_events_sink_writes_valid_jsonl(tmp_path):
 @pytest.mark.parametrize(
     "analytics, error",
     [
-        ({"zones": [{"name": "z", "groups": ["road"], "polygon": [[0, 0], [1, 0], [1, 1]]}]}, "either `polygon` or `groups`"),
+        (
+            {"zones": [{"name": "z", "groups": ["road"], "polygon": [[0, 0], [1, 0], [1, 1]]}]},
+            "either `polygon` or `groups`",
+        ),
         ({"zones": [{"name": "z"}]}, "either `polygon` or `groups`"),
         ({"zones": [{"name": "z", "polygon": [[0, 0], [1, 1]]}]}, "at least 3 points"),
         ({"zones": [{"name": "z", "polygon": [[0, 0], [2, 0], [1, 1]]}]}, "normalized"),
         ({"lines": [{"name": "l", "points": [[0.5, 0.5], [0.5, 0.5]]}]}, "must differ"),
         ({"enter_share": 0.3, "exit_share": 0.5}, "exit_share must not exceed enter_share"),
-        ({"zones": [{"name": "a", "groups": ["road"]}], "lines": [{"name": "a", "points": [[0, 0], [1, 1]]}]}, "unique: a"),
+        (
+            {"zones": [{"name": "a", "groups": ["road"]}], "lines": [{"name": "a", "points": [[0, 0], [1, 1]]}]},
+            "unique: a",
+        ),
         ({"corridor": {"camera": {"height_m": 1.4}}}, "either focal_px or hfov_deg"),
         ({"membership": "box"}, "analytics.membership"),
         ({"zonez": []}, "analytics.zonez: unknown key"),
@@ -372,7 +403,9 @@ metrics: {{progress: false, summary: false}}
 """
     )
     ev, rep = tmp_path / "out" / "ev.jsonl", tmp_path / "out" / "r.json"
-    r = run_streamseg("run", "-c", cfg, "--sink", f"events:{ev}", "--sink", tmp_path / "out" / "f.jsonl", "--report", rep)
+    r = run_streamseg(
+        "run", "-c", cfg, "--sink", f"events:{ev}", "--sink", tmp_path / "out" / "f.jsonl", "--report", rep
+    )
     assert r.returncode == 0, r.stderr
     recs = [json.loads(line) for line in ev.read_text().splitlines()]
     assert recs, "the cars on the road raise enter events"

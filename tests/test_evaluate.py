@@ -322,12 +322,13 @@ def test_event_meter_late_events_miss_and_unseen_steps_are_not_graded():
 
     m = EventMeter(window=3, min_area=400, min_frames=2)
     where = lambda i: {5: i >= 10, 7: i >= 20}  # noqa: E731
-    owners = {i: {1: (5, "person", 1000)} for i in range(30)}
-    # person 5's enter comes 5 frames late; person 7 steps on the road as it leaves the frame (cut)
-    _frames(m, 30, where, owners, {15: [_event(15, 1)]}, cut=range(20, 24))
+    owners = {i: {1: (5, "person", 1000), 2: (7, "person", 1000)} for i in range(30)}
+    # person 5's enter comes 5 frames late; person 7 steps on the road as it leaves the frame (cut):
+    # its enter, raised in time, counts neither way
+    _frames(m, 30, where, owners, {15: [_event(15, 1)], 21: [_event(21, 2)]}, cut=range(20, 24))
     s = m.summary()
     assert (s["ground_truth"], s["ground_truth_ignored"]) == (1, 1)
-    assert (s["hits"], s["misses"], s["false_alarms"]) == (0, 1, 1)
+    assert (s["hits"], s["misses"], s["false_alarms"], s["ignored_predictions"]) == (0, 1, 1, 1)
 
 
 def test_scene_placements_say_who_stands_on_the_road():
@@ -336,7 +337,7 @@ def test_scene_placements_say_who_stands_on_the_road():
     scene = DrivingScene((320, 180), 15, seed=2016)
     left, right = scene._road_edges()
     for i in (0, 60, 126):
-        for oid, (kind, x, z, on) in scene.placements(i).items():
+        for _oid, (kind, x, z, on) in scene.placements(i).items():
             assert kind in ("car", "person") and 1.5 < z < 180
             assert on == (left <= x <= right)
     # a crossing person steps onto the road in this scene (the first seed evaluate.crossing_seeds finds)

@@ -29,7 +29,9 @@ class EventsSink(Sink):
 
     def attach(self, pipeline) -> None:
         if getattr(pipeline.cfg, "analytics", None) is None:
-            raise SinkError(f"{self.uri}: an events sink needs an `analytics:` section in the config (see docs/analytics.md)")
+            raise SinkError(
+                f"{self.uri}: an events sink needs an `analytics:` section in the config (see docs/analytics.md)"
+            )
 
     def open(self, streams: dict[str, StreamInfo]) -> None:
         check_writable(self.path)
