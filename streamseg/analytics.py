@@ -140,10 +140,12 @@ class Sampler:
         return float((hit & known).any(1)[cols].mean())
 
 
-def duplicates(xyxy: np.ndarray, score: np.ndarray, groups: list, overlap: float = 0.6) -> np.ndarray:
-    """K bools: a detection mostly inside a surer one of the same group (intersection over the smaller
-    box >= `overlap`): the detector's second opinion on one object, which would raise its events twice."""
-    k = len(xyxy)
+def duplicates(inst: Instances, overlap: float = 0.6) -> np.ndarray:
+    """K bools: a detection whose mask lies mostly (>= `overlap` of the smaller mask) on a surer one's
+    of the same group: the detector's second opinion on one object, which would raise its events
+    twice. Masks, not boxes: two people one behind the other share a box, not pixels. Only pairs
+    whose boxes overlap that much are compared, on their boxes' intersection."""
+    xyxy, score, k = inst.xyxy, inst.score, len(inst)
     out = np.zeros(k, bool)
     if k < 2:
         return out
@@ -152,11 +154,18 @@ def duplicates(xyxy: np.ndarray, score: np.ndarray, groups: list, overlap: float
     inter = np.clip(rb - lt, 0, None).prod(-1)
     area = np.clip(xyxy[:, 2:] - xyxy[:, :2], 1e-6, None).prod(-1)
     ratio = inter / np.minimum(area[:, None], area[None, :])
-    same = np.array(groups, object)[:, None] == np.array(groups, object)[None, :]
-    surer = (score[None, :] > score[:, None]) | (
-        (score[None, :] == score[:, None]) & (np.arange(k)[None, :] < np.arange(k)[:, None])
-    )
-    return ((ratio >= overlap) & same & surer).any(1)
+    same = np.array(inst.groups, object)[:, None] == np.array(inst.groups, object)[None, :]
+    order = np.arange(k)
+    surer = (score[None, :] > score[:, None]) | ((score[None, :] == score[:, None]) & (order[None, :] < order[:, None]))
+    h, w = inst.masks.shape[1:]
+    for a, b in zip(*np.nonzero((ratio >= overlap) & same & surer), strict=True):
+        x0, y0 = (max(int(v), 0) for v in lt[a, b])
+        x1, y1 = min(int(math.ceil(rb[a, b, 0])) + 1, w), min(int(math.ceil(rb[a, b, 1])) + 1, h)
+        both = np.count_nonzero(inst.masks[a, y0:y1, x0:x1] & inst.masks[b, y0:y1, x0:x1])
+        smaller = min(np.count_nonzero(inst.masks[a]), np.count_nonzero(inst.masks[b]))
+        if smaller and both >= overlap * smaller:
+            out[a] = True
+    return out
 
 
 def group_lut(group_names: list[str], groups: list[str]) -> np.ndarray:
@@ -356,7 +365,7 @@ class StreamAnalytics:
         ground = (gmap, hide) if sem is not None else None  # where a thing in front hides the ground
         # the ground under each instance, where it is in view (a cut-off object keeps its state)
         # evidence only from sure detections that are no second opinion on a surer one
-        unsure = (inst.score < cfg.min_score) | duplicates(inst.xyxy, inst.score, inst.groups)
+        unsure = (inst.score < cfg.min_score) | duplicates(inst)
         points = [
             samp.points(c, cfg.membership, vanish) if c is not None and not c.cut and not unsure[i] else None
             for i, c in enumerate(contacts)

@@ -143,6 +143,18 @@ def test_unsure_and_duplicate_detections_give_no_evidence():
     assert [(e.type, e.track_id) for e in sa.update(g)[0]] == [("enter", 2)]
 
 
+def test_two_people_one_behind_the_other_are_no_duplicates():
+    from streamseg.analytics import duplicates
+
+    front = person(20, 40, 20, 60)
+    behind = person(25, 38, 15, 50) & ~front  # its box lies inside the front one's; its pixels do not
+    f = frame(0, [(1, "person", front), (2, "person", behind)])
+    assert duplicates(f.instances).tolist() == [False, False]
+    twice = frame(0, [(1, "person", front), (2, "person", person(21, 39, 21, 60))])
+    twice.instances.score[:] = [0.7, 0.9]
+    assert duplicates(twice.instances).tolist() == [True, False]  # the less sure of one object's two masks
+
+
 def test_ground_hidden_by_a_thing_in_front_is_no_evidence():
     # a person on the road; a car in front hides the road under its feet: it stays on the road
     obj = person(95, 105, 30, 60)
