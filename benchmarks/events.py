@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import machine_info, write_result  # noqa: E402
-
 import numpy as np  # noqa: E402
+from common import machine_info, write_result  # noqa: E402
 
 from streamseg.analytics import StreamAnalytics  # noqa: E402
 from streamseg.config import AnalyticsConfig  # noqa: E402
