@@ -410,12 +410,7 @@ class Bench:
                 done, count = [], 0
                 while (sf := src.read()) is not None:
                     f = Frame("s0", count, sf.pts, sf.image_bgr, time.perf_counter_ns())
-                    for m in models:
-                        (res,) = m.run([sf.image_bgr])
-                        if m.task == "semantic":
-                            f.semantic = res
-                        else:
-                            f.instances = res
+                    run_models(models, f)
                     f.overlay_bgr = overlay.draw(f)
                     sink.write(f)
                     done.append(time.perf_counter())
@@ -568,6 +563,16 @@ class Bench:
         (self.out / "bench.md").write_text(markdown(result))
         plots(result, self.out)
         return result
+
+
+def run_models(models: list, f) -> None:
+    """The naive loop's inference: each model on the frame's image, its result on the frame."""
+    for m in models:
+        (res,) = m.run([f.image_bgr])
+        if m.task == "semantic":
+            f.semantic = res
+        else:
+            f.instances = res
 
 
 def machine_limits(costs: dict[str, float], cores: int) -> dict[str, float]:

@@ -336,6 +336,7 @@ def plot(r: dict, path: Path) -> None:
 def naive_camera(spec: dict) -> dict:
     """Read the newest due frame (a camera's buffer keeps only the newest: the frames passed
     over are drops), run both models, draw and write where the frame is shown, write JSONL."""
+    from streamseg.bench import run_models
     from streamseg.config import EngineConfig, OverlayConfig
     from streamseg.frames import Frame
     from streamseg.latency import summarize
@@ -374,12 +375,7 @@ def naive_camera(spec: dict) -> dict:
                 break
             frames_in += 1
             f = Frame("cam", k, sf.pts, sf.image_bgr, int(t0 + k * period))
-            for m in models:
-                (res,) = m.run([sf.image_bgr])
-                if m.task == "semantic":
-                    f.semantic = res
-                else:
-                    f.instances = res
+            run_models(models, f)
             if draw:
                 f.overlay_bgr = overlay.draw(f)
             f.stamp("sink")
