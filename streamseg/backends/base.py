@@ -183,3 +183,21 @@ class Engine:
 
     def collect_impl(self, ticket) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+
+# ONNX element types -> numpy (the ones our graphs use; anything else reads as float32)
+NUMPY_OF_ONNX = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+def graph_specs(model) -> tuple[dict, dict, dict[str, str]]:
+    """Inputs (initializers apart), outputs (as TensorSpec: unknown dims None) and metadata of an
+    ONNX ModelProto, without a runtime."""
+    def spec(vi) -> TensorSpec:
+        t = vi.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)
+        return TensorSpec(vi.name, shape, np.dtype(NUMPY_OF_ONNX.get(t.elem_type, "float32")))
+
+    inits = {i.name for i in model.graph.initializer}
+    ins = {v.name: spec(v) for v in model.graph.input if v.name not in inits}
+    outs = {v.name: spec(v) for v in model.graph.output}
+    return ins, outs, {p.key: p.value for p in model.metadata_props}

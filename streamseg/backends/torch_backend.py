@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamseg.backends.base import Engine, TensorSpec, default_threads
+from streamseg.backends.base import Engine, TensorSpec, default_threads, graph_specs
 from streamseg.errors import BackendError, ModelError
 
 
@@ -409,24 +409,12 @@ class TorchEngine(Engine):
         return d
 
 
-_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64}
-
-
 def onnx_specs(path: Path) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec], dict[str, str]]:
     """Inputs, outputs and metadata of the ONNX file the engine was handed (for a fused model: the
     fused graph, whose inputs and outputs the torch modules reproduce)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-
-    def spec(vi) -> TensorSpec:
-        t = vi.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)
-        return TensorSpec(vi.name, shape, np.dtype(_NP.get(t.elem_type, np.float32)))
-
-    inits = {i.name for i in model.graph.initializer}
-    ins = {v.name: spec(v) for v in model.graph.input if v.name not in inits}
-    return ins, {v.name: spec(v) for v in model.graph.output}, {p.key: p.value for p in model.metadata_props}
+    return graph_specs(onnx.load(str(path), load_external_data=False))
 
 
 def torch_dtype(dt: np.dtype):

@@ -46,7 +46,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from streamseg.backends.base import TensorSpec
+from streamseg.backends.base import TensorSpec, graph_specs
 from streamseg.errors import ModelError
 from streamseg.frames import Instances, SemanticResult
 from streamseg.models.card import ModelCard
@@ -62,30 +62,11 @@ MASK_MARGIN_CELLS = 3.0
 TRT_TOPK_MAX = 3840
 NMS_VARIANTS = ("dynamic", "static")
 CPU_BACKENDS = ("onnxruntime", "openvino")  # graphs for these may hold uint8 intermediates
-_NP = {
-    TensorProto.FLOAT: np.float32,
-    TensorProto.FLOAT16: np.float16,
-    TensorProto.DOUBLE: np.float64,
-    TensorProto.UINT8: np.uint8,
-    TensorProto.INT8: np.int8,
-    TensorProto.INT32: np.int32,
-    TensorProto.INT64: np.int64,
-    TensorProto.BOOL: np.bool_,
-}
 
 
 def core_specs(model: onnx.ModelProto) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec], dict[str, str]]:
     """Inputs, outputs (as TensorSpec) and metadata of an ONNX model, without a runtime."""
-
-    def spec(vi) -> TensorSpec:
-        t = vi.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)
-        return TensorSpec(vi.name, shape, np.dtype(_NP.get(t.elem_type, np.float32)))
-
-    inits = {i.name for i in model.graph.initializer}
-    ins = {v.name: spec(v) for v in model.graph.input if v.name not in inits}
-    outs = {v.name: spec(v) for v in model.graph.output}
-    return ins, outs, {p.key: p.value for p in model.metadata_props}
+    return graph_specs(model)
 
 
 class _Builder:
