@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch"])
     bench.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"])
     bench.add_argument("--frames", type=int, help="frames per throughput run")
-    bench.add_argument("--reps", type=int, help="repetitions of every variant")
+    bench.add_argument(
+        "--reps", type=int, help="repetitions of every variant (--streams: searches per variant, bench.density.reps)"
+    )
     bench.add_argument("--load-seconds", type=float, help="length of each live load run")
     bench.add_argument("--out", default="out/bench", help="folder for bench.json, bench.md and the plots")
     bench.add_argument(
@@ -526,6 +528,8 @@ def cmd_bench(args) -> int:
 
         if args.max_streams is not None:
             cfg.bench.density.max_streams = args.max_streams
+        if args.reps is not None:
+            cfg.bench.density.reps = args.reps
         check_writable(out / "density.json")
         Density(cfg, out, log=lambda msg: log.info("%s", msg)).run()
         print(Path(out / "density.md").read_text())

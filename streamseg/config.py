@@ -206,7 +206,11 @@ class DensityConfig(Section):
         description="Backends of the one-process variant (the others run ONNX Runtime, as a user's loop does).",
     )
     batch_sizes: list[int] = Field(
-        default_factory=lambda: [1, 4], description="Batch sizes of the one-process variant: does batching earn its keep?"
+        default_factory=lambda: [1, 2, 4],
+        description="Batch sizes of the one-process variant: does batching earn its keep?",
+    )
+    reps: int = Field(
+        3, ge=1, le=20, description="Searches per variant, interleaved; density is their median, with the spread."
     )
 
     @field_validator("profiles")
