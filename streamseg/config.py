@@ -67,7 +67,13 @@ class SourceConfig(Section):
 
 
 class BatchConfig(Section):
-    max_size: int = Field(4, ge=1, le=256, description="Most frames per engine call, across streams.")
+    max_size: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Most frames per engine call, across streams. 1: live, batch 4 carried no more cameras than "
+        "batch 1 in any profile and backend of `bench --streams` (2026-12-07, 2-core VM; fewer in one of four).",
+    )
     max_wait_ms: float = Field(
         5.0, ge=0, le=10_000, description="Longest wait for batch-mates once a batch holds a frame."
     )

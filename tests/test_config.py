@@ -49,7 +49,7 @@ def test_shorthands_and_defaults(tmp_path):
     assert cfg.sinks[0].uri == "out.mp4"
     assert cfg.engines.semantic.card == "s.yaml" and cfg.engines.semantic.backend == "auto"
     assert cfg.engines.instance is None
-    assert cfg.pipeline.batch.max_size == 4
+    assert cfg.pipeline.batch.max_size == 1
 
 
 def test_overrides_replace_lists_and_set_engine_options():
