@@ -469,11 +469,14 @@ def share_lines(p: dict) -> list[str]:
     head = " | ".join(f"{n}: ms/frame (at N={w['variants'][n]['measured_at_n']}) | share" for n in names)
     lines = [
         "",
-        f"Where the machine goes at {p['size']} @ {p['fps']:g} fps, {w['n']} cameras ({w['fps_needed']:g} frames/s), "
+        f"Where the machine goes at {p['size']} @ {p['fps']:g} fps, {w['n']} camera{'s' if w['n'] != 1 else ''} "
+        f"({w['fps_needed']:g} frames/s), "
         "the first N the best one-process variant fails: CPU ms per frame delivered (each variant's first failing "
         "trial) x frames/s needed / cores = share of the machine. streamseg: each stage thread's CPU, the engines' "
         "and codecs' own pools as `library pools`; the naive loop: its one thread per step (its `infer` holds its "
-        "models' pre- and postprocessing), its libraries' pools beside it.",
+        "models' pre- and postprocessing), its libraries' pools beside it. An engine's work runs partly on the "
+        "calling thread and partly in its intra-op pool, in proportions that differ between the two: compare "
+        "infer + library pools.",
         "",
         f"| stage | {head} |",
         "|---|" + "---:|---:|" * len(names),
