@@ -53,3 +53,23 @@ def test_lazy_masks_are_checked_on_construction_and_unknown_attributes_still_fai
         )
     with pytest.raises(AttributeError):
         _ = inst.no_such_field
+
+
+def test_mask_areas_come_from_the_crops_without_making_frame_size_masks():
+    inst, eager = lazy_and_eager()
+    areas = inst.mask_areas()
+    assert "masks" not in vars(inst)  # the jsonl sink's mask_area no longer pastes K x H x W masks
+    assert areas.tolist() == eager.reshape(3, -1).sum(1).tolist()
+    _ = inst.masks
+    assert inst.mask_areas().tolist() == areas.tolist()  # the same once pasted
+    assert Instances.empty((16, 12)).mask_areas().tolist() == []
+
+
+def test_group_fractions_count_every_group_and_nothing_else():
+    from streamseg.frames import SemanticResult
+
+    gm = np.zeros((12, 16), np.uint8)
+    gm[:3] = 1
+    gm[3:4, :8] = 2
+    sem = SemanticResult(np.zeros_like(gm), ["x"], gm, ["road", "lane", "car"])
+    assert sem.group_fractions() == {"road": 48 / 192, "lane": 8 / 192, "car": 0.0}

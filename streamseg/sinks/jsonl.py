@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from streamseg.errors import SinkError
 from streamseg.frames import NO_TRACK, Frame
 from streamseg.sinks.base import Sink, StreamInfo, check_writable, release_held
@@ -29,7 +27,7 @@ def frame_record(frame: Frame) -> dict:
         rec["groups"] = {k: round(v, 5) for k, v in frame.semantic.group_fractions().items()}
     if frame.instances is not None:
         inst = frame.instances
-        areas = inst.masks.reshape(len(inst), -1).sum(axis=1) if len(inst) else np.zeros(0)
+        areas = inst.mask_areas()
         rec["instances"] = [
             {
                 "label": inst.labels[k],
