@@ -218,6 +218,12 @@ class DensityConfig(Section):
     reps: int = Field(
         3, ge=1, le=20, description="Searches per variant, interleaved; density is their median, with the spread."
     )
+    bf16: bool = Field(
+        True,
+        description="Where the CPU has bf16 (streamseg.cpu) and OpenVINO is installed, also the one-process variant "
+        "on OpenVINO bf16 at the smallest batch size: another precision (check it with `streamseg eval`), so it is "
+        "reported beside the fp32 ratios, not in them.",
+    )
 
     @field_validator("profiles")
     @classmethod
@@ -266,6 +272,7 @@ class BenchConfig(Section):
         if not 0 < v[0] < v[1] <= 10:
             raise ValueError(f"capacity_search {list(v)}: expected [low, high] with 0 < low < high <= 10")
         return v
+
     service_load: float = Field(
         0.1, gt=0, le=0.5, description="Load of the lone-frame run whose e2e p50 is the service time S."
     )
@@ -311,6 +318,7 @@ class SinkConfig(Section):
     @property
     def size_wh(self) -> tuple[int, int] | None:
         return tuple(map(int, self.size.split("x"))) if self.size else None  # type: ignore[return-value]
+
     max_clients: int | None = Field(
         None,
         ge=1,

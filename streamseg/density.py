@@ -159,6 +159,15 @@ def keeps_up(cams: list[Camera], service_ms: float) -> bool:
     )
 
 
+def bf16_here() -> bool:
+    """May the bf16 variant run here: a CPU with bf16 and OpenVINO installed."""
+    import importlib.util
+
+    from streamseg.cpu import cpu_features
+
+    return cpu_features().bf16 and importlib.util.find_spec("openvino") is not None
+
+
 def camera_uri(size: str, fps: float, seed: int, frames: int) -> str:
     return f"synthetic://driving?size={size}&fps={fps:g}&seed={seed}&frames={frames}&loop={LOOP}"
 
@@ -170,6 +179,7 @@ class Density:
         self.profiles = [(p.split("@")[0], float(p.split("@")[1])) for p in d.profiles]
         self.max_streams, self.seconds = d.max_streams, d.seconds
         self.backends, self.batch_sizes, self.reps = d.backends, d.batch_sizes, d.reps
+        self.bf16 = d.bf16 and bf16_here()
 
     @functools.cached_property
     def tmp(self) -> Path:
@@ -177,7 +187,7 @@ class Density:
         return Path(tempfile.mkdtemp(prefix="streamseg-density-"))
 
     # one trial of each variant: N cameras -> their figures -------------------------------
-    def _engines(self, backend: str | None = None) -> dict:
+    def _engines(self, backend: str | None = None, precision: str | None = None) -> dict:
         eng = {}
         for task in ("semantic", "instance"):
             ec = getattr(self.cfg.engines, task)
@@ -185,18 +195,22 @@ class Density:
                 d = ec.model_dump()
                 if backend:
                     d["backend"] = backend
+                if precision:
+                    d["precision"] = precision
                 eng[task] = d
         return eng
 
     def _frames(self, fps: float) -> int:
         return max(10, int(fps * self.seconds))
 
-    def _run_config(self, name: str, sources: list[dict], sinks: list, backend: str, batch: int) -> Path:
+    def _run_config(
+        self, name: str, sources: list[dict], sinks: list, backend: str, batch: int, precision: str | None = None
+    ) -> Path:
         d = self.tmp / name
         d.mkdir(parents=True, exist_ok=True)
         cfg = {
             "sources": sources,
-            "engines": {**self._engines(backend), "cache_dir": self.cfg.engines.cache_dir},
+            "engines": {**self._engines(backend, precision), "cache_dir": self.cfg.engines.cache_dir},
             "pipeline": {**self.cfg.pipeline.model_dump(), "batch": {"max_size": batch, "max_wait_ms": 5.0}},
             "sinks": [{"uri": str(d / s["uri"]), **{k: v for k, v in s.items() if k != "uri"}} for s in sinks],
             "metrics": {"progress": False, "summary": False, "report": str(d / "report.json")},
@@ -241,14 +255,18 @@ class Density:
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         return ru.ru_utime + ru.ru_stime - cpu0
 
-    def trial_streamseg(self, n: int, size: str, fps: float, backend: str, batch: int) -> Trial:
+    def trial_streamseg(
+        self, n: int, size: str, fps: float, backend: str, batch: int, precision: str | None = None
+    ) -> Trial:
         """One process carrying N cameras: H.264 out for the first, JSONL for all."""
         sources = [
             {"uri": camera_uri(size, fps, 100 + i, self._frames(fps)), "id": f"cam{i}", "mode": "live"}
             for i in range(n)
         ]
         sinks = [{"uri": "cam0.mp4", "streams": ["cam0"]}, {"uri": "all.jsonl"}]
-        d = self._run_config(f"one-{backend}-b{batch}-{size}-n{n}", sources, sinks, backend, batch)
+        d = self._run_config(
+            f"one-{backend}-{precision or 'cfg'}-b{batch}-{size}-n{n}", sources, sinks, backend, batch, precision
+        )
         cpu_s = self._wait_all([self._spawn(["streamseg", "run", "-c", str(d / "config.yaml")])], "streamseg")
         return self._streamseg_trial([d], cpu_s)
 
@@ -335,15 +353,27 @@ class Density:
             for be in self.backends
             for bs in self.batch_sizes
         ]
+        if self.bf16:
+            bs = min(self.batch_sizes)
+            out.append(
+                (
+                    f"streamseg (openvino bf16, batch {bs})",
+                    lambda n: self.trial_streamseg(n, size, fps, "openvino", bs, "bf16"),
+                )
+            )
         be0 = self.backends[0]
         out.append((f"streamseg, one process per camera ({be0})", lambda n: self.trial_separate(n, size, fps, be0)))
         out.append(("naive loop, one process per camera", lambda n: self.trial_naive(n, size, fps)))
         return out
 
+    @property
+    def n_variants(self) -> int:
+        return len(self.backends) * len(self.batch_sizes) + 2 + self.bf16
+
     def estimate_s(self) -> tuple[float, float]:
         """The run's wall time: expected (TRIALS_PER_SEARCH trials a search) and at most (every
         search up to max_streams)."""
-        searches = self.reps * (len(self.backends) * len(self.batch_sizes) + 2)
+        searches = self.reps * self.n_variants
         trial_s = sum(self._frames(fps) / fps + TRIAL_OVERHEAD_S for _, fps in self.profiles)  # one per profile
         return searches * min(TRIALS_PER_SEARCH, self.max_streams) * trial_s, searches * self.max_streams * trial_s
 
@@ -362,7 +392,7 @@ class Density:
 
         expected, most = self.estimate_s()
         self.log(
-            f"density: {len(self.profiles)} profile(s) x {len(self.backends) * len(self.batch_sizes) + 2} variants x "
+            f"density: {len(self.profiles)} profile(s) x {self.n_variants} variants x "
             f"{self.reps} search(es), {self.seconds:g} s a trial: about {expected / 60:.0f} min "
             f"({TRIALS_PER_SEARCH} trials a search), at most {most / 60:.0f} min (every search to {self.max_streams})"
         )
@@ -390,7 +420,10 @@ class Density:
 def summarize_profile(size: str, fps: float, variants: list[dict], cores: int) -> dict:
     """One profile's variants (aggregated over their searches) and the ratios the issue asks for:
     the best one-process variant over the naive loop and over one process per camera."""
-    one = max((v for v in variants if v["variant"].startswith("streamseg (")), key=lambda v: v["density"])
+    # the ratios compare like with like: fp32 (the naive loop's); bf16 is listed beside them
+    fp32 = [v for v in variants if v["variant"].startswith("streamseg (") and "bf16" not in v["variant"]]
+    one = max(fp32, key=lambda v: v["density"])
+    bf16 = next((v for v in variants if "bf16" in v["variant"]), None)
     naive = next(v for v in variants if v["variant"].startswith("naive"))["density"]
     sep = next(v for v in variants if v["variant"].startswith("streamseg, one process per camera"))["density"]
     return {
@@ -400,6 +433,7 @@ def summarize_profile(size: str, fps: float, variants: list[dict], cores: int) -
         "best_one_process": one["variant"],
         "one_process_over_naive": round(one["density"] / naive, 2) if naive else None,
         "one_process_over_separate": round(one["density"] / sep, 2) if sep else None,
+        "bf16_over_naive": round(bf16["density"] / naive, 2) if bf16 and naive else None,
         "where_the_share_goes": share_table(variants, one, fps, cores),
     }
 
@@ -526,6 +560,11 @@ def markdown(r: dict) -> str:
             f"| {p['size']} @ {p['fps']:g} fps | one process / naive; / one per camera | "
             f"{p['one_process_over_naive']}; {p['one_process_over_separate']} | | | | | | |"
         )
+        if p.get("bf16_over_naive") is not None:
+            lines.append(
+                f"| {p['size']} @ {p['fps']:g} fps | OpenVINO bf16 one process / naive (fp32) | "
+                f"{p['bf16_over_naive']} | | | | | | |"
+            )
     best = best_batch(d["profiles"])
     if best is not None and "default_batch" in d:
         b, won, pairs = best

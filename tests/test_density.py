@@ -133,7 +133,7 @@ def test_the_search_grows_n_until_a_trial_fails_and_keeps_each_trial_s_account(t
 class FakeDensity(Density):
     """The real search, repetitions and report around trials that run nothing."""
 
-    carries = {"streamseg": [2, 3, 2], "separate": [2, 2, 2], "naive": [2, 1, 2]}
+    carries = {"streamseg": [2, 3, 2], "separate": [2, 2, 2], "naive": [2, 1, 2], "bf16": [3, 3, 3]}
 
     def __init__(self, cfg, out):
         self.calls: list[str] = []
@@ -142,8 +142,10 @@ class FakeDensity(Density):
     def _rep(self, name):  # which search of the variant this is (0, 1, ...)
         return sum(1 for c in self.calls if c.startswith("search") and c.endswith(name)) - 1
 
-    def trial_streamseg(self, n, size, fps, backend, batch):
-        return fake_trial(self.carries["streamseg"][self._rep(f"batch {batch})")] - (batch > 1), 30.0)(n)
+    def trial_streamseg(self, n, size, fps, backend, batch, precision=None):
+        if precision == "bf16":
+            return fake_trial(self.carries["bf16"][self._rep("bf16, batch 1)")], 20.0)(n)
+        return fake_trial(self.carries["streamseg"][self._rep(f"{backend}, batch {batch})")] - (batch > 1), 30.0)(n)
 
     def trial_separate(self, n, size, fps, backend):
         return fake_trial(self.carries["separate"][self._rep("per camera (onnxruntime)")], 35.0)(n)
@@ -159,6 +161,7 @@ def test_repeated_searches_are_interleaved_and_reported_with_their_median_and_sp
     cfg.bench.density.batch_sizes = [1, 2]
     cfg.bench.density.reps = 3
     cfg.bench.density.max_streams = 5
+    cfg.bench.density.bf16 = False  # whatever this CPU has
     d = FakeDensity(cfg, tmp_path)
     p = d.profile("640x360", 15.0, cores=2)
     searches = [c for c in d.calls if c.startswith("search")]
@@ -203,9 +206,32 @@ def test_repeated_searches_are_interleaved_and_reported_with_their_median_and_sp
     assert (tmp_path / "density.png").stat().st_size > 1000
 
 
+def test_a_bf16_cpu_adds_openvino_bf16_beside_the_fp32_ratios_not_in_them(tmp_path, monkeypatch):
+    monkeypatch.setattr("streamseg.density.bf16_here", lambda: True)
+    cfg = Config()
+    cfg.bench.density.profiles = ["640x360@15"]
+    cfg.bench.density.backends = ["onnxruntime"]
+    cfg.bench.density.batch_sizes = [1]
+    cfg.bench.density.reps = 1
+    cfg.bench.density.max_streams = 5
+    p = FakeDensity(cfg, tmp_path).profile("640x360", 15.0, cores=2)
+    v = {x["variant"]: x["density"] for x in p["variants"]}
+    assert v["streamseg (openvino bf16, batch 1)"] == 3 and v["streamseg (onnxruntime, batch 1)"] == 2
+    assert p["best_one_process"] == "streamseg (onnxruntime, batch 1)"  # like with like: fp32
+    assert p["one_process_over_naive"] == 1.0 and p["bf16_over_naive"] == 1.5
+    md = markdown(
+        {"machine": {"cpu": "c", "cores": 2}, "density": {"bounds": {}, "seconds": 1, "reps": 1, "profiles": [p]}}
+    )
+    assert "| 640x360 @ 15 fps | OpenVINO bf16 one process / naive (fp32) | 1.5 |" in md
+    monkeypatch.setattr("streamseg.density.bf16_here", lambda: False)  # a CPU without bf16: no such variant
+    assert not any("bf16" in name for name, _ in Density(cfg, tmp_path, log=print).variants("640x360", 15.0))
+
+
 def test_the_runtime_estimate_counts_every_search(tmp_path):
     # the defaults: 2 profiles, 2 backends x 3 batch sizes + 2 variants, 3 searches, 10 s trials
-    d = Density(Config(), tmp_path, log=lambda m: None)
+    cfg = Config()
+    cfg.bench.density.bf16 = False
+    d = Density(cfg, tmp_path, log=lambda m: None)
     expected, most = d.estimate_s()
     assert expected == 3 * 8 * 3 * (10 + 3 + 10 + 3)
     assert most == 3 * 8 * 16 * (10 + 3 + 10 + 3)
@@ -220,7 +246,7 @@ engines:
   semantic: {{card: {tiny / "red.yaml"}, backend: onnxruntime, threads: 1}}
   instance: {{card: {tiny / "yolo.yaml"}, backend: onnxruntime, threads: 1}}
 bench:
-  density: {{profiles: ["96x64@10"], max_streams: 2, seconds: 1.5, backends: [onnxruntime], batch_sizes: [1, 2], reps: 1}}
+  density: {{profiles: ["96x64@10"], max_streams: 2, seconds: 1.5, backends: [onnxruntime], batch_sizes: [1, 2], reps: 1, bf16: false}}
 """
     )
     r = run_streamseg("bench", "-c", cfg, "--streams", "--out", tmp_path / "out", timeout=600)
