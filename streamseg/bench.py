@@ -301,6 +301,13 @@ class Bench:
                 for f in frames:
                     sink.write(f)
             keep("encode.h264", t0)
+            # results as JSON lines (no pixels): listed, not in the machine limits (neither sink writes them)
+            t0 = cpu()
+            with open_sink(str(Path(h264).with_suffix(".jsonl"))) as sink:
+                sink.open({"s0": StreamInfo("s0", 30.0, (w, h))})
+                for f in frames:
+                    sink.write(f)
+            keep("sink.jsonl", t0)
         return costs
 
     def _live_point(self, share: float, capacity: float, engine_ms: float, *, service_ms) -> dict:
@@ -579,7 +586,7 @@ def machine_limits(costs: dict[str, float], cores: int) -> dict[str, float]:
     """The most frames/s this machine could give if every core did nothing but the stages' work:
     cores x 1000 / (CPU ms per frame summed over the stages the sink needs). `null`: no overlay
     and no encoder (null:// shows no pixels, so the pipeline draws nothing for it); `h264`: both."""
-    work = sum(v for k, v in costs.items() if not k.startswith("encode.") and k != "overlay")
+    work = sum(v for k, v in costs.items() if not k.startswith(("encode.", "sink.")) and k != "overlay")
     drawn = work + costs.get("overlay", 0.0) + costs.get("encode.h264", 0.0)
     return {
         "cores": cores,
@@ -590,7 +597,7 @@ def machine_limits(costs: dict[str, float], cores: int) -> dict[str, float]:
 
 def budget_lines(costs: dict[str, float], cores: int) -> str:
     """The CPU budget of one frame, stage by stage, as the bench prints it."""
-    total = sum(costs.values())
+    total = sum(v for k, v in costs.items() if not k.startswith("sink."))  # a results sink: listed, not summed
     lim = machine_limits(costs, cores)
     lines = ["CPU ms per frame, each stage alone (process CPU time, all threads):"]
     for k, v in costs.items():

@@ -11,6 +11,7 @@ def test_machine_limit_is_cores_times_1000_over_the_summed_cost():
     lim = machine_limits(costs, cores=2)
     # null:// draws nothing and encodes nothing: 2000/15; the H.264 file both: 2000/25
     assert lim == {"cores": 2, "null": 133.33, "h264": 80.0}
+    assert machine_limits({**costs, "sink.jsonl": 7.0}, cores=2) == lim  # listed, in neither limit
 
 
 def test_budget_lines_name_every_stage_and_flag_a_heavy_generator():
@@ -53,6 +54,7 @@ def test_stage_costs_measure_every_stage_on_the_same_frames(tmp_path, tiny):
         "analytics",  # a representative road zone and ego corridor when the config has none
         "overlay",
         "encode.h264",
+        "sink.jsonl",  # listed; in no machine limit (neither null:// nor the H.264 file writes JSON lines)
     }
     assert all(v >= 0 for v in costs.values())
     assert costs["source"] > 0 and costs["encode.h264"] > 0  # rendering and encoding are never free
@@ -60,5 +62,6 @@ def test_stage_costs_measure_every_stage_on_the_same_frames(tmp_path, tiny):
     lim = machine_limits(costs, bench.cores)
     assert lim["h264"] <= lim["null"]
     assert lim["null"] == pytest.approx(
-        bench.cores * 1000 / sum(v for k, v in costs.items() if k not in ("encode.h264", "overlay")), rel=1e-2
+        bench.cores * 1000 / sum(v for k, v in costs.items() if k not in ("encode.h264", "overlay", "sink.jsonl")),
+        rel=1e-2,
     )
