@@ -213,7 +213,7 @@ class Instances:
         frame-size masks were not made (a JSONL sink then never makes them: 5 ms a 1280x720 frame)."""
         crops = self.__dict__.get("_crops") if "masks" not in self.__dict__ else None
         if crops is not None:
-            return np.array([int(c.sum()) for c in crops.crops], np.int64)
+            return np.array([np.count_nonzero(c) for c in crops.crops], np.int64)
         return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
     def __getitem__(self, index) -> Instances:
