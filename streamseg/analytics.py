@@ -251,10 +251,20 @@ class Hysteresis:
     announced: bool = False  # its being inside was raised as an event (enter, intrusion_start)
     since_pts: float = 0.0  # when it last went in
     dwell_raised: bool = False
+    onset: tuple[int, float] = (0, 0.0)  # (seq, pts) of the pending change's first frame; after a change, its own
 
-    def update(self, share: float | None, enter: float, exit_: float, min_frames: int, appear: bool = True) -> bool:
-        """Feed one frame's share (None: no evidence); True when the state changed. `appear` false: the
-        first evidence sets the state without a change."""
+    def update(
+        self,
+        share: float | None,
+        enter: float,
+        exit_: float,
+        min_frames: int,
+        appear: bool = True,
+        at: tuple[int, float] = (0, 0.0),
+    ) -> bool:
+        """Feed one frame's share (None: no evidence) and its (seq, pts); True when the state changed,
+        and then `onset` is the frame the change began on. `appear` false: the first evidence sets the
+        state without a change."""
         if share is None:  # not seen (hidden, cut off): no evidence either way
             return False
         if not self.seen:
@@ -266,6 +276,8 @@ class Hysteresis:
         if want == self.inside:
             self.pending = 0
             return False
+        if self.pending == 0:
+            self.onset = at
         self.pending += 1
         if self.pending < min_frames:
             return False
@@ -277,6 +289,7 @@ class Hysteresis:
 class LineSide:
     side: int = 0  # -1 left of p0->p1, +1 right, 0 not seen yet
     pending: int = 0
+    onset: tuple[int, float] = (0, 0.0)  # (seq, pts) of the pending crossing's first frame
 
 
 @dataclass
@@ -345,9 +358,15 @@ class StreamAnalytics:
         events: list[Event] = []
         out = FrameAnalytics()
 
-        def emit(kind: str, tid: int | None, label: str, zone: str, **metrics) -> None:
-            events.append(Event(kind, self.stream, f.seq, float(f.pts), tid, label, zone, metrics))
+        def emit(kind: str, tid: int | None, label: str, zone: str, at: tuple[int, float] | None = None, **metrics):
+            """`at`: a debounced change's onset (seq, pts): the event is timed by it, and says which
+            frame confirmed it and how much later (`confirmed_seq`, `delay_s`)."""
+            seq, pts = (f.seq, float(f.pts)) if at is None else at
+            if at is not None:
+                metrics.update(confirmed_seq=f.seq, delay_s=round(float(f.pts) - pts, 6))
+            events.append(Event(kind, self.stream, seq, pts, tid, label, zone, metrics))
 
+        at = (f.seq, float(f.pts))
         n = len(inst)
         contacts = [ground_contact(inst.masks[i], inst.xyxy[i], cfg.band) for i in range(n)]
         # the vanishing point: straight ahead, at the horizon (the camera model's; else where the
@@ -403,13 +422,21 @@ class StreamAnalytics:
                 hy = st.zones.setdefault(zone.name, Hysteresis())
                 if not hy.seen and share is not None:
                     hy.since_pts = float(f.pts)  # dwell counts from the first sighting when it starts inside
-                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames, cfg.enter_on_appear):
+                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames, cfg.enter_on_appear, at):
                     hy.announced = hy.inside
                     if hy.inside:
-                        hy.since_pts, hy.dwell_raised = float(f.pts), False
-                        emit("enter", tid, st.label, zone.name, share=round(share, 3))
+                        emit("enter", tid, st.label, zone.name, hy.onset, share=round(share, 3))
+                        hy.since_pts, hy.dwell_raised = hy.onset[1], False
                     else:
-                        emit("exit", tid, st.label, zone.name, share=round(share, 3), dwell_s=_dwell(hy, f))
+                        emit(
+                            "exit",
+                            tid,
+                            st.label,
+                            zone.name,
+                            hy.onset,
+                            share=round(share, 3),
+                            dwell_s=_dwell(hy, hy.onset[1]),
+                        )
                 if (
                     hy.inside
                     and zone.dwell_s is not None
@@ -417,7 +444,7 @@ class StreamAnalytics:
                     and f.pts - hy.since_pts >= zone.dwell_s
                 ):
                     hy.dwell_raised = True
-                    emit("dwell", tid, st.label, zone.name, dwell_s=_dwell(hy, f))
+                    emit("dwell", tid, st.label, zone.name, dwell_s=_dwell(hy, float(f.pts)))
                 member[i] = hy.inside
             out.zones[zone.name] = member
             counts = collections.Counter(inst.labels[i] for i in np.flatnonzero(member))
@@ -444,13 +471,15 @@ class StreamAnalytics:
                 if cand == ls.side:
                     ls.pending = 0
                     continue
+                if ls.pending == 0:
+                    ls.onset = at
                 ls.pending += 1
                 if ls.pending < cfg.min_frames:
                     continue
                 t = ((gx - ax) * dx + (gy - ay) * dy) / length2
                 ls.side, ls.pending = cand, 0
                 if -0.05 <= t <= 1.05:  # passed over the segment, not beside it
-                    emit("cross", tid, st.label, line.name, direction="in" if cand > 0 else "out")
+                    emit("cross", tid, st.label, line.name, ls.onset, direction="in" if cand > 0 else "out")
 
         # the ego corridor
         cc = cfg.corridor
@@ -463,7 +492,7 @@ class StreamAnalytics:
             for name, hy in st.zones.items():
                 if hy.inside and hy.announced:  # a lost track closes what it opened, and only that
                     kind = "intrusion_end" if name == CORRIDOR else "exit"
-                    emit(kind, tid, st.label, name, lost=True, dwell_s=_dwell(hy, f))
+                    emit(kind, tid, st.label, name, lost=True, dwell_s=_dwell(hy, float(f.pts)))
         out.shapes = {z.name: np.array(z.polygon) * [fw, fh] for z in self.zones if z.polygon is not None}
         out.shapes.update({ln.name: np.array(ln.points) * [fw, fh] for ln in self.lines})
         return events, out
@@ -500,16 +529,24 @@ class StreamAnalytics:
                     st.distances.append((float(f.pts), dist_m))
                     ttc = time_to_contact(st.distances)
                 hy = st.zones.setdefault(CORRIDOR, Hysteresis())
-                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames):
+                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames, at=(f.seq, float(f.pts))):
                     metrics: dict = {"distance_rows": dist_rows}
                     if dist_m is not None:
                         metrics.update(distance_m=round(dist_m, 2), ttc_s=ttc)
                     hy.announced = hy.inside
                     if hy.inside:
-                        hy.since_pts = float(f.pts)
-                        emit("intrusion_start", tid, st.label, CORRIDOR, **metrics)
+                        emit("intrusion_start", tid, st.label, CORRIDOR, hy.onset, **metrics)
+                        hy.since_pts = hy.onset[1]
                     else:
-                        emit("intrusion_end", tid, st.label, CORRIDOR, dwell_s=_dwell(hy, f), **metrics)
+                        emit(
+                            "intrusion_end",
+                            tid,
+                            st.label,
+                            CORRIDOR,
+                            hy.onset,
+                            dwell_s=_dwell(hy, hy.onset[1]),
+                            **metrics,
+                        )
                 inside = hy.inside
                 intruders[i] = hy.inside
             if inside and row > best_y:
@@ -519,8 +556,9 @@ class StreamAnalytics:
         out.intruders = intruders
 
 
-def _dwell(hy: Hysteresis, f: Frame) -> float:
-    return round(float(f.pts) - hy.since_pts, 3)
+def _dwell(hy: Hysteresis, pts: float) -> float:
+    """Seconds inside, from when it went in to `pts`."""
+    return round(pts - hy.since_pts, 3)
 
 
 # the stage ----------------------------------------------------------------------------------------------

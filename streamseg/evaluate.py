@@ -505,7 +505,8 @@ class EventMeter:
             seen = self._seen.get((sid, oid))
             appearance = seq - first_seq <= self.min_frames and seen is not None and seen.on_road
             # as COCO's area ranges: a prediction smaller than graded objects that matches nothing counts neither way
-            self.pred.append((sid, seq, oid if kind == self.group else 0, appearance or area < self.min_area))
+            # matched at the frame the event is timed by (a debounced change's onset), not the one that raised it
+            self.pred.append((sid, e.seq, oid if kind == self.group else 0, appearance or area < self.min_area))
 
     def summary(self) -> dict:
         # an enter is graded only when the person's feet stay in view for the matching window after

@@ -80,7 +80,8 @@ def test_band_share_and_bottom_centre_point_judge_differently(rule, expected):
     events = run(sa, [frame(i, [(1, "person", obj)]) for i in range(4)])
     assert [e.type for e in events] == expected
     if expected:
-        assert events[0].seq == 1 and events[0].zone == "left"  # after min_frames = 2 frames
+        # raised on frame 1 (min_frames = 2), timed by frame 0, where the change began
+        assert (events[0].seq, events[0].zone, events[0].metrics["confirmed_seq"]) == (0, "left", 1)
 
 
 def test_semantic_zone_follows_a_moving_road_mask():
@@ -207,6 +208,20 @@ def test_events_are_timed_by_pts_not_the_clock():
     )
     assert [(e.type, e.pts_s) for e in events] == [("enter", 100.0), ("exit", 103.25)]
     assert events[1].metrics["dwell_s"] == 3.25
+
+
+def test_a_debounced_event_is_timed_by_its_onset_and_says_when_it_was_confirmed():
+    # steps in at frame 2 (pts 0.2), holds; min_frames = 3 confirms it on frame 4: the event says
+    # it happened at frame 2 and was known 0.2 s later; the exit likewise, with the dwell between onsets
+    zone = {"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}
+    sa = analytics(zones=[zone], min_frames=3, enter_on_appear=False)
+    inside, outside = person(20, 40, 20, 60), person(150, 170, 20, 60)
+    objs = [outside, outside] + [inside] * 5 + [outside] * 4
+    frames = [frame(i, [(3, "person", o)], pts=i / 10) for i, o in enumerate(objs)]
+    raised = [(f.seq, e) for f in frames for e in sa.update(f)[0]]
+    assert [(at, e.type, e.seq, e.pts_s) for at, e in raised] == [(4, "enter", 2, 0.2), (9, "exit", 7, 0.7)]
+    assert [(e.metrics["confirmed_seq"], e.metrics["delay_s"]) for _, e in raised] == [(4, 0.2), (9, 0.2)]
+    assert raised[1][1].metrics["dwell_s"] == 0.5
 
 
 def test_dwell_event_once_after_dwell_s():
