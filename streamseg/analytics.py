@@ -125,19 +125,19 @@ class Sampler:
     ) -> float | None:
         """Share of contact columns whose ground (either row under the mask) is inside: `inside_hw`
         a bool map, or a group map read through `lut` (group id -> inside). `ground`: a group map
-        (same size) and which groups hide the ground (a car in front): points on them are unknown,
-        columns with no known point do not count; None when no column is known."""
+        (same size) and which groups hide the ground (a car in front): a column with either point on
+        one does not count (the mask's lowest row there is where the thing in front cuts it, not its
+        feet: what shows under it may be anything seen past the thing); None when no column counts."""
         r, q = rq
         if not r.size:
             return None
         hit = inside_hw[r, q] if lut is None else lut[inside_hw[r, q]]
         if ground is None:
             return float(hit.any(1).mean())
-        known = ~ground[1][ground[0][r, q]]
-        cols = known.any(1)
+        cols = ~ground[1][ground[0][r, q]].any(1)
         if not cols.any():
             return None
-        return float((hit & known).any(1)[cols].mean())
+        return float(hit.any(1)[cols].mean())
 
 
 def duplicates(inst: Instances, overlap: float = 0.6) -> np.ndarray:
@@ -204,6 +204,30 @@ def ground_distance_m(cam: CameraModelConfig, frame_wh: tuple[int, int], row: fl
     return cam.height_m / math.tan(angle)
 
 
+def road_width_line(comp: np.ndarray, min_rows: int = 6) -> tuple[float, float] | None:
+    """(slope, intercept) of the road's width in the image against the row: on flat ground a row's
+    width of the road is proportional to its distance below the vanishing row (where the line is
+    zero), however far the road is seen (its visible end lies wherever a car, a curve or a building
+    hides the rest). Fitted to the rows the frame does not cut off; rows narrowed by something at the
+    road's edge (a parked car) fall below the line and are left out, twice over. None when too few
+    rows or no widening."""
+    ys = np.flatnonzero(~comp[:, 0] & ~comp[:, -1] & comp.any(1))
+    if ys.size < min_rows:
+        return None
+    first = np.argmax(comp[ys], axis=1)
+    last = comp.shape[1] - 1 - np.argmax(comp[ys, ::-1], axis=1)
+    width = (last - first + 1).astype(np.float64)
+    keep = np.ones(ys.size, bool)
+    for _ in range(3):
+        if keep.sum() < min_rows:
+            return None
+        slope, icpt = np.polyfit(ys[keep], width[keep], 1)
+        if slope <= 0:
+            return None
+        keep = width >= slope * ys + icpt - np.maximum(2.0, 0.1 * width)
+    return float(slope), float(icpt)
+
+
 def corridor_mask(
     group_map: np.ndarray | None,
     group_ids: list[int],
@@ -232,10 +256,24 @@ def corridor_mask(
     count = comp.sum(1)
     rows = np.flatnonzero(count)
     y_top, y_bot = int(rows[0]), int(rows[-1])
-    centre = np.where(count > 0, comp.astype(np.float32) @ xs[0] / np.maximum(count, 1), w / 2)
+    # a row's road centre: the middle of its extent (a car ahead takes pixels out of the middle of our
+    # lane, not of the road: the mean of the pixels would lean away from it); where the frame cuts one
+    # side off, half the fitted road width from the side in view; where it cuts both, unknown
+    first, last = np.argmax(comp, axis=1), w - 1 - np.argmax(comp[:, ::-1], axis=1)
+    cut_l, cut_r = comp[:, 0], comp[:, -1]
+    fit = road_width_line(comp)
+    half_road = np.zeros(h) if fit is None else (fit[0] * np.arange(h) + fit[1]) / 2
+    centre = np.where(cut_l, last - half_road, np.where(cut_r, first + half_road, (first + last) / 2))
+    known = (count > 0) & ~(cut_l & cut_r) & ((fit is not None) | ~(cut_l | cut_r))
+    if fit is not None:
+        y_top = min(max(-fit[1] / fit[0], 0.0), y_top)  # the vanishing row: where the road's width is zero
     span = max(y_bot - y_top, 1)
     scale = np.clip((np.arange(h, dtype=np.float32) - y_top) / span, 0, None)
-    ego_c = centre - (centre[y_bot] - w / 2) * scale  # the road's curvature, anchored at the camera
+    # the road's offset from our path scales with the row's distance below the vanishing row: read
+    # on the nearest rows where the road's centre is known (curving least there), their median
+    near = np.flatnonzero(known & (scale > 0.3))[-max(3, h // 20) :]
+    offset = float(np.median((centre[near] - w / 2) / scale[near])) if near.size else 0.0
+    ego_c = np.where(known, centre - offset * scale, w / 2)  # the road's curvature, anchored at the camera
     return comp & (np.abs(xs - ego_c[:, None]) <= (width * w / 2 * scale)[:, None])
 
 
