@@ -95,10 +95,12 @@ class SyntheticSource(Source):
         if self._cache:
             img, label, inst, areas, where = self._cache[self._i % len(self._cache)]
             img = img.copy()  # downstream stages may draw on it
-            truth = GroundTruth(label, inst, LABELS, areas, where)
+            truth = GroundTruth(label, inst, LABELS, areas, where, self.scene.camera())
         else:
             img, label, inst = self.scene.render(self._i)
-            truth = GroundTruth(label, inst, LABELS, self.scene.full_areas(), self.scene.placements(self._i))
+            truth = GroundTruth(
+                label, inst, LABELS, self.scene.full_areas(), self.scene.placements(self._i), self.scene.camera()
+            )
         f = SourceFrame(img, self._i / self.fps, truth=truth)
         self._i += 1
         return f
