@@ -287,6 +287,28 @@ def test_corridor_is_the_drivable_component_at_the_bottom_centre_narrowed():
     assert row.any() and np.flatnonzero(row).mean() > W / 2
 
 
+@pytest.mark.parametrize("hidden_from", [None, 110], ids=["whole", "far-road-hidden"])
+def test_corridor_is_centred_on_the_camera_when_the_frame_cuts_the_road_off(hidden_from):
+    # a straight road seen from a camera 1.5 m up, horizon at row 100: its left edge 2 m to our left is
+    # in view, its right edge 12 m to our right is not (cut off by the frame's side); far away a
+    # building hides it above row `hidden_from`. Our path is the frame's centre column at every row,
+    # and the corridor is as wide in metres as its width says at the bottom (its vanishing row is the
+    # horizon, wherever the road's visible end is)
+    w, h, hor = 640, 360, 100.0
+    gm = np.full((h, w), 2, np.uint8)
+    ys, xs = np.mgrid[0:h, 0:w]
+    k = (ys - hor) / 1.5  # pixels per metre at each row
+    gm[(ys > hor) & (xs >= w / 2 - 2 * k) & (xs <= w / 2 + 12 * k)] = 1
+    if hidden_from is not None:
+        gm[:hidden_from] = 0
+    c = corridor_mask(gm, [1], (w, h), width=0.6, top_row=0)
+    for row in (150, 250, h - 1):
+        cols = np.flatnonzero(c[row])
+        half = 0.6 * w / 2 * (row - hor) / (h - 1 - hor)
+        assert (cols.min() + cols.max()) / 2 == pytest.approx(w / 2, abs=3), row
+        assert (cols.max() - cols.min()) / 2 == pytest.approx(half, abs=3 + 0.03 * half), row
+
+
 def test_corridor_trapezoid_without_a_road_mask():
     c = corridor_mask(None, [], (W, H), width=0.5, top_row=40)
     assert not c[:40].any()
