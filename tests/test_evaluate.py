@@ -373,13 +373,31 @@ def test_event_meter_grades_intrusion_start_into_the_ego_corridor():
     xs = [-3 + 0.1 * i for i in range(30)]
     into = next(i for i, x in enumerate(xs) if abs(x) <= half)
     for i, x in enumerate(xs):
-        events = [Event("intrusion_start", "s", into + 1, 0.0, 1, "person", "ego_corridor", {})] if i == into + 2 else []
+        events = (
+            [Event("intrusion_start", "s", into + 1, 0.0, 1, "person", "ego_corridor", {})] if i == into + 2 else []
+        )
         events += [_event(i, 1)] if i == 6 else []  # its enter: not what this meter grades
-        m.add_truth("s", i, {5: ("person", x, 10.0, x >= -2.5)}, {5: 1000}, {}, set(), {1: (5, "person", 1000)},
-                    events, {5: 235}, CAM, (640, 360))
+        m.add_truth(
+            "s",
+            i,
+            {5: ("person", x, 10.0, x >= -2.5)},
+            {5: 1000},
+            {},
+            set(),
+            {1: (5, "person", 1000)},
+            events,
+            {5: 235},
+            CAM,
+            (640, 360),
+        )
     s = m.summary()
     assert (s["type"], s["zone"], s["ground_truth"], s["hits"], s["false_alarms"]) == (
-        "intrusion_start", "ego_corridor", 1, 1, 0)
+        "intrusion_start",
+        "ego_corridor",
+        1,
+        1,
+        0,
+    )
     assert m.truth[0][1] == into == 16
 
 
@@ -392,7 +410,18 @@ def test_event_meter_ignores_a_step_whose_feet_are_hidden():
     for lowest, expected in ((200, (0, 0, 0, 1)), (235, (1, 1, 0, 0))):
         m = EventMeter(window=3, min_frames=2)
         for i in range(20):
-            m.add_truth("s", i, {5: ("person", 0.0, 10.0, i >= 10)}, {5: 1000}, {}, set(), {1: (5, "person", 1000)},
-                        [_event(i, 1)] if i == 11 else [], {5: lowest}, CAM, (640, 360))
+            m.add_truth(
+                "s",
+                i,
+                {5: ("person", 0.0, 10.0, i >= 10)},
+                {5: 1000},
+                {},
+                set(),
+                {1: (5, "person", 1000)},
+                [_event(i, 1)] if i == 11 else [],
+                {5: lowest},
+                CAM,
+                (640, 360),
+            )
         s = m.summary()
         assert (s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]) == expected
