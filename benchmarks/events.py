@@ -37,7 +37,7 @@ ANALYTICS = {"zones": [{"name": "on_road", "groups": ["road", "lane"]}]}
 GROUPS = ["road", "lane", "sidewalk", "car", "person"]  # the semantic card's groups
 
 
-def on_truth(seeds: list[int], size_wh, fps: float, frames: int, window: int) -> dict:
+def on_truth(seeds: list[int], size_wh, fps: float, frames: int, window: int, people: float = 1.0) -> dict:
     """The analytics on perfect perception: each frame's exact masks (object id = track ID) and group
     map; the summaries of `enter` and `intrusion_start`, as `evaluate_events` grades them."""
     cfg = AnalyticsConfig.model_validate(ANALYTICS)
@@ -49,7 +49,7 @@ def on_truth(seeds: list[int], size_wh, fps: float, frames: int, window: int) ->
     for gi, g in enumerate(GROUPS, 1):
         lut[LABELS.index(g)] = gi
     for seed in seeds:
-        scene = DrivingScene(size_wh, fps, seed)
+        scene = DrivingScene(size_wh, fps, seed, people)
         sa = StreamAnalytics(cfg, str(seed), cfg.zones, cfg.lines)
         for i in range(frames):
             img, label, inst = scene.render(i)
@@ -95,22 +95,32 @@ def main() -> None:
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--fps", type=float, default=15.0)
     ap.add_argument("--window", type=int, default=3)
+    ap.add_argument(
+        "--people",
+        type=float,
+        default=1.0,
+        help="scale the scenes' pedestrians (more crossings to grade per seed; 1 = the usual scene)",
+    )
     ap.add_argument("--out", help="results folder (default benchmarks/results/<host>-<date>)")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    seeds = crossing_seeds(args.seeds, args.start, (w, h), args.fps, args.frames)
-    sources = [f"synthetic://driving?size={args.size}&fps={args.fps:g}&seed={s}&frames={args.frames}" for s in seeds]
+    seeds = crossing_seeds(args.seeds, args.start, (w, h), args.fps, args.frames, people=args.people)
+    crowd = f"&people={args.people:g}" if args.people != 1 else ""
+    sources = [
+        f"synthetic://driving?size={args.size}&fps={args.fps:g}&seed={s}&frames={args.frames}{crowd}" for s in seeds
+    ]
     print(f"seeds: {seeds}", flush=True)
     t0 = time.perf_counter()
     meters, report = evaluate_events(CARDS, sources, ANALYTICS, window=args.window)
     summary = {kind: m.summary() for kind, m in meters.items()}
-    truth = on_truth(seeds, (w, h), args.fps, args.frames, args.window)
+    truth = on_truth(seeds, (w, h), args.fps, args.frames, args.window, args.people)
     result = {
         "benchmark": "events",
         "date": dt.date.today().isoformat(),
         "machine": machine_info(0),
         "command": "nice python benchmarks/events.py " + " ".join(sys.argv[1:]),
         "seeds": seeds,
+        "people": args.people,
         "sources": sources,
         "events": summary,
         "events_on_truth": truth,

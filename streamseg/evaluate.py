@@ -391,7 +391,7 @@ def evaluate(
 
 # analytics events --------------------------------------------------------------------------------
 def crossing_seeds(n: int, start: int = 2000, size_wh=(640, 360), fps: float = 15.0, frames: int = 150,
-                   near_m: tuple[float, float] = (6.0, 25.0)) -> list[int]:
+                   near_m: tuple[float, float] = (6.0, 25.0), people: float = 1.0) -> list[int]:
     """The first `n` scene seeds from `start` in which a person steps onto the road within
     `near_m` metres ahead during the first `frames` frames (5 frames clear of either end).
     Training uses seeds 1000-1299 and `streamseg eval`'s defaults 0-4: from 2000 they are unseen."""
@@ -400,7 +400,7 @@ def crossing_seeds(n: int, start: int = 2000, size_wh=(640, 360), fps: float = 1
     out = []
     seed = start
     while len(out) < n:
-        scene = DrivingScene(size_wh, fps, seed)
+        scene = DrivingScene(size_wh, fps, seed, people)
         prev: dict[int, bool] = {}
         for i in range(frames):
             now = scene.placements(i)
