@@ -125,19 +125,19 @@ class Sampler:
     ) -> float | None:
         """Share of contact columns whose ground (either row under the mask) is inside: `inside_hw`
         a bool map, or a group map read through `lut` (group id -> inside). `ground`: a group map
-        (same size) and which groups hide the ground (a car in front): points on them are unknown,
-        columns with no known point do not count; None when no column is known."""
+        (same size) and which groups hide the ground (a car in front): a column with either point on
+        one does not count (the mask's lowest row there is where the thing in front cuts it, not its
+        feet: what shows under it may be anything seen past the thing); None when no column counts."""
         r, q = rq
         if not r.size:
             return None
         hit = inside_hw[r, q] if lut is None else lut[inside_hw[r, q]]
         if ground is None:
             return float(hit.any(1).mean())
-        known = ~ground[1][ground[0][r, q]]
-        cols = known.any(1)
+        cols = ~ground[1][ground[0][r, q]].any(1)
         if not cols.any():
             return None
-        return float((hit & known).any(1)[cols].mean())
+        return float(hit.any(1)[cols].mean())
 
 
 def duplicates(inst: Instances, overlap: float = 0.6) -> np.ndarray:
@@ -204,6 +204,30 @@ def ground_distance_m(cam: CameraModelConfig, frame_wh: tuple[int, int], row: fl
     return cam.height_m / math.tan(angle)
 
 
+def road_width_line(comp: np.ndarray, min_rows: int = 6) -> tuple[float, float] | None:
+    """(slope, intercept) of the road's width in the image against the row: on flat ground a row's
+    width of the road is proportional to its distance below the vanishing row (where the line is
+    zero), however far the road is seen (its visible end lies wherever a car, a curve or a building
+    hides the rest). Fitted to the rows the frame does not cut off; rows narrowed by something at the
+    road's edge (a parked car) fall below the line and are left out, twice over. None when too few
+    rows or no widening."""
+    ys = np.flatnonzero(~comp[:, 0] & ~comp[:, -1] & comp.any(1))
+    if ys.size < min_rows:
+        return None
+    first = np.argmax(comp[ys], axis=1)
+    last = comp.shape[1] - 1 - np.argmax(comp[ys, ::-1], axis=1)
+    width = (last - first + 1).astype(np.float64)
+    keep = np.ones(ys.size, bool)
+    for _ in range(3):
+        if keep.sum() < min_rows:
+            return None
+        slope, icpt = np.polyfit(ys[keep], width[keep], 1)
+        if slope <= 0:
+            return None
+        keep = width >= slope * ys + icpt - np.maximum(2.0, 0.1 * width)
+    return float(slope), float(icpt)
+
+
 def corridor_mask(
     group_map: np.ndarray | None,
     group_ids: list[int],
@@ -232,10 +256,24 @@ def corridor_mask(
     count = comp.sum(1)
     rows = np.flatnonzero(count)
     y_top, y_bot = int(rows[0]), int(rows[-1])
-    centre = np.where(count > 0, comp.astype(np.float32) @ xs[0] / np.maximum(count, 1), w / 2)
+    # a row's road centre: the middle of its extent (a car ahead takes pixels out of the middle of our
+    # lane, not of the road: the mean of the pixels would lean away from it); where the frame cuts one
+    # side off, half the fitted road width from the side in view; where it cuts both, unknown
+    first, last = np.argmax(comp, axis=1), w - 1 - np.argmax(comp[:, ::-1], axis=1)
+    cut_l, cut_r = comp[:, 0], comp[:, -1]
+    fit = road_width_line(comp)
+    half_road = np.zeros(h) if fit is None else (fit[0] * np.arange(h) + fit[1]) / 2
+    centre = np.where(cut_l, last - half_road, np.where(cut_r, first + half_road, (first + last) / 2))
+    known = (count > 0) & ~(cut_l & cut_r) & ((fit is not None) | ~(cut_l | cut_r))
+    if fit is not None:
+        y_top = min(max(-fit[1] / fit[0], 0.0), y_top)  # the vanishing row: where the road's width is zero
     span = max(y_bot - y_top, 1)
     scale = np.clip((np.arange(h, dtype=np.float32) - y_top) / span, 0, None)
-    ego_c = centre - (centre[y_bot] - w / 2) * scale  # the road's curvature, anchored at the camera
+    # the road's offset from our path scales with the row's distance below the vanishing row: read
+    # on the nearest rows where the road's centre is known (curving least there), their median
+    near = np.flatnonzero(known & (scale > 0.3))[-max(3, h // 20) :]
+    offset = float(np.median((centre[near] - w / 2) / scale[near])) if near.size else 0.0
+    ego_c = np.where(known, centre - offset * scale, w / 2)  # the road's curvature, anchored at the camera
     return comp & (np.abs(xs - ego_c[:, None]) <= (width * w / 2 * scale)[:, None])
 
 
@@ -251,10 +289,20 @@ class Hysteresis:
     announced: bool = False  # its being inside was raised as an event (enter, intrusion_start)
     since_pts: float = 0.0  # when it last went in
     dwell_raised: bool = False
+    onset: tuple[int, float] = (0, 0.0)  # (seq, pts) of the pending change's first frame; after a change, its own
 
-    def update(self, share: float | None, enter: float, exit_: float, min_frames: int, appear: bool = True) -> bool:
-        """Feed one frame's share (None: no evidence); True when the state changed. `appear` false: the
-        first evidence sets the state without a change."""
+    def update(
+        self,
+        share: float | None,
+        enter: float,
+        exit_: float,
+        min_frames: int,
+        appear: bool = True,
+        at: tuple[int, float] = (0, 0.0),
+    ) -> bool:
+        """Feed one frame's share (None: no evidence) and its (seq, pts); True when the state changed,
+        and then `onset` is the frame the change began on. `appear` false: the first evidence sets the
+        state without a change."""
         if share is None:  # not seen (hidden, cut off): no evidence either way
             return False
         if not self.seen:
@@ -266,6 +314,8 @@ class Hysteresis:
         if want == self.inside:
             self.pending = 0
             return False
+        if self.pending == 0:
+            self.onset = at
         self.pending += 1
         if self.pending < min_frames:
             return False
@@ -277,6 +327,7 @@ class Hysteresis:
 class LineSide:
     side: int = 0  # -1 left of p0->p1, +1 right, 0 not seen yet
     pending: int = 0
+    onset: tuple[int, float] = (0, 0.0)  # (seq, pts) of the pending crossing's first frame
 
 
 @dataclass
@@ -345,9 +396,15 @@ class StreamAnalytics:
         events: list[Event] = []
         out = FrameAnalytics()
 
-        def emit(kind: str, tid: int | None, label: str, zone: str, **metrics) -> None:
-            events.append(Event(kind, self.stream, f.seq, float(f.pts), tid, label, zone, metrics))
+        def emit(kind: str, tid: int | None, label: str, zone: str, at: tuple[int, float] | None = None, **metrics):
+            """`at`: a debounced change's onset (seq, pts): the event is timed by it, and says which
+            frame confirmed it and how much later (`confirmed_seq`, `delay_s`)."""
+            seq, pts = (f.seq, float(f.pts)) if at is None else at
+            if at is not None:
+                metrics.update(confirmed_seq=f.seq, delay_s=round(float(f.pts) - pts, 6))
+            events.append(Event(kind, self.stream, seq, pts, tid, label, zone, metrics))
 
+        at = (f.seq, float(f.pts))
         n = len(inst)
         contacts = [ground_contact(inst.masks[i], inst.xyxy[i], cfg.band) for i in range(n)]
         # the vanishing point: straight ahead, at the horizon (the camera model's; else where the
@@ -403,13 +460,21 @@ class StreamAnalytics:
                 hy = st.zones.setdefault(zone.name, Hysteresis())
                 if not hy.seen and share is not None:
                     hy.since_pts = float(f.pts)  # dwell counts from the first sighting when it starts inside
-                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames, cfg.enter_on_appear):
+                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames, cfg.enter_on_appear, at):
                     hy.announced = hy.inside
                     if hy.inside:
-                        hy.since_pts, hy.dwell_raised = float(f.pts), False
-                        emit("enter", tid, st.label, zone.name, share=round(share, 3))
+                        emit("enter", tid, st.label, zone.name, hy.onset, share=round(share, 3))
+                        hy.since_pts, hy.dwell_raised = hy.onset[1], False
                     else:
-                        emit("exit", tid, st.label, zone.name, share=round(share, 3), dwell_s=_dwell(hy, f))
+                        emit(
+                            "exit",
+                            tid,
+                            st.label,
+                            zone.name,
+                            hy.onset,
+                            share=round(share, 3),
+                            dwell_s=_dwell(hy, hy.onset[1]),
+                        )
                 if (
                     hy.inside
                     and zone.dwell_s is not None
@@ -417,7 +482,7 @@ class StreamAnalytics:
                     and f.pts - hy.since_pts >= zone.dwell_s
                 ):
                     hy.dwell_raised = True
-                    emit("dwell", tid, st.label, zone.name, dwell_s=_dwell(hy, f))
+                    emit("dwell", tid, st.label, zone.name, dwell_s=_dwell(hy, float(f.pts)))
                 member[i] = hy.inside
             out.zones[zone.name] = member
             counts = collections.Counter(inst.labels[i] for i in np.flatnonzero(member))
@@ -444,13 +509,15 @@ class StreamAnalytics:
                 if cand == ls.side:
                     ls.pending = 0
                     continue
+                if ls.pending == 0:
+                    ls.onset = at
                 ls.pending += 1
                 if ls.pending < cfg.min_frames:
                     continue
                 t = ((gx - ax) * dx + (gy - ay) * dy) / length2
                 ls.side, ls.pending = cand, 0
                 if -0.05 <= t <= 1.05:  # passed over the segment, not beside it
-                    emit("cross", tid, st.label, line.name, direction="in" if cand > 0 else "out")
+                    emit("cross", tid, st.label, line.name, ls.onset, direction="in" if cand > 0 else "out")
 
         # the ego corridor
         cc = cfg.corridor
@@ -463,7 +530,7 @@ class StreamAnalytics:
             for name, hy in st.zones.items():
                 if hy.inside and hy.announced:  # a lost track closes what it opened, and only that
                     kind = "intrusion_end" if name == CORRIDOR else "exit"
-                    emit(kind, tid, st.label, name, lost=True, dwell_s=_dwell(hy, f))
+                    emit(kind, tid, st.label, name, lost=True, dwell_s=_dwell(hy, float(f.pts)))
         out.shapes = {z.name: np.array(z.polygon) * [fw, fh] for z in self.zones if z.polygon is not None}
         out.shapes.update({ln.name: np.array(ln.points) * [fw, fh] for ln in self.lines})
         return events, out
@@ -500,16 +567,24 @@ class StreamAnalytics:
                     st.distances.append((float(f.pts), dist_m))
                     ttc = time_to_contact(st.distances)
                 hy = st.zones.setdefault(CORRIDOR, Hysteresis())
-                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames):
+                if hy.update(share, cfg.enter_share, cfg.exit_share, cfg.min_frames, at=(f.seq, float(f.pts))):
                     metrics: dict = {"distance_rows": dist_rows}
                     if dist_m is not None:
                         metrics.update(distance_m=round(dist_m, 2), ttc_s=ttc)
                     hy.announced = hy.inside
                     if hy.inside:
-                        hy.since_pts = float(f.pts)
-                        emit("intrusion_start", tid, st.label, CORRIDOR, **metrics)
+                        emit("intrusion_start", tid, st.label, CORRIDOR, hy.onset, **metrics)
+                        hy.since_pts = hy.onset[1]
                     else:
-                        emit("intrusion_end", tid, st.label, CORRIDOR, dwell_s=_dwell(hy, f), **metrics)
+                        emit(
+                            "intrusion_end",
+                            tid,
+                            st.label,
+                            CORRIDOR,
+                            hy.onset,
+                            dwell_s=_dwell(hy, hy.onset[1]),
+                            **metrics,
+                        )
                 inside = hy.inside
                 intruders[i] = hy.inside
             if inside and row > best_y:
@@ -519,8 +594,9 @@ class StreamAnalytics:
         out.intruders = intruders
 
 
-def _dwell(hy: Hysteresis, f: Frame) -> float:
-    return round(float(f.pts) - hy.since_pts, 3)
+def _dwell(hy: Hysteresis, pts: float) -> float:
+    """Seconds inside, from when it went in to `pts`."""
+    return round(pts - hy.since_pts, 3)
 
 
 # the stage ----------------------------------------------------------------------------------------------

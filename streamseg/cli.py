@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--events",
         action="store_true",
         help="grade analytics events instead: persons' `enter` into the config's first zone (default: on_road = "
-        "road + lane) against the synthetic scene's truth, precision and recall (docs/analytics.md)",
+        "road + lane) and their `intrusion_start` into the ego corridor against the synthetic scene's truth, "
+        "precision and recall (docs/analytics.md)",
     )
     ev.add_argument("--window", type=int, default=3, help="--events: frames an event may be off its truth (3)")
 
@@ -919,7 +920,7 @@ def _eval_events(args, engines, sources, cache_dir, analytics) -> int:
 
     if analytics is not None and not analytics.zones:
         raise UserError("--events grades `enter` into the config's first zone: its analytics section has none")
-    meter, _ = evaluate_events(
+    meters, _ = evaluate_events(
         engines,
         sources,
         analytics.model_dump() if analytics is not None else None,
@@ -927,21 +928,23 @@ def _eval_events(args, engines, sources, cache_dir, analytics) -> int:
         min_area=400 if args.min_area is None else args.min_area,
         cache_dir=cache_dir,
     )
-    s = meter.summary()
-    if not s["frames"]:
+    summaries = {kind: m.summary() for kind, m in meters.items()}
+    if not summaries["enter"]["frames"]:
         raise UserError("no frame carried the scene's placements: --events needs synthetic:// sources")
-    p, r = s["precision"], s["recall"]
-    print(
-        f"{s['frames']} frames: {s['group']} enter '{s['zone']}' within {s['window_frames']} frames: "
-        f"precision {'-' if p is None else f'{p:.3f}'}  recall {'-' if r is None else f'{r:.3f}'}  "
-        f"({s['hits']} hits, {s['false_alarms']} false alarms, {s['misses']} misses of {s['ground_truth']} graded; "
-        f"{s['ground_truth_ignored']} not graded, {s['ignored_predictions']} predictions on them or on appearances)"
-    )
+    for s in summaries.values():
+        p, r = s["precision"], s["recall"]
+        print(
+            f"{s['frames']} frames: {s['group']} {s['type']} '{s['zone']}' within {s['window_frames']} frames: "
+            f"precision {'-' if p is None else f'{p:.3f}'}  recall {'-' if r is None else f'{r:.3f}'}  "
+            f"({s['hits']} hits, {s['false_alarms']} false alarms, {s['misses']} misses of {s['ground_truth']} "
+            f"graded; {s['ground_truth_ignored']} not graded, {s['ignored_predictions']} predictions on them or on "
+            "appearances)"
+        )
     if args.json:
         from streamseg.sinks.base import check_writable
 
         check_writable(Path(args.json))
-        Path(args.json).write_text(json.dumps(s, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(summaries, indent=2) + "\n")
     return 0
 
 

@@ -193,6 +193,13 @@ class TrackingConfig(Section):
     high_score: float = Field(0.5, ge=0, le=1, description="Detections at least this sure start or continue tracks.")
     iou: float = Field(0.3, ge=0, le=1, description="Least box IoU between a track's predicted box and a detection.")
     max_age: int = Field(30, ge=1, le=10_000, description="Frames a track survives unseen (short occlusions).")
+    centre_dist: float = Field(
+        0.5,
+        ge=0,
+        le=5,
+        description="Confident detections IoU left unmatched continue a free track of about the same height whose "
+        "predicted box centre is within this many box heights (a walker's thin box jumps); 0 = off.",
+    )
 
 
 class SmoothingConfig(Section):

@@ -391,7 +391,7 @@ def evaluate(
 
 # analytics events --------------------------------------------------------------------------------
 def crossing_seeds(n: int, start: int = 2000, size_wh=(640, 360), fps: float = 15.0, frames: int = 150,
-                   near_m: tuple[float, float] = (6.0, 25.0)) -> list[int]:
+                   near_m: tuple[float, float] = (6.0, 25.0), people: float = 1.0) -> list[int]:
     """The first `n` scene seeds from `start` in which a person steps onto the road within
     `near_m` metres ahead during the first `frames` frames (5 frames clear of either end).
     Training uses seeds 1000-1299 and `streamseg eval`'s defaults 0-4: from 2000 they are unseen."""
@@ -400,7 +400,7 @@ def crossing_seeds(n: int, start: int = 2000, size_wh=(640, 360), fps: float = 1
     out = []
     seed = start
     while len(out) < n:
-        scene = DrivingScene(size_wh, fps, seed)
+        scene = DrivingScene(size_wh, fps, seed, people)
         prev: dict[int, bool] = {}
         for i in range(frames):
             now = scene.placements(i)
@@ -415,37 +415,69 @@ def crossing_seeds(n: int, start: int = 2000, size_wh=(640, 360), fps: float = 1
     return out
 
 
+def corridor_half_m(camera: dict, size_wh: tuple[int, int], z: float, width: float = 0.6) -> float | None:
+    """Half the ego corridor's width in metres at `z` m ahead, as streamseg.analytics draws it on
+    flat ground: `width` of the frame's width at the bottom row, shrinking linearly to the row where
+    the road ends (`far_m`); None where that distance is below the frame or beyond the road."""
+    w, h = size_wh
+    f, hor, cam_h = camera["focal_px"], camera["horizon_row"], camera["height_m"]
+    row, top = hor + f * cam_h / z, hor + f * cam_h / camera["far_m"]
+    if not top < row <= h - 1:
+        return None
+    return width * w / 2 * (row - top) / (h - 1 - top) * z / f
+
+
 @dataclass
 class _Seen:
     """One person's last state in one stream (ground truth)."""
 
-    on_road: bool
+    inside: bool
     graded: bool
 
 
 class EventMeter:
-    """Precision and recall of `enter` events of persons into a road zone, against the scene's own
-    placements (`GroundTruth.placements`: on the road or not, from where the person stands in the world).
+    """Precision and recall of persons' `enter` events into a road zone (`kind="enter"`), or of their
+    `intrusion_start` into the ego corridor (`kind="intrusion_start"`), against the scene's own
+    placements (`GroundTruth.placements`: where each person stands in the world).
 
-    Ground truth: a person in view steps from off the road onto it (frame t on, t-1 off), graded
-    when its visible mask has >= `min_area` pixels and >= `min_visibility` of it is in view at t;
-    events of persons not graded are ignore regions, and so are enters of a person who is hidden or
-    cut by the frame's edge (bottom row, side columns) at any time within `window` frames after. A predicted `enter` of a track is tied to the
-    person whose pixels its mask covers most (none: a false alarm); it is a hit when that person
-    has an unmatched ground-truth enter within `window` frames. An enter raised as a track
-    appears already on the road (within `min_frames` + 1 frames of its first sighting, the person
-    on the road then) is an appearance, not a step onto the road: it counts neither way; so does an
-    unmatched one whose mask is smaller than `min_area` (COCO's area ranges ignore such detections)."""
+    Ground truth: a person in view goes from outside to inside (frame t inside, t-1 not). Inside the
+    road: its ground point between the road's edges. Inside the ego corridor: on the road and within
+    the corridor's half width (`corridor_half_m`, the analytics' own shape: `corridor_width` of the
+    frame at the bottom row, shrinking to where the road ends) of the camera's path, in metres at
+    its distance, with the scene's camera (`GroundTruth.camera`). A step is graded when the person's
+    visible mask has >= `min_area` pixels and >= `min_visibility` of it is in view at t; events of
+    persons not graded are ignore regions, and so are steps of a person whose feet are not in view
+    (hidden, behind a thing in front of them, or cut by the frame's edge: bottom row, side columns)
+    at any time within `window` frames after: the image cannot show where it stands. A predicted
+    event of a track is tied to the person whose pixels its mask covers most (none: a false alarm)
+    and timed by its own `seq` (a debounced change's onset); it is a hit when that person has an
+    unmatched ground-truth step within `window` frames. An event raised as a track appears already
+    inside (within `min_frames` + 1 frames of its first sighting, the person inside then) is an
+    appearance, not a step: it counts neither way; so does an unmatched one whose mask is smaller
+    than `min_area` (COCO's area ranges ignore such detections)."""
 
-    def __init__(self, zone: str = "on_road", group: str = "person", window: int = 3, min_area: int = 400,
-                 min_visibility: float = 0.5, min_frames: int = 2) -> None:
-        self.zone, self.group, self.window = zone, group, window
+    def __init__(
+        self,
+        zone: str | None = None,
+        group: str = "person",
+        window: int = 3,
+        min_area: int = 400,
+        min_visibility: float = 0.5,
+        min_frames: int = 2,
+        kind: str = "enter",
+        corridor_width: float = 0.6,
+    ) -> None:
+        if kind not in ("enter", "intrusion_start"):
+            raise ValueError(f"EventMeter grades enter or intrusion_start, not {kind!r}")
+        self.kind = kind
+        self.zone = zone or ("ego_corridor" if kind == "intrusion_start" else "on_road")
+        self.group, self.window, self.corridor_width = group, window, corridor_width
         self.min_area, self.min_visibility, self.min_frames = min_area, min_visibility, min_frames
         self.truth: list[tuple[str, int, int, bool]] = []  # (stream, seq, oid, graded)
         self.pred: list[tuple[str, int, int, bool]] = []  # (stream, seq, oid, appearance)
         self._seen: dict[tuple[str, int], _Seen] = {}
         self._first: dict[tuple[str, int], tuple[int, int]] = {}  # (stream, track) -> (first seq, oid)
-        self._cut: set[tuple[str, int, int]] = set()  # (stream, oid, seq): its feet out of the frame
+        self._cut: set[tuple[str, int, int]] = set()  # (stream, oid, seq): its feet out of view
         self.frames = 0
 
     def add(self, frame: Frame) -> None:
@@ -465,7 +497,19 @@ class EventMeter:
                     ids = ids[ids > 0]
                     owners[int(tid)] = (int(np.bincount(ids).argmax()) if ids.size else 0, inst.groups[k], area)
         bottom = set(np.unique(np.concatenate([imap[-1], imap[:, 0], imap[:, -1]])).tolist())
-        self.add_truth(frame.stream_id, frame.seq, truth.placements, areas, truth.full_areas or {}, bottom, owners, frame.events)
+        self.add_truth(
+            frame.stream_id,
+            frame.seq,
+            truth.placements,
+            areas,
+            truth.full_areas or {},
+            bottom,
+            owners,
+            frame.events,
+            lowest_rows(imap, truth.placements),
+            truth.camera,
+            (imap.shape[1], imap.shape[0]),
+        )
 
     def add_truth(
         self,
@@ -477,25 +521,34 @@ class EventMeter:
         bottom: set[int],
         owners: dict[int, tuple[int, str | None, int]],
         events: list,
+        lowest: dict[int, int] | None = None,
+        camera: dict | None = None,
+        size_wh: tuple[int, int] | None = None,
     ) -> None:
         """One frame, reduced: where each object stands, its visible and full areas, the ids on the
-        frame's bottom row and side columns, and each track's owner (the object its mask covers most), group and mask area."""
+        frame's bottom row and side columns, each track's owner (the object its mask covers most),
+        group and mask area; with the scene's `camera` and the frame's `size_wh`, each object's lowest
+        visible row (`lowest`) says whether its feet are in view (the ego corridor needs the camera)."""
         self.frames += 1
-        for oid, (kind, _, _, on) in placements.items():
+        for oid, (kind, x, z, on) in placements.items():
             if kind != self.group:
                 continue
             area = areas.get(oid, 0)
             graded = area >= self.min_area and area >= self.min_visibility * max(full_areas.get(oid, area), 1)
-            if not area or oid in bottom:  # hidden, or cut by the frame's edge: where it stands is not in view
-                self._cut.add((sid, oid, seq))
+            if not area or oid in bottom or not _feet_in_view(oid, z, lowest, camera):
+                self._cut.add((sid, oid, seq))  # where it stands is not in view
+            inside = on
+            if self.kind == "intrusion_start":
+                half = corridor_half_m(camera, size_wh, z, self.corridor_width) if camera and size_wh else None
+                inside = on and half is not None and abs(x) <= half
             prev = self._seen.get((sid, oid))
-            if prev is not None and on and not prev.on_road:
+            if prev is not None and inside and not prev.inside:
                 self.truth.append((sid, seq, oid, graded))
-            self._seen[(sid, oid)] = _Seen(on, graded)
+            self._seen[(sid, oid)] = _Seen(inside, graded)
         for tid, (oid, _, _) in owners.items():
             self._first.setdefault((sid, tid), (seq, oid))
         for e in events:
-            if e.type != "enter" or e.zone != self.zone or e.track_id is None or e.track_id not in owners:
+            if e.type != self.kind or e.zone != self.zone or e.track_id is None or e.track_id not in owners:
                 continue
             oid, group, area = owners[e.track_id]
             kind = placements.get(oid, ("",))[0]
@@ -503,9 +556,10 @@ class EventMeter:
                 continue  # a car entering: not what is graded here
             first_seq, _ = self._first[(sid, e.track_id)]
             seen = self._seen.get((sid, oid))
-            appearance = seq - first_seq <= self.min_frames and seen is not None and seen.on_road
+            appearance = seq - first_seq <= self.min_frames and seen is not None and seen.inside
             # as COCO's area ranges: a prediction smaller than graded objects that matches nothing counts neither way
-            self.pred.append((sid, seq, oid if kind == self.group else 0, appearance or area < self.min_area))
+            # matched at the frame the event is timed by (a debounced change's onset), not the one that raised it
+            self.pred.append((sid, e.seq, oid if kind == self.group else 0, appearance or area < self.min_area))
 
     def summary(self) -> dict:
         # an enter is graded only when the person's feet stay in view for the matching window after
@@ -535,6 +589,7 @@ class EventMeter:
         graded = sum(1 for t in self.truth if t[3])
         fn = graded - tp
         return {
+            "type": self.kind,
             "zone": self.zone,
             "group": self.group,
             "window_frames": self.window,
@@ -556,18 +611,41 @@ class EventMeter:
         return seen is not None and seen.graded
 
 
+def lowest_rows(imap: np.ndarray, placements: dict) -> dict[int, int]:
+    """Each placed object's lowest visible row in the instance map (absent: not visible)."""
+    ids = [o for o in placements if o > 0]
+    if not ids:
+        return {}
+    mask = np.isin(imap, ids)
+    low = np.full(max(ids) + 1, -1, np.int64)
+    np.maximum.at(low, imap[mask], np.nonzero(mask)[0])
+    return {o: int(low[o]) for o in ids if low[o] >= 0}
+
+
+def _feet_in_view(oid: int, z: float, lowest: dict[int, int] | None, camera: dict | None) -> bool:
+    """The object's visible mask reaches the row where it meets the ground (within a few rows): its
+    feet are not behind a thing in front of it. Without a camera or rows, assumed in view."""
+    if lowest is None or camera is None:
+        return True
+    if oid not in lowest:
+        return False
+    row = camera["horizon_row"] + camera["focal_px"] * camera["height_m"] / z
+    return lowest[oid] >= row - max(2.0, 0.1 * camera["focal_px"] / z)  # ~10 cm of the legs may be hidden
+
+
 class EventEvalSink(Sink):
     """Grades each frame's analytics events as it leaves the pipeline; writes nothing."""
 
     name = "eval-events"
     needs_pixels = False
 
-    def __init__(self, meter: EventMeter) -> None:
+    def __init__(self, *meters: EventMeter) -> None:
         super().__init__("eval-events://")
-        self.meter = meter
+        self.meters = meters
 
     def write_impl(self, frame: Frame) -> None:
-        self.meter.add(frame)
+        for m in self.meters:
+            m.add(frame)
 
 
 def evaluate_events(
@@ -579,10 +657,12 @@ def evaluate_events(
     min_area: int = 400,
     cache_dir: str | None = "engines/cache",
     batch: int = 4,
-) -> tuple[EventMeter, dict]:
+) -> tuple[dict[str, EventMeter], dict]:
     """Run the pipeline with tracking and analytics (offline, no overlay) over `sources` and grade
-    persons' `enter` events into the `on_road` zone against the scene's placements. Returns the
-    meter and the run's report (its `analytics` section holds the stage's CPU per frame)."""
+    persons' `enter` events into the config's first zone (default `on_road`) and their
+    `intrusion_start` into the ego corridor (when it is on) against the scene's placements. Returns
+    the meters by event type and the run's report (its `analytics` section holds the stage's CPU per
+    frame)."""
     from streamseg.config import EngineConfig, validate_config
     from streamseg.pipeline import Pipeline
 
@@ -598,7 +678,17 @@ def evaluate_events(
             "metrics": {"progress": False, "summary": False},
         }
     )
-    zone = cfg.analytics.zones[0].name if cfg.analytics.zones else "on_road"
-    meter = EventMeter(zone, window=window, min_area=min_area, min_frames=cfg.analytics.min_frames)
-    report = Pipeline(cfg, extra_sinks=[EventEvalSink(meter)]).run().report
-    return meter, report
+    ac = cfg.analytics
+    meters = {}
+    if ac.zones:
+        meters["enter"] = EventMeter(ac.zones[0].name, window=window, min_area=min_area, min_frames=ac.min_frames)
+    if ac.corridor.enabled and "person" in ac.corridor.objects:
+        meters["intrusion_start"] = EventMeter(
+            window=window,
+            min_area=min_area,
+            min_frames=ac.min_frames,
+            kind="intrusion_start",
+            corridor_width=ac.corridor.width,
+        )
+    report = Pipeline(cfg, extra_sinks=[EventEvalSink(*meters.values())]).run().report
+    return meters, report

@@ -238,8 +238,8 @@ class Event:
 
     type: str
     stream: str
-    seq: int  # the frame that raised it (after debouncing)
-    pts_s: float
+    seq: int  # when it happened: a debounced change's first frame (metrics.confirmed_seq: the frame that raised it)
+    pts_s: float  # that frame's pts
     track_id: int | None
     label: str
     zone: str  # zone, line, or "ego_corridor"

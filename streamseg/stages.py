@@ -426,7 +426,9 @@ class PostprocessStage(Stage):
         if f.instances is not None and tc.enabled:
             tracker = trackers.get(f.stream_id)
             if tracker is None:
-                tracker = trackers[f.stream_id] = Tracker(high=tc.high_score, match_iou=tc.iou, max_age=tc.max_age)
+                tracker = trackers[f.stream_id] = Tracker(
+                    high=tc.high_score, match_iou=tc.iou, max_age=tc.max_age, centre_dist=tc.centre_dist
+                )
             f.instances = tracker.update(f.instances, f.seq)
         sem = f.semantic
         if sem is not None:

@@ -8,6 +8,10 @@ motion model, one tracker per stream:
    pair first, same class only;
 3. the remaining tracks get a second chance with the low-score detections (ByteTrack's
    point: a car half hidden behind another scores low but is still that car);
+   then the confident detections still unmatched are matched to the tracks still free by the
+   distance between box centres, in units of the box's height (`centre_dist`), for boxes of
+   about the same height: a person walking across the image at 15 fps moves its box and swings
+   its legs, changing the box's width, and IoU between thin boxes falls fast;
 4. unmatched confident detections start new tracks, unless they lie over a detection that
    was just matched (a duplicate NMS let through: two tracks for one object would take
    turns at it); a track unseen for `max_age` frames ends, so an object hidden for a
@@ -42,6 +46,17 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
     area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def centre_closeness(a: np.ndarray, b: np.ndarray, max_dist: float) -> np.ndarray:
+    """A x B: 1 - (distance between box centres / the taller box's height) / `max_dist`, 0 where
+    that is not positive or the heights differ by more than a factor 1.5."""
+    ca, cb = (a[:, :2] + a[:, 2:]) / 2, (b[:, :2] + b[:, 2:]) / 2
+    ha, hb = np.clip(a[:, 3] - a[:, 1], 1e-6, None), np.clip(b[:, 3] - b[:, 1], 1e-6, None)
+    tall = np.maximum(ha[:, None], hb[None, :])
+    d = np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=-1) / tall
+    ratio = tall / np.minimum(ha[:, None], hb[None, :])
+    return np.where(ratio <= 1.5, np.clip(1 - d / max_dist, 0, None), 0.0)
 
 
 def greedy_match(score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -95,8 +110,10 @@ class Tracker:
         low_match_iou: float = 0.5,
         max_age: int = 30,
         duplicate_iou: float = 0.6,
+        centre_dist: float = 0.5,
     ):
         self.high = high
+        self.centre_dist = centre_dist  # 0: off; else the most centre distance, in box heights
         self.duplicate_iou = duplicate_iou  # an unmatched detection this much over a matched one is its duplicate
         self.match_iou = match_iou
         self.low_match_iou = low_match_iou
@@ -133,6 +150,15 @@ class Tracker:
                 ids[dets[c]] = track.tid
                 taken.add(r)
             free = [t for k, t in enumerate(free) if k not in taken]
+        rest = np.array([d for d in high if ids[d] == 0], np.int64)
+        if self.centre_dist > 0 and len(rest) and free:
+            pred = np.array([self.tracks[t].predict(f) for t in free])
+            close = centre_closeness(pred, boxes[rest], self.centre_dist)
+            same = np.array([self.tracks[t].class_id for t in free])[:, None] == inst.class_id[rest][None, :]
+            for r, c in greedy_match(np.where(same, close, 0.0), 1e-9):
+                track = self.tracks[free[r]]
+                track.update(boxes[rest[c]], f)
+                ids[rest[c]] = track.tid
         matched = boxes[ids > 0]
         for d in high:  # new objects start from confident detections only
             if ids[d] == 0 and not (len(matched) and iou_matrix(boxes[d : d + 1], matched).max() >= self.duplicate_iou):

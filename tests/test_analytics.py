@@ -80,7 +80,8 @@ def test_band_share_and_bottom_centre_point_judge_differently(rule, expected):
     events = run(sa, [frame(i, [(1, "person", obj)]) for i in range(4)])
     assert [e.type for e in events] == expected
     if expected:
-        assert events[0].seq == 1 and events[0].zone == "left"  # after min_frames = 2 frames
+        # raised on frame 1 (min_frames = 2), timed by frame 0, where the change began
+        assert (events[0].seq, events[0].zone, events[0].metrics["confirmed_seq"]) == (0, "left", 1)
 
 
 def test_semantic_zone_follows_a_moving_road_mask():
@@ -209,6 +210,20 @@ def test_events_are_timed_by_pts_not_the_clock():
     assert events[1].metrics["dwell_s"] == 3.25
 
 
+def test_a_debounced_event_is_timed_by_its_onset_and_says_when_it_was_confirmed():
+    # steps in at frame 2 (pts 0.2), holds; min_frames = 3 confirms it on frame 4: the event says
+    # it happened at frame 2 and was known 0.2 s later; the exit likewise, with the dwell between onsets
+    zone = {"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}
+    sa = analytics(zones=[zone], min_frames=3, enter_on_appear=False)
+    inside, outside = person(20, 40, 20, 60), person(150, 170, 20, 60)
+    objs = [outside, outside] + [inside] * 5 + [outside] * 4
+    frames = [frame(i, [(3, "person", o)], pts=i / 10) for i, o in enumerate(objs)]
+    raised = [(f.seq, e) for f in frames for e in sa.update(f)[0]]
+    assert [(at, e.type, e.seq, e.pts_s) for at, e in raised] == [(4, "enter", 2, 0.2), (9, "exit", 7, 0.7)]
+    assert [(e.metrics["confirmed_seq"], e.metrics["delay_s"]) for _, e in raised] == [(4, 0.2), (9, 0.2)]
+    assert raised[1][1].metrics["dwell_s"] == 0.5
+
+
 def test_dwell_event_once_after_dwell_s():
     zone = {"name": "kerb", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "dwell_s": 1.0}
     sa = analytics(zones=[zone], min_frames=1)
@@ -270,6 +285,28 @@ def test_corridor_is_the_drivable_component_at_the_bottom_centre_narrowed():
     # its centre follows the road's bend: higher up it sits right of the frame's centre
     row = c[50]
     assert row.any() and np.flatnonzero(row).mean() > W / 2
+
+
+@pytest.mark.parametrize("hidden_from", [None, 110], ids=["whole", "far-road-hidden"])
+def test_corridor_is_centred_on_the_camera_when_the_frame_cuts_the_road_off(hidden_from):
+    # a straight road seen from a camera 1.5 m up, horizon at row 100: its left edge 2 m to our left is
+    # in view, its right edge 12 m to our right is not (cut off by the frame's side); far away a
+    # building hides it above row `hidden_from`. Our path is the frame's centre column at every row,
+    # and the corridor is as wide in metres as its width says at the bottom (its vanishing row is the
+    # horizon, wherever the road's visible end is)
+    w, h, hor = 640, 360, 100.0
+    gm = np.full((h, w), 2, np.uint8)
+    ys, xs = np.mgrid[0:h, 0:w]
+    k = (ys - hor) / 1.5  # pixels per metre at each row
+    gm[(ys > hor) & (xs >= w / 2 - 2 * k) & (xs <= w / 2 + 12 * k)] = 1
+    if hidden_from is not None:
+        gm[:hidden_from] = 0
+    c = corridor_mask(gm, [1], (w, h), width=0.6, top_row=0)
+    for row in (150, 250, h - 1):
+        cols = np.flatnonzero(c[row])
+        half = 0.6 * w / 2 * (row - hor) / (h - 1 - hor)
+        assert (cols.min() + cols.max()) / 2 == pytest.approx(w / 2, abs=3), row
+        assert (cols.max() - cols.min()) / 2 == pytest.approx(half, abs=3 + 0.03 * half), row
 
 
 def test_corridor_trapezoid_without_a_road_mask():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from streamseg.evaluate import InstanceMeter, SemanticMeter, ap_101, gt_instances, mask_iou_matrix
-from streamseg.frames import Instances, SemanticResult
+from streamseg.frames import Event, Instances, SemanticResult
 
 
 def instances(boxes_masks, scores, groups, shape=(20, 30)):
@@ -347,3 +347,81 @@ def test_scene_placements_say_who_stands_on_the_road():
                for o, (k, _, _, on) in scene.placements(i).items())
     ]
     assert steps
+
+
+CAM = {"height_m": 1.5, "focal_px": 500.0, "horizon_row": 160.0, "far_m": 220.0}
+
+
+def test_corridor_half_width_in_metres_is_the_analytics_trapezoid():
+    from streamseg.evaluate import corridor_half_m
+
+    # at 10 m the ground is seen at row 235; the road ends at row 163.4; the corridor is 0.6 of 640
+    # px wide at the bottom row (359) and shrinks linearly to that row
+    half_px = 0.6 * 320 * (235 - (160 + 750 / 220)) / (359 - (160 + 750 / 220))
+    assert corridor_half_m(CAM, (640, 360), 10.0) == pytest.approx(half_px * 10 / 500)
+    assert corridor_half_m(CAM, (640, 360), 3.0) is None  # below the frame
+    assert corridor_half_m(CAM, (640, 360), 300.0) is None  # beyond the road
+
+
+def test_event_meter_grades_intrusion_start_into_the_ego_corridor():
+    from streamseg.evaluate import EventMeter, corridor_half_m
+
+    m = EventMeter(window=3, min_frames=2, kind="intrusion_start")
+    half = corridor_half_m(CAM, (640, 360), 10.0)  # about 1.41 m
+    # person 5 walks across 10 m ahead from 3 m to our left, 0.1 m a frame: on the road from x = -2.5
+    # (frame 5), in the corridor from |x| <= half (frame 16); track 1 is person 5
+    xs = [-3 + 0.1 * i for i in range(30)]
+    into = next(i for i, x in enumerate(xs) if abs(x) <= half)
+    for i, x in enumerate(xs):
+        events = (
+            [Event("intrusion_start", "s", into + 1, 0.0, 1, "person", "ego_corridor", {})] if i == into + 2 else []
+        )
+        events += [_event(i, 1)] if i == 6 else []  # its enter: not what this meter grades
+        m.add_truth(
+            "s",
+            i,
+            {5: ("person", x, 10.0, x >= -2.5)},
+            {5: 1000},
+            {},
+            set(),
+            {1: (5, "person", 1000)},
+            events,
+            {5: 235},
+            CAM,
+            (640, 360),
+        )
+    s = m.summary()
+    assert (s["type"], s["zone"], s["ground_truth"], s["hits"], s["false_alarms"]) == (
+        "intrusion_start",
+        "ego_corridor",
+        1,
+        1,
+        0,
+    )
+    assert m.truth[0][1] == into == 16
+
+
+def test_event_meter_ignores_a_step_whose_feet_are_hidden():
+    from streamseg.evaluate import EventMeter
+
+    # person 5 steps onto the road at frame 10, 10 m ahead (its feet at row 235); a car in front hides
+    # its legs (its mask ends at row 200): the step is not graded, and its enter counts neither way.
+    # With its feet in view, the same enter is a hit
+    for lowest, expected in ((200, (0, 0, 0, 1)), (235, (1, 1, 0, 0))):
+        m = EventMeter(window=3, min_frames=2)
+        for i in range(20):
+            m.add_truth(
+                "s",
+                i,
+                {5: ("person", 0.0, 10.0, i >= 10)},
+                {5: 1000},
+                {},
+                set(),
+                {1: (5, "person", 1000)},
+                [_event(i, 1)] if i == 11 else [],
+                {5: lowest},
+                CAM,
+                (640, 360),
+            )
+        s = m.summary()
+        assert (s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]) == expected

@@ -55,6 +55,20 @@ def test_low_score_detections_continue_tracks_but_start_none():
     assert t.started == 1
 
 
+@pytest.mark.parametrize("centre_dist, n_ids", [(0.5, 1), (0.0, 7)])
+def test_a_thin_walker_whose_box_jumps_keeps_its_id_by_centre_distance(centre_dist, n_ids):
+    # a person 10 px wide, 40 px tall, whose legs swing: its box moves 5 px one frame and 1 px the
+    # next (and widens), so the predicted box overlaps the next one by less than the IoU threshold;
+    # the centre-distance stage keeps one ID, IoU alone gives it a new one every other frame
+    t = Tracker(centre_dist=centre_dist)
+    x, ids = 100.0, set()
+    for f in range(12):
+        x += 7 if f % 2 else 1
+        w = 14 if f % 2 else 8
+        ids |= set(t.update(boxes_instances([[x, 50, x + w, 90]], [0.9]), f).track_id.tolist())
+    assert len(ids) == n_ids
+
+
 def test_classes_never_share_a_track():
     t = Tracker()
     t.update(boxes_instances([[0, 0, 20, 20]], [0.9], [0]), 0)

@@ -25,6 +25,7 @@ class GroundTruth:
     full_areas: dict[int, int] | None = None  # instance id -> unoccluded in-frame area, when known
     # instance id -> (kind, lateral m, ahead m, on the road) for the cars and persons in view (synthetic)
     placements: dict[int, tuple] | None = None
+    camera: dict | None = None  # the scene's camera: height_m, focal_px, horizon_row, far_m (synthetic)
 
 
 class Source:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from streamseg.errors import SourceError
 from streamseg.sources.base import GroundTruth, Source, SourceFrame
 
-KNOWN_KEYS = {"size", "fps", "seed", "frames", "loop"}
+KNOWN_KEYS = {"size", "fps", "seed", "frames", "loop", "people"}
 
 
 _last_rendered: dict[tuple, list] = {}
@@ -25,7 +25,7 @@ def _rendered(size_wh, fps, seed, n: int, scene) -> list[tuple]:
     looped source for every run: it renders once per process)."""
     if n == 0:
         return []
-    key = (tuple(size_wh), fps, seed, n)
+    key = (tuple(size_wh), fps, seed, scene.people, n)
     if key not in _last_rendered:
         _last_rendered.clear()
         _last_rendered[key] = [(*scene.render(i), scene.full_areas(), scene.placements(i)) for i in range(n)]
@@ -36,7 +36,14 @@ class SyntheticSource(Source):
     scheme = "synthetic"
 
     def __init__(
-        self, uri: str, size_wh=(1280, 720), fps: float = 30.0, seed: int = 0, frames: int = 300, loop: int = 0
+        self,
+        uri: str,
+        size_wh=(1280, 720),
+        fps: float = 30.0,
+        seed: int = 0,
+        frames: int = 300,
+        loop: int = 0,
+        people: float = 1.0,
     ) -> None:
         super().__init__(uri)
         self.size_wh = size_wh
@@ -44,6 +51,7 @@ class SyntheticSource(Source):
         self.seed = seed
         self.frame_count = frames
         self.loop = loop  # 0: render every frame; K: replay the first K, rendered at open()
+        self.people = people  # scales the pedestrians walking and crossing (DrivingScene's `people`)
         self._i = 0
         self.scene = None
         self._cache: list[tuple] = []
@@ -63,20 +71,23 @@ class SyntheticSource(Source):
             seed = int(query.get("seed", 0))
             frames = int(query.get("frames", 300))
             loop = int(query.get("loop", 0))
+            people = float(query.get("people", 1))
         except ValueError:
-            raise SourceError(f"{uri}: size=WxH, fps, seed, frames and loop must be numbers") from None
+            raise SourceError(f"{uri}: size=WxH, fps, seed, frames, loop and people must be numbers") from None
+        if not 0 <= people <= 10:
+            raise SourceError(f"{uri}: people scales the scene's pedestrians: 0..10 (1 = the usual scene)")
         if not (16 <= w <= 8192 and 16 <= h <= 8192) or fps <= 0 or frames < 1:
             raise SourceError(f"{uri}: size must be 16..8192 per side, fps > 0, frames >= 1")
         if not 0 <= loop <= 1000:
             raise SourceError(f"{uri}: loop is 0 (render every frame) or 1..1000 frames rendered once and replayed")
         if min(loop, frames) * w * h * 8 > 2 << 30:  # image 3 + labels 1 + instance ids 4 bytes a pixel
             raise SourceError(f"{uri}: loop={loop} at {w}x{h} would hold over 2 GiB of frames; replay fewer")
-        return cls(uri, (w, h), fps, seed, frames, loop)
+        return cls(uri, (w, h), fps, seed, frames, loop, people)
 
     def open(self) -> None:
         from streamseg.synth.scene import DrivingScene
 
-        self.scene = DrivingScene(self.size_wh, self.fps, self.seed)
+        self.scene = DrivingScene(self.size_wh, self.fps, self.seed, self.people)
         self._i = 0
         self._cache = _rendered(self.size_wh, self.fps, self.seed, min(self.loop, self.frame_count), self.scene)
 
@@ -95,10 +106,12 @@ class SyntheticSource(Source):
         if self._cache:
             img, label, inst, areas, where = self._cache[self._i % len(self._cache)]
             img = img.copy()  # downstream stages may draw on it
-            truth = GroundTruth(label, inst, LABELS, areas, where)
+            truth = GroundTruth(label, inst, LABELS, areas, where, self.scene.camera())
         else:
             img, label, inst = self.scene.render(self._i)
-            truth = GroundTruth(label, inst, LABELS, self.scene.full_areas(), self.scene.placements(self._i))
+            truth = GroundTruth(
+                label, inst, LABELS, self.scene.full_areas(), self.scene.placements(self._i), self.scene.camera()
+            )
         f = SourceFrame(img, self._i / self.fps, truth=truth)
         self._i += 1
         return f

@@ -76,6 +76,8 @@ class _Obj:
 class DrivingScene:
     """`render(i)` -> (image BGR uint8, label map uint8, instance-id map int32) for frame i."""
 
+    ground_far_m = 220.0  # the road and sidewalks are drawn this far ahead
+
     def __init__(
         self, size_wh: tuple[int, int] = (1280, 720), fps: float = 30.0, seed: int = 0, people: float = 1.0
     ) -> None:
@@ -319,7 +321,7 @@ class DrivingScene:
 
     def _draw_ground(self, img, label, s: float) -> None:
         left, right = self._road_edges()
-        z = np.geomspace(0.8, 220, 48)
+        z = np.geomspace(0.8, self.ground_far_m, 48)
         c = self._curve(z, s)
         g = self.road_gray
         # sidewalks (with a kerb line), then the road over them
@@ -363,6 +365,13 @@ class DrivingScene:
                 out.append((o, z))
         out.sort(key=lambda oz: -oz[1])  # far first: near objects paint over far ones
         return out
+
+    def camera(self) -> dict:
+        """The pinhole camera the scene is seen through (flat ground, no pitch, principal point at
+        the frame's centre column): a ground point x m lateral, z m ahead is seen at column
+        w/2 + focal_px * x / z (plus the road's curvature), row horizon_row + focal_px * height_m / z.
+        `far_m`: where the drawn road ends."""
+        return {"height_m": self.cam_h, "focal_px": self.focal, "horizon_row": self.horizon, "far_m": self.ground_far_m}
 
     def placements(self, index: int) -> dict[int, tuple[str, float, float, bool]]:
         """Where each car and person in view stands at frame `index`: oid -> (kind, x, z, on_road),

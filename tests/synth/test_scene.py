@@ -113,8 +113,23 @@ def test_loop_replays_frames_rendered_once_with_pts_running_on():
         ("synthetic://driving?size=big", "must be numbers"),
         ("synthetic://driving?size=8x8", "16..8192"),
         ("synthetic://driving?colour=red", "unknown parameter"),
+        ("synthetic://driving?people=many", "must be numbers"),
+        ("synthetic://driving?people=20", "0..10"),
     ],
 )
 def test_bad_synthetic_uris(uri, error):
     with pytest.raises(SourceError, match=error):
         open_source(uri)
+
+
+def test_people_scales_the_pedestrians_and_the_truth_says_where_they_stand():
+    # more pedestrians, more to grade: the same seed with people=3 holds more persons than the usual scene
+    def persons(uri):
+        src = open_source(uri)
+        src.open()
+        f = src.read()
+        assert f.truth.camera is not None and {"height_m", "focal_px", "horizon_row", "far_m"} <= set(f.truth.camera)
+        return sum(1 for o in src.scene.objs if o.kind == "person")
+
+    base = "synthetic://driving?size=160x90&frames=2&seed=7"
+    assert persons(base + "&people=3") > persons(base)
