@@ -43,7 +43,7 @@ def main() -> None:
                     path = out / f"{r.stream}-{r.seq:06d}-{e.label}-{e.track_id}.jpg"
                     cv2.imwrite(str(path), r.overlay if r.overlay is not None else r.image)
                     saved += 1
-                    print(f"{r.pts_s:7.2f} s  {e.label} #{e.track_id} entered the corridor: {path}")
+                    print(f"{e.pts_s:7.2f} s  {e.label} #{e.track_id} entered the corridor: {path}")  # its onset
     fr = run.last_report["frames"]
     print(f"{saved} snapshot(s); frames in {fr['in']}, out {fr['out']}, dropped {fr['dropped']}")
 

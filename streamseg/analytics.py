@@ -112,7 +112,10 @@ class Sampler:
         vx, vy = vanish_xy
         # near the horizon the estimate of it decides too much: at most a quarter of the way
         gx = xs[:, None] + (xs[:, None] - vx) * np.minimum(offs / np.maximum(ys[:, None] - vy, 1.0), 0.25)
-        r = np.clip(((ys[:, None] + offs) * self.sy).astype(np.int64), 0, self.mh - 1)
+        # at least one map row under the feet' own: on a map coarser than the frame, 1 frame row down
+        # is still the row of the object's lowest pixels, which shows the object, not its ground
+        feet = (ys[:, None] * self.sy).astype(np.int64)
+        r = np.clip(np.maximum(((ys[:, None] + offs) * self.sy).astype(np.int64), feet + 1), 0, self.mh - 1)
         q = np.clip((gx * self.sx).astype(np.int64), 0, self.mw - 1)
         return r, q
 
@@ -272,8 +275,13 @@ def corridor_mask(
     # the road's offset from our path scales with the row's distance below the vanishing row: read
     # on the nearest rows where the road's centre is known (curving least there), their median
     near = np.flatnonzero(known & (scale > 0.3))[-max(3, h // 20) :]
-    offset = float(np.median((centre[near] - w / 2) / scale[near])) if near.size else 0.0
-    ego_c = np.where(known, centre - offset * scale, w / 2)  # the road's curvature, anchored at the camera
+    if not near.size:  # no near row shows the road's centre (a wide road filling the frame): any known row
+        near = np.flatnonzero(known & (scale > 0))[-max(3, h // 20) :]
+    if near.size:
+        offset = float(np.median((centre[near] - w / 2) / scale[near]))
+        ego_c = np.where(known, centre - offset * scale, w / 2)  # the road's curvature, anchored at the camera
+    else:  # nowhere a centre to follow: straight ahead
+        ego_c = np.full(h, w / 2)
     return comp & (np.abs(xs - ego_c[:, None]) <= (width * w / 2 * scale)[:, None])
 
 

@@ -417,14 +417,16 @@ def crossing_seeds(n: int, start: int = 2000, size_wh=(640, 360), fps: float = 1
 
 def corridor_half_m(camera: dict, size_wh: tuple[int, int], z: float, width: float = 0.6) -> float | None:
     """Half the ego corridor's width in metres at `z` m ahead, as streamseg.analytics draws it on
-    flat ground: `width` of the frame's width at the bottom row, shrinking linearly to the row where
-    the road ends (`far_m`); None where that distance is below the frame or beyond the road."""
+    flat ground: `width` of the frame's width at the bottom row, shrinking linearly to the vanishing
+    row (on flat ground the horizon, where the analytics' fit of the road's width puts it), so the
+    same width in metres at every distance; None where that distance is below the frame or beyond
+    the road's end (`far_m`)."""
     w, h = size_wh
     f, hor, cam_h = camera["focal_px"], camera["horizon_row"], camera["height_m"]
-    row, top = hor + f * cam_h / z, hor + f * cam_h / camera["far_m"]
-    if not top < row <= h - 1:
+    row, end = hor + f * cam_h / z, hor + f * cam_h / camera["far_m"]
+    if not end < row <= h - 1:
         return None
-    return width * w / 2 * (row - top) / (h - 1 - top) * z / f
+    return width * w / 2 * (row - hor) / (h - 1 - hor) * z / f
 
 
 @dataclass

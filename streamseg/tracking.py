@@ -151,6 +151,9 @@ class Tracker:
                 taken.add(r)
             free = [t for k, t in enumerate(free) if k not in taken]
         rest = np.array([d for d in high if ids[d] == 0], np.int64)
+        if len(rest) and (ids > 0).any():  # a duplicate of an object matched this frame takes no free track
+            over = iou_matrix(boxes[rest], boxes[ids > 0]).max(axis=1)
+            rest = rest[over < self.duplicate_iou]
         if self.centre_dist > 0 and len(rest) and free:
             pred = np.array([self.tracks[t].predict(f) for t in free])
             close = centre_closeness(pred, boxes[rest], self.centre_dist)

@@ -1,5 +1,6 @@
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -168,6 +169,21 @@ def test_ground_hidden_by_a_thing_in_front_is_no_evidence():
     f.semantic = SemanticResult(sem.group_map.copy(), [*GROUPS, "car"], sem.group_map, [*GROUPS, "car"])
     events, fa = sa.update(f)
     assert events == [] and fa.zones["on_road"].tolist() == [True]
+
+
+def test_a_map_coarser_than_the_frame_is_read_under_the_feet_not_on_them():
+    # the semantic map at half the frame's size, the person's own pixels on it: one frame row under
+    # its lowest mask row (58) is still map row 29, the person's; the ground is read a map row lower
+    obj = person(95, 105, 30, 59)
+    small = np.ones((H // 2, W // 2), np.uint8)  # road
+    small[15:30, 47:53] = 3  # the person, as the semantic model sees it
+    f = frame(0, [(1, "person", obj)], np.ones((H, W), bool))
+    groups = [*GROUPS, "person"]
+    gm = cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST)
+    f.semantic = SemanticResult(gm.copy(), groups, gm, groups, small)
+    sa = analytics(zones=[{"name": "on_road", "groups": ["road"]}], min_frames=1)
+    events, fa = sa.update(f)
+    assert [e.type for e in events] == ["enter"] and fa.zones["on_road"].tolist() == [True]
 
 
 # debounce, hysteresis, pts ------------------------------------------------------------------------

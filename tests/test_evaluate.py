@@ -355,10 +355,12 @@ CAM = {"height_m": 1.5, "focal_px": 500.0, "horizon_row": 160.0, "far_m": 220.0}
 def test_corridor_half_width_in_metres_is_the_analytics_trapezoid():
     from streamseg.evaluate import corridor_half_m
 
-    # at 10 m the ground is seen at row 235; the road ends at row 163.4; the corridor is 0.6 of 640
-    # px wide at the bottom row (359) and shrinks linearly to that row
-    half_px = 0.6 * 320 * (235 - (160 + 750 / 220)) / (359 - (160 + 750 / 220))
+    # at 10 m the ground is seen at row 235; the corridor is 0.6 of 640 px wide at the bottom row
+    # (359) and shrinks linearly to the vanishing row, on flat ground the horizon (160), as
+    # test_analytics' corridor tests pin it: the same width in metres at every distance
+    half_px = 0.6 * 320 * (235 - 160) / (359 - 160)
     assert corridor_half_m(CAM, (640, 360), 10.0) == pytest.approx(half_px * 10 / 500)
+    assert corridor_half_m(CAM, (640, 360), 40.0) == pytest.approx(corridor_half_m(CAM, (640, 360), 10.0))
     assert corridor_half_m(CAM, (640, 360), 3.0) is None  # below the frame
     assert corridor_half_m(CAM, (640, 360), 300.0) is None  # beyond the road
 
@@ -374,7 +376,9 @@ def test_event_meter_grades_intrusion_start_into_the_ego_corridor():
     into = next(i for i, x in enumerate(xs) if abs(x) <= half)
     for i, x in enumerate(xs):
         events = (
-            [Event("intrusion_start", "s", into + 1, 0.0, 1, "person", "ego_corridor", {})] if i == into + 2 else []
+            # raised 5 frames on, naming the frame after the truth's: matched at its own seq, not at the
+            # frame that carried it (outside the 3-frame window)
+            [Event("intrusion_start", "s", into + 1, 0.0, 1, "person", "ego_corridor", {})] if i == into + 5 else []
         )
         events += [_event(i, 1)] if i == 6 else []  # its enter: not what this meter grades
         m.add_truth(

@@ -69,6 +69,17 @@ def test_a_thin_walker_whose_box_jumps_keeps_its_id_by_centre_distance(centre_di
     assert len(ids) == n_ids
 
 
+def test_a_duplicate_of_a_matched_object_takes_no_free_track_by_centre_distance():
+    # two persons side by side; in frame 1 the right one is missed and the left one is detected
+    # twice (a second, shifted opinion); the duplicate must not take the right one's track
+    t = Tracker(centre_dist=0.5)
+    first = t.update(boxes_instances([[100, 50, 110, 90], [114, 50, 124, 90]], [0.9, 0.9]), 0).track_id.tolist()
+    got = t.update(boxes_instances([[100, 50, 110, 90], [101, 50, 112, 90]], [0.9, 0.85]), 1).track_id.tolist()
+    assert got[0] == first[0] and got[1] == NO_TRACK  # not first[1]: that person was not seen
+    again = t.update(boxes_instances([[100, 50, 110, 90], [114, 50, 124, 90]], [0.9, 0.9]), 2).track_id.tolist()
+    assert again == first
+
+
 def test_classes_never_share_a_track():
     t = Tracker()
     t.update(boxes_instances([[0, 0, 20, 20]], [0.9], [0]), 0)
