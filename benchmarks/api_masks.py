@@ -10,14 +10,12 @@ Prints a markdown table (docs/python-api.md, "What masks cost")."""
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
+from common import BUNDLED_CARDS  # benchmarks/, this script's folder
 
 import streamseg
 from streamseg.models import fuse, yolo_seg
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -36,12 +34,7 @@ def main() -> None:
         return out
 
     yolo_seg.masks_in_frame = fuse.masks_in_frame = timed  # whichever decoder the card uses
-    config = {
-        "engines": {
-            "semantic": str(ROOT / "engines/synth-semantic.yaml"),
-            "instance": str(ROOT / "engines/synth-instance.yaml"),
-        }
-    }
+    config = {"engines": BUNDLED_CARDS}
     src = f"synthetic://driving?size={args.size}&fps=10&seed=11&frames={args.frames}"
     k, all_us, persons_us, mb = [], [], [], []
     with streamseg.Pipeline.from_config(config, sources=[src]) as run:

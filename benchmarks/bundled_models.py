@@ -25,17 +25,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cv2  # noqa: E402
-from common import machine_info, write_result  # noqa: E402
+from common import BUNDLED_CARDS, machine_info, write_result  # noqa: E402
 
 from streamseg.config import validate_config  # noqa: E402
 from streamseg.models import open_model  # noqa: E402
 from streamseg.pipeline import Pipeline  # noqa: E402
 from streamseg.synth.scene import DrivingScene  # noqa: E402
 
-CARDS = {
-    "semantic": str(ROOT / "engines" / "synth-semantic.yaml"),
-    "instance": str(ROOT / "engines" / "synth-instance.yaml"),
-}
+CARDS = BUNDLED_CARDS
 
 
 def generator_fps(n: int) -> float:

@@ -7,6 +7,11 @@ import platform
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# the bundled models' cards, by engine task: what most benchmarks run
+BUNDLED_CARDS = {
+    "semantic": str(ROOT / "engines" / "synth-semantic.yaml"),
+    "instance": str(ROOT / "engines" / "synth-instance.yaml"),
+}
 
 
 def machine_info(threads: int) -> dict:

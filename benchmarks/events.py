@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-from common import machine_info, write_result  # noqa: E402
+from common import BUNDLED_CARDS, machine_info, write_result  # noqa: E402
 
 from streamseg.analytics import StreamAnalytics  # noqa: E402
 from streamseg.config import AnalyticsConfig  # noqa: E402
@@ -81,10 +81,7 @@ def on_truth(seeds: list[int], size_wh, fps: float, frames: int, window: int, pe
     return {m.kind: m.summary() for m in meters}
 
 
-CARDS = {
-    "semantic": str(ROOT / "engines" / "synth-semantic.yaml"),
-    "instance": str(ROOT / "engines" / "synth-instance.yaml"),
-}
+CARDS = BUNDLED_CARDS
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-from common import machine_info, write_result  # noqa: E402
+from common import BUNDLED_CARDS, machine_info, write_result  # noqa: E402
 
 import streamseg  # noqa: E402
 from streamseg.frames import Frame  # noqa: E402
@@ -33,12 +33,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--out", help="results folder (default benchmarks/results/<host>-<date>)")
     args = ap.parse_args()
-    config = {
-        "engines": {
-            "semantic": str(ROOT / "engines/synth-semantic.yaml"),
-            "instance": str(ROOT / "engines/synth-instance.yaml"),
-        }
-    }
+    config = {"engines": BUNDLED_CARDS}
     src = f"synthetic://driving?size={args.size}&fps=10&seed=11&frames={args.frames}"
     parts_new, parts_old, record_ms, k = [], [], [], []
     with streamseg.Pipeline.from_config(config, sources=[src]) as run:
