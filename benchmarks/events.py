@@ -77,7 +77,7 @@ def on_truth(seeds: list[int], size_wh, fps: float, frames: int, window: int, pe
             owners = {o: (o, where[o][0], areas[o]) for o in ids}
             full, low = scene.full_areas(), lowest_rows(inst, where)
             for m in meters:
-                m.add_truth(str(seed), i, where, areas, full, edge, owners, events, low, scene.camera(), size_wh)
+                m.add_truth(str(seed), i, where, areas, full, edge, owners, events, low, scene.camera(), size_wh, scene.contact_in_view())
     return {m.kind: m.summary() for m in meters}
 
 

@@ -45,6 +45,8 @@ log = logging.getLogger("streamseg")
 
 CORRIDOR = "ego_corridor"
 MAX_ANALYSIS_W = 640  # without a semantic map, polygon zones are rasterized at most this wide
+SPECK = 0.2  # a mask's detached part under this share of its largest part is not its ground contact
+REACH = 0.25  # how far under its mask (a share of its box height) a contact follows its group in the map
 CORRIDOR_W = 320  # the corridor's component is found on a map at most this wide (strided: cheap, coarse enough)
 
 
@@ -65,6 +67,20 @@ class Contact:
         return int(self.ys.max())
 
 
+def body(crop: np.ndarray, keep: float = SPECK) -> np.ndarray:
+    """The mask without its specks: parts (8-connected) smaller than `keep` of its largest part.
+    A model's mask may hold a detached blob under the feet (on the road marking a step ahead, in
+    the gap under a car): its lowest rows would be taken for the ground contact."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(crop.astype(np.uint8), connectivity=8)
+    if n <= 2:  # one part (or none)
+        return crop
+    area = stats[1:, cv2.CC_STAT_AREA]
+    small = np.flatnonzero(area < keep * area.max()) + 1
+    if not small.size:
+        return crop
+    return crop & ~np.isin(lab, small)
+
+
 def ground_contact(mask_hw: np.ndarray, xyxy: np.ndarray, band: float) -> Contact | None:
     """The contact columns of one instance mask (work on its box crop only), None when empty."""
     h, w = mask_hw.shape
@@ -73,6 +89,7 @@ def ground_contact(mask_hw: np.ndarray, xyxy: np.ndarray, band: float) -> Contac
     crop = mask_hw[y0:y1, x0:x1]
     if crop.size == 0:
         return None
+    crop = body(crop)
     cols = crop.any(0)
     if not cols.any():
         return None
@@ -87,6 +104,25 @@ def ground_contact(mask_hw: np.ndarray, xyxy: np.ndarray, band: float) -> Contac
     if y0 + bot >= h - 1:  # cut off by the frame's bottom: where it stands is not in view
         return Contact(xs, ys, gap, (float((xyxy[0] + xyxy[2]) / 2), float(y0 + bot)), cut=True)
     return Contact(xs, ys, gap, (float((xyxy[0] + xyxy[2]) / 2), float(y0 + bot)))
+
+
+def extend_down(c: Contact, gmap: np.ndarray, gid: int, frame_wh: tuple[int, int], reach: int) -> Contact:
+    """The contact moved down through the segmentation's pixels of the object's own group (at most
+    `reach` frame rows): a model's instance mask often stops short of the feet or wheels (its
+    masks come from coarse prototypes) where the semantic map still shows the person or car; the
+    ground is under those pixels, not under the mask's lowest row."""
+    mh, mw = gmap.shape
+    sy, sx = mh / frame_wh[1], mw / frame_wh[0]
+    steps = max(1, math.ceil(reach * sy))
+    r0 = (c.ys * sy).astype(np.int64) + 1
+    rows = r0[:, None] + np.arange(steps)[None, :]
+    q = np.clip((c.xs * sx).astype(np.int64), 0, mw - 1)
+    own = (gmap[np.clip(rows, 0, mh - 1), q[:, None]] == gid) & (rows < mh)
+    run = np.cumprod(own, axis=1).sum(1)  # own-group map rows straight under each column's lowest pixel
+    if not run.any():
+        return c
+    ys = np.maximum(c.ys, np.minimum(((r0 + run) / sy).astype(np.int64) - 1, frame_wh[1] - 1))
+    return Contact(c.xs, ys, c.gap, c.bottom_xy, c.cut or bool((ys >= frame_wh[1] - 1).any()))
 
 
 class Sampler:
@@ -415,6 +451,11 @@ class StreamAnalytics:
         at = (f.seq, float(f.pts))
         n = len(inst)
         contacts = [ground_contact(inst.masks[i], inst.xyxy[i], cfg.band) for i in range(n)]
+        if sem is not None:  # where the segmentation shows more of the object under its mask, its contact is there
+            for i, c in enumerate(contacts):
+                if c is not None and not c.cut and inst.groups[i] in sem.group_names:
+                    reach = max(2, math.ceil(REACH * (inst.xyxy[i][3] - inst.xyxy[i][1])))
+                    contacts[i] = extend_down(c, gmap, sem.group_names.index(inst.groups[i]) + 1, (fw, fh), reach)
         # the vanishing point: straight ahead, at the horizon (the camera model's; else where the
         # drivable area ends, on a strided map; else the corridor's `top`)
         step = max(1, math.ceil(map_wh[0] / CORRIDOR_W))

@@ -511,6 +511,7 @@ class EventMeter:
             lowest_rows(imap, truth.placements),
             truth.camera,
             (imap.shape[1], imap.shape[0]),
+            truth.contact_view,
         )
 
     def add_truth(
@@ -526,18 +527,20 @@ class EventMeter:
         lowest: dict[int, int] | None = None,
         camera: dict | None = None,
         size_wh: tuple[int, int] | None = None,
+        contact_view: dict[int, float] | None = None,
     ) -> None:
         """One frame, reduced: where each object stands, its visible and full areas, the ids on the
         frame's bottom row and side columns, each track's owner (the object its mask covers most),
         group and mask area; with the scene's `camera` and the frame's `size_wh`, each object's lowest
-        visible row (`lowest`) says whether its feet are in view (the ego corridor needs the camera)."""
+        visible row (`lowest`) says whether its feet are in view (the ego corridor needs the camera),
+        and `contact_view` (the share of its ground contact in view) whether enough of them is."""
         self.frames += 1
         for oid, (kind, x, z, on) in placements.items():
             if kind != self.group:
                 continue
             area = areas.get(oid, 0)
             graded = area >= self.min_area and area >= self.min_visibility * max(full_areas.get(oid, area), 1)
-            if not area or oid in bottom or not _feet_in_view(oid, z, lowest, camera):
+            if not area or oid in bottom or not _feet_in_view(oid, z, lowest, camera, contact_view):
                 self._cut.add((sid, oid, seq))  # where it stands is not in view
             inside = on
             if self.kind == "intrusion_start":
@@ -624,9 +627,18 @@ def lowest_rows(imap: np.ndarray, placements: dict) -> dict[int, int]:
     return {o: int(low[o]) for o in ids if low[o] >= 0}
 
 
-def _feet_in_view(oid: int, z: float, lowest: dict[int, int] | None, camera: dict | None) -> bool:
+CONTACT_IN_VIEW = 0.5  # of an object's ground contact (its silhouette's lowest rows), this much must show
+
+
+def _feet_in_view(
+    oid: int, z: float, lowest: dict[int, int] | None, camera: dict | None, contact_view: dict[int, float] | None = None
+) -> bool:
     """The object's visible mask reaches the row where it meets the ground (within a few rows): its
-    feet are not behind a thing in front of it. Without a camera or rows, assumed in view."""
+    feet are not behind a thing in front of it; with `contact_view`, at least CONTACT_IN_VIEW of its
+    lowest rows show (feet seen only through the gap under a car's body are not in view). Without
+    a camera or rows, assumed in view."""
+    if contact_view is not None and contact_view.get(oid, 0.0) < CONTACT_IN_VIEW:
+        return False
     if lowest is None or camera is None:
         return True
     if oid not in lowest:

@@ -5,7 +5,9 @@ motion model, one tracker per stream:
 
 1. every live track predicts its box for this frame (last box + velocity x frames since);
 2. confident detections (score >= `high`) are matched to the predictions by IoU, best
-   pair first, same class only;
+   pair first, same class only, in DeepSORT's cascade: tracks seen in the last frame first, then
+   those unseen for longer (a track lost a while, extrapolated along its last motion, cannot take
+   a live track's object: a person's track would pass to the track of a second opinion on it);
 3. the remaining tracks get a second chance with the low-score detections (ByteTrack's
    point: a car half hidden behind another scores low but is still that car);
    then the confident detections still unmatched are matched to the tracks still free by the
@@ -143,12 +145,22 @@ class Tracker:
             iou = iou_matrix(pred, boxes[dets])
             same = np.array([self.tracks[t].class_id for t in free])[:, None] == inst.class_id[dets][None, :]
             iou = np.where(same, iou, 0.0)
-            taken = set()
-            for r, c in greedy_match(iou, thr):
-                track = self.tracks[free[r]]
-                track.update(boxes[dets[c]], f)
-                ids[dets[c]] = track.tid
-                taken.add(r)
+            taken, used = set(), set()
+            # DeepSORT's matching cascade: tracks seen in the last frame first, then by how long unseen,
+            # so a track that was lost for a while (a second opinion's) cannot take over a live one's object
+            age = np.array([f - self.tracks[t].last_frame for t in free])
+            for a in np.unique(age):
+                rows = np.flatnonzero(age == a)
+                cols = np.array([c for c in range(len(dets)) if c not in used], np.int64)
+                if not len(cols):
+                    break
+                for r, c in greedy_match(iou[np.ix_(rows, cols)], thr):
+                    r, c = int(rows[r]), int(cols[c])
+                    track = self.tracks[free[r]]
+                    track.update(boxes[dets[c]], f)
+                    ids[dets[c]] = track.tid
+                    taken.add(r)
+                    used.add(c)
             free = [t for k, t in enumerate(free) if k not in taken]
         rest = np.array([d for d in high if ids[d] == 0], np.int64)
         if len(rest) and (ids > 0).any():  # a duplicate of an object matched this frame takes no free track

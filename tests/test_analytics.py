@@ -186,6 +186,40 @@ def test_a_map_coarser_than_the_frame_is_read_under_the_feet_not_on_them():
     assert [e.type for e in events] == ["enter"] and fa.zones["on_road"].tolist() == [True]
 
 
+def test_a_detached_speck_under_the_feet_is_not_the_ground_contact():
+    # the person stands on the sidewalk; its mask holds a speck 6 rows under the feet, on the road
+    # (a model's mask bleeding onto the lane marking a step ahead): the speck's columns would make
+    # it "on the road"
+    obj = person(90, 110, 20, 60)
+    obj[66:68, 92:108] = True
+    road = np.zeros((H, W), bool)
+    road[63:, :] = True
+    sa = analytics(zones=[{"name": "on_road", "groups": ["road"]}], min_frames=1)
+    events, fa = sa.update(frame(0, [(1, "person", obj)], road))
+    assert events == [] and fa.zones["on_road"].tolist() == [False]
+
+
+def test_a_mask_that_stops_short_of_the_feet_is_continued_by_the_semantic_map():
+    # the instance mask ends at row 49; the semantic map shows the person's legs down to row 55 and
+    # the road under them (the sidewalk under the mask's own last row): the person is on the road
+    obj = person(95, 105, 20, 50)
+    gm = np.full((H, W), 2, np.uint8)  # sidewalk
+    gm[56:, :] = 1  # road from row 56
+    gm[20:56, 95:105] = 3  # the person, as the semantic model sees it
+    groups = [*GROUPS, "person"]
+    f = frame(0, [(1, "person", obj)])
+    f.semantic = SemanticResult(gm.copy(), groups, gm, groups)
+    sa = analytics(zones=[{"name": "on_road", "groups": ["road"]}], min_frames=1)
+    events, fa = sa.update(f)
+    assert [e.type for e in events] == ["enter"] and fa.zones["on_road"].tolist() == [True]
+    # the map's own group only: a car under the person's mask does not continue it
+    gm[50:56, 95:105] = 4
+    f = frame(0, [(1, "person", obj)])
+    f.semantic = SemanticResult(gm.copy(), [*groups, "car"], gm, [*groups, "car"])
+    sa = analytics(zones=[{"name": "on_road", "groups": ["road"]}], min_frames=1)
+    assert sa.update(f)[0] == []
+
+
 # debounce, hysteresis, pts ------------------------------------------------------------------------
 def test_hysteresis_and_debounce():
     h = Hysteresis()

@@ -405,27 +405,35 @@ def test_event_meter_grades_intrusion_start_into_the_ego_corridor():
     assert m.truth[0][1] == into == 16
 
 
-def test_event_meter_ignores_a_step_whose_feet_are_hidden():
+@pytest.mark.parametrize(
+    "lowest, view, expected",
+    [
+        (200, None, (0, 0, 0, 1)),  # a car in front hides its legs: its mask ends at row 200
+        (235, None, (1, 1, 0, 0)),  # feet in view
+        (235, 0.3, (0, 0, 0, 1)),  # its lowest row shows (feet under a car's body), 30% of its contact
+        (235, 0.8, (1, 1, 0, 0)),
+    ],
+)
+def test_event_meter_ignores_a_step_whose_feet_are_hidden(lowest, view, expected):
     from streamseg.evaluate import EventMeter
 
-    # person 5 steps onto the road at frame 10, 10 m ahead (its feet at row 235); a car in front hides
-    # its legs (its mask ends at row 200): the step is not graded, and its enter counts neither way.
-    # With its feet in view, the same enter is a hit
-    for lowest, expected in ((200, (0, 0, 0, 1)), (235, (1, 1, 0, 0))):
-        m = EventMeter(window=3, min_frames=2)
-        for i in range(20):
-            m.add_truth(
-                "s",
-                i,
-                {5: ("person", 0.0, 10.0, i >= 10)},
-                {5: 1000},
-                {},
-                set(),
-                {1: (5, "person", 1000)},
-                [_event(i, 1)] if i == 11 else [],
-                {5: lowest},
-                CAM,
-                (640, 360),
-            )
-        s = m.summary()
-        assert (s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]) == expected
+    # person 5 steps onto the road at frame 10, 10 m ahead (its feet at row 235); when its feet are
+    # hidden the step is not graded, and its enter counts neither way; in view, the same enter is a hit
+    m = EventMeter(window=3, min_frames=2)
+    for i in range(20):
+        m.add_truth(
+            "s",
+            i,
+            {5: ("person", 0.0, 10.0, i >= 10)},
+            {5: 1000},
+            {},
+            set(),
+            {1: (5, "person", 1000)},
+            [_event(i, 1)] if i == 11 else [],
+            {5: lowest},
+            CAM,
+            (640, 360),
+            None if view is None else {5: view},
+        )
+    s = m.summary()
+    assert (s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]) == expected

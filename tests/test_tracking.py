@@ -80,6 +80,19 @@ def test_a_duplicate_of_a_matched_object_takes_no_free_track_by_centre_distance(
     assert again == first
 
 
+def test_a_track_seen_last_frame_keeps_its_object_before_an_older_one_is_asked():
+    # a person (track 1) walks on; a second opinion on it (a box over its upper half, track 2) was
+    # last seen 4 frames ago and its motion extrapolates onto the person's new box better than the
+    # person's own track does. DeepSORT's cascade: the live track is matched first and keeps it
+    t = Tracker(centre_dist=0.0)
+    for f in range(4):
+        boxes = [[100, 40 - f, 120, 90 + 4 * f]] + ([[104, 40, 122, 70 + 10 * f]] if f < 3 else [])
+        out = t.update(boxes_instances(boxes, [0.99] + [0.9] * (len(boxes) - 1)), f).track_id.tolist()
+    assert out == [1]
+    got = t.update(boxes_instances([[104, 34, 126, 150]], [0.99]), 6).track_id.tolist()
+    assert got == [1]
+
+
 def test_classes_never_share_a_track():
     t = Tracker()
     t.update(boxes_instances([[0, 0, 20, 20]], [0.9], [0]), 0)

@@ -26,6 +26,7 @@ class GroundTruth:
     # instance id -> (kind, lateral m, ahead m, on the road) for the cars and persons in view (synthetic)
     placements: dict[int, tuple] | None = None
     camera: dict | None = None  # the scene's camera: height_m, focal_px, horizon_row, far_m (synthetic)
+    contact_view: dict[int, float] | None = None  # instance id -> share of its ground contact in view (synthetic)
 
 
 class Source:

@@ -28,7 +28,9 @@ def _rendered(size_wh, fps, seed, n: int, scene) -> list[tuple]:
     key = (tuple(size_wh), fps, seed, scene.people, n)
     if key not in _last_rendered:
         _last_rendered.clear()
-        _last_rendered[key] = [(*scene.render(i), scene.full_areas(), scene.placements(i)) for i in range(n)]
+        _last_rendered[key] = [
+            (*scene.render(i), scene.full_areas(), scene.placements(i), scene.contact_in_view()) for i in range(n)
+        ]
     return _last_rendered[key]
 
 
@@ -104,13 +106,19 @@ class SyntheticSource(Source):
         from streamseg.synth.scene import LABELS
 
         if self._cache:
-            img, label, inst, areas, where = self._cache[self._i % len(self._cache)]
+            img, label, inst, areas, where, view = self._cache[self._i % len(self._cache)]
             img = img.copy()  # downstream stages may draw on it
-            truth = GroundTruth(label, inst, LABELS, areas, where, self.scene.camera())
+            truth = GroundTruth(label, inst, LABELS, areas, where, self.scene.camera(), view)
         else:
             img, label, inst = self.scene.render(self._i)
             truth = GroundTruth(
-                label, inst, LABELS, self.scene.full_areas(), self.scene.placements(self._i), self.scene.camera()
+                label,
+                inst,
+                LABELS,
+                self.scene.full_areas(),
+                self.scene.placements(self._i),
+                self.scene.camera(),
+                self.scene.contact_in_view(),
             )
         f = SourceFrame(img, self._i / self.fps, truth=truth)
         self._i += 1

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# what a frame shows for a seed changes with this: caches of rendered frames are keyed by it
+# (2: the solid edge lines drawn as densely as the road's edges, inside the road on bends)
+SCENE_VERSION = 2
 LABELS = ["background", "road", "sidewalk", "lane", "car", "person", "sky", "building", "vegetation"]
 L = {name: i for i, name in enumerate(LABELS)}
 INSTANCE_LABELS = ("car", "person")
@@ -288,7 +291,31 @@ class DrivingScene:
         for obj, z in self._visible(s, t):
             getattr(self, f"_draw_{obj.kind}")(img, label, inst, obj, z, t, s)
         self._finish(img, index)
+        self._inst = inst
         return img, label, inst
+
+    def contact_in_view(self, band: float = 0.15) -> dict[int, float]:
+        """Instance id -> the share of its ground contact in view, for the last rendered frame: of the
+        pixels its silhouette would cover in its lowest `band` of rows (feet and shins, wheels) with
+        nothing in front, how many show. A person whose legs are behind a parked car, its feet
+        showing only through the gap under the car's body, is not seen to step anywhere."""
+        out = {}
+        for oid, polys in self._shapes.items():
+            pts = np.concatenate(polys).reshape(-1, 2) >> 4
+            top, low = int(pts[:, 1].min()), int(pts[:, 1].max())
+            y0 = max(low - max(2, math.ceil(band * (low - top + 1))), 0)
+            x0, x1 = max(int(pts[:, 0].min()), 0), min(int(pts[:, 0].max()) + 2, self.w)
+            y1 = min(low + 2, self.h)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            shift = np.array([x0, y0], np.int32) << 4
+            for p in polys:
+                cv2.fillPoly(canvas, [p - shift], 1, cv2.LINE_8, 4)
+            full = np.count_nonzero(canvas)
+            if full:
+                out[oid] = float(np.count_nonzero(canvas.astype(bool) & (self._inst[y0:y1, x0:x1] == oid))) / full
+        return out
 
     def full_areas(self) -> dict[int, int]:
         """Instance id -> pixels its silhouette would cover inside the frame with nothing in front,
@@ -338,7 +365,7 @@ class DrivingScene:
             x = left + k * self.lane_w
             if k in (0, self.lanes):
                 x += 0.3 if k == 0 else -0.3
-                segs = [(0.8, 220.0)]
+                segs = [(0.8, self.ground_far_m)]
             else:
                 period, dash = 12.0, 3.0
                 first = -(s % period)
@@ -347,7 +374,9 @@ class DrivingScene:
                 (230, 190, 40) if (self.oncoming and k == self.lanes // 2 and 0 < k < self.lanes) else (235, 235, 230)
             )
             for a, b in segs:
-                zz = np.linspace(max(a, 0.8), b, 6)
+                # sampled as densely as the road's edges: a long solid line drawn as a few chords
+                # bows off its curve (on a bend it ran up to half a metre outside the road)
+                zz = np.linspace(max(a, 0.8), b, 6) if b - a < 10 else z
                 cc = self._curve(zz, s)
                 pts = np.concatenate(
                     [self._project(x - mark_w / 2 + cc, 0, zz), self._project(x + mark_w / 2 + cc, 0, zz)[::-1]]

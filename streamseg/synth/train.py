@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from streamseg.models.preprocess import ResizeTransform
-from streamseg.synth.scene import LABELS, DrivingScene
+from streamseg.synth.scene import LABELS, SCENE_VERSION, DrivingScene
 
 DEFAULT_ITERS = {"semantic": 1800, "instance": 1600}  # the bundled models' recipe
 INPUT_WH = (640, 360)  # 1280x720 halved: people 20 px wide stay a few cells wide
@@ -95,7 +95,7 @@ def load_or_render(
     cache: str | None, seeds: list[int], per_seed: int, step: int, people: float = 1.0
 ) -> dict[str, np.ndarray]:
     """The training frames, from `cache` (a folder of .npy files) when it holds them for these seeds."""
-    key = f"{seeds[0]}-{seeds[-1]}x{per_seed}s{step}_{INPUT_WH[0]}x{INPUT_WH[1]}" + (
+    key = f"v{SCENE_VERSION}_{seeds[0]}-{seeds[-1]}x{per_seed}s{step}_{INPUT_WH[0]}x{INPUT_WH[1]}" + (
         f"p{people:g}" if people != 1 else ""
     )
     folder = Path(cache) / key if cache else None
@@ -329,7 +329,12 @@ def _num(v) -> float:
     return float(v.detach()) if hasattr(v, "detach") else float(v)
 
 
-def train_instance(data, iters: int, seed: int, batch: int = 8, person_weight: float = 4.0):
+def train_instance(data, iters: int, seed: int, batch: int = 8, person_weight: float = 4.0, cls_target: str = "one"):
+    """`cls_target`: what an anchor assigned to an object is taught to score. "one": 1 for every
+    assigned anchor (an anchor at the object's edge, with a poor box, learns to be as sure as the
+    best one: NMS then keeps a second, shifted box of one person). "iou": its box's IoU with the
+    object over the best IoU among that object's anchors (the best-placed anchor 1, the others in
+    proportion; the quality-aware score of VarifocalNet and YOLOv8's task-aligned assigner)."""
     import torch
     from torch.nn import functional as F
 
@@ -356,7 +361,12 @@ def train_instance(data, iters: int, seed: int, batch: int = 8, person_weight: f
             if len(pos):
                 g = match[pos]
                 giou, iou = _giou(boxes[b, pos], gb_t[g])
-                target[pos, torch.from_numpy(gc)[g]] = 1.0
+                if cls_target == "iou":
+                    q = iou.detach().clamp(min=0.0)
+                    best = torch.zeros(len(gb_t)).scatter_reduce(0, g, q, "amax", include_self=False)
+                    target[pos, torch.from_numpy(gc)[g]] = (q / best[g].clamp(min=1e-6)).clamp(max=1.0)
+                else:
+                    target[pos, torch.from_numpy(gc)[g]] = 1.0
                 loss_box = loss_box + (1 - giou).sum()
                 ph, pw = protos.shape[-2:]
                 logits = (coef[b, pos] @ protos[b].flatten(1)).view(-1, ph, pw)
@@ -479,6 +489,12 @@ def main(argv: list[str] | None = None) -> int:
         "--people", type=float, default=3.0, help="pedestrians per training scene, relative to the evaluated scenes"
     )
     ap.add_argument("--dice", type=float, default=1.0, help="weight of the person Dice loss beside the cross-entropy")
+    ap.add_argument(
+        "--cls-target",
+        choices=["one", "iou"],
+        default="one",
+        help="instance: what an assigned anchor learns to score (1, or its box's IoU over the best one's)",
+    )
     ap.add_argument("--eval-seeds", default="0-4")
     ap.add_argument("--val-seeds", default="900-905", help="for calibration; neither trained nor evaluated on")
     ap.add_argument("--eval-frames", type=int, default=60)
@@ -527,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     for task in tasks:
         iters = args.iters or DEFAULT_ITERS[task]
-        task_recipe = {**recipe, "iterations": iters} | ({"dice": args.dice} if task == "semantic" else {})
+        task_recipe = {**recipe, "iterations": iters} | (
+            {"dice": args.dice} if task == "semantic" else {"cls_target": args.cls_target}
+        )
         if task == "semantic":
             model, secs = train_semantic(
                 data, iters, args.seed, person_weight=args.person_weight, dice_weight=args.dice
@@ -541,7 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             add_logit_bias(onnx_path, -alpha * np.log(weights), onnx_path)
             card["training"]["recipe"]["logit_bias_alpha"] = alpha
         else:
-            model, secs = train_instance(data, iters, args.seed, person_weight=args.person_weight)
+            model, secs = train_instance(
+                data, iters, args.seed, person_weight=args.person_weight, cls_target=args.cls_target
+            )
             model.export = True
             onnx_path = out / "synth-instance.onnx"
             export_onnx(model, onnx_path, ["output0", "output1"])

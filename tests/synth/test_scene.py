@@ -133,3 +133,32 @@ def test_people_scales_the_pedestrians_and_the_truth_says_where_they_stand():
 
     base = "synthetic://driving?size=160x90&frames=2&seed=7"
     assert persons(base + "&people=3") > persons(base)
+
+
+def test_the_solid_edge_lines_lie_inside_the_road_on_a_bend():
+    # seed 2016, frame 126: a bend (the road's centre 0.39 m off at 19 m). The right edge line is
+    # painted 0.3 m inside the road's edge; drawn as a few long chords it bowed out onto the
+    # sidewalk, so "road + lane" reached half a metre past the edge the truth uses
+    scene = DrivingScene((640, 360), 15, 2016)
+    _, label, _ = scene.render(126)
+    s = scene.speed * 126 / scene.fps
+    _, right = scene._road_edges()
+    for z in (15.0, 22.0, 30.0):  # where no car or person stands on the edge
+        c = float(scene._curve(z, s))
+        assert abs(c) > 0.1
+        row = lambda x: label[int(scene._pt(x + c, 0, z)[1]), int(round(scene._pt(x + c, 0, z)[0]))]  # noqa: E731
+        assert LABELS[row(right - 0.3)] == "lane"
+        assert LABELS[row(right + 0.15)] == "sidewalk"
+
+
+def test_contact_in_view_says_how_much_of_the_ground_contact_shows():
+    scene = DrivingScene((640, 360), 15, 2168)
+    # person 77 walks behind a parked car: its feet show under the car's body for a while
+    view = []
+    for i in (135, 138, 141, 144):
+        _, _, inst = scene.render(i)
+        view.append(scene.contact_in_view()[77])
+        assert (inst == 77).any()
+    assert view[0] == 1.0 and view[1] > 0.5 and view[2] < 0.3 and view[3] < 0.15
+    full = [v for i in range(0, 150, 10) for v in (scene.render(i), scene.contact_in_view())[1].values()]
+    assert min(full) >= 0.0 and max(full) == 1.0
