@@ -146,9 +146,9 @@ def test_the_solid_edge_lines_lie_inside_the_road_on_a_bend():
     for z in (15.0, 22.0, 30.0):  # where no car or person stands on the edge
         c = float(scene._curve(z, s))
         assert abs(c) > 0.1
-        row = lambda x: label[int(scene._pt(x + c, 0, z)[1]), int(round(scene._pt(x + c, 0, z)[0]))]  # noqa: E731
-        assert LABELS[row(right - 0.3)] == "lane"
-        assert LABELS[row(right + 0.15)] == "sidewalk"
+        for x, expected in ((right - 0.3, "lane"), (right + 0.15, "sidewalk")):
+            u, v = scene._pt(x + c, 0, z)
+            assert LABELS[label[int(v), int(round(u))]] == expected, (z, x)
 
 
 def test_contact_in_view_says_how_much_of_the_ground_contact_shows():
