@@ -324,6 +324,18 @@ def assign(centres, strides, gt_boxes, radius: float = 2.5):
     return torch.where(cand.any(1), best, torch.full_like(best, -1))
 
 
+def score_targets(iou, gt_index, n_gt: int, kind: str = "one"):
+    """What each assigned anchor is taught to score (see `train_instance`): 1, or ("iou") its box's
+    IoU with its object over the best IoU among that object's anchors."""
+    import torch
+
+    if kind == "one":
+        return torch.ones_like(iou)
+    q = iou.detach().clamp(min=0.0)
+    best = torch.zeros(n_gt, dtype=q.dtype).scatter_reduce(0, gt_index, q, "amax", include_self=False)
+    return (q / best[gt_index].clamp(min=1e-6)).clamp(max=1.0)
+
+
 def _num(v) -> float:
     """A loss term for the log: a tensor (detached) or still the 0.0 it started as."""
     return float(v.detach()) if hasattr(v, "detach") else float(v)
@@ -361,12 +373,7 @@ def train_instance(data, iters: int, seed: int, batch: int = 8, person_weight: f
             if len(pos):
                 g = match[pos]
                 giou, iou = _giou(boxes[b, pos], gb_t[g])
-                if cls_target == "iou":
-                    q = iou.detach().clamp(min=0.0)
-                    best = torch.zeros(len(gb_t)).scatter_reduce(0, g, q, "amax", include_self=False)
-                    target[pos, torch.from_numpy(gc)[g]] = (q / best[g].clamp(min=1e-6)).clamp(max=1.0)
-                else:
-                    target[pos, torch.from_numpy(gc)[g]] = 1.0
+                target[pos, torch.from_numpy(gc)[g]] = score_targets(iou, g, len(gb_t), cls_target)
                 loss_box = loss_box + (1 - giou).sum()
                 ph, pw = protos.shape[-2:]
                 logits = (coef[b, pos] @ protos[b].flatten(1)).view(-1, ph, pw)

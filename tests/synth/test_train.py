@@ -156,3 +156,11 @@ def test_freed_training_memory_stays_in_the_heap():
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt")
     assert train.keep_freed_memory() is True
+
+
+def test_iou_score_targets_teach_the_best_placed_anchor_of_each_object_one():
+    iou = torch.tensor([0.8, 0.4, 0.2, 0.5, 0.6])
+    g = torch.tensor([0, 0, 0, 1, 1])  # anchors 0-2 on object 0, 3-4 on object 1
+    assert train.score_targets(iou, g, 2, "one").tolist() == [1.0] * 5
+    got = train.score_targets(iou, g, 2, "iou").tolist()
+    assert got == pytest.approx([1.0, 0.5, 0.25, 5 / 6, 1.0])
