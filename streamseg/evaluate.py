@@ -577,8 +577,13 @@ class EventMeter:
         tp = fp = ignored = 0
         for sid, seq, oid, appearance in self.pred:
             match = None
-            for j, (tsid, tseq, toid, _) in enumerate(self.truth):
-                if j not in used and tsid == sid and toid == oid and oid and abs(tseq - seq) <= self.window:
+            for j, (tsid, tseq, toid, graded) in enumerate(self.truth):
+                if j in used or tsid != sid or toid != oid or not oid:
+                    continue
+                # a step made out of view can be seen only once the feet are back: an event then is
+                # that (ignored) step's, not a false alarm
+                until = tseq + self.window if graded else self._back_in_view(sid, oid, tseq) + self.window
+                if tseq - self.window <= seq <= until:
                     match = j
                     break
             if match is not None:
@@ -609,6 +614,12 @@ class EventMeter:
             "precision": round(tp / (tp + fp), 4) if tp + fp else None,
             "recall": round(tp / graded, 4) if graded else None,
         }
+
+    def _back_in_view(self, sid: str, oid: int, seq: int) -> int:
+        """The first frame from `seq` on in which the object's ground contact is in view."""
+        while (sid, oid, seq) in self._cut:
+            seq += 1
+        return seq
 
     def _graded_near(self, sid: str, oid: int) -> bool:
         """Was this person big and visible enough to be graded when last seen?"""

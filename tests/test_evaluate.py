@@ -437,3 +437,29 @@ def test_event_meter_ignores_a_step_whose_feet_are_hidden(lowest, view, expected
         )
     s = m.summary()
     assert (s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]) == expected
+
+
+def test_an_event_when_the_feet_come_back_into_view_belongs_to_the_hidden_step():
+    from streamseg.evaluate import EventMeter
+
+    # person 5 steps onto the road at frame 10 while a car hides its legs (frames 8-15); the analytics
+    # can only see it on the road once its feet show again (frame 16) and raises enter then: that is
+    # the ignored step's event, not a false alarm. An enter long after that is one
+    for at, expected in ((16, (0, 0, 0, 1)), (30, (0, 0, 1, 0))):
+        m = EventMeter(window=3, min_frames=2)
+        for i in range(40):
+            m.add_truth(
+                "s",
+                i,
+                {5: ("person", 0.0, 10.0, i >= 10)},
+                {5: 1000},
+                {},
+                set(),
+                {1: (5, "person", 1000)},
+                [_event(at, 1)] if i == at + 1 else [],
+                {5: 200 if 8 <= i <= 15 else 235},
+                CAM,
+                (640, 360),
+            )
+        s = m.summary()
+        assert (s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]) == expected
