@@ -405,6 +405,32 @@ def test_event_meter_grades_intrusion_start_into_the_ego_corridor():
     assert m.truth[0][1] == into == 16
 
 
+def _one_step(frames: int, event_at: int, lowest, view=None) -> tuple[int, int, int, int]:
+    """Person 5 steps onto the road at frame 10, 10 m ahead (its feet at row 235), its track 1 raising
+    `enter` timed by `event_at`; `lowest(i)`: its lowest visible row at frame i. (graded, hits, false
+    alarms, ignored predictions)."""
+    from streamseg.evaluate import EventMeter
+
+    m = EventMeter(window=3, min_frames=2)
+    for i in range(frames):
+        m.add_truth(
+            "s",
+            i,
+            {5: ("person", 0.0, 10.0, i >= 10)},
+            {5: 1000},
+            {},
+            set(),
+            {1: (5, "person", 1000)},
+            [_event(event_at, 1)] if i == event_at + 1 else [],
+            {5: lowest(i)},
+            CAM,
+            (640, 360),
+            None if view is None else {5: view},
+        )
+    s = m.summary()
+    return s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]
+
+
 @pytest.mark.parametrize(
     "lowest, view, expected",
     [
@@ -415,51 +441,14 @@ def test_event_meter_grades_intrusion_start_into_the_ego_corridor():
     ],
 )
 def test_event_meter_ignores_a_step_whose_feet_are_hidden(lowest, view, expected):
-    from streamseg.evaluate import EventMeter
-
-    # person 5 steps onto the road at frame 10, 10 m ahead (its feet at row 235); when its feet are
-    # hidden the step is not graded, and its enter counts neither way; in view, the same enter is a hit
-    m = EventMeter(window=3, min_frames=2)
-    for i in range(20):
-        m.add_truth(
-            "s",
-            i,
-            {5: ("person", 0.0, 10.0, i >= 10)},
-            {5: 1000},
-            {},
-            set(),
-            {1: (5, "person", 1000)},
-            [_event(i, 1)] if i == 11 else [],
-            {5: lowest},
-            CAM,
-            (640, 360),
-            None if view is None else {5: view},
-        )
-    s = m.summary()
-    assert (s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]) == expected
+    # when its feet are hidden the step is not graded, and its enter counts neither way; in view, the
+    # same enter is a hit
+    assert _one_step(20, 10, lambda i: lowest, view) == expected
 
 
 def test_an_event_when_the_feet_come_back_into_view_belongs_to_the_hidden_step():
-    from streamseg.evaluate import EventMeter
-
-    # person 5 steps onto the road at frame 10 while a car hides its legs (frames 8-15); the analytics
-    # can only see it on the road once its feet show again (frame 16) and raises enter then: that is
-    # the ignored step's event, not a false alarm. An enter long after that is one
+    # a car hides its legs in frames 8-15, over the step; the analytics can only see it on the road
+    # once its feet show again (frame 16) and raises enter then: that is the ignored step's event, not
+    # a false alarm. An enter long after that is one
     for at, expected in ((16, (0, 0, 0, 1)), (30, (0, 0, 1, 0))):
-        m = EventMeter(window=3, min_frames=2)
-        for i in range(40):
-            m.add_truth(
-                "s",
-                i,
-                {5: ("person", 0.0, 10.0, i >= 10)},
-                {5: 1000},
-                {},
-                set(),
-                {1: (5, "person", 1000)},
-                [_event(at, 1)] if i == at + 1 else [],
-                {5: 200 if 8 <= i <= 15 else 235},
-                CAM,
-                (640, 360),
-            )
-        s = m.summary()
-        assert (s["ground_truth"], s["hits"], s["false_alarms"], s["ignored_predictions"]) == expected
+        assert _one_step(40, at, lambda i: 200 if 8 <= i <= 15 else 235) == expected
