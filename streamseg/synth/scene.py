@@ -287,6 +287,7 @@ class DrivingScene:
         img, label = (a.copy() for a in self._background)
         inst = np.zeros((self.h, self.w), np.int32)
         self._shapes: dict[int, list[np.ndarray]] = {}
+        self._sil: dict | None = None  # silhouettes of this frame's objects, rasterized when first asked
         self._draw_ground(img, label, s)
         for obj, z in self._visible(s, t):
             getattr(self, f"_draw_{obj.kind}")(img, label, inst, obj, z, t, s)
@@ -294,45 +295,43 @@ class DrivingScene:
         self._inst = inst
         return img, label, inst
 
+    def _silhouettes(self) -> dict[int, tuple[np.ndarray, int, int, int, int]]:
+        """Instance id -> (its silhouette with nothing in front, as a bool canvas over its in-frame box,
+        the canvas's x0 and y0, its top and lowest row), for the last rendered frame, rasterized once."""
+        if self._sil is None:
+            self._sil = {}
+            for oid, polys in self._shapes.items():
+                pts = np.concatenate(polys).reshape(-1, 2) >> 4
+                x0, y0 = np.clip(pts.min(0), 0, [self.w, self.h])
+                x1, y1 = np.clip(pts.max(0) + 2, 0, [self.w, self.h])
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+                shift = np.array([x0, y0], np.int32) << 4
+                for p in polys:  # one at a time: fillPoly over several polygons is even-odd
+                    cv2.fillPoly(canvas, [p - shift], 1, cv2.LINE_8, 4)
+                self._sil[oid] = (canvas.view(bool), int(x0), int(y0), int(pts[:, 1].min()), int(pts[:, 1].max()))
+        return self._sil
+
     def contact_in_view(self, band: float = 0.15) -> dict[int, float]:
         """Instance id -> the share of its ground contact in view, for the last rendered frame: of the
         pixels its silhouette would cover in its lowest `band` of rows (feet and shins, wheels) with
         nothing in front, how many show. A person whose legs are behind a parked car, its feet
         showing only through the gap under the car's body, is not seen to step anywhere."""
         out = {}
-        for oid, polys in self._shapes.items():
-            pts = np.concatenate(polys).reshape(-1, 2) >> 4
-            top, low = int(pts[:, 1].min()), int(pts[:, 1].max())
-            y0 = max(low - max(2, math.ceil(band * (low - top + 1))), 0)
-            x0, x1 = max(int(pts[:, 0].min()), 0), min(int(pts[:, 0].max()) + 2, self.w)
-            y1 = min(low + 2, self.h)
-            if x1 <= x0 or y1 <= y0:
-                continue
-            canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
-            shift = np.array([x0, y0], np.int32) << 4
-            for p in polys:
-                cv2.fillPoly(canvas, [p - shift], 1, cv2.LINE_8, 4)
-            full = np.count_nonzero(canvas)
+        for oid, (canvas, x0, y0, top, low) in self._silhouettes().items():
+            r0 = max(low - max(2, math.ceil(band * (low - top + 1))), y0)
+            feet = canvas[r0 - y0 :]
+            full = np.count_nonzero(feet)
             if full:
-                out[oid] = float(np.count_nonzero(canvas.astype(bool) & (self._inst[y0:y1, x0:x1] == oid))) / full
+                shown = self._inst[r0 : r0 + feet.shape[0], x0 : x0 + feet.shape[1]] == oid
+                out[oid] = float(np.count_nonzero(feet & shown)) / full
         return out
 
     def full_areas(self) -> dict[int, int]:
         """Instance id -> pixels its silhouette would cover inside the frame with nothing in front,
         for the last rendered frame. Visible area / full area = how much of it is not occluded."""
-        out = {}
-        for oid, polys in self._shapes.items():
-            pts = np.concatenate(polys).reshape(-1, 2) >> 4
-            x0, y0 = np.clip(pts.min(0), 0, [self.w, self.h])
-            x1, y1 = np.clip(pts.max(0) + 2, 0, [self.w, self.h])
-            if x1 <= x0 or y1 <= y0:
-                continue
-            canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
-            shift = np.array([x0, y0], np.int32) << 4
-            for p in polys:  # one at a time: fillPoly over several polygons is even-odd
-                cv2.fillPoly(canvas, [p - shift], 1, cv2.LINE_8, 4)
-            out[oid] = int(np.count_nonzero(canvas))
-        return out
+        return {oid: int(np.count_nonzero(sil[0])) for oid, sil in self._silhouettes().items()}
 
     def _fill(self, img, label, inst, pts, color_rgb, lab: int | None, oid: int = 0, shade: float = 1.0) -> None:
         poly = [self._poly(pts)]
